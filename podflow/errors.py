@@ -1,0 +1,180 @@
+"""The podflow exception tree.
+
+Everything podflow raises on purpose derives from :class:`PodflowError`, with
+one subtree per subsystem (like ``dramatiq.errors``)::
+
+    PodflowError
+    ├── ConfigError                 invalid setting; names the variable
+    ├── StoreError
+    │   └── StoreUnavailable        the store cannot be reached (transient)
+    ├── BrokerError
+    │   └── BrokerUnavailable       the broker cannot be reached (transient)
+    ├── NotFound
+    │   ├── RunNotFound
+    │   ├── SourceNotFound
+    │   └── ProfileNotFound
+    ├── Conflict                    the request is valid but the state forbids it
+    │   ├── InvalidTransition       e.g. cancel a terminal run, start a started one
+    │   ├── IdempotencyConflict     same Idempotency-Key, different body
+    │   └── AlreadyExists
+    ├── InvalidInput                bad input; ``field`` names the culprit
+    │   └── SourceTooLarge
+    └── GenerationError             permanent: the run fails at once
+        ├── TransientGenerationError  retried with backoff
+        └── ToolMissing             a required program (espeak-ng) is absent
+
+Interrupts that must not be swallowed by ``except Exception`` derive from
+:class:`RunInterrupted`, a ``BaseException`` like dramatiq's ``Interrupt``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AlreadyExists",
+    "BrokerError",
+    "BrokerUnavailable",
+    "ConfigError",
+    "Conflict",
+    "GenerationError",
+    "IdempotencyConflict",
+    "InvalidInput",
+    "InvalidTransition",
+    "LeaseLost",
+    "NotFound",
+    "PodflowError",
+    "ProfileNotFound",
+    "RunCancelled",
+    "RunInterrupted",
+    "RunNotFound",
+    "SourceNotFound",
+    "SourceTooLarge",
+    "StoreError",
+    "StoreUnavailable",
+    "ToolMissing",
+    "TransientGenerationError",
+]
+
+
+class PodflowError(Exception):
+    """Root of every error podflow raises on purpose."""
+
+
+# -- configuration --------------------------------------------------------------
+
+
+class ConfigError(PodflowError):
+    """A setting is invalid. ``str(err)`` is one line naming the variable."""
+
+
+# -- store and broker -----------------------------------------------------------
+
+
+class StoreError(PodflowError):
+    """Base class for run-store errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The store (SQLite file or MongoDB server) cannot be reached. Transient."""
+
+
+class BrokerError(PodflowError):
+    """Base class for message-broker errors."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker cannot be reached; nothing was enqueued. Transient."""
+
+
+# -- domain ---------------------------------------------------------------------
+
+
+class NotFound(PodflowError):
+    """The named object does not exist."""
+
+    kind = "object"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{self.kind} {key!r} not found")
+        self.key = key
+
+
+class RunNotFound(NotFound):
+    kind = "run"
+
+
+class SourceNotFound(NotFound):
+    kind = "source"
+
+
+class ProfileNotFound(NotFound):
+    kind = "profile"
+
+
+class Conflict(PodflowError):
+    """The request is well formed but the current state forbids it."""
+
+
+class InvalidTransition(Conflict):
+    """A status change the state machine or the run's current state refuses."""
+
+    def __init__(self, message: str, *, run_id: str | None = None, status: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+
+
+class IdempotencyConflict(Conflict):
+    """An Idempotency-Key was reused with a different request body."""
+
+
+class AlreadyExists(Conflict):
+    """An object with this name already exists."""
+
+
+class InvalidInput(PodflowError):
+    """Input that fails validation. ``field`` names the offending field."""
+
+    def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.details = details
+
+
+class SourceTooLarge(InvalidInput):
+    """A source document exceeds PODFLOW_MAX_SOURCE_BYTES."""
+
+
+# -- generation -----------------------------------------------------------------
+
+
+class GenerationError(PodflowError):
+    """A generator failed for good; the run ends FAILURE without retry."""
+
+
+class TransientGenerationError(GenerationError):
+    """A generator failed in a way worth retrying (network, rate limit, ...)."""
+
+
+class ToolMissing(GenerationError):
+    """A program the generator needs is not installed."""
+
+
+# -- interrupts -----------------------------------------------------------------
+
+
+class RunInterrupted(BaseException):
+    """Raised inside a running generation to stop it.
+
+    A ``BaseException`` so that a generator's ``except Exception`` cannot
+    swallow it, like dramatiq's ``Interrupt``.
+    """
+
+
+class RunCancelled(RunInterrupted):
+    """The run was cancelled (REVOKED) while it was running."""
+
+
+class LeaseLost(RunInterrupted):
+    """This attempt no longer owns the run (re-claimed, or failed by the sweep)."""

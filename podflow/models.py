@@ -1,0 +1,297 @@
+"""The documents podflow keeps: runs, sources and profiles (pydantic models).
+
+Timestamps are aware UTC datetimes at millisecond precision and serialize to
+ISO 8601. Paths in :class:`RunResult` are relative to PODFLOW_DATA_DIR, so a
+shared data directory may be mounted at different places on different hosts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .states import RunStatus
+from .timeutil import utc
+
+__all__ = [
+    "EpisodeProfile",
+    "ErrorInfo",
+    "Lease",
+    "Progress",
+    "Run",
+    "RunPage",
+    "RunRef",
+    "RunRequest",
+    "RunResult",
+    "Source",
+    "SourceInfo",
+    "Speaker",
+    "SpeakerProfile",
+    "Transition",
+    "new_run_id",
+    "new_source_id",
+]
+
+UtcDatetime = Annotated[datetime, AfterValidator(utc)]
+Mode = Literal["queue", "thread"]
+
+_RUN_ID_RE = re.compile(r"^run_[0-9a-f]{32}$")
+PROFILE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+def new_run_id() -> str:
+    """An unguessable run id: ``run_`` and 128 random bits in hex."""
+    return "run_" + secrets.token_hex(16)
+
+
+def new_source_id() -> str:
+    return "src_" + secrets.token_hex(12)
+
+
+def is_run_id(value: str) -> bool:
+    return bool(_RUN_ID_RE.match(value))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- runs -----------------------------------------------------------------------
+
+
+class RunRequest(_Model):
+    """What a client asks for. Validated before anything is stored or enqueued."""
+
+    episode_profile: str = Field(min_length=1, max_length=64)
+    speaker_profile: str = Field(min_length=1, max_length=64)
+    episode_name: str = Field(min_length=1, max_length=200)
+    source_ids: list[str] = Field(min_length=1, max_length=50)
+    briefing_suffix: str | None = Field(default=None, max_length=4000)
+
+    @field_validator("episode_name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("source_ids")
+    @classmethod
+    def _unique_sources(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat a source id")
+        return value
+
+    def fingerprint(self) -> str:
+        """A stable hash of the request, to tell an idempotent retry from a new body."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Progress(_Model):
+    stage: str
+    percent: float = Field(ge=0, le=100)
+    message: str = ""
+
+
+class ErrorInfo(_Model):
+    """Why a run failed. ``type`` is machine-readable (e.g. ``soft_time_limit``,
+    ``time_limit``, ``worker_lost``, ``expired``, or an exception class name)."""
+
+    type: str
+    message: str
+
+
+class RunResult(_Model):
+    """What a successful run produced; paths are relative to PODFLOW_DATA_DIR."""
+
+    audio_path: str | None = None
+    transcript_path: str | None = None
+    outline_path: str | None = None
+    duration_s: float | None = None
+
+
+class Transition(_Model):
+    """One entry of a run's history, appended by the write that changed its status."""
+
+    status: RunStatus
+    at: UtcDatetime
+    attempt: int
+    reason: str
+
+
+class Run(_Model):
+    """A podcast run, as stored."""
+
+    run_id: str
+    status: RunStatus = RunStatus.PENDING
+    # the request
+    episode_profile: str
+    speaker_profile: str
+    episode_name: str
+    source_ids: list[str]
+    briefing_suffix: str | None = None
+    # execution
+    mode: Mode = "queue"
+    attempt: int = 0
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    heartbeat_at: UtcDatetime | None = None
+    #: no execution holds the run: it may be re-claimed at once (set when an
+    #: attempt gives up for a retry, or when the sweep re-dispatches a lost run)
+    released: bool = False
+    # dispatch bookkeeping (a transactional outbox)
+    message_id: str | None = None
+    #: start was requested at this time and the enqueue is not yet confirmed
+    outbox_at: UtcDatetime | None = None
+    enqueued_at: UtcDatetime | None = None
+    enqueue_error: str | None = None
+    # outcome
+    progress: Progress | None = None
+    error: ErrorInfo | None = None
+    result: RunResult | None = None
+    history: list[Transition] = Field(default_factory=list)
+    # provenance
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    retry_of: str | None = None
+
+    @classmethod
+    def new(
+        cls,
+        request: RunRequest,
+        *,
+        now: datetime,
+        mode: Mode = "queue",
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        retry_of: str | None = None,
+    ) -> Run:
+        """A fresh PENDING run for ``request``, its history opened at ``now``."""
+        return cls(
+            run_id=run_id or new_run_id(),
+            **request.model_dump(),
+            mode=mode,
+            created_at=now,
+            updated_at=now,
+            history=[Transition(status=RunStatus.PENDING, at=now, attempt=0, reason="created")],
+            idempotency_key=idempotency_key,
+            request_hash=request.fingerprint(),
+            retry_of=retry_of,
+        )
+
+    @property
+    def request(self) -> RunRequest:
+        return RunRequest(
+            episode_profile=self.episode_profile,
+            speaker_profile=self.speaker_profile,
+            episode_name=self.episode_name,
+            source_ids=self.source_ids,
+            briefing_suffix=self.briefing_suffix,
+        )
+
+    @property
+    def is_terminal(self) -> bool:
+        from .states import is_terminal
+
+        return is_terminal(self.status)
+
+
+class RunPage(_Model):
+    runs: list[Run]
+    next_cursor: str | None = None
+
+
+class RunRef(_Model):
+    """Just enough of a run to dispatch it (what the sweep's bulk queries return)."""
+
+    run_id: str
+    attempt: int
+    mode: Mode
+    message_id: str | None = None
+
+
+class Lease(_Model):
+    """What a heartbeat (or progress write) learns about the attempt's hold on its run.
+
+    ``owned`` is False once the attempt lost the run: it was cancelled
+    (``cancelled``), finished or failed by someone else, or re-claimed.
+    """
+
+    owned: bool
+    cancelled: bool = False
+    status: RunStatus | None = None
+
+
+# -- sources --------------------------------------------------------------------
+
+
+class SourceInfo(_Model):
+    """A source document's metadata (what listings return)."""
+
+    source_id: str
+    title: str
+    filename: str | None = None
+    content_type: Literal["text/plain", "text/markdown", "text/html"]
+    byte_size: int
+    sha256: str
+    created_at: UtcDatetime
+
+
+class Source(SourceInfo):
+    """A source document with its text (HTML already reduced to text)."""
+
+    text: str
+
+    def info(self) -> SourceInfo:
+        return SourceInfo(**self.model_dump(exclude={"text"}))
+
+
+# -- profiles -------------------------------------------------------------------
+
+
+class Speaker(_Model):
+    name: str = Field(min_length=1, max_length=40)
+    voice: str = Field(min_length=1, max_length=64)
+    personality: str = Field(min_length=1, max_length=200)
+
+    @field_validator("personality")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value.strip():
+            raise ValueError("must be one line")
+        return value.strip()
+
+
+class SpeakerProfile(_Model):
+    name: str = Field(pattern=PROFILE_NAME_PATTERN)
+    description: str = Field(default="", max_length=500)
+    speakers: list[Speaker] = Field(min_length=1, max_length=4)
+
+    @model_validator(mode="after")
+    def _unique_speakers(self) -> SpeakerProfile:
+        names = [s.name.casefold() for s in self.speakers]
+        if len(set(names)) != len(names):
+            raise ValueError("speaker names must be unique")
+        return self
+
+
+class EpisodeProfile(_Model):
+    name: str = Field(pattern=PROFILE_NAME_PATTERN)
+    description: str = Field(default="", max_length=500)
+    num_segments: int = Field(ge=1, le=12)
+    default_briefing: str = Field(default="", max_length=4000)
+    words_per_segment: int = Field(default=150, ge=20, le=2000)
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """A model as plain Python values (datetimes stay datetimes)."""
+    return model.model_dump(mode="python")

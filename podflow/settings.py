@@ -1,0 +1,299 @@
+"""podflow's configuration: the one place that reads the environment.
+
+Every setting is an environment variable (or a line in ``.env``); the field's
+alias is the variable's name. Library classes never read the environment:
+the entry points (CLI, API app, actors module, scheduler) call
+:func:`load_settings` once and pass plain values down.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "unknown_variables"]
+
+_MiB = 1024 * 1024
+_GENERATOR_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _var(name: str, *, default: Any, description: str, **kw: Any) -> Any:
+    """A field read from the environment variable ``name`` (and only that name)."""
+    return Field(
+        default,
+        validation_alias=AliasChoices(name),
+        description=description,
+        json_schema_extra={"env": name},
+        **kw,
+    )
+
+
+class Settings(BaseSettings):
+    """All of podflow's settings, validated. Construct with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    # -- connections ------------------------------------------------------------
+    broker_url: str = _var(
+        "PODFLOW_BROKER_URL",
+        default="redis://localhost:6379/0",
+        description="Dramatiq broker: redis://, rediss://, amqp:// or amqps://",
+    )
+    result_backend: str = _var(
+        "PODFLOW_RESULT_BACKEND",
+        default="",
+        description="optional Redis URL for Dramatiq results; empty = results off",
+    )
+    mongodb_uri: str = _var(
+        "MONGODB_URI",
+        default="",
+        description="MongoDB connection string; empty = embedded SQLite store",
+    )
+    mongodb_database: str = _var(
+        "MONGODB_DATABASE", default="podcast_db", description="MongoDB database name", min_length=1
+    )
+    data_dir: Path = _var(
+        "PODFLOW_DATA_DIR",
+        default=Path("var"),
+        description="SQLite file, audio output and local redis data",
+    )
+
+    # -- execution --------------------------------------------------------------
+    mode: Literal["queue", "thread"] = _var(
+        "PODFLOW_MODE",
+        default="queue",
+        description="queue = Dramatiq workers; thread = run inside the API process",
+    )
+    concurrency: int = _var(
+        "PODFLOW_CONCURRENCY",
+        default=4,
+        ge=1,
+        le=512,
+        description="worker threads per process (or the thread-mode pool size)",
+    )
+    worker_processes: int = _var(
+        "PODFLOW_WORKER_PROCESSES",
+        default=1,
+        ge=1,
+        le=256,
+        description="worker processes started by `podflow worker`",
+    )
+    soft_time_limit_s: float = _var(
+        "PODFLOW_SOFT_TIME_LIMIT",
+        default=1800.0,
+        gt=0,
+        description="seconds before a running generation is interrupted",
+    )
+    time_limit_s: float = _var(
+        "PODFLOW_TIME_LIMIT",
+        default=3600.0,
+        gt=0,
+        description="seconds after started_at at which the sweep fails a STARTED run",
+    )
+    heartbeat_interval_s: float = _var(
+        "PODFLOW_HEARTBEAT_INTERVAL",
+        default=10.0,
+        gt=0,
+        description="seconds between heartbeats of a running run",
+    )
+    heartbeat_timeout_s: float = _var(
+        "PODFLOW_HEARTBEAT_TIMEOUT",
+        default=120.0,
+        gt=0,
+        description="a STARTED run silent this long is considered lost",
+    )
+    max_attempts: int = _var(
+        "PODFLOW_MAX_ATTEMPTS",
+        default=3,
+        ge=1,
+        le=100,
+        description="executions of one run before it fails for good",
+    )
+    pending_timeout_s: float = _var(
+        "PODFLOW_PENDING_TIMEOUT",
+        default=86400.0,
+        gt=0,
+        description="an enqueued run not started within this many seconds expires",
+    )
+    sweep_interval_s: float = _var(
+        "PODFLOW_SWEEP_INTERVAL",
+        default=300.0,
+        gt=0,
+        description="seconds between sweeps of the scheduler",
+    )
+
+    # -- generation -------------------------------------------------------------
+    generator: str = _var(
+        "PODFLOW_GENERATOR",
+        default="podflow.generation.builtin:generate",
+        description="the generator, as module:callable",
+    )
+    tts: Literal["espeak", "none"] = _var(
+        "PODFLOW_TTS",
+        default="espeak",
+        description="speech engine of the built-in generator; none = outline and transcript only",
+    )
+    tts_timeout_s: float = _var(
+        "PODFLOW_TTS_TIMEOUT",
+        default=120.0,
+        gt=0,
+        description="timeout of one speech-synthesis subprocess",
+    )
+    max_source_bytes: int = _var(
+        "PODFLOW_MAX_SOURCE_BYTES",
+        default=5 * _MiB,
+        ge=1,
+        description="largest accepted source document, in bytes",
+    )
+
+    # -- API --------------------------------------------------------------------
+    api_host: str = _var("PODFLOW_API_HOST", default="127.0.0.1", description="API bind address")
+    api_port: int = _var("PODFLOW_API_PORT", default=8000, ge=1, le=65535, description="API port")
+    api_token: SecretStr = _var(
+        "PODFLOW_API_TOKEN",
+        default=SecretStr(""),
+        description="bearer token required by /api/ routes; empty = no auth",
+    )
+    worker_metrics_port: int | None = _var(
+        "PODFLOW_WORKER_METRICS_PORT",
+        default=None,
+        ge=1,
+        le=65535,
+        description="port of the workers' Prometheus exporter; empty = off",
+    )
+    worker_metrics_host: str = _var(
+        "PODFLOW_WORKER_METRICS_HOST",
+        default="127.0.0.1",
+        description="bind address of the workers' Prometheus exporter",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _var(
+        "PODFLOW_LOG_LEVEL", default="INFO", description="log level of every podflow process"
+    )
+
+    # -- validators -------------------------------------------------------------
+    @field_validator("worker_metrics_port", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://", "amqp://", "amqps://")):
+            raise ValueError("must start with redis://, rediss://, amqp:// or amqps://")
+        return value
+
+    @field_validator("result_backend")
+    @classmethod
+    def _result_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty or a redis:// URL")
+        return value
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongo_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must be empty or start with mongodb:// or mongodb+srv://")
+        return value
+
+    @field_validator("generator")
+    @classmethod
+    def _generator_ref(cls, value: str) -> str:
+        if not _GENERATOR_RE.match(value):
+            raise ValueError("must look like package.module:callable")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.time_limit_s <= self.soft_time_limit_s:
+            raise ValueError(
+                "PODFLOW_TIME_LIMIT must be greater than PODFLOW_SOFT_TIME_LIMIT "
+                f"(got {self.time_limit_s:g} <= {self.soft_time_limit_s:g})"
+            )
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError(
+                "PODFLOW_HEARTBEAT_TIMEOUT must be greater than PODFLOW_HEARTBEAT_INTERVAL "
+                f"(got {self.heartbeat_timeout_s:g} <= {self.heartbeat_interval_s:g})"
+            )
+        return self
+
+    # -- derived values ---------------------------------------------------------
+    @property
+    def store_kind(self) -> Literal["mongo", "sqlite"]:
+        return "mongo" if self.mongodb_uri else "sqlite"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "podflow.sqlite3"
+
+    @property
+    def podcasts_dir(self) -> Path:
+        return self.data_dir / "podcasts"
+
+    @property
+    def auth_token(self) -> str:
+        return self.api_token.get_secret_value()
+
+
+def _env_names() -> dict[str, str]:
+    return {field.json_schema_extra["env"]: name for name, field in Settings.model_fields.items()}  # type: ignore[index]
+
+
+def _describe(error: Mapping[str, Any], env_names: Mapping[str, str]) -> str:
+    loc = error.get("loc") or ()
+    var = str(loc[0]) if loc else ""
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    if not var:  # a model-level check; its message names the variables itself
+        return message
+    if var in env_names.values():  # constructed by field name, e.g. in tests
+        var = next(env for env, name in env_names.items() if name == var)
+    if "input" in error and not isinstance(error["input"], dict):
+        shown = "<hidden>" if var == "PODFLOW_API_TOKEN" else repr(error["input"])
+        return f"{var}={shown}: {message[:1].lower()}{message[1:]}"
+    return f"{var}: {message[:1].lower()}{message[1:]}"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """PODFLOW_* variables in ``environ`` that no setting reads, with a suggestion each."""
+    known = set(_env_names())
+    notes = []
+    for var in sorted(environ):
+        if var.startswith("PODFLOW_") and var not in known and not var.startswith("PODFLOW_TEST_"):
+            close = difflib.get_close_matches(var, known, n=1)
+            notes.append(f"{var} (did you mean {close[0]}?)" if close else var)
+    return notes
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Read and validate the settings from the environment and ``env_file``.
+
+    Raises:
+      ConfigError: with one line naming each invalid variable and what is wrong.
+    """
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        env_names = _env_names()
+        lines = [_describe(err, env_names) for err in exc.errors()]
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None

@@ -1,0 +1,283 @@
+"""The run store: one small protocol, two backends (SQLite and MongoDB).
+
+Every status change is ONE atomic conditional write whose precondition is the
+state machine's (``podflow.states.allowed_sources``) plus, for writes made by
+an execution, the attempt that makes it (the fence). The same write appends
+the transition to the run's ``history``. Nothing reads a status and then
+writes it back unconditionally.
+
+Layout
+======
+Both backends keep the same records; MongoDB as collections, SQLite as tables
+(timestamps as INTEGER milliseconds since the epoch, nested values as JSON text).
+
+``runs`` -- one record per run (model: ``podflow.models.Run``)
+    run_id            ``run_`` + 32 hex; unique
+    status            PENDING | STARTED | SUCCESS | FAILURE | REVOKED
+    episode_profile, speaker_profile, episode_name, source_ids, briefing_suffix
+                      the request
+    mode              queue | thread: who executes it
+    attempt           0 until claimed; +1 on every claim (the fence)
+    created_at, updated_at, started_at (of the current attempt),
+    finished_at, heartbeat_at
+    released          no execution holds the run; claimable at once (retry
+                      scheduled, or lost run re-dispatched by the sweep)
+    message_id        the first broker message id (GET /tasks/{message_id})
+    outbox_at         start requested at this time, enqueue not yet confirmed
+    enqueued_at       the enqueue was confirmed at this time
+    enqueue_error     why the last enqueue failed
+    progress          {stage, percent, message}
+    error             {type, message}
+    result            {audio_path, transcript_path, outline_path, duration_s}
+    history           [{status, at, attempt, reason}], appended by each change
+    idempotency_key   unique when present (absent, not null, in MongoDB)
+    request_hash      fingerprint of the request (idempotent-retry check)
+    retry_of          run_id this run retries
+
+    Indexes: unique run_id; unique sparse idempotency_key; message_id;
+    (status, heartbeat_at) for lost runs; (status, started_at) for the time
+    limit; (status, outbox_at) for failed enqueues; (status, enqueued_at) for
+    expired PENDING runs; (status, created_at, run_id) and (created_at, run_id)
+    for listings; finished_at for throughput charts.
+
+``sources`` -- source documents (model: ``podflow.models.Source``)
+    source_id (unique), title, filename, content_type, byte_size,
+    sha256 (unique: the same text is stored once), text, created_at.
+
+``episode_profiles``, ``speaker_profiles`` -- profiles by unique ``name``;
+    the profile itself as a document (``podflow.models.*Profile``).
+
+``seeded`` -- (kind, name) of every bundled profile ever seeded, unique, so
+    seeding never overwrites an edit nor brings back a deleted profile.
+
+``leases`` -- short named leases (name unique, holder, expires_at): one
+    scheduler sweeps at a time.
+
+SQLite keeps its schema version in ``PRAGMA user_version`` and migrates
+forward on open; MongoDB indexes are created idempotently on open.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+from ..errors import InvalidInput
+from ..models import (
+    EpisodeProfile,
+    ErrorInfo,
+    Lease,
+    Progress,
+    Run,
+    RunPage,
+    RunRef,
+    RunResult,
+    Source,
+    SourceInfo,
+    SpeakerProfile,
+)
+from ..states import RunStatus
+from ..timeutil import from_ms, to_ms
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "Profile",
+    "ProfileKind",
+    "Store",
+    "decode_cursor",
+    "encode_cursor",
+    "profile_kind",
+]
+
+ProfileKind = Literal["episode", "speaker"]
+Profile = EpisodeProfile | SpeakerProfile
+
+#: how many runs one bulk sweep operation touches at most per call
+DEFAULT_BATCH = 1000
+
+PROFILE_MODELS: dict[str, type[EpisodeProfile] | type[SpeakerProfile]] = {
+    "episode": EpisodeProfile,
+    "speaker": SpeakerProfile,
+}
+
+
+def profile_kind(profile: Profile) -> ProfileKind:
+    return "episode" if isinstance(profile, EpisodeProfile) else "speaker"
+
+
+def encode_cursor(created_at: datetime, run_id: str) -> str:
+    """An opaque listing cursor: the (created_at, run_id) of the last run shown."""
+    return base64.urlsafe_b64encode(f"{to_ms(created_at)}:{run_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raises: InvalidInput (field ``cursor``) when the cursor is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ms, run_id = raw.split(":", 1)
+        return from_ms(int(ms)), run_id
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidInput("malformed cursor", field="cursor") from None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What podflow needs from a store. Both backends pass tests/store/test_contract.py.
+
+    Execution policy is fixed at construction (keyword-only):
+    ``heartbeat_timeout_s`` (a STARTED run silent this long may be re-claimed)
+    and ``max_attempts`` (no claim beyond this attempt).
+
+    Every method may raise :class:`podflow.errors.StoreUnavailable` when the
+    backend cannot be reached.
+    """
+
+    heartbeat_timeout_s: float
+    max_attempts: int
+
+    # -- lifecycle --------------------------------------------------------------
+    def ping(self) -> None:
+        """Raises StoreUnavailable unless the store answers."""
+
+    def close(self) -> None: ...
+
+    # -- run records ------------------------------------------------------------
+    def create_run(self, run: Run) -> tuple[Run, bool]:
+        """Insert ``run``; ``(run, True)``. If its idempotency key is taken,
+        insert nothing and return ``(existing_run, False)``."""
+
+    def get_run(self, run_id: str) -> Run | None: ...
+
+    def get_run_by_message_id(self, message_id: str) -> Run | None: ...
+
+    def list_runs(
+        self, *, status: RunStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        """Newest first. Raises InvalidInput (field ``cursor``) for a bad cursor."""
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete the run unless it is STARTED. False: absent or STARTED."""
+
+    def count_by_status(self) -> dict[RunStatus, int]: ...
+
+    def oldest_pending_created_at(self) -> datetime | None:
+        """created_at of the oldest PENDING run asked to start (drafts made with
+        ``POST /runs`` and never started do not count)."""
+
+    # -- dispatch bookkeeping (transactional outbox) ------------------------------
+    def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
+        """PENDING and never requested → ``outbox_at = now`` (and ``message_id``
+        if the run has none). None if the run is absent, not PENDING, or its
+        start was already requested."""
+
+    def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
+        """The message is with the broker: ``enqueued_at = now``, outbox cleared."""
+
+    def mark_enqueue_failed(self, run_id: str, *, error: str, now: datetime) -> bool:
+        """Record why the enqueue failed; the run stays in the outbox for the sweep."""
+
+    # -- execution (fenced by attempt) -------------------------------------------
+    def claim(self, run_id: str, *, now: datetime) -> int | None:
+        """PENDING, or STARTED and (released or heartbeat older than the timeout)
+        with attempts left → STARTED with attempt + 1; returns that attempt.
+        None when the run is absent, terminal, or held by a live attempt."""
+
+    def heartbeat(self, run_id: str, attempt: int, *, now: datetime) -> Lease:
+        """Refresh the heartbeat if ``attempt`` still owns the run."""
+
+    def heartbeat_many(self, leases: Mapping[str, int], *, now: datetime) -> dict[str, Lease]:
+        """:meth:`heartbeat` for many ``run_id -> attempt`` in a couple of round trips."""
+
+    def set_progress(self, run_id: str, attempt: int, progress: Progress, *, now: datetime) -> Lease:
+        """Record progress (and a heartbeat) if ``attempt`` still owns the run."""
+
+    def release(self, run_id: str, attempt: int, *, error: ErrorInfo, now: datetime) -> bool:
+        """The attempt gives the run up for a retry: it stays STARTED, ``released``,
+        claimable at once by the next attempt. False if ``attempt`` no longer owns it."""
+
+    def finish(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        status: RunStatus,
+        now: datetime,
+        result: RunResult | None = None,
+        error: ErrorInfo | None = None,
+        reason: str = "",
+    ) -> Run | None:
+        """STARTED by this very attempt → SUCCESS or FAILURE. None otherwise:
+        a late or stale attempt never overwrites."""
+
+    def cancel(self, run_id: str, *, now: datetime, reason: str = "cancelled") -> Run | None:
+        """Any non-terminal state → REVOKED. None if absent or already terminal."""
+
+    # -- sweep: bulk, index-backed, cost grows with the matches -------------------
+    def fail_started_before(
+        self, *, started_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
+    ) -> list[str]:
+        """STARTED runs whose current attempt started before the cutoff → FAILURE."""
+
+    def fail_lost(
+        self, *, heartbeat_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
+    ) -> list[str]:
+        """STARTED runs silent since the cutoff with no attempts left → FAILURE."""
+
+    def release_lost(
+        self, *, heartbeat_before: datetime, now: datetime, limit: int = DEFAULT_BATCH
+    ) -> list[RunRef]:
+        """STARTED runs silent since the cutoff with attempts left → released
+        (heartbeat_at = now, so the next sweep waits a full timeout before
+        re-dispatching them again). Returns the runs to dispatch."""
+
+    def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        """PENDING runs whose start was requested before the cutoff and whose
+        enqueue was never confirmed."""
+
+    def fail_pending_enqueued_before(
+        self, *, enqueued_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
+    ) -> list[str]:
+        """PENDING runs enqueued before the cutoff and never started → FAILURE."""
+
+    # -- sources ----------------------------------------------------------------
+    def add_source(self, source: Source) -> tuple[SourceInfo, bool]:
+        """Store ``source``; if the same text (sha256) exists, return ``(existing, False)``."""
+
+    def get_source(self, source_id: str) -> Source | None: ...
+
+    def list_sources(self, *, limit: int = 100) -> list[SourceInfo]:
+        """Newest first."""
+
+    def delete_source(self, source_id: str) -> bool: ...
+
+    def missing_sources(self, source_ids: Sequence[str]) -> list[str]:
+        """The ids among ``source_ids`` that do not exist, in the given order."""
+
+    # -- profiles ---------------------------------------------------------------
+    def get_profile(self, kind: ProfileKind, name: str) -> Profile | None: ...
+
+    def list_profiles(self, kind: ProfileKind) -> list[Profile]:
+        """By name."""
+
+    def create_profile(self, profile: Profile) -> None:
+        """Raises AlreadyExists."""
+
+    def update_profile(self, profile: Profile) -> None:
+        """Raises ProfileNotFound."""
+
+    def delete_profile(self, kind: ProfileKind, name: str) -> bool: ...
+
+    def seed_profiles(self, profiles: Sequence[Profile]) -> list[str]:
+        """Insert each bundled profile the first time it is ever seeded; never
+        overwrite an existing one nor re-create a deleted one. Returns the
+        names inserted now."""
+
+    # -- leases -----------------------------------------------------------------
+    def acquire_lease(self, name: str, *, holder: str, now: datetime, ttl_s: float) -> bool:
+        """Take or renew the named lease until ``now + ttl_s``. False if another
+        holder's lease is still valid."""
+
+    def release_lease(self, name: str, *, holder: str) -> None: ...

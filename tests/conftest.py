@@ -1,0 +1,68 @@
+"""Shared fixtures: a store per backend, fixed times, requests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from podflow.models import Run, RunRequest
+from podflow.store.base import Store
+
+#: a fixed "now" for time logic; tests move it explicitly instead of sleeping
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    """T0 plus ``seconds``."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_request(**overrides: object) -> RunRequest:
+    fields: dict[str, object] = {
+        "episode_profile": "tech_news",
+        "speaker_profile": "dual_host",
+        "episode_name": "Episode 1",
+        "source_ids": ["src_1"],
+    }
+    fields.update(overrides)
+    return RunRequest.model_validate(fields)
+
+
+def make_run(now: datetime = T0, **overrides: object) -> Run:
+    run = Run.new(make_request(), now=now)
+    return run.model_copy(update=overrides) if overrides else run
+
+
+STORE_BACKENDS = ["sqlite", "mongomock", "mongo"]
+
+
+def open_test_store(kind: str, tmp_path: os.PathLike[str], **policy: float) -> Store:
+    policy = {"heartbeat_timeout_s": 60.0, "max_attempts": 3, **policy}
+    if kind == "sqlite":
+        from podflow.store.sqlite import SqliteStore
+
+        return SqliteStore(os.path.join(tmp_path, "podflow.sqlite3"), **policy)  # type: ignore[arg-type]
+    from podflow.store.mongo import MongoStore
+
+    if kind == "mongomock":
+        import mongomock
+
+        return MongoStore(client=mongomock.MongoClient(tz_aware=True), database="podflow_test", **policy)  # type: ignore[arg-type]
+    uri = os.environ.get("PODFLOW_TEST_MONGODB_URI")
+    if not uri:
+        pytest.skip("real MongoDB not configured: set PODFLOW_TEST_MONGODB_URI to run these")
+    return MongoStore(uri, database=f"podflow_test_{uuid.uuid4().hex[:12]}", **policy)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[Store]:
+    """Every backend, with heartbeat_timeout_s=60 and max_attempts=3."""
+    backend = open_test_store(request.param, tmp_path)
+    yield backend
+    if request.param == "mongo":
+        backend.client.drop_database(backend.runs.database.name)  # type: ignore[attr-defined]
+    backend.close()

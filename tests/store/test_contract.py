@@ -1,0 +1,465 @@
+"""The store contract, run against every backend (SQLite, mongomock, real MongoDB)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import UTC
+
+import pytest
+
+from podflow.errors import AlreadyExists, InvalidInput, ProfileNotFound
+from podflow.models import (
+    EpisodeProfile,
+    ErrorInfo,
+    Progress,
+    RunResult,
+    Source,
+    Speaker,
+    SpeakerProfile,
+)
+from podflow.states import RunStatus
+from podflow.store.base import Store
+from tests.conftest import T0, at, make_run
+
+LOST = ErrorInfo(type="worker_lost", message="no heartbeat")
+LATE = ErrorInfo(type="time_limit", message="over the limit")
+EXPIRED = ErrorInfo(type="expired", message="never started")
+
+
+def started(store: Store, now=T0, **overrides) -> tuple[str, int]:
+    run, _ = store.create_run(make_run(now, **overrides))
+    attempt = store.claim(run.run_id, now=now)
+    assert attempt == 1
+    return run.run_id, attempt
+
+
+# -- records -----------------------------------------------------------------------
+
+
+def test_a_created_run_reads_back_unchanged(store: Store) -> None:
+    run = make_run(briefing_suffix="keep it short", idempotency_key=None)
+    created, fresh = store.create_run(run)
+    assert fresh and created == run
+    loaded = store.get_run(run.run_id)
+    assert loaded == run
+    assert loaded.created_at.tzinfo is not None and loaded.created_at.utcoffset().total_seconds() == 0
+    assert [h.reason for h in loaded.history] == ["created"]
+
+
+def test_a_repeated_idempotency_key_returns_the_existing_run(store: Store) -> None:
+    first, fresh = store.create_run(make_run(idempotency_key="k-1"))
+    again, fresh_again = store.create_run(make_run(at(1), idempotency_key="k-1"))
+    assert fresh and not fresh_again
+    assert again.run_id == first.run_id
+    other, fresh_other = store.create_run(make_run(at(2), idempotency_key="k-2"))
+    assert fresh_other and other.run_id != first.run_id
+    # runs without a key never collide with each other
+    assert store.create_run(make_run())[1] and store.create_run(make_run())[1]
+
+
+def test_concurrent_creates_with_one_idempotency_key_make_one_run(store: Store) -> None:
+    results: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def create() -> None:
+        barrier.wait()
+        run, _ = store.create_run(make_run(idempotency_key="same"))
+        results.append(run.run_id)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 1
+    assert store.list_runs(limit=100).runs == [store.get_run(results[0])]
+
+
+def test_missing_runs_read_as_none(store: Store) -> None:
+    assert store.get_run("run_" + "0" * 32) is None
+    assert store.get_run_by_message_id("nope") is None
+
+
+def test_runs_list_newest_first_with_a_status_filter_and_a_cursor(store: Store) -> None:
+    runs = [store.create_run(make_run(at(i)))[0] for i in range(5)]
+    store.claim(runs[1].run_id, now=at(10))
+    page = store.list_runs(limit=2)
+    assert [r.run_id for r in page.runs] == [runs[4].run_id, runs[3].run_id]
+    page2 = store.list_runs(limit=2, cursor=page.next_cursor)
+    assert [r.run_id for r in page2.runs] == [runs[2].run_id, runs[1].run_id]
+    page3 = store.list_runs(limit=2, cursor=page2.next_cursor)
+    assert [r.run_id for r in page3.runs] == [runs[0].run_id] and page3.next_cursor is None
+    pending = store.list_runs(status=RunStatus.PENDING, limit=10)
+    assert runs[1].run_id not in {r.run_id for r in pending.runs} and len(pending.runs) == 4
+    assert [r.run_id for r in store.list_runs(status=RunStatus.STARTED).runs] == [runs[1].run_id]
+
+
+def test_runs_created_in_the_same_millisecond_page_without_loss(store: Store) -> None:
+    ids = {store.create_run(make_run(T0))[0].run_id for _ in range(7)}
+    seen, cursor = [], None
+    while True:
+        page = store.list_runs(limit=3, cursor=cursor)
+        seen += [r.run_id for r in page.runs]
+        if not (cursor := page.next_cursor):
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 7
+
+
+def test_a_malformed_cursor_is_invalid_input_naming_the_field(store: Store) -> None:
+    with pytest.raises(InvalidInput) as err:
+        store.list_runs(cursor="!!not-a-cursor")
+    assert err.value.field == "cursor"
+
+
+def test_delete_refuses_a_started_run(store: Store) -> None:
+    pending, _ = store.create_run(make_run())
+    run_id, _ = started(store)
+    assert store.delete_run(pending.run_id) and store.get_run(pending.run_id) is None
+    assert not store.delete_run(run_id) and store.get_run(run_id) is not None
+    assert not store.delete_run("run_absent")
+
+
+def test_counts_by_status_and_the_oldest_pending_run_asked_to_start(store: Store) -> None:
+    store.create_run(make_run(at(0)))  # a draft: never asked to start
+    queued, _ = store.create_run(make_run(at(5), outbox_at=at(5)))
+    started(store, at(6))
+    assert store.count_by_status() == {
+        RunStatus.PENDING: 2,
+        RunStatus.STARTED: 1,
+        RunStatus.SUCCESS: 0,
+        RunStatus.FAILURE: 0,
+        RunStatus.REVOKED: 0,
+    }
+    assert store.oldest_pending_created_at() == queued.created_at
+
+
+# -- claiming and fencing --------------------------------------------------------------
+
+
+def test_a_pending_run_is_claimed_once(store: Store) -> None:
+    run, _ = store.create_run(make_run())
+    assert store.claim(run.run_id, now=at(1)) == 1
+    assert store.claim(run.run_id, now=at(2)) is None  # held by a live attempt
+    loaded = store.get_run(run.run_id)
+    assert loaded.status is RunStatus.STARTED and loaded.attempt == 1
+    assert loaded.started_at == at(1) and loaded.heartbeat_at == at(1)
+    assert [(h.status, h.attempt, h.reason) for h in loaded.history] == [
+        (RunStatus.PENDING, 0, "created"),
+        (RunStatus.STARTED, 1, "claimed"),
+    ]
+
+
+def test_concurrent_claims_of_one_run_let_exactly_one_win(store: Store) -> None:
+    run, _ = store.create_run(make_run())
+    wins: list[int | None] = []
+    barrier = threading.Barrier(8)
+
+    def claim() -> None:
+        barrier.wait()
+        wins.append(store.claim(run.run_id, now=at(1)))
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins, key=str) == [1] + [None] * 7
+
+
+def test_a_started_run_is_reclaimed_only_when_its_heartbeat_is_stale(store: Store) -> None:
+    run_id, _ = started(store)
+    assert store.heartbeat(run_id, 1, now=at(50)).owned
+    assert store.claim(run_id, now=at(100)) is None  # last beat 50 s ago, timeout 60 s
+    assert store.claim(run_id, now=at(111)) == 2
+    assert store.get_run(run_id).history[-1].reason == "reclaimed: heartbeat stale"
+
+
+def test_no_claim_beyond_max_attempts(store: Store) -> None:
+    run_id, _ = started(store)
+    assert store.claim(run_id, now=at(100)) == 2
+    assert store.claim(run_id, now=at(200)) == 3
+    assert store.claim(run_id, now=at(300)) is None
+    assert store.get_run(run_id).attempt == 3
+
+
+def test_a_stale_attempt_is_fenced_off_after_a_reclaim(store: Store) -> None:
+    run_id, old = started(store)
+    new = store.claim(run_id, now=at(100))
+    assert new == 2
+    lease = store.heartbeat(run_id, old, now=at(101))
+    assert not lease.owned and not lease.cancelled and lease.status is RunStatus.STARTED
+    assert not store.set_progress(run_id, old, Progress(stage="audio", percent=50), now=at(101)).owned
+    assert store.finish(run_id, old, status=RunStatus.SUCCESS, now=at(102), result=RunResult()) is None
+    assert not store.release(run_id, old, error=LOST, now=at(102))
+    run = store.get_run(run_id)
+    assert run.status is RunStatus.STARTED and run.attempt == 2 and run.progress is None
+    # the live attempt is unaffected
+    assert store.set_progress(run_id, new, Progress(stage="audio", percent=10), now=at(103)).owned
+    assert store.finish(run_id, new, status=RunStatus.SUCCESS, now=at(104)) is not None
+
+
+def test_progress_is_recorded_and_counts_as_a_heartbeat(store: Store) -> None:
+    run_id, attempt = started(store)
+    lease = store.set_progress(run_id, attempt, Progress(stage="transcript", percent=40, message="turn 4"), now=at(30))
+    assert lease.owned
+    run = store.get_run(run_id)
+    assert run.progress == Progress(stage="transcript", percent=40, message="turn 4")
+    assert run.heartbeat_at == at(30)
+
+
+def test_finish_records_the_outcome_once(store: Store) -> None:
+    run_id, attempt = started(store)
+    result = RunResult(audio_path="podcasts/x/episode.wav", duration_s=12.5)
+    done = store.finish(run_id, attempt, status=RunStatus.SUCCESS, now=at(5), result=result)
+    assert done.status is RunStatus.SUCCESS and done.result == result and done.finished_at == at(5)
+    assert done.history[-1].status is RunStatus.SUCCESS and done.history[-1].attempt == 1
+    assert store.finish(run_id, attempt, status=RunStatus.FAILURE, now=at(6), error=LOST) is None
+    assert store.get_run(run_id).status is RunStatus.SUCCESS
+
+
+def test_finish_only_ends_in_success_or_failure(store: Store) -> None:
+    run_id, attempt = started(store)
+    with pytest.raises(ValueError):
+        store.finish(run_id, attempt, status=RunStatus.REVOKED, now=at(1))
+
+
+def test_a_terminal_run_is_never_overwritten(store: Store) -> None:
+    run_id, attempt = started(store)
+    store.finish(run_id, attempt, status=RunStatus.FAILURE, now=at(5), error=LOST)
+    before = store.get_run(run_id)
+    assert store.cancel(run_id, now=at(6)) is None
+    assert store.claim(run_id, now=at(1000)) is None
+    assert not store.heartbeat(run_id, attempt, now=at(7)).owned
+    assert store.release(run_id, attempt, error=LOST, now=at(7)) is False
+    assert store.request_start(run_id, message_id="m", now=at(8)) is None
+    for sweep in (
+        lambda: store.fail_started_before(started_before=at(10_000), error=LATE, now=at(10_000)),
+        lambda: store.fail_lost(heartbeat_before=at(10_000), error=LOST, now=at(10_000)),
+        lambda: store.release_lost(heartbeat_before=at(10_000), now=at(10_000)),
+        lambda: store.fail_pending_enqueued_before(enqueued_before=at(10_000), error=EXPIRED, now=at(10_000)),
+    ):
+        assert sweep() == []
+    assert store.get_run(run_id) == before
+
+
+def test_cancel_revokes_pending_and_started_runs(store: Store) -> None:
+    pending, _ = store.create_run(make_run())
+    revoked = store.cancel(pending.run_id, now=at(1), reason="user asked")
+    assert revoked.status is RunStatus.REVOKED and revoked.finished_at == at(1)
+    assert revoked.history[-1].reason == "user asked" and revoked.error.type == "revoked"
+    assert store.claim(pending.run_id, now=at(2)) is None
+
+    run_id, attempt = started(store)
+    assert store.cancel(run_id, now=at(3)).status is RunStatus.REVOKED
+    lease = store.heartbeat(run_id, attempt, now=at(4))
+    assert not lease.owned and lease.cancelled and lease.status is RunStatus.REVOKED
+    assert store.finish(run_id, attempt, status=RunStatus.SUCCESS, now=at(5)) is None
+    assert store.cancel(run_id, now=at(6)) is None
+    assert store.cancel("run_absent", now=at(6)) is None
+
+
+def test_a_released_run_is_claimable_at_once_by_the_next_attempt(store: Store) -> None:
+    run_id, attempt = started(store)
+    error = ErrorInfo(type="TransientGenerationError", message="rate limited")
+    assert store.release(run_id, attempt, error=error, now=at(5))
+    assert not store.release(run_id, attempt, error=error, now=at(5))
+    released = store.get_run(run_id)
+    assert released.status is RunStatus.STARTED and released.released and released.error == error
+    assert not store.heartbeat(run_id, attempt, now=at(6)).owned  # gave it up
+    assert store.claim(run_id, now=at(6)) == 2
+    run = store.get_run(run_id)
+    assert not run.released and run.history[-1].reason == "retry"
+
+
+def test_heartbeat_many_reports_each_lease(store: Store) -> None:
+    alive, a1 = started(store)
+    cancelled, c1 = started(store)
+    reclaimed, r1 = started(store)
+    store.cancel(cancelled, now=at(1))
+    store.claim(reclaimed, now=at(100))
+    replies = store.heartbeat_many({alive: a1, cancelled: c1, reclaimed: r1, "run_absent": 1}, now=at(101))
+    assert replies[alive].owned
+    assert replies[cancelled].cancelled and not replies[cancelled].owned
+    assert not replies[reclaimed].owned and not replies[reclaimed].cancelled
+    assert not replies["run_absent"].owned
+    assert store.get_run(alive).heartbeat_at == at(101)
+    assert store.heartbeat_many({}, now=at(102)) == {}
+
+
+# -- dispatch bookkeeping ----------------------------------------------------------
+
+
+def test_start_is_requested_once_and_confirmed_by_mark_enqueued(store: Store) -> None:
+    run, _ = store.create_run(make_run())
+    requested = store.request_start(run.run_id, message_id="msg-1", now=at(1))
+    assert requested.outbox_at == at(1) and requested.message_id == "msg-1"
+    assert store.request_start(run.run_id, message_id="msg-2", now=at(2)) is None
+    assert [r.run_id for r in store.list_outbox(requested_before=at(2))] == [run.run_id]
+    assert store.mark_enqueue_failed(run.run_id, error="broker down", now=at(2))
+    assert store.get_run(run.run_id).enqueue_error == "broker down"
+    assert store.mark_enqueued(run.run_id, now=at(3))
+    run = store.get_run(run.run_id)
+    assert run.outbox_at is None and run.enqueued_at == at(3) and run.enqueue_error is None
+    assert store.list_outbox(requested_before=at(100)) == []
+    assert store.get_run_by_message_id("msg-1").run_id == run.run_id
+    assert store.request_start(run.run_id, message_id="msg-3", now=at(4)) is None  # already enqueued
+    assert not store.mark_enqueued("run_absent", now=at(4))
+
+
+def test_request_start_keeps_a_message_id_the_run_already_has(store: Store) -> None:
+    run, _ = store.create_run(make_run(message_id="first"))
+    assert store.request_start(run.run_id, message_id="second", now=at(1)).message_id == "first"
+
+
+def test_a_claim_confirms_an_enqueue_that_was_never_marked(store: Store) -> None:
+    run, _ = store.create_run(make_run(outbox_at=T0, message_id="m"))
+    store.claim(run.run_id, now=at(1))
+    loaded = store.get_run(run.run_id)
+    assert loaded.outbox_at is None and loaded.enqueued_at == at(1)
+
+
+# -- sweep operations ----------------------------------------------------------------
+
+
+def test_fail_started_before_fails_only_runs_over_the_limit(store: Store) -> None:
+    old, _ = started(store, at(0))
+    young, _ = started(store, at(500))
+    assert store.fail_started_before(started_before=at(100), error=LATE, now=at(600)) == [old]
+    run = store.get_run(old)
+    assert run.status is RunStatus.FAILURE and run.error == LATE and run.history[-1].reason == "time_limit"
+    assert store.get_run(young).status is RunStatus.STARTED
+
+
+def test_lost_runs_are_released_while_attempts_remain_then_failed(store: Store) -> None:
+    run_id, _ = started(store)
+    assert store.fail_lost(heartbeat_before=at(61), error=LOST, now=at(61)) == []
+    refs = store.release_lost(heartbeat_before=at(61), now=at(61))
+    assert [(r.run_id, r.attempt, r.mode) for r in refs] == [(run_id, 1, "queue")]
+    assert store.release_lost(heartbeat_before=at(61), now=at(62)) == []  # heartbeat_at moved to now
+    run = store.get_run(run_id)
+    assert run.released and run.heartbeat_at == at(61)
+    assert store.claim(run_id, now=at(62)) == 2
+    assert store.claim(run_id, now=at(200)) == 3  # lost again
+    assert store.release_lost(heartbeat_before=at(400), now=at(400)) == []  # no attempts left
+    assert store.fail_lost(heartbeat_before=at(400), error=LOST, now=at(400)) == [run_id]
+    assert store.get_run(run_id).status is RunStatus.FAILURE
+
+
+def test_sweep_operations_respect_their_limit(store: Store) -> None:
+    ids = {started(store, at(i))[0] for i in range(5)}
+    first = store.fail_started_before(started_before=at(100), error=LATE, now=at(200), limit=3)
+    rest = store.fail_started_before(started_before=at(100), error=LATE, now=at(200), limit=3)
+    assert len(first) == 3 and len(rest) == 2 and set(first) | set(rest) == ids
+
+
+def test_pending_runs_enqueued_long_ago_expire(store: Store) -> None:
+    old, _ = store.create_run(make_run(at(0), enqueued_at=at(0)))
+    draft, _ = store.create_run(make_run(at(0)))
+    young, _ = store.create_run(make_run(at(0), enqueued_at=at(90)))
+    assert store.fail_pending_enqueued_before(enqueued_before=at(50), error=EXPIRED, now=at(100)) == [old.run_id]
+    assert store.get_run(old.run_id).error == EXPIRED
+    assert store.get_run(draft.run_id).status is RunStatus.PENDING
+    assert store.get_run(young.run_id).status is RunStatus.PENDING
+
+
+# -- sources ------------------------------------------------------------------------
+
+
+def make_source(text: str, title: str = "notes") -> Source:
+    from podflow.models import new_source_id
+
+    data = text.encode()
+    return Source(
+        source_id=new_source_id(),
+        title=title,
+        filename=f"{title}.md",
+        content_type="text/markdown",
+        byte_size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        text=text,
+        created_at=T0,
+    )
+
+
+def test_sources_are_stored_once_per_content(store: Store) -> None:
+    first, fresh = store.add_source(make_source("# Hello\nworld", "a"))
+    again, fresh_again = store.add_source(make_source("# Hello\nworld", "b"))
+    assert fresh and not fresh_again and again == first
+    other, _ = store.add_source(make_source("different"))
+    assert store.get_source(first.source_id).text == "# Hello\nworld"
+    assert {s.source_id for s in store.list_sources()} == {first.source_id, other.source_id}
+    assert store.missing_sources([first.source_id, "src_nope", other.source_id]) == ["src_nope"]
+    assert store.missing_sources([]) == []
+    assert store.delete_source(first.source_id) and not store.delete_source(first.source_id)
+    assert store.get_source(first.source_id) is None
+
+
+# -- profiles -----------------------------------------------------------------------
+
+
+EPISODE = EpisodeProfile(name="tech_news", description="news", num_segments=3, default_briefing="Be brief.")
+SPEAKERS = SpeakerProfile(
+    name="dual_host",
+    speakers=[
+        Speaker(name="Ada", voice="en-us", personality="curious"),
+        Speaker(name="Linus", voice="en-gb", personality="dry"),
+    ],
+)
+
+
+def test_profiles_are_created_updated_listed_and_deleted(store: Store) -> None:
+    store.create_profile(EPISODE)
+    store.create_profile(SPEAKERS)
+    with pytest.raises(AlreadyExists):
+        store.create_profile(EPISODE)
+    edited = EPISODE.model_copy(update={"num_segments": 5})
+    store.update_profile(edited)
+    assert store.get_profile("episode", "tech_news") == edited
+    assert store.get_profile("speaker", "dual_host") == SPEAKERS
+    assert store.get_profile("speaker", "tech_news") is None
+    with pytest.raises(ProfileNotFound):
+        store.update_profile(EPISODE.model_copy(update={"name": "absent"}))
+    store.create_profile(EPISODE.model_copy(update={"name": "a_first"}))
+    assert [p.name for p in store.list_profiles("episode")] == ["a_first", "tech_news"]
+    assert store.delete_profile("episode", "tech_news") and not store.delete_profile("episode", "tech_news")
+
+
+def test_seeding_never_overwrites_an_edit_nor_resurrects_a_deletion(store: Store) -> None:
+    deep = EPISODE.model_copy(update={"name": "deep_dive"})
+    assert sorted(store.seed_profiles([EPISODE, deep, SPEAKERS])) == ["deep_dive", "dual_host", "tech_news"]
+    store.update_profile(EPISODE.model_copy(update={"description": "mine"}))
+    store.delete_profile("episode", "deep_dive")
+    assert store.seed_profiles([EPISODE, deep, SPEAKERS]) == []
+    assert store.get_profile("episode", "tech_news").description == "mine"
+    assert store.get_profile("episode", "deep_dive") is None
+
+
+def test_seeding_keeps_a_user_profile_of_the_same_name(store: Store) -> None:
+    mine = EPISODE.model_copy(update={"description": "made before seeding"})
+    store.create_profile(mine)
+    assert store.seed_profiles([EPISODE]) == []
+    assert store.get_profile("episode", "tech_news") == mine
+
+
+# -- leases -------------------------------------------------------------------------
+
+
+def test_a_lease_has_one_holder_until_it_expires(store: Store) -> None:
+    assert store.acquire_lease("sweep", holder="a", now=T0, ttl_s=30)
+    assert not store.acquire_lease("sweep", holder="b", now=at(10), ttl_s=30)
+    assert store.acquire_lease("sweep", holder="a", now=at(20), ttl_s=30)  # renewal
+    assert not store.acquire_lease("sweep", holder="b", now=at(40), ttl_s=30)
+    assert store.acquire_lease("sweep", holder="b", now=at(50), ttl_s=30)  # a's expired
+    store.release_lease("sweep", holder="a")  # not a's any more: no effect
+    assert not store.acquire_lease("sweep", holder="a", now=at(51), ttl_s=30)
+    store.release_lease("sweep", holder="b")
+    assert store.acquire_lease("sweep", holder="a", now=at(52), ttl_s=30)
+
+
+def test_timestamps_come_back_as_aware_utc(store: Store) -> None:
+    run_id, attempt = started(store)
+    store.finish(run_id, attempt, status=RunStatus.SUCCESS, now=at(1))
+    run = store.get_run(run_id)
+    for value in (run.created_at, run.started_at, run.finished_at, run.heartbeat_at, *(h.at for h in run.history)):
+        assert value.tzinfo is not None and value.astimezone(UTC) == value
