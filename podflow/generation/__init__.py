@@ -1,0 +1,7 @@
+"""Podcast generation: the generator interface and the built-in offline generator."""
+
+from __future__ import annotations
+
+from .base import GenerationContext, GenerationRequest, GenerationResult, Generator, GeneratorConfig
+
+__all__ = ["GenerationContext", "GenerationRequest", "GenerationResult", "Generator", "GeneratorConfig"]

@@ -1,0 +1,105 @@
+"""The generator interface: how a podcast pipeline plugs into podflow.
+
+A generator is any callable ``generate(request, ctx) -> GenerationResult``,
+named by PODFLOW_GENERATOR as ``module:callable``. podflow calls it in a worker
+thread (or a thread-mode pool thread) with everything it needs:
+
+- ``request`` (:class:`GenerationRequest`): the episode and speaker profiles,
+  the source documents, the episode name and the resolved briefing;
+- ``ctx`` (:class:`GenerationContext`): ``ctx.progress(stage, percent,
+  message)`` to report progress, ``ctx.check_cancelled()`` to stop early when
+  the run was cancelled or lost, ``ctx.work_dir`` where files go, and
+  ``ctx.config`` with generator options from the settings.
+
+Failure contract:
+
+- raise :class:`podflow.errors.TransientGenerationError` for failures worth
+  retrying (rate limits, timeouts of a remote model); podflow retries with
+  backoff until PODFLOW_MAX_ATTEMPTS;
+- any other exception fails the run at once, with its type and message;
+- podflow may interrupt the generator's thread at any time with a
+  :class:`podflow.errors.RunInterrupted` (cancellation, lost lease) or
+  dramatiq's ``TimeLimitExceeded`` (soft time limit). Both derive from
+  ``BaseException``: do not swallow them; clean up in ``finally``. Such an
+  asynchronous exception cannot break into a blocking call, so wait on
+  subprocesses, futures and sockets with short timeouts in a loop.
+
+Files are written under ``ctx.work_dir`` (``PODFLOW_DATA_DIR/podcasts/<run_id>``);
+the returned paths must lie inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from ..models import EpisodeProfile, Source, SpeakerProfile
+
+__all__ = [
+    "GenerationContext",
+    "GenerationRequest",
+    "GenerationResult",
+    "Generator",
+    "GeneratorConfig",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """Everything a generator needs to know about one run."""
+
+    run_id: str
+    episode_name: str
+    episode_profile: EpisodeProfile
+    speaker_profile: SpeakerProfile
+    sources: list[Source]
+    #: the episode profile's default briefing, then the run's briefing_suffix
+    briefing: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    """What a generator produced. Paths lie inside ``ctx.work_dir``."""
+
+    transcript_path: Path | None = None
+    outline_path: Path | None = None
+    audio_path: Path | None = None
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorConfig:
+    """Generator options, filled from the settings at the edge."""
+
+    #: PODFLOW_TTS: "espeak" or "none" (outline and transcript only)
+    tts: str = "espeak"
+    #: PODFLOW_TTS_TIMEOUT: timeout of one speech-synthesis subprocess
+    tts_timeout_s: float = 120.0
+    #: synthesis subprocesses run at once (per run)
+    tts_parallelism: int = 2
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class GenerationContext(Protocol):
+    """What podflow offers a running generator."""
+
+    run_id: str
+    attempt: int
+    work_dir: Path
+    config: GeneratorConfig
+
+    def progress(self, stage: str, percent: float, message: str = "") -> None:
+        """Report progress of ``stage`` (0-100). Also checks for cancellation.
+
+        Raises:
+          RunInterrupted: the run was cancelled or this attempt lost it.
+        """
+
+    def check_cancelled(self) -> None:
+        """Raises RunInterrupted if the run was cancelled or this attempt lost it."""
+
+
+class Generator(Protocol):
+    def __call__(self, request: GenerationRequest, ctx: GenerationContext) -> GenerationResult: ...
