@@ -1,0 +1,60 @@
+"""Check a run request against the store, and assemble what a generator gets."""
+
+from __future__ import annotations
+
+from ..errors import GenerationError, InvalidInput
+from ..models import EpisodeProfile, Run, RunRequest, SpeakerProfile
+from ..store.base import Store
+from .base import GenerationRequest
+
+__all__ = ["build_request", "validate_request"]
+
+
+def validate_request(store: Store, request: RunRequest) -> None:
+    """Refuse a request naming an unknown profile or source, before anything is stored.
+
+    Raises:
+      InvalidInput: ``field`` is ``episode_profile``, ``speaker_profile`` or
+        ``source_ids`` (``details`` lists the unknown ids).
+    """
+    if store.get_profile("episode", request.episode_profile) is None:
+        raise InvalidInput(f"unknown episode profile {request.episode_profile!r}", field="episode_profile")
+    if store.get_profile("speaker", request.speaker_profile) is None:
+        raise InvalidInput(f"unknown speaker profile {request.speaker_profile!r}", field="speaker_profile")
+    missing = store.missing_sources(request.source_ids)
+    if missing:
+        raise InvalidInput(
+            f"unknown source id{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
+            field="source_ids",
+            details={"missing": missing},
+        )
+
+
+def build_request(store: Store, run: Run) -> GenerationRequest:
+    """Load the profiles and sources ``run`` names.
+
+    Raises:
+      GenerationError: a profile or source was deleted after the run was
+        accepted (a permanent failure: retrying cannot bring it back).
+    """
+    episode = store.get_profile("episode", run.episode_profile)
+    if not isinstance(episode, EpisodeProfile):
+        raise GenerationError(f"episode profile {run.episode_profile!r} no longer exists")
+    speakers = store.get_profile("speaker", run.speaker_profile)
+    if not isinstance(speakers, SpeakerProfile):
+        raise GenerationError(f"speaker profile {run.speaker_profile!r} no longer exists")
+    sources = []
+    for source_id in run.source_ids:
+        source = store.get_source(source_id)
+        if source is None:
+            raise GenerationError(f"source {source_id!r} no longer exists")
+        sources.append(source)
+    briefing = "\n\n".join(part for part in (episode.default_briefing, run.briefing_suffix) if part)
+    return GenerationRequest(
+        run_id=run.run_id,
+        episode_name=run.episode_name,
+        episode_profile=episode,
+        speaker_profile=speakers,
+        sources=sources,
+        briefing=briefing,
+    )
