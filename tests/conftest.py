@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from podflow.models import Run, RunRequest
 from podflow.store.base import Store
+
+if TYPE_CHECKING:
+    from tests.servers import RedisServer
 
 #: a fixed "now" for time logic; tests move it explicitly instead of sleeping
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -66,3 +70,24 @@ def store(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterato
     if request.param == "mongo":
         backend.client.drop_database(backend.runs.database.name)  # type: ignore[attr-defined]
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["RedisServer"]:
+    """A private redis-server for the whole session. Tests share it, so each
+    test uses its own key namespace or flushes only its own database."""
+    from tests.servers import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: "RedisServer") -> Iterator[str]:
+    """A clean database on the private server (flushing it is safe: it is ours)."""
+    client = redis_server.client()
+    client.flushdb()
+    yield redis_server.url
+    client.flushdb()
+    client.close()
