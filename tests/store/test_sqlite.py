@@ -1,0 +1,142 @@
+"""SQLite-specific behaviour: several processes sharing one file, migrations, durability."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from podflow.errors import StoreError
+from podflow.states import RunStatus, is_terminal
+from podflow.store.sqlite import MIGRATIONS, SqliteStore
+from tests.conftest import T0, at, make_run
+
+PROCESSES = 8
+
+
+def _claimer(path: str, run_id: str, barrier, results) -> None:
+    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
+    barrier.wait()
+    results.put(store.claim(run_id, now=at(1)))
+    store.close()
+
+
+def _finisher_or_canceller(path: str, run_id: str, index: int, barrier, results) -> None:
+    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
+    barrier.wait()
+    if index % 2:
+        outcome = store.cancel(run_id, now=at(2), reason=f"cancel {index}")
+    else:
+        outcome = store.finish(run_id, 1, status=RunStatus.SUCCESS, now=at(2), reason=f"finish {index}")
+    results.put(None if outcome is None else outcome.status)
+    store.close()
+
+
+def _race(target, args_for) -> list:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args_for(i), barrier, results)) for i in range(PROCESSES)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    return outcomes
+
+
+@pytest.mark.slow
+def test_eight_processes_claiming_one_pending_run_let_exactly_one_attempt_win(tmp_path: Path) -> None:
+    path = str(tmp_path / "race.sqlite3")
+    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
+    run, _ = store.create_run(make_run())
+    outcomes = _race(_claimer, lambda i: (path, run.run_id))
+    assert sorted(outcomes, key=str) == [1] + [None] * (PROCESSES - 1)
+    loaded = store.get_run(run.run_id)
+    assert loaded.attempt == 1 and [h.status for h in loaded.history].count(RunStatus.STARTED) == 1
+
+
+@pytest.mark.slow
+def test_eight_processes_racing_finish_and_cancel_leave_exactly_one_terminal_state(tmp_path: Path) -> None:
+    path = str(tmp_path / "race.sqlite3")
+    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
+    run, _ = store.create_run(make_run())
+    assert store.claim(run.run_id, now=at(1)) == 1
+    outcomes = _race(_finisher_or_canceller, lambda i: (path, run.run_id, i))
+    winners = [o for o in outcomes if o is not None]
+    assert len(winners) == 1
+    final = store.get_run(run.run_id)
+    assert final.status == winners[0]
+    assert sum(is_terminal(h.status) for h in final.history) == 1
+    # and it is never overwritten afterwards
+    assert store.cancel(run.run_id, now=at(3)) is None
+    assert store.finish(run.run_id, 1, status=RunStatus.FAILURE, now=at(3)) is None
+    assert store.claim(run.run_id, now=at(10_000)) is None
+    assert store.get_run(run.run_id) == final
+
+
+def test_runs_survive_closing_and_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "podflow.sqlite3"
+    store = SqliteStore(path)
+    run, _ = store.create_run(make_run())
+    store.close()
+    reopened = SqliteStore(path)
+    assert reopened.get_run(run.run_id) == run
+    reopened.close()
+
+
+def test_the_file_uses_wal_and_records_its_schema_version(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "podflow.sqlite3")
+    assert store.schema_version() == len(MIGRATIONS)
+    conn = sqlite3.connect(tmp_path / "podflow.sqlite3")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    store.close()
+
+
+def test_an_older_file_is_migrated_forward_on_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "podflow.sqlite3"
+    SqliteStore(path).close()  # at version len(MIGRATIONS)
+    added = ["CREATE TABLE extra (x INTEGER)"]
+    monkeypatch.setattr("podflow.store.sqlite.MIGRATIONS", [*MIGRATIONS, added])
+    store = SqliteStore(path)
+    assert store.schema_version() == len(MIGRATIONS) + 1
+    store._conn().execute("INSERT INTO extra VALUES (1)")
+    store.close()
+
+
+def test_a_file_from_a_newer_podflow_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "podflow.sqlite3"
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this podflow"):
+        SqliteStore(path)
+
+
+def test_an_unwritable_location_is_reported_as_unavailable(tmp_path: Path) -> None:
+    from podflow.errors import StoreUnavailable
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreUnavailable):
+        SqliteStore(blocker / "sub" / "podflow.sqlite3")
+
+
+def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
+    import threading
+
+    store = SqliteStore(tmp_path / "podflow.sqlite3")
+    run, _ = store.create_run(make_run(T0))
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(id(store._conn()))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == 3
+    assert store.get_run(run.run_id) is not None
+    store.close()

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from podflow.errors import ConfigError
+from podflow.settings import Settings, load_settings, unknown_variables
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields.values():
+        monkeypatch.delenv(name.json_schema_extra["env"], raising=False)
+
+
+def test_defaults_match_the_documented_table() -> None:
+    s = load_settings(None)
+    assert s.broker_url == "redis://localhost:6379/0"
+    assert s.result_backend == "" and s.mongodb_uri == "" and s.mongodb_database == "podcast_db"
+    assert s.data_dir == Path("var") and s.store_kind == "sqlite"
+    assert (s.soft_time_limit_s, s.time_limit_s) == (1800, 3600)
+    assert (s.concurrency, s.mode, s.sweep_interval_s) == (4, "queue", 300)
+    assert (s.heartbeat_interval_s, s.heartbeat_timeout_s, s.max_attempts) == (10, 120, 3)
+    assert s.auth_token == "" and s.pending_timeout_s == 86400
+    assert s.max_source_bytes == 5 * 1024 * 1024
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PODFLOW_CONCURRENCY", "8")
+    monkeypatch.setenv("PODFLOW_MODE", "thread")
+    monkeypatch.setenv("MONGODB_URI", "mongodb://db:27017")
+    monkeypatch.setenv("PODFLOW_API_TOKEN", "s3cret")
+    s = load_settings(None)
+    assert s.concurrency == 8 and s.mode == "thread" and s.store_kind == "mongo" and s.auth_token == "s3cret"
+
+
+def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PODFLOW_CONCURRENCY=6\nPODFLOW_MAX_ATTEMPTS=5\nUNRELATED=1\n")
+    monkeypatch.setenv("PODFLOW_MAX_ATTEMPTS", "2")
+    s = load_settings(env_file)
+    assert s.concurrency == 6 and s.max_attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("PODFLOW_CONCURRENCY", "zero", "PODFLOW_CONCURRENCY='zero': input should be a valid integer"),
+        ("PODFLOW_CONCURRENCY", "0", "PODFLOW_CONCURRENCY='0': input should be greater than or equal to 1"),
+        ("PODFLOW_MODE", "fast", "PODFLOW_MODE='fast': input should be 'queue' or 'thread'"),
+        ("PODFLOW_BROKER_URL", "http://x", "PODFLOW_BROKER_URL='http://x': must start with redis://"),
+        ("MONGODB_URI", "postgres://x", "MONGODB_URI='postgres://x': must be empty or start with mongodb://"),
+        ("PODFLOW_TIME_LIMIT", "60", "PODFLOW_TIME_LIMIT must be greater than PODFLOW_SOFT_TIME_LIMIT"),
+        ("PODFLOW_HEARTBEAT_TIMEOUT", "5", "PODFLOW_HEARTBEAT_TIMEOUT must be greater than PODFLOW_HEARTBEAT_INTERVAL"),
+        ("PODFLOW_GENERATOR", "not a ref", "PODFLOW_GENERATOR='not a ref': must look like package.module:callable"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(None)
+    message = str(err.value)
+    assert "\n" not in message and expected in message
+
+
+def test_the_api_token_is_never_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, api_token=123)
+    assert "123" not in str(err.value) and "PODFLOW_API_TOKEN" in str(err.value)
+
+
+def test_misspelt_podflow_variables_are_pointed_out() -> None:
+    notes = unknown_variables({"PODFLOW_CONCURENCY": "4", "PODFLOW_MODE": "queue", "PODFLOW_TEST_X": "1", "HOME": "/"})
+    assert notes == ["PODFLOW_CONCURENCY (did you mean PODFLOW_CONCURRENCY?)"]
+
+
+def test_the_cli_stops_on_a_bad_setting_with_one_line_and_exit_78(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PODFLOW_CONCURRENCY": "zero", "PODFLOW_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "podflow.cli", "config"], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 78
+    assert proc.stderr.strip().splitlines() == [
+        "podflow: invalid configuration: PODFLOW_CONCURRENCY='zero': input should be a valid integer, "
+        "unable to parse string as an integer"
+    ]
+    assert "Traceback" not in proc.stderr
