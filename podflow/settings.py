@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "unknown_variables"]
+__all__ = ["Settings", "env_var", "load_settings", "unknown_variables"]
 
 _MiB = 1024 * 1024
 _GENERATOR_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -255,8 +255,15 @@ class Settings(BaseSettings):
         return self.api_token.get_secret_value()
 
 
+def env_var(field_name: str) -> str:
+    """The environment variable behind the setting ``field_name``."""
+    extra = Settings.model_fields[field_name].json_schema_extra
+    assert isinstance(extra, dict)
+    return str(extra["env"])
+
+
 def _env_names() -> dict[str, str]:
-    return {field.json_schema_extra["env"]: name for name, field in Settings.model_fields.items()}  # type: ignore[index]
+    return {env_var(name): name for name in Settings.model_fields}
 
 
 def _describe(error: Mapping[str, Any], env_names: Mapping[str, str]) -> str:

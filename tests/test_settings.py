@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from podflow.errors import ConfigError
-from podflow.settings import Settings, load_settings, unknown_variables
+from podflow.settings import Settings, env_var, load_settings, unknown_variables
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in Settings.model_fields.values():
-        monkeypatch.delenv(name.json_schema_extra["env"], raising=False)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(env_var(name), raising=False)
 
 
 def test_defaults_match_the_documented_table() -> None:

@@ -7,7 +7,7 @@ from podflow.states import TERMINAL, TRANSITIONS, RunStatus, allowed_sources, ca
 
 def test_terminal_states_are_success_failure_and_revoked() -> None:
     assert {s for s in RunStatus if is_terminal(s)} == {RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.REVOKED}
-    assert TERMINAL == frozenset(s for s in RunStatus if is_terminal(s))
+    assert frozenset(s for s in RunStatus if is_terminal(s)) == TERMINAL
 
 
 @pytest.mark.parametrize("terminal", sorted(TERMINAL))

@@ -8,8 +8,8 @@ exit code. Settings are loaded here, once, and handed to the handler.
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..exitcodes import RET_OK
-from ..settings import Settings
+from ..settings import Settings, env_var
 
 
 def register(subparsers: Any) -> None:
@@ -18,8 +18,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     values: dict[str, Any] = {}
-    for name, field in Settings.model_fields.items():
-        env = field.json_schema_extra["env"]  # type: ignore[index]
+    for name in Settings.model_fields:
+        env = env_var(name)
         value = getattr(settings, name)
         if name == "api_token":
             value = "<set>" if settings.auth_token else ""

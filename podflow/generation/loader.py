@@ -24,4 +24,4 @@ def load_generator(ref: str) -> Generator:
     generator = getattr(module, attr, None)
     if not callable(generator):
         raise ConfigError(f"PODFLOW_GENERATOR={ref!r}: {module_name!r} has no callable {attr!r}")
-    return generator  # type: ignore[no-any-return]
+    return generator  # type: ignore[no-any-return,unused-ignore]

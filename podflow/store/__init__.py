@@ -19,12 +19,19 @@ def open_store(settings: Settings) -> Store:
     Raises:
       StoreUnavailable: the store cannot be opened or reached.
     """
-    policy = {"heartbeat_timeout_s": settings.heartbeat_timeout_s, "max_attempts": settings.max_attempts}
     if settings.store_kind == "mongo":
         from .mongo import MongoStore
 
-        store: Store = MongoStore(settings.mongodb_uri, database=settings.mongodb_database, **policy)
-        return store
+        return MongoStore(
+            settings.mongodb_uri,
+            database=settings.mongodb_database,
+            heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            max_attempts=settings.max_attempts,
+        )
     from .sqlite import SqliteStore
 
-    return SqliteStore(settings.sqlite_path, **policy)
+    return SqliteStore(
+        settings.sqlite_path,
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        max_attempts=settings.max_attempts,
+    )

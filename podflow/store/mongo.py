@@ -103,19 +103,23 @@ class MongoStore:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.max_attempts = max_attempts
         self._owns_client = client is None
-        self.client = client or pymongo.MongoClient(
-            uri,
-            tz_aware=True,
-            serverSelectionTimeoutMS=server_selection_timeout_ms,
-            appname="podflow",
-        )
+        if client is None:
+            options: dict[str, Any] = {"tz_aware": True, "appname": "podflow"}
+            if "serverselectiontimeoutms" not in uri.lower():  # the URI's own value wins
+                options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
+            client = pymongo.MongoClient(uri, **options)
+        self.client = client
         db = self.client[database]
         self.runs = db["runs"]
         self.sources = db["sources"]
         self.profiles = {kind: db[f"{kind}_profiles"] for kind in PROFILE_MODELS}
         self.seeded = db["seeded"]
         self.leases = db["leases"]
-        self.ensure_indexes()
+        try:
+            self.ensure_indexes()
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"MongoStore(database={self.runs.database.name!r})"
@@ -297,7 +301,9 @@ class MongoStore:
     @_guarded
     def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
         confirmed = {"outbox_at": None, "enqueue_error": None}
-        first = self.runs.update_one({"run_id": run_id, "enqueued_at": None}, {"$set": {**confirmed, "enqueued_at": now}})
+        first = self.runs.update_one(
+            {"run_id": run_id, "enqueued_at": None}, {"$set": {**confirmed, "enqueued_at": now}}
+        )
         if first.matched_count:
             return True
         return self.runs.update_one({"run_id": run_id}, {"$set": confirmed}).matched_count == 1

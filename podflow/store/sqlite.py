@@ -376,7 +376,8 @@ class SqliteStore:
     def list_runs(
         self, *, status: RunStatus | None = None, limit: int = 50, cursor: str | None = None
     ) -> RunPage:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if status is not None:
             where.append("status = ?")
             params.append(str(status))

@@ -1,0 +1,1 @@
+"""podflow HTTP API (Starlette): HTTP wiring only; the logic lives in podflow/."""

@@ -1,0 +1,1 @@
+"""podflow scheduler process (APScheduler): runs the sweep on an interval."""
