@@ -141,8 +141,9 @@ def render_audio(
 class _Supervisor(threading.Thread):
     """Owns the espeak-ng processes of one synthesis (see the module docstring).
 
-    Starts job ``i`` once ``allowed > i``; puts the index of each finished
-    job on ``events``, or the exception that ends the synthesis. Whatever
+    Starts job ``i`` once :meth:`allow` lets more than ``i`` jobs start; puts
+    the index of each finished job on ``events``, or the exception that ends
+    the synthesis. Whatever
     ends it, the processes still running are killed and reaped.
     """
 
