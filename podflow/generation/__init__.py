@@ -3,5 +3,13 @@
 from __future__ import annotations
 
 from .base import GenerationContext, GenerationRequest, GenerationResult, Generator, GeneratorConfig
+from .context import LocalContext
 
-__all__ = ["GenerationContext", "GenerationRequest", "GenerationResult", "Generator", "GeneratorConfig"]
+__all__ = [
+    "GenerationContext",
+    "GenerationRequest",
+    "GenerationResult",
+    "Generator",
+    "GeneratorConfig",
+    "LocalContext",
+]

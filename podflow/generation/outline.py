@@ -1,0 +1,188 @@
+"""The outline: ``num_segments`` segments extracted from the sources.
+
+Extractive and deterministic. The sources are cut into sections at their
+headings; the sections are merged (in order, balancing sentence counts) or
+split (the longest first) into one group per segment. Each segment is titled
+after its first section and keeps its key sentences: the sentences scoring
+highest on word frequency across all the sources (words of the briefing
+count extra, so a briefing steers what is picked), until about
+``words_per_segment`` words, in their original order.
+
+When the sources hold fewer sentences than ``num_segments``, the outline has
+one segment per sentence rather than repeating material
+(``requested_segments`` keeps the number asked for).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import GenerationError
+from .base import GenerationRequest
+from .text import Section, content_words, join_words, sections, words
+
+__all__ = ["Outline", "Segment", "build_outline"]
+
+#: templates in the transcript add words around the key points
+_KEY_POINT_SHARE = 0.8
+#: sentences shorter than this are fragments, picked only when nothing else is left
+_MIN_SENTENCE_WORDS = 4
+_BRIEFING_BONUS = 0.25
+_KEYWORDS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    index: int  # 1-based
+    title: str
+    source_ids: tuple[str, ...]
+    key_points: tuple[str, ...]
+    keywords: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "title": self.title,
+            "source_ids": list(self.source_ids),
+            "key_points": list(self.key_points),
+            "keywords": list(self.keywords),
+            "word_count": sum(len(words(p)) for p in self.key_points),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outline:
+    episode_name: str
+    requested_segments: int
+    segments: tuple[Segment, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "episode_name": self.episode_name,
+            "requested_segments": self.requested_segments,
+            "segments": [segment.to_json() for segment in self.segments],
+        }
+
+
+def build_outline(request: GenerationRequest) -> Outline:
+    """The outline of the episode ``request`` describes.
+
+    Raises:
+      GenerationError: the sources hold no sentence at all.
+    """
+    found = [section for source in request.sources for section in sections(source)]
+    total = sum(len(s.sentences) for s in found)
+    if not total:
+        raise GenerationError("the sources contain no text to build an episode from")
+    wanted = request.episode_profile.num_segments
+    groups = _group(found, min(wanted, total))
+    scorer = _Scorer([sentence for s in found for sentence in s.sentences], focus=request.briefing)
+    budget = request.episode_profile.words_per_segment * _KEY_POINT_SHARE
+    segments = tuple(
+        Segment(
+            index=i,
+            title=_title(group),
+            source_ids=tuple(dict.fromkeys(s.source_id for s in group)),
+            key_points=scorer.pick([sentence for s in group for sentence in s.sentences], budget),
+            keywords=_keywords(group),
+        )
+        for i, group in enumerate(groups, start=1)
+    )
+    return Outline(episode_name=request.episode_name, requested_segments=wanted, segments=segments)
+
+
+# -- grouping ----------------------------------------------------------------------
+
+
+def _group(found: list[Section], count: int) -> list[list[Section]]:
+    """Exactly ``count`` groups of consecutive sections (``count`` <= sentences)."""
+    parts = list(found)
+    if len(parts) >= count:
+        return _merge(parts, count)
+    while len(parts) < count:  # split the longest section in two, in place
+        i = max(range(len(parts)), key=lambda k: (len(parts[k].sentences), -k))
+        middle = (len(parts[i].sentences) + 1) // 2
+        first, second = parts[i].sentences[:middle], parts[i].sentences[middle:]
+        parts[i : i + 1] = [_with(parts[i], first), _with(parts[i], second)]
+    return [[part] for part in _number_parts(parts)]
+
+
+def _with(section: Section, sentences: tuple[str, ...]) -> Section:
+    return Section(section.source_id, section.title, sentences)
+
+
+def _number_parts(parts: list[Section]) -> list[Section]:
+    """Titles shared by split-off parts become "title (part k)"."""
+    totals = Counter(p.title for p in parts)
+    seen: Counter[str] = Counter()
+    numbered = []
+    for part in parts:
+        seen[part.title] += 1
+        title = f"{part.title} (part {seen[part.title]})" if totals[part.title] > 1 else part.title
+        numbered.append(Section(part.source_id, title, part.sentences))
+    return numbered
+
+
+def _merge(parts: list[Section], count: int) -> list[list[Section]]:
+    """Consecutive parts in ``count`` groups of roughly equal sentence counts.
+
+    A group closes before a part when adding it would take the group further
+    past its share than stopping short of it.
+    """
+    total = sum(len(p.sentences) for p in parts)
+    groups: list[list[Section]] = [[]]
+    done = 0
+    for i, part in enumerate(parts):
+        left_parts, left_groups = len(parts) - i, count - len(groups)
+        share = total * len(groups) / count
+        overshoots = abs(done + len(part.sentences) - share) > abs(done - share)
+        if groups[-1] and left_groups and (overshoots or left_parts == left_groups):
+            groups.append([])
+        groups[-1].append(part)
+        done += len(part.sentences)
+    return groups
+
+
+def _title(group: Sequence[Section]) -> str:
+    return join_words(dict.fromkeys(s.title for s in group), most=3)
+
+
+def _keywords(group: Sequence[Section]) -> tuple[str, ...]:
+    counts = Counter(w for s in group for sentence in s.sentences for w in content_words(sentence))
+    return tuple(w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:_KEYWORDS])
+
+
+# -- scoring -----------------------------------------------------------------------
+
+
+class _Scorer:
+    """Word-frequency sentence scores (Luhn-style), with a bonus for briefing words."""
+
+    def __init__(self, corpus: Sequence[str], *, focus: str) -> None:
+        counts = Counter(w for sentence in corpus for w in content_words(sentence))
+        top = max(counts.values(), default=1)
+        self._weight = {w: n / top for w, n in counts.items()}
+        self._focus = frozenset(content_words(focus)) & counts.keys()
+
+    def score(self, sentence: str) -> float:
+        distinct = set(content_words(sentence))
+        if not distinct:
+            return 0.0
+        base = sum(self._weight.get(w, 0.0) for w in distinct) / len(distinct) ** 0.5
+        return base + _BRIEFING_BONUS * len(distinct & self._focus)
+
+    def pick(self, sentences: Sequence[str], budget: float) -> tuple[str, ...]:
+        """The best sentences until ``budget`` words (at least one), in text order."""
+        candidates = [i for i, s in enumerate(sentences) if len(words(s)) >= _MIN_SENTENCE_WORDS]
+        ranked = sorted(candidates or range(len(sentences)), key=lambda i: (-self.score(sentences[i]), i))
+        chosen: list[int] = []
+        total = 0
+        for i in ranked:
+            if chosen and total >= budget:
+                break
+            chosen.append(i)
+            total += len(words(sentences[i]))
+        return tuple(sentences[i] for i in sorted(chosen))

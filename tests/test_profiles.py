@@ -1,0 +1,81 @@
+"""Bundled profiles, seeding, and voice checks against the installed espeak-ng."""
+
+from __future__ import annotations
+
+import pytest
+
+from podflow.errors import InvalidInput, ToolMissing
+from podflow.models import EpisodeProfile, Speaker, SpeakerProfile
+from podflow.profiles import (
+    BUNDLED_EPISODE_PROFILES,
+    BUNDLED_SPEAKER_PROFILES,
+    available_voices,
+    check_speaker_profile,
+    seed_defaults,
+)
+from podflow.store.base import Store
+
+ALL_NAMES = {"tech_news", "deep_dive", "quick_brief", "dual_host", "solo", "panel"}
+
+
+def speakers(*voices: str) -> SpeakerProfile:
+    return SpeakerProfile(
+        name="mine",
+        speakers=[Speaker(name=f"S{i}", voice=v, personality="calm") for i, v in enumerate(voices)],
+    )
+
+
+def test_the_bundled_profiles_are_the_promised_ones() -> None:
+    assert {p.name for p in BUNDLED_EPISODE_PROFILES} == {"tech_news", "deep_dive", "quick_brief"}
+    counts = {p.name: len(p.speakers) for p in BUNDLED_SPEAKER_PROFILES}
+    assert counts["dual_host"] == 2 and counts["solo"] == 1 and 3 <= counts["panel"] <= 4
+    for profile in BUNDLED_EPISODE_PROFILES:
+        assert profile.description and profile.default_briefing
+
+
+def test_bundled_speakers_have_real_and_distinct_voices() -> None:
+    for profile in BUNDLED_SPEAKER_PROFILES:
+        check_speaker_profile(profile, tts="espeak")
+        voices = [s.voice for s in profile.speakers]
+        assert len(set(voices)) == len(voices), profile.name
+
+
+def test_seeding_twice_keeps_an_edit_and_does_not_resurrect_a_deletion(store: Store) -> None:
+    assert set(seed_defaults(store)) == ALL_NAMES
+    tech = store.get_profile("episode", "tech_news")
+    assert isinstance(tech, EpisodeProfile)
+    store.update_profile(tech.model_copy(update={"num_segments": 9, "description": "edited"}))
+    assert store.delete_profile("speaker", "panel")
+
+    assert seed_defaults(store) == []
+    edited = store.get_profile("episode", "tech_news")
+    assert isinstance(edited, EpisodeProfile)
+    assert (edited.num_segments, edited.description) == (9, "edited")
+    assert store.get_profile("speaker", "panel") is None
+    assert {p.name for p in store.list_profiles("speaker")} == {"dual_host", "solo"}
+
+
+def test_an_unknown_voice_is_refused_naming_the_field() -> None:
+    with pytest.raises(InvalidInput, match=r"unknown espeak-ng voice 'en-us\+nobody'") as err:
+        check_speaker_profile(speakers("en-us+m3", "en-us+nobody"), tts="espeak")
+    assert err.value.field == "speakers[1].voice"
+    assert "espeak-ng --voices" in str(err.value)
+    with pytest.raises(InvalidInput) as err:
+        check_speaker_profile(speakers("klingon"), tts="espeak")
+    assert err.value.field == "speakers[0].voice"
+
+
+def test_languages_variants_and_language_aliases_are_accepted() -> None:
+    check_speaker_profile(speakers("en-us", "EN-GB+f2", "en", "de+m1"), tts="espeak")
+    voices = available_voices()
+    assert "en-us+m3" in voices and "en-us+male3" not in voices  # a variant's name is not its file
+
+
+def test_any_voice_passes_without_speech() -> None:
+    check_speaker_profile(speakers("not-a-voice"), tts="none")
+
+
+def test_voice_check_without_espeak_names_the_tool_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ToolMissing, match=r"apt-get install espeak-ng .*PODFLOW_TTS=none"):
+        check_speaker_profile(speakers("en-us"), tts="espeak")
