@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -73,7 +73,7 @@ def store(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterato
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["RedisServer"]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A private redis-server for the whole session. Tests share it, so each
     test uses its own key namespace or flushes only its own database."""
     from tests.servers import RedisServer
@@ -84,10 +84,25 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["RedisSer
 
 
 @pytest.fixture
-def redis_url(redis_server: "RedisServer") -> Iterator[str]:
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
     """A clean database on the private server (flushing it is safe: it is ours)."""
     client = redis_server.client()
     client.flushdb()
     yield redis_server.url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def worker_redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """Database 1 of the private server, for one module's long-lived worker
+    processes: the per-test ``redis_url`` fixture flushes database 0, which
+    must not pull queues away from under them. Flushed before and after."""
+    import redis
+
+    url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
     client.flushdb()
     client.close()

@@ -8,8 +8,8 @@ exit code. Settings are loaded here, once, and handed to the handler.
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
@@ -21,7 +21,7 @@ from ..settings import Settings, load_settings, unknown_variables
 __all__ = ["main"]
 
 #: subcommand modules, in the order ``podflow --help`` lists them
-COMMANDS = ["config"]
+COMMANDS = ["config", "worker"]
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
