@@ -199,7 +199,8 @@ class Runner:
 
     # -- one attempt ------------------------------------------------------------
     def _run(self, run_id: str, attempt: int) -> Outcome:
-        staging = staging_dir(self.podcasts_dir, run_id, attempt)
+        # absolute, so paths a generator builds from ctx.work_dir are too
+        staging = staging_dir(self.podcasts_dir, run_id, attempt).absolute()
         tracked = self.monitor.track(run_id, attempt)
         promoted = _Promoted()
         succeeded = False

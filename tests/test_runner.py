@@ -242,3 +242,23 @@ def test_success_removes_what_crashed_earlier_attempts_left_behind(store: Store,
     clock.now = at(100)  # its heartbeat is stale now
     assert runner.execute(run_id).kind == "succeeded"
     assert store.get_run(run_id).attempt == 2 and not leftover.exists()
+
+
+def test_a_relative_data_dir_still_gives_paths_relative_to_it(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    seen: list[Path] = []
+
+    def generate(req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
+        seen.append(ctx.work_dir)
+        (ctx.work_dir / "episode.wav").write_bytes(b"RIFF")
+        return GenerationResult(audio_path=ctx.work_dir / "episode.wav")
+
+    runner = make_runner(store, tmp_path, generate)
+    runner.data_dir, runner.podcasts_dir = Path("var"), Path("var") / "podcasts"
+    run_id = new_run(store)
+    assert runner.execute(run_id).kind == "succeeded"
+    assert seen[0].is_absolute()
+    assert store.get_run(run_id).result.audio_path == f"podcasts/{run_id}/episode.wav"
+    assert (tmp_path / "var" / "podcasts" / run_id / "episode.wav").read_bytes() == b"RIFF"
