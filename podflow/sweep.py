@@ -102,52 +102,36 @@ def sweep(store: Store, *, now: datetime, policy: SweepPolicy, dispatcher: Dispa
     report = SweepReport()
     stale = now - seconds(policy.heartbeat_timeout_s)
 
-    report.time_limit = _drain(
-        lambda: store.fail_started_before(
-            started_before=now - seconds(policy.time_limit_s),
-            error=ErrorInfo(type="time_limit", message=f"running longer than {policy.time_limit_s:g} s"),
-            now=now,
-            limit=policy.batch,
-        ),
-        policy.batch,
+    def fail_all(operation: Callable[..., Sized], error: ErrorInfo, **cutoff: datetime) -> int:
+        """Run a failing bulk operation over every batch; how many runs it failed."""
+        total = 0
+        while True:
+            failed = operation(error=error, now=now, limit=policy.batch, **cutoff)
+            total += len(failed)
+            if len(failed) < policy.batch:
+                return total
+
+    report.time_limit = fail_all(
+        store.fail_started_before,
+        ErrorInfo(type="time_limit", message=f"running longer than {policy.time_limit_s:g} s"),
+        started_before=now - seconds(policy.time_limit_s),
     )
-    report.worker_lost = _drain(
-        lambda: store.fail_lost(
-            heartbeat_before=stale,
-            error=ErrorInfo(
-                type="worker_lost",
-                message=f"no heartbeat for {policy.heartbeat_timeout_s:g} s and no attempts left",
-            ),
-            now=now,
-            limit=policy.batch,
-        ),
-        policy.batch,
+    report.worker_lost = fail_all(
+        store.fail_lost,
+        ErrorInfo(type="worker_lost", message=f"no heartbeat for {policy.heartbeat_timeout_s:g} s, no attempts left"),
+        heartbeat_before=stale,
     )
     if dispatcher is not None:
         _redispatch_lost(store, dispatcher, now=now, stale=stale, policy=policy, report=report)
         _send_outbox(store, dispatcher, now=now, policy=policy, report=report)
-    report.expired = _drain(
-        lambda: store.fail_pending_enqueued_before(
-            enqueued_before=now - seconds(policy.pending_timeout_s),
-            error=ErrorInfo(type="expired", message=f"not started within {policy.pending_timeout_s:g} s"),
-            now=now,
-            limit=policy.batch,
-        ),
-        policy.batch,
+    report.expired = fail_all(
+        store.fail_pending_enqueued_before,
+        ErrorInfo(type="expired", message=f"not started within {policy.pending_timeout_s:g} s"),
+        enqueued_before=now - seconds(policy.pending_timeout_s),
     )
     if report.total or report.send_errors:
         log.info("sweep: %s", report.as_dict())
     return report
-
-
-def _drain(step: Callable[[], Sized], batch: int) -> int:
-    """Call a bulk operation until it returns a short batch; the total touched."""
-    total = 0
-    while True:
-        done = step()
-        total += len(done)
-        if len(done) < batch:
-            return total
 
 
 def _redispatch_lost(

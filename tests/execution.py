@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from podflow.models import EpisodeProfile, RunRequest, Source, Speaker, SpeakerProfile
+from podflow.models import EpisodeProfile, Run, RunRequest, Source, Speaker, SpeakerProfile
 from podflow.store.base import Store
 from tests.conftest import T0
 
@@ -68,6 +68,15 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float = 15.0, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or probe}")
         time.sleep(interval)
+
+
+def finished(store: Store, run_id: str, *, timeout: float = 15.0) -> Run:
+    """Wait until the run is terminal; the run."""
+    return wait_for(
+        lambda: (run := store.get_run(run_id)) is not None and run.is_terminal and run,
+        timeout=timeout,
+        what=f"{run_id} to finish",
+    )
 
 
 def worker_env(*, data_dir: Path, broker_url: str, **settings: str) -> dict[str, str]:

@@ -28,7 +28,7 @@ from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
-from tests.execution import ROOT, FakeDispatcher, WorkerProcess, request, seed, wait_for, worker_env
+from tests.execution import ROOT, FakeDispatcher, WorkerProcess, finished, request, seed, wait_for, worker_env
 from tests.generators import read_events
 
 pytestmark = pytest.mark.slow
@@ -48,11 +48,7 @@ class Stack:
         return submit(self.store, self.dispatcher, request(name), now=utcnow()).run
 
     def finished(self, run_id: str, timeout: float = 20) -> Run:
-        return wait_for(
-            lambda: (run := self.store.get_run(run_id)) is not None and run.is_terminal and run,
-            timeout=timeout,
-            what=f"{run_id} to finish",
-        )
+        return finished(self.store, run_id, timeout=timeout)
 
     def events(self, run_id: str, event: str | None = None) -> list[dict]:
         return [

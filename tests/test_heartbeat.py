@@ -80,30 +80,24 @@ def test_one_beat_refreshes_every_tracked_run_in_one_store_call(store: Store) ->
     assert [t.run_id for t in monitor.tracked()] == [r for r, _ in runs[1:]]
 
 
-def test_a_cancelled_run_is_interrupted_inside_the_generator(store: Store) -> None:
-    monitor = HeartbeatMonitor(store=store, interval_s=10, clock=lambda: at(1))
-    run_id, attempt = started(store)
-    thread = RunThread(monitor, run_id, attempt)
-    thread.start()
-    thread.inside.wait(5)
-    store.cancel(run_id, now=at(1))
-    marked_at = time.monotonic()
-    monitor.beat()
-    thread.join(5)
-    assert isinstance(thread.raised, RunCancelled)
-    assert thread.landed_at - marked_at < 0.5
-
-
-def test_a_run_re_claimed_elsewhere_gets_lease_lost(store: Store) -> None:
+@pytest.mark.parametrize(("taken_by", "interrupt"), [("cancel", RunCancelled), ("re-claim", LeaseLost)])
+def test_a_run_the_store_took_away_is_interrupted_inside_the_generator(
+    store: Store, taken_by: str, interrupt: type[BaseException]
+) -> None:
     monitor = HeartbeatMonitor(store=store, interval_s=10, clock=lambda: at(101))
     run_id, attempt = started(store)
     thread = RunThread(monitor, run_id, attempt)
     thread.start()
     thread.inside.wait(5)
-    assert store.claim(run_id, now=at(100)) == 2
+    if taken_by == "cancel":
+        store.cancel(run_id, now=at(100))
+    else:
+        assert store.claim(run_id, now=at(100)) == 2  # stale: another worker took it
+    marked_at = time.monotonic()
     monitor.beat()
     thread.join(5)
-    assert isinstance(thread.raised, LeaseLost)
+    assert type(thread.raised) is interrupt
+    assert thread.landed_at - marked_at < 0.5
 
 
 def test_no_interrupt_lands_outside_the_window_it_waits_for_the_next_one(store: Store) -> None:

@@ -20,7 +20,7 @@ from podflow.sweep import SweepPolicy
 from podflow.threadmode import ThreadExecutor, build_thread_executor
 from podflow.timeutil import utcnow
 from tests import generators
-from tests.execution import FakeDispatcher, request, seed, wait_for
+from tests.execution import FakeDispatcher, finished, request, seed, wait_for
 
 HEARTBEAT_INTERVAL_S = 0.1
 
@@ -51,7 +51,7 @@ class Pool:
         return executor
 
     def finished(self, run_id: str, timeout: float = 10) -> Run:
-        return wait_for(lambda: (r := self.store.get_run(run_id)).is_terminal and r, timeout=timeout, what=run_id)
+        return finished(self.store, run_id, timeout=timeout)
 
     def events(self, run_id: str, event: str) -> list[dict]:
         path = self.data_dir / "events.jsonl"
