@@ -72,7 +72,7 @@ ACTOR_NAME = "generate_podcast"
 #: Dramatiq re-deliveries of one message, at most. Attempts of a run are
 #: bounded by PODFLOW_MAX_ATTEMPTS in the store; this caps the retries of
 #: failures that happen before a claim (the store or broker down), so an
-#: outage cannot make a message bounce forever (about 3 h with the defaults).
+#: outage cannot make a message bounce forever (about 2 h with the defaults).
 MAX_MESSAGE_RETRIES = 20
 
 #: connection errors of the broker clients; re-trying later may succeed

@@ -224,7 +224,7 @@ class Runner:
             except BaseException as exc:
                 return self._failed(run_id, attempt, exc)
             if done is None:
-                return self._lost(run_id, attempt, "finish refused: the attempt no longer owns the run")
+                return self._ended(run_id, attempt, "lost", "finish refused: the attempt no longer owns the run")
             succeeded = True
             self._remove_older_staging(run_id, attempt)
             return Outcome(run_id, "succeeded", attempt, RunStatus.SUCCESS)
@@ -239,9 +239,9 @@ class Runner:
     def _failed(self, run_id: str, attempt: int, exc: BaseException) -> Outcome:
         """Record why ``attempt`` ended without success; re-raise what must be retried."""
         if isinstance(exc, RunCancelled):
-            return Outcome(run_id, "cancelled", attempt, RunStatus.REVOKED, "cancelled while running")
+            return self._ended(run_id, attempt, "cancelled", "cancelled while running")
         if isinstance(exc, RunInterrupted):
-            return self._lost(run_id, attempt, str(exc) or "lease lost")
+            return self._ended(run_id, attempt, "lost", str(exc) or "lease lost")
         if isinstance(exc, TimeLimitExceeded):
             limit = f" of {self.soft_time_limit_s:g} s" if self.soft_time_limit_s else ""
             return self._finish_failure(
@@ -264,23 +264,25 @@ class Runner:
             log.warning("run %s: cannot release attempt %d: %s", run_id, attempt, store_exc)
             raise exc from None
         if not released:
-            return self._lost(run_id, attempt, f"release refused after {type(exc).__name__}")
+            return self._ended(run_id, attempt, "lost", f"release refused after {type(exc).__name__}")
         log.info("run %s: attempt %d released for a retry: %s", run_id, attempt, _error(exc).message)
         raise exc
 
     def _finish_failure(self, run_id: str, attempt: int, error: ErrorInfo) -> Outcome:
         done = self.store.finish(run_id, attempt, status=RunStatus.FAILURE, now=self._clock(), error=error)
         if done is None:
-            return self._lost(run_id, attempt, f"failure not recorded ({error.type}): attempt no longer owns the run")
+            why = f"failure not recorded ({error.type}): the attempt no longer owns the run"
+            return self._ended(run_id, attempt, "lost", why)
         self._remove_older_staging(run_id, attempt)
         return Outcome(run_id, "failed", attempt, RunStatus.FAILURE, f"{error.type}: {error.message}")
 
-    def _lost(self, run_id: str, attempt: int, detail: str) -> Outcome:
+    def _ended(self, run_id: str, attempt: int, kind: OutcomeKind, detail: str) -> Outcome:
+        """An outcome this attempt did not write: the run's status is whatever ended it."""
         try:
             run = self.store.get_run(run_id)
         except StoreError:
             run = None
-        return Outcome(run_id, "lost", attempt, None if run is None else run.status, detail)
+        return Outcome(run_id, kind, attempt, None if run is None else run.status, detail)
 
     # -- files ------------------------------------------------------------------
     def _promote(self, run_id: str, staging: Path, result: GenerationResult, promoted: _Promoted) -> RunResult:
