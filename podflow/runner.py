@@ -84,6 +84,13 @@ def staging_dir(podcasts_dir: Path, run_id: str, attempt: int) -> Path:
     return podcasts_dir / run_id / f".attempt-{attempt}"
 
 
+def _remove_staging(staging: Path) -> None:
+    """Remove an attempt's staging directory, and the run's directory if that leaves it empty."""
+    shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        staging.parent.rmdir()
+
+
 def _error(exc: BaseException, type_: str | None = None) -> ErrorInfo:
     message = str(exc) or type(exc).__name__
     return ErrorInfo(type=type_ or type(exc).__name__, message=message[:_MAX_MESSAGE])
@@ -218,23 +225,23 @@ class Runner:
                 tracked.note(self.store.heartbeat(run_id, attempt, now=self._clock()))
                 tracked.check()
                 run_result = self._promote(run_id, staging, result, promoted)
+                _remove_staging(staging)  # before the outcome is visible
+                self._remove_older_staging(run_id, attempt)
                 done = self.store.finish(
                     run_id, attempt, status=RunStatus.SUCCESS, now=self._clock(), result=run_result
                 )
             except BaseException as exc:
+                _remove_staging(staging)  # partial files: gone before the outcome is visible
                 return self._failed(run_id, attempt, exc)
             if done is None:
                 return self._ended(run_id, attempt, "lost", "finish refused: the attempt no longer owns the run")
             succeeded = True
-            self._remove_older_staging(run_id, attempt)
             return Outcome(run_id, "succeeded", attempt, RunStatus.SUCCESS)
         finally:
             self.monitor.untrack(tracked)
-            shutil.rmtree(staging, ignore_errors=True)
             if promoted.files and not succeeded:
                 self._discard_promoted(run_id, promoted)
-            with contextlib.suppress(OSError):  # nothing left (a failure): no empty directory either
-                staging.parent.rmdir()
+            _remove_staging(staging)
 
     def _failed(self, run_id: str, attempt: int, exc: BaseException) -> Outcome:
         """Record why ``attempt`` ended without success; re-raise what must be retried."""
@@ -269,11 +276,11 @@ class Runner:
         raise exc
 
     def _finish_failure(self, run_id: str, attempt: int, error: ErrorInfo) -> Outcome:
+        self._remove_older_staging(run_id, attempt)
         done = self.store.finish(run_id, attempt, status=RunStatus.FAILURE, now=self._clock(), error=error)
         if done is None:
             why = f"failure not recorded ({error.type}): the attempt no longer owns the run"
             return self._ended(run_id, attempt, "lost", why)
-        self._remove_older_staging(run_id, attempt)
         return Outcome(run_id, "failed", attempt, RunStatus.FAILURE, f"{error.type}: {error.message}")
 
     def _ended(self, run_id: str, attempt: int, kind: OutcomeKind, detail: str) -> Outcome:
@@ -326,7 +333,8 @@ class Runner:
             promoted.remove()
 
     def _remove_older_staging(self, run_id: str, attempt: int) -> None:
-        """Remove staging directories that crashed earlier attempts left behind."""
+        """Remove staging directories that crashed earlier attempts left behind (before
+        this attempt writes the outcome; an older attempt can no longer win)."""
         for path in (self.podcasts_dir / run_id).glob(".attempt-*"):
             suffix = path.name.removeprefix(".attempt-")
             if suffix.isdigit() and int(suffix) < attempt:
