@@ -135,6 +135,18 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds between sweeps of the scheduler",
     )
+    retry_backoff_s: float = _var(
+        "PODFLOW_RETRY_BACKOFF",
+        default=15.0,
+        gt=0,
+        description="seconds before the first retry of a transient failure; doubles each retry",
+    )
+    retry_backoff_max_s: float = _var(
+        "PODFLOW_RETRY_BACKOFF_MAX",
+        default=600.0,
+        gt=0,
+        description="longest delay between two retries of a transient failure",
+    )
 
     # -- generation -------------------------------------------------------------
     generator: str = _var(

@@ -91,3 +91,18 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     yield redis_server.url
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="module")
+def worker_redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """Database 1 of the private server, for one module's long-lived worker
+    processes: the per-test ``redis_url`` fixture flushes database 0, which
+    must not pull queues away from under them. Flushed before and after."""
+    import redis
+
+    url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()

@@ -24,8 +24,11 @@ Failure contract:
   asynchronous exception cannot break into a blocking call, so wait on
   subprocesses, futures and sockets with short timeouts in a loop.
 
-Files are written under ``ctx.work_dir`` (``PODFLOW_DATA_DIR/podcasts/<run_id>``);
-the returned paths must lie inside it.
+Files are written under ``ctx.work_dir``, the attempt's own staging directory
+(``PODFLOW_DATA_DIR/podcasts/<run_id>/.attempt-<n>/``); the returned paths must
+lie inside it (a relative path is taken relative to it). On success podflow moves
+the returned files into ``PODFLOW_DATA_DIR/podcasts/<run_id>/``; everything else
+in the staging directory is deleted, whatever the outcome.
 """
 
 from __future__ import annotations

@@ -1,0 +1,193 @@
+"""The Dramatiq broker podflow runs on, and which failures it retries.
+
+:func:`build_broker` picks RedisBroker for ``redis://``/``rediss://``/``unix://``
+and RabbitmqBroker for ``amqp://``/``amqps://`` and declares the middleware
+explicitly (Dramatiq's defaults would impose a 10-minute time limit and retry
+every exception 20 times):
+
+==========================  ==================================================
+AgeLimit                    drops messages older than their ``max_age`` option
+TimeLimit                   the soft time limit, set per actor (never 10 min)
+ShutdownNotifications       opt-in per actor; ``generate_podcast`` does not opt
+                            in: podflow interrupts only the generator itself
+Callbacks, Pipelines        Dramatiq's composition features
+Retries                     exponential backoff, :func:`retry_when` decides
+CurrentMessage              the message being processed, per thread
+Results                     only when PODFLOW_RESULT_BACKEND is set
+QueuePrefetch               a worker prefetches one message per thread
+==========================  ==================================================
+
+The worker-process resources (store, heartbeat monitor) are added by
+:mod:`podflow.actors`, so an API process building the same broker to send
+messages opens nothing it does not need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+import dramatiq.worker
+import redis
+from dramatiq.errors import BrokerConnectionError
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    Retries,
+    Shutdown,
+    ShutdownNotifications,
+    TimeLimit,
+)
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from .errors import BrokerUnavailable, StoreUnavailable, TransientGenerationError
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = [
+    "ACTOR_NAME",
+    "MAX_MESSAGE_RETRIES",
+    "QUEUE_NAME",
+    "QueuePrefetch",
+    "TRANSIENT_ERRORS",
+    "broker_errors",
+    "build_broker",
+    "build_result_backend",
+    "is_transient",
+    "ping_broker",
+    "retry_when",
+]
+
+#: the queue and actor every podcast run goes through
+QUEUE_NAME = "podcast"
+ACTOR_NAME = "generate_podcast"
+
+#: Dramatiq re-deliveries of one message, at most. Attempts of a run are
+#: bounded by PODFLOW_MAX_ATTEMPTS in the store; this caps the retries of
+#: failures that happen before a claim (the store or broker down), so an
+#: outage cannot make a message bounce forever (about 2 h with the defaults).
+MAX_MESSAGE_RETRIES = 20
+
+#: connection errors of the broker clients; re-trying later may succeed
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    BrokerConnectionError,
+)
+try:  # pika is installed with dramatiq[rabbitmq]; stay importable without it
+    import pika.exceptions
+
+    _CONNECTION_ERRORS += (pika.exceptions.AMQPConnectionError,)
+except ImportError:  # pragma: no cover
+    pass
+
+#: failures worth another attempt later: everything else is permanent
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientGenerationError,
+    StoreUnavailable,
+    BrokerUnavailable,
+    *_CONNECTION_ERRORS,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth retrying (never a time limit, never a bug)."""
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def retry_when(retries: int, exc: BaseException) -> bool:
+    """Dramatiq's ``retry_when``: retry transient failures and worker shutdowns
+    (the runner released the run first), at most :data:`MAX_MESSAGE_RETRIES` times."""
+    return retries < MAX_MESSAGE_RETRIES and (is_transient(exc) or isinstance(exc, Shutdown))
+
+
+@contextlib.contextmanager
+def broker_errors(action: str) -> Iterator[None]:
+    """Turn a broker client's connection error into :class:`BrokerUnavailable`."""
+    try:
+        yield
+    except _CONNECTION_ERRORS as exc:
+        raise BrokerUnavailable(f"{action}: broker unreachable: {exc or type(exc).__name__}") from exc
+
+
+class QueuePrefetch(Middleware):
+    """Prefetch one message per worker thread (Dramatiq's default is two).
+
+    A podcast run lasts up to an hour: a worker holding a second message while
+    its threads are busy makes that run wait although another host is idle.
+    An explicit ``dramatiq_queue_prefetch`` environment variable still wins.
+    """
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # consumers are created after this hook (when the worker middleware is
+        # added), and read worker.queue_prefetch then
+        if not dramatiq.worker.QUEUE_PREFETCH:
+            worker.queue_prefetch = worker.worker_threads
+
+
+def build_result_backend(url: str) -> Any:
+    """Dramatiq's RedisBackend for ``url`` (PODFLOW_RESULT_BACKEND)."""
+    from dramatiq.results.backends import RedisBackend
+
+    return RedisBackend(url=url)
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    middleware: list[Middleware] = [
+        AgeLimit(),
+        # the actor sets its own limit; the middleware default is a fallback
+        # for other actors and is the soft limit too, never Dramatiq's 10 min
+        TimeLimit(time_limit=int(settings.soft_time_limit_s * 1000)),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        Retries(
+            max_retries=MAX_MESSAGE_RETRIES,
+            min_backoff=max(1, int(settings.retry_backoff_s * 1000)),
+            max_backoff=max(1, int(settings.retry_backoff_max_s * 1000)),
+            retry_when=retry_when,
+        ),
+        CurrentMessage(),
+        QueuePrefetch(),
+    ]
+    if settings.result_backend:
+        from dramatiq.results import Results
+
+        middleware.append(Results(backend=build_result_backend(settings.result_backend)))
+    return middleware
+
+
+def build_broker(settings: Settings) -> dramatiq.Broker:
+    """The broker PODFLOW_BROKER_URL names, with podflow's middleware. Connects lazily."""
+    url = settings.broker_url
+    if url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        # confirm_delivery: an enqueue returns only once RabbitMQ has the
+        # message, so marking the run enqueued afterwards is the truth
+        return RabbitmqBroker(url=url, confirm_delivery=True, middleware=_middleware(settings))
+    from dramatiq.brokers.redis import RedisBroker
+
+    # a few quick reconnects, then fail: a submit with the broker down should
+    # report it within a second or two, not after redis-py's ten retries
+    client = redis.Redis.from_url(
+        url, retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
+    )
+    return RedisBroker(client=client, middleware=_middleware(settings))
+
+
+def ping_broker(broker: dramatiq.Broker) -> None:
+    """Raises BrokerUnavailable unless the broker answers."""
+    with broker_errors("ping"):
+        client = getattr(broker, "client", None)
+        if client is not None:
+            client.ping()
+        else:  # RabbitMQ: opening the connection is the check
+            _ = broker.connection  # type: ignore[attr-defined]

@@ -1,0 +1,80 @@
+"""``podflow worker``: start the Dramatiq worker processes of queue mode.
+
+It replaces itself (exec) with::
+
+    python -m dramatiq podflow.actors --processes PODFLOW_WORKER_PROCESSES
+        --threads PODFLOW_CONCURRENCY --queues podcast
+        --worker-shutdown-timeout 60000
+
+so signals reach Dramatiq directly. On SIGTERM each worker process interrupts
+its running generations at once (they are released and retried by another
+worker after the retry backoff; the interrupted attempt counts), finishes its
+bookkeeping and exits; :data:`SHUTDOWN_TIMEOUT_S` bounds that, in case a
+generator sits in a blocking call that the interrupt cannot break. A service
+manager must allow longer than that before killing the worker (systemd
+``TimeoutStopSec=90`` or more). Each process prefetches one message per thread
+(``podflow.broker.QueuePrefetch``), so a busy worker does not hold runs that an
+idle host could execute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from typing import Any
+
+from ..broker import QUEUE_NAME
+from ..errors import ConfigError
+from ..exitcodes import RET_CONFIG, RET_OK
+from ..generation.loader import load_generator
+from ..settings import Settings
+
+__all__ = ["SHUTDOWN_TIMEOUT_S", "command"]
+
+#: how long a stopping worker waits for its threads (Dramatiq's default is 10 min)
+SHUTDOWN_TIMEOUT_S = 60
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("worker", help="start the Dramatiq workers that execute runs (queue mode)")
+    parser.add_argument("--print", action="store_true", help="print the command instead of running it")
+    parser.set_defaults(handler=run)
+
+
+def command(settings: Settings) -> list[str]:
+    """The worker command line for ``settings``."""
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "podflow.actors",
+        "--processes",
+        str(settings.worker_processes),
+        "--threads",
+        str(settings.concurrency),
+        "--queues",
+        QUEUE_NAME,
+        "--worker-shutdown-timeout",
+        str(SHUTDOWN_TIMEOUT_S * 1000),
+    ]
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.mode == "thread":
+        print("podflow: PODFLOW_MODE=thread: runs execute inside the API process; no worker is needed", file=sys.stderr)
+        return RET_CONFIG
+    try:  # fail here with one line rather than in every worker process
+        load_generator(settings.generator)
+    except ConfigError as exc:
+        print(f"podflow: {exc}", file=sys.stderr)
+        return RET_CONFIG
+    argv = command(settings)
+    if args.print:
+        print(shlex.join(argv))
+        return RET_OK
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)
+    return RET_OK  # pragma: no cover - exec does not return

@@ -1,0 +1,232 @@
+"""One heartbeat thread per process, for every run the process executes.
+
+Every ``interval_s`` the monitor sends one batched ``store.heartbeat_many`` for
+all tracked runs. When the store says an attempt no longer owns its run, the
+run is *marked* (``ctx.check_cancelled()`` raises at once) and, if its thread
+is inside the generator, interrupted there with an asynchronous exception:
+:class:`~podflow.errors.RunCancelled` when the run was revoked,
+:class:`~podflow.errors.LeaseLost` otherwise (re-claimed, failed by the sweep).
+With ``soft_time_limit_s`` (thread mode) it also raises Dramatiq's
+``TimeLimitExceeded`` at each run's deadline; Dramatiq's TimeLimit middleware
+does that in workers.
+
+An asynchronous exception lands wherever the thread happens to be, so it is
+only ever raised inside :meth:`Tracked.interruptible` — the generator call —
+and never during the runner's bookkeeping (promoting files, ``finish``). The
+window's exit makes sure an interrupt raised just before it closed surfaces
+from the window itself, not later.
+
+A store error during a heartbeat is logged and retried at the next tick: a
+blip must not kill runs. A run whose heartbeat stays stale past
+PODFLOW_HEARTBEAT_TIMEOUT is handled by the sweep.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from dramatiq.middleware import TimeLimitExceeded, raise_thread_exception
+
+from .errors import LeaseLost, RunCancelled
+from .models import Lease
+from .store.base import Store
+from .timeutil import utcnow
+
+__all__ = ["HeartbeatMonitor", "Tracked"]
+
+log = logging.getLogger(__name__)
+
+
+def _clear_async_exception(thread_id: int) -> None:
+    """Drop an asynchronous exception set on ``thread_id`` but not yet raised."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+
+
+class Tracked:
+    """One attempt of one run, as the monitor knows it. Made by :meth:`HeartbeatMonitor.track`."""
+
+    def __init__(self, run_id: str, attempt: int, *, thread_id: int, deadline: float | None) -> None:
+        self.run_id = run_id
+        self.attempt = attempt
+        self.thread_id = thread_id
+        #: monotonic time of the soft time limit, or None
+        self.deadline = deadline
+        self._lock = threading.Lock()
+        self._armed = False
+        self._raised = False
+        self._interrupt: type[BaseException] | None = None
+        self._reason = ""
+
+    @property
+    def interrupted(self) -> type[BaseException] | None:
+        """The interrupt this attempt got (RunCancelled, LeaseLost, TimeLimitExceeded, ...), if any."""
+        return self._interrupt
+
+    def mark(self, interrupt: type[BaseException], reason: str) -> None:
+        """Stop this attempt: raise ``interrupt`` in its thread now if it is inside
+        the generator, else at its next :meth:`check` or window. The first mark wins."""
+        with self._lock:
+            if self._interrupt is not None:
+                return
+            self._interrupt, self._reason = interrupt, reason
+            if self._armed:
+                log.info("run %s attempt %d: interrupting: %s", self.run_id, self.attempt, reason)
+                self._raised = True
+                raise_thread_exception(self.thread_id, interrupt)
+
+    def note(self, lease: Lease) -> None:
+        """Act on what a heartbeat or progress write learnt about the lease."""
+        if not lease.owned:
+            if lease.cancelled:
+                self.mark(RunCancelled, "the run was cancelled")
+            else:
+                self.mark(LeaseLost, f"attempt {self.attempt} lost the run (now {lease.status or 'absent'})")
+
+    def check(self) -> None:
+        """Raises the interrupt this attempt was marked with, if any."""
+        if self._interrupt is not None:
+            raise self._interrupt(self._reason)
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """The window in which the monitor may interrupt this thread asynchronously.
+
+        Raises:
+          the interrupt this attempt was marked with, at entry or at exit.
+        """
+        if threading.get_ident() != self.thread_id:
+            raise RuntimeError("interruptible() must run in the tracked thread")
+        with self._lock:
+            self.check()
+            self._armed = True
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._armed = False
+                raised = self._raised
+            if raised:
+                # The interrupt was set on this thread. Either it already
+                # landed (and is propagating now) or it is still pending and
+                # would land later, in the caller's bookkeeping: cancel the
+                # pending one and raise it here instead.
+                _clear_async_exception(self.thread_id)
+                assert self._interrupt is not None
+                if not isinstance(sys.exc_info()[1], self._interrupt):
+                    raise self._interrupt(self._reason)
+
+
+class HeartbeatMonitor:
+    """The per-process heartbeat thread. ``start()`` it once, ``track()`` each attempt.
+
+    Parameters:
+      store: where heartbeats go.
+      interval_s: seconds between two heartbeats (PODFLOW_HEARTBEAT_INTERVAL).
+      soft_time_limit_s: when set (thread mode), raise ``TimeLimitExceeded`` in
+        runs that have been tracked this long.
+      clock: wall-clock time for the store; monotonic: for deadlines.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        interval_s: float,
+        soft_time_limit_s: float | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self.soft_time_limit_s = soft_time_limit_s
+        self._clock = clock
+        self._monotonic = monotonic
+        self._runs: dict[str, Tracked] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="podflow-heartbeat", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    # -- tracking ---------------------------------------------------------------
+    def track(self, run_id: str, attempt: int) -> Tracked:
+        """Start heart-beating ``attempt`` of ``run_id`` for the calling thread.
+
+        An older attempt of the same run tracked here is marked lost: the store
+        already fences it off.
+        """
+        deadline = None if self.soft_time_limit_s is None else self._monotonic() + self.soft_time_limit_s
+        tracked = Tracked(run_id, attempt, thread_id=threading.get_ident(), deadline=deadline)
+        with self._lock:
+            previous = self._runs.get(run_id)
+            self._runs[run_id] = tracked
+        if previous is not None and previous.attempt < attempt:
+            previous.note(Lease(owned=False))
+        return tracked
+
+    def untrack(self, tracked: Tracked) -> None:
+        with self._lock:
+            if self._runs.get(tracked.run_id) is tracked:
+                del self._runs[tracked.run_id]
+
+    def tracked(self) -> list[Tracked]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def interrupt_all(self, interrupt: type[BaseException], reason: str) -> int:
+        """Mark every tracked run (e.g. with Dramatiq's ``Shutdown``). Returns how many."""
+        runs = self.tracked()
+        for tracked in runs:
+            tracked.mark(interrupt, reason)
+        return len(runs)
+
+    # -- one tick ---------------------------------------------------------------
+    def beat(self) -> None:
+        """Heartbeat every tracked run once and enforce soft deadlines. Never raises."""
+        runs = self.tracked()
+        if runs:
+            try:
+                leases = self.store.heartbeat_many({t.run_id: t.attempt for t in runs}, now=self._clock())
+            except Exception as exc:  # a blip: the next tick tries again
+                log.warning("heartbeat of %d run(s) failed, retrying: %s", len(runs), exc)
+                leases = {}
+            for tracked in runs:
+                lease = leases.get(tracked.run_id)
+                if lease is not None:
+                    tracked.note(lease)
+        now = self._monotonic()
+        for tracked in runs:
+            if tracked.deadline is not None and now >= tracked.deadline:
+                tracked.mark(TimeLimitExceeded, f"soft time limit of {self.soft_time_limit_s:g} s exceeded")
+
+    def _next_wait(self) -> float:
+        deadlines = [t.deadline for t in self.tracked() if t.deadline is not None and t.interrupted is None]
+        wait = self.interval_s
+        if deadlines:
+            wait = min(wait, max(0.0, min(deadlines) - self._monotonic()))
+        return wait
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._next_wait()):
+            try:
+                self.beat()
+            except Exception:  # pragma: no cover - beat() catches what it expects
+                log.exception("heartbeat tick failed")

@@ -1,0 +1,353 @@
+"""The life of one execution of a run, shared by the Dramatiq actor and thread mode.
+
+::
+
+    claim ──None──> skip (one log line saying why) and ack
+      │
+      attempt n ──> build the request ──> generator(request, ctx)  [interruptible]
+                                              │
+              ┌───────────────────────────────┼──────────────────────────────┐
+           returns                  transient error                 any other outcome
+      promote staged files       attempts left: release and      finish(FAILURE) with the
+      finish(SUCCESS)            re-raise (the caller retries);  error type and message, or
+                                 else finish(FAILURE)            nothing (cancelled / lost)
+
+Every write is fenced by the attempt, so a late or duplicate execution can
+never overwrite a finished run, and every delivery goes through ``claim``:
+a retry never re-runs a terminal run.
+
+Files: the generator writes into a per-attempt staging directory,
+``PODFLOW_DATA_DIR/podcasts/<run_id>/.attempt-<n>/``, removed whatever
+happens. Only on success are the result's files moved (``os.replace``) into
+``podcasts/<run_id>/``. Per-attempt directories mean a zombie attempt's
+clean-up can never delete a newer attempt's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from dramatiq.middleware import Shutdown, TimeLimitExceeded
+
+from .broker import is_transient
+from .errors import GenerationError, LeaseLost, RunCancelled, RunInterrupted, StoreError
+from .generation.base import GenerationResult, Generator, GeneratorConfig
+from .generation.request import build_request
+from .heartbeat import HeartbeatMonitor, Tracked
+from .models import ErrorInfo, Progress, RunResult
+from .states import RunStatus
+from .store.base import Store
+from .timeutil import utcnow
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["Outcome", "RunContext", "Runner", "build_runner", "staging_dir"]
+
+log = logging.getLogger(__name__)
+
+OutcomeKind = Literal["succeeded", "failed", "cancelled", "lost", "skipped"]
+_RESULT_FIELDS = ("audio_path", "transcript_path", "outline_path")
+_MAX_MESSAGE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one execution ended (a transient failure raises instead)."""
+
+    run_id: str
+    kind: OutcomeKind
+    attempt: int | None = None
+    #: the run's status as this execution left it; None if the run is absent
+    status: RunStatus | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "outcome": self.kind,
+            "attempt": self.attempt,
+            "status": None if self.status is None else str(self.status),
+            "detail": self.detail,
+        }
+
+
+def staging_dir(podcasts_dir: Path, run_id: str, attempt: int) -> Path:
+    return podcasts_dir / run_id / f".attempt-{attempt}"
+
+
+def _remove_staging(staging: Path) -> None:
+    """Remove an attempt's staging directory, and the run's directory if that leaves it empty."""
+    shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        staging.parent.rmdir()
+
+
+def _error(exc: BaseException, type_: str | None = None) -> ErrorInfo:
+    message = str(exc) or type(exc).__name__
+    return ErrorInfo(type=type_ or type(exc).__name__, message=message[:_MAX_MESSAGE])
+
+
+@dataclass
+class RunContext:
+    """The :class:`~podflow.generation.base.GenerationContext` a generator gets."""
+
+    run_id: str
+    attempt: int
+    work_dir: Path
+    config: GeneratorConfig
+    _store: Store = field(repr=False)
+    _tracked: Tracked = field(repr=False)
+    _clock: Callable[[], datetime] = field(repr=False, default=utcnow)
+
+    def progress(self, stage: str, percent: float, message: str = "") -> None:
+        progress = Progress(stage=stage[:100], percent=min(100.0, max(0.0, percent)), message=message[:500])
+        try:
+            lease = self._store.set_progress(self.run_id, self.attempt, progress, now=self._clock())
+        except StoreError as exc:  # progress is best effort; the heartbeat keeps the lease
+            log.warning("run %s: progress not recorded: %s", self.run_id, exc)
+        else:
+            self._tracked.note(lease)
+        self._tracked.check()
+
+    def check_cancelled(self) -> None:
+        self._tracked.check()
+
+
+@dataclass
+class _Promoted:
+    """Files moved into the run's directory, with their inode: removing them
+    later must never remove a newer attempt's file of the same name."""
+
+    files: list[tuple[Path, int]] = field(default_factory=list)
+
+    def remove(self) -> None:
+        for path, inode in self.files:
+            try:
+                if path.stat().st_ino == inode:
+                    path.unlink()
+            except OSError:
+                pass
+        self.files.clear()
+
+
+class Runner:
+    """Executes runs. Thread-safe: one Runner serves every thread of a process.
+
+    Parameters:
+      store, generator, monitor: where runs live, what generates, who heart-beats.
+      data_dir: PODFLOW_DATA_DIR; result paths are relative to it.
+      config: the generator's options.
+      soft_time_limit_s: only to word the ``soft_time_limit`` error.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        generator: Generator,
+        monitor: HeartbeatMonitor,
+        data_dir: Path,
+        config: GeneratorConfig | None = None,
+        soft_time_limit_s: float | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.generator = generator
+        self.monitor = monitor
+        self.data_dir = Path(data_dir)
+        self.podcasts_dir = self.data_dir / "podcasts"
+        self.config = config or GeneratorConfig()
+        self.soft_time_limit_s = soft_time_limit_s
+        self._clock = clock
+
+    # -- entry point ------------------------------------------------------------
+    def execute(self, run_id: str) -> Outcome:
+        """Claim ``run_id`` and execute it once.
+
+        Raises:
+          a transient error (see :func:`podflow.broker.is_transient`) or Dramatiq's
+          ``Shutdown`` when the run should be retried later: the run was released
+          first (or could not be claimed at all). Anything else ends in an Outcome.
+        """
+        attempt = self.store.claim(run_id, now=self._clock())
+        if attempt is None:
+            status, why = self._why_not_claimed(run_id)
+            log.info("run %s: skipped: %s", run_id, why)
+            return Outcome(run_id, "skipped", status=status, detail=why)
+        log.info("run %s: attempt %d started", run_id, attempt)
+        outcome = self._run(run_id, attempt)
+        log.info("run %s: attempt %d %s%s", run_id, attempt, outcome.kind, f": {outcome.detail}" * bool(outcome.detail))
+        return outcome
+
+    def _why_not_claimed(self, run_id: str) -> tuple[RunStatus | None, str]:
+        try:
+            run = self.store.get_run(run_id)
+        except StoreError as exc:
+            return None, f"claim refused; cannot tell why: {exc}"
+        if run is None:
+            return None, "the run does not exist (deleted?)"
+        if run.is_terminal:
+            return run.status, f"the run is already {run.status}"
+        if run.status is RunStatus.STARTED and run.attempt >= self.store.max_attempts:
+            return run.status, f"attempts exhausted ({run.attempt} of {self.store.max_attempts})"
+        if run.status is RunStatus.STARTED:
+            age = (self._clock() - run.heartbeat_at).total_seconds() if run.heartbeat_at else float("nan")
+            return run.status, f"held by live attempt {run.attempt} (heartbeat {age:.1f} s ago)"
+        return run.status, f"the run changed concurrently (now {run.status})"
+
+    # -- one attempt ------------------------------------------------------------
+    def _run(self, run_id: str, attempt: int) -> Outcome:
+        # absolute, so paths a generator builds from ctx.work_dir are too
+        staging = staging_dir(self.podcasts_dir, run_id, attempt).absolute()
+        tracked = self.monitor.track(run_id, attempt)
+        promoted = _Promoted()
+        succeeded = False
+        try:
+            try:
+                run = self.store.get_run(run_id)
+                if run is None:  # deleted under us (delete refuses STARTED runs, so rare)
+                    raise LeaseLost("the run disappeared")
+                request = build_request(self.store, run)
+                staging.mkdir(parents=True, exist_ok=True)
+                ctx = RunContext(run_id, attempt, staging, self.config, self.store, tracked, self._clock)
+                with tracked.interruptible():
+                    result = self.generator(request, ctx)
+                # still ours? A zombie attempt must not even touch the run's files
+                tracked.note(self.store.heartbeat(run_id, attempt, now=self._clock()))
+                tracked.check()
+                run_result = self._promote(run_id, staging, result, promoted)
+                _remove_staging(staging)  # before the outcome is visible
+                self._remove_older_staging(run_id, attempt)
+                done = self.store.finish(
+                    run_id, attempt, status=RunStatus.SUCCESS, now=self._clock(), result=run_result
+                )
+            except BaseException as exc:
+                _remove_staging(staging)  # partial files: gone before the outcome is visible
+                return self._failed(run_id, attempt, exc)
+            if done is None:
+                return self._ended(run_id, attempt, "lost", "finish refused: the attempt no longer owns the run")
+            succeeded = True
+            return Outcome(run_id, "succeeded", attempt, RunStatus.SUCCESS)
+        finally:
+            self.monitor.untrack(tracked)
+            if promoted.files and not succeeded:
+                self._discard_promoted(run_id, promoted)
+            _remove_staging(staging)
+
+    def _failed(self, run_id: str, attempt: int, exc: BaseException) -> Outcome:
+        """Record why ``attempt`` ended without success; re-raise what must be retried."""
+        if isinstance(exc, RunCancelled):
+            return self._ended(run_id, attempt, "cancelled", "cancelled while running")
+        if isinstance(exc, RunInterrupted):
+            return self._ended(run_id, attempt, "lost", str(exc) or "lease lost")
+        if isinstance(exc, TimeLimitExceeded):
+            limit = f" of {self.soft_time_limit_s:g} s" if self.soft_time_limit_s else ""
+            return self._finish_failure(
+                run_id, attempt, ErrorInfo(type="soft_time_limit", message=f"soft time limit{limit} exceeded")
+            )
+        retryable = is_transient(exc) or isinstance(exc, Shutdown)
+        if retryable and attempt >= self.store.max_attempts:
+            return self._finish_failure(run_id, attempt, _error(exc))
+        if retryable or not isinstance(exc, Exception):
+            # retry later; or KeyboardInterrupt, SystemExit...: the process is
+            # going away, so give the run up for the next attempt
+            return self._release(run_id, attempt, exc)
+        return self._finish_failure(run_id, attempt, _error(exc))
+
+    def _release(self, run_id: str, attempt: int, exc: BaseException) -> Outcome:
+        """Give the run up for a retry and re-raise ``exc`` (returns only if the run was lost)."""
+        try:
+            released = self.store.release(run_id, attempt, error=_error(exc), now=self._clock())
+        except StoreError as store_exc:  # the sweep re-dispatches it once the heartbeat is stale
+            log.warning("run %s: cannot release attempt %d: %s", run_id, attempt, store_exc)
+            raise exc from None
+        if not released:
+            return self._ended(run_id, attempt, "lost", f"release refused after {type(exc).__name__}")
+        log.info("run %s: attempt %d released for a retry: %s", run_id, attempt, _error(exc).message)
+        raise exc
+
+    def _finish_failure(self, run_id: str, attempt: int, error: ErrorInfo) -> Outcome:
+        self._remove_older_staging(run_id, attempt)
+        done = self.store.finish(run_id, attempt, status=RunStatus.FAILURE, now=self._clock(), error=error)
+        if done is None:
+            why = f"failure not recorded ({error.type}): the attempt no longer owns the run"
+            return self._ended(run_id, attempt, "lost", why)
+        return Outcome(run_id, "failed", attempt, RunStatus.FAILURE, f"{error.type}: {error.message}")
+
+    def _ended(self, run_id: str, attempt: int, kind: OutcomeKind, detail: str) -> Outcome:
+        """An outcome this attempt did not write: the run's status is whatever ended it."""
+        try:
+            run = self.store.get_run(run_id)
+        except StoreError:
+            run = None
+        return Outcome(run_id, kind, attempt, None if run is None else run.status, detail)
+
+    # -- files ------------------------------------------------------------------
+    def _promote(self, run_id: str, staging: Path, result: GenerationResult, promoted: _Promoted) -> RunResult:
+        """Move the result's files from ``staging`` into the run's directory.
+
+        Raises:
+          GenerationError: a result path lies outside the work directory.
+        """
+        if not isinstance(result, GenerationResult):
+            raise GenerationError(f"the generator returned {type(result).__name__}, not a GenerationResult")
+        root = staging.resolve()
+        final = self.podcasts_dir / run_id
+        moved: dict[Path, str] = {}
+        paths: dict[str, str | None] = {}
+        for name in _RESULT_FIELDS:
+            value = getattr(result, name)
+            if value is None:
+                paths[name] = None
+                continue
+            source = (root / value).resolve()  # a relative path is relative to the work dir
+            if not source.is_relative_to(root) or source == root:
+                raise GenerationError(f"{name} {str(value)!r} lies outside the work directory")
+            if source not in moved:
+                relative = source.relative_to(root)
+                target = final / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+                promoted.files.append((target, target.stat().st_ino))
+                moved[source] = (Path("podcasts") / run_id / relative).as_posix()
+            paths[name] = moved[source]
+        return RunResult(**paths, duration_s=result.duration_s)
+
+    def _discard_promoted(self, run_id: str, promoted: _Promoted) -> None:
+        """Remove promoted files of a run that did not end SUCCESS (by this attempt or another)."""
+        try:
+            run = self.store.get_run(run_id)
+        except StoreError as exc:  # cannot tell: a SUCCESS may have been written; keep them
+            log.warning("run %s: keeping promoted files, outcome unknown: %s", run_id, exc)
+            return
+        if run is None or run.status is not RunStatus.SUCCESS:
+            promoted.remove()
+
+    def _remove_older_staging(self, run_id: str, attempt: int) -> None:
+        """Remove staging directories that crashed earlier attempts left behind (before
+        this attempt writes the outcome; an older attempt can no longer win)."""
+        for path in (self.podcasts_dir / run_id).glob(".attempt-*"):
+            suffix = path.name.removeprefix(".attempt-")
+            if suffix.isdigit() and int(suffix) < attempt:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def build_runner(settings: Settings, *, store: Store, monitor: HeartbeatMonitor, generator: Generator) -> Runner:
+    """A Runner configured from the settings (an edge helper for actors and thread mode)."""
+    return Runner(
+        store=store,
+        generator=generator,
+        monitor=monitor,
+        data_dir=settings.data_dir,
+        config=GeneratorConfig(tts=settings.tts, tts_timeout_s=settings.tts_timeout_s),
+        soft_time_limit_s=settings.soft_time_limit_s,
+    )

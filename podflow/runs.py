@@ -1,0 +1,93 @@
+"""Run lifecycle operations the API and the CLI share: cancel, retry, delete.
+
+Each is one store write (the state machine decides); these functions only
+turn a refusal into the right error and tidy up files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from .dispatch import Dispatcher, Submission, submit
+from .errors import InvalidTransition, RunNotFound
+from .models import Run
+from .states import RunStatus
+from .store.base import Store
+
+__all__ = ["RETRYABLE", "cancel", "delete", "retry", "run_dir"]
+
+#: statuses a run may be retried from (as a new run)
+RETRYABLE = frozenset({RunStatus.FAILURE, RunStatus.REVOKED})
+
+
+def run_dir(data_dir: Path, run_id: str) -> Path:
+    """Where a run's files live: ``PODFLOW_DATA_DIR/podcasts/<run_id>/``."""
+    return Path(data_dir) / "podcasts" / run_id
+
+
+def _get(store: Store, run_id: str) -> Run:
+    run = store.get_run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
+
+
+def cancel(store: Store, run_id: str, *, now: datetime, reason: str = "cancelled") -> Run:
+    """PENDING or STARTED → REVOKED at once. A running generation is interrupted
+    by its worker's heartbeat within two heartbeat intervals.
+
+    Raises:
+      RunNotFound
+      InvalidTransition: the run is already terminal.
+    """
+    revoked = store.cancel(run_id, now=now, reason=reason)
+    if revoked is None:
+        run = _get(store, run_id)
+        raise InvalidTransition(f"cannot cancel: run is already {run.status}", run_id=run_id, status=str(run.status))
+    return revoked
+
+
+def retry(
+    store: Store,
+    dispatcher: Dispatcher,
+    run_id: str,
+    *,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> Submission:
+    """Submit a new run with the same request as a FAILURE or REVOKED one
+    (``retry_of`` names the original, which is left as it is).
+
+    Raises:
+      RunNotFound
+      InvalidTransition: the run is not FAILURE or REVOKED.
+      InvalidInput: a profile or source it names no longer exists.
+    """
+    run = _get(store, run_id)
+    if run.status not in RETRYABLE:
+        raise InvalidTransition(
+            f"cannot retry: run is {run.status} (only FAILURE or REVOKED runs are retried)",
+            run_id=run_id,
+            status=str(run.status),
+        )
+    return submit(store, dispatcher, run.request, now=now, idempotency_key=idempotency_key, retry_of=run_id)
+
+
+def delete(store: Store, run_id: str, *, data_dir: Path) -> None:
+    """Delete the run's record and its files under ``podcasts/<run_id>/``.
+
+    Raises:
+      RunNotFound
+      InvalidTransition: the run is STARTED (cancel it first).
+    """
+    run = _get(store, run_id)
+    if run.status is RunStatus.STARTED or not store.delete_run(run_id):
+        current = store.get_run(run_id)
+        if current is None:
+            raise RunNotFound(run_id)
+        raise InvalidTransition(
+            f"cannot delete: run is {current.status}; cancel it first", run_id=run_id, status=str(current.status)
+        )
+    shutil.rmtree(run_dir(data_dir, run_id), ignore_errors=True)

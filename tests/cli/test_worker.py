@@ -1,0 +1,81 @@
+"""``podflow worker`` and ``dramatiq podflow.actors``: the command line, and configuration errors."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from podflow.cli import main
+from podflow.cli.worker import SHUTDOWN_TIMEOUT_S
+from podflow.exitcodes import RET_CONFIG
+from tests.execution import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def clean_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PODFLOW_", "MONGODB_"))}
+    env.update({"PODFLOW_DATA_DIR": str(tmp_path), "PODFLOW_GENERATOR": "tests.generators:noop", **settings})
+    return env
+
+
+def podflow_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    argv = [str(BIN / "podflow"), "worker"]
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_podflow_worker_runs_dramatiq_with_the_configured_processes_threads_and_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name, value in clean_env(tmp_path, PODFLOW_CONCURRENCY="6", PODFLOW_WORKER_PROCESSES="3").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.syspath_prepend(str(ROOT))
+    assert main(["worker", "--print"]) == 0
+    argv = shlex.split(capsys.readouterr().out)
+    assert argv == [
+        sys.executable, "-m", "dramatiq", "podflow.actors",
+        "--processes", "3", "--threads", "6", "--queues", "podcast",
+        "--worker-shutdown-timeout", str(SHUTDOWN_TIMEOUT_S * 1000),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "named"),
+    [
+        ("PODFLOW_CONCURRENCY", "zero", "PODFLOW_CONCURRENCY"),
+        ("PODFLOW_GENERATOR", "tests.nowhere:generate", "PODFLOW_GENERATOR"),
+    ],
+)
+def test_podflow_worker_with_a_bad_setting_exits_78_with_one_line(
+    tmp_path: Path, setting: str, value: str, named: str
+) -> None:
+    env = clean_env(tmp_path, **{setting: value})
+    out = podflow_worker(env)
+    assert out.returncode == RET_CONFIG
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("podflow: ") and named in lines[0], out.stderr
+
+
+def test_podflow_worker_refuses_to_start_in_thread_mode(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, PODFLOW_MODE="thread")
+    out = podflow_worker(env)
+    assert out.returncode == RET_CONFIG and "PODFLOW_MODE=thread" in out.stderr
+
+
+@pytest.mark.slow
+def test_dramatiq_podflow_actors_with_a_bad_setting_exits_78_with_one_podflow_line(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, PODFLOW_MODE="fast")
+    out = subprocess.run(
+        [str(BIN / "dramatiq"), "podflow.actors", "--processes", "1", "--threads", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == RET_CONFIG, out.stderr
+    ours = [line for line in out.stderr.splitlines() if line.startswith("podflow:")]
+    assert ours == ["podflow: invalid configuration: PODFLOW_MODE='fast': input should be 'queue' or 'thread'"]
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,210 @@
+"""The per-process heartbeat: batching, interrupts only inside the generator, blips, soft limits."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+from dramatiq.middleware import Shutdown, TimeLimitExceeded, raise_thread_exception
+
+from podflow.errors import LeaseLost, RunCancelled, StoreUnavailable
+from podflow.heartbeat import HeartbeatMonitor, Tracked
+from podflow.store.base import Store
+from tests.conftest import T0, at, make_run
+from tests.execution import wait_for
+
+
+def started(store: Store) -> tuple[str, int]:
+    run, _ = store.create_run(make_run())
+    attempt = store.claim(run.run_id, now=T0)
+    assert attempt is not None
+    return run.run_id, attempt
+
+
+class CountingStore:
+    """Counts heartbeat_many calls; can fail the next ``failures`` of them."""
+
+    def __init__(self, store: Store, failures: int = 0) -> None:
+        self._store = store
+        self.calls = 0
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def heartbeat_many(self, leases: Any, *, now: Any) -> Any:
+        self.calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("store blip")
+        return self._store.heartbeat_many(leases, now=now)
+
+
+class RunThread(threading.Thread):
+    """Tracks an attempt and spins inside the interruptible window until told to stop."""
+
+    def __init__(self, monitor: HeartbeatMonitor, run_id: str, attempt: int) -> None:
+        super().__init__(daemon=True)
+        self.monitor, self.run_id, self.attempt = monitor, run_id, attempt
+        self.inside = threading.Event()
+        self.done = threading.Event()
+        self.raised: BaseException | None = None
+        self.landed_at: float | None = None
+
+    def run(self) -> None:
+        tracked = self.monitor.track(self.run_id, self.attempt)
+        try:
+            with tracked.interruptible():
+                self.inside.set()
+                while not self.done.is_set():
+                    time.sleep(0.005)
+        except BaseException as exc:
+            self.raised, self.landed_at = exc, time.monotonic()
+        finally:
+            self.monitor.untrack(tracked)
+
+
+def test_one_beat_refreshes_every_tracked_run_in_one_store_call(store: Store) -> None:
+    counting = CountingStore(store)
+    monitor = HeartbeatMonitor(store=counting, interval_s=10, clock=lambda: at(30))  # type: ignore[arg-type]
+    runs = [started(store) for _ in range(3)]
+    handles = [monitor.track(run_id, attempt) for run_id, attempt in runs]
+    monitor.beat()
+    assert counting.calls == 1
+    assert all(store.get_run(run_id).heartbeat_at == at(30) for run_id, _ in runs)
+    assert all(h.interrupted is None for h in handles)
+    monitor.untrack(handles[0])
+    assert [t.run_id for t in monitor.tracked()] == [r for r, _ in runs[1:]]
+
+
+@pytest.mark.parametrize(("taken_by", "interrupt"), [("cancel", RunCancelled), ("re-claim", LeaseLost)])
+def test_a_run_the_store_took_away_is_interrupted_inside_the_generator(
+    store: Store, taken_by: str, interrupt: type[BaseException]
+) -> None:
+    monitor = HeartbeatMonitor(store=store, interval_s=10, clock=lambda: at(101))
+    run_id, attempt = started(store)
+    thread = RunThread(monitor, run_id, attempt)
+    thread.start()
+    thread.inside.wait(5)
+    if taken_by == "cancel":
+        store.cancel(run_id, now=at(100))
+    else:
+        assert store.claim(run_id, now=at(100)) == 2  # stale: another worker took it
+    marked_at = time.monotonic()
+    monitor.beat()
+    thread.join(5)
+    assert type(thread.raised) is interrupt
+    assert thread.landed_at - marked_at < 0.5
+
+
+def test_no_interrupt_lands_outside_the_window_it_waits_for_the_next_one(store: Store) -> None:
+    monitor = HeartbeatMonitor(store=store, interval_s=10, clock=lambda: at(1))
+    run_id, attempt = started(store)
+    tracked = monitor.track(run_id, attempt)  # this thread, outside any window
+    store.cancel(run_id, now=at(1))
+    monitor.beat()  # must not raise asynchronously here
+    for _ in range(1000):  # give a stray asynchronous exception every chance to land
+        pass
+    assert tracked.interrupted is RunCancelled
+    with pytest.raises(RunCancelled):
+        tracked.check()
+    with pytest.raises(RunCancelled), tracked.interruptible():
+        raise AssertionError("the window must not open for a marked run")
+
+
+def test_an_interrupt_raised_as_the_window_closes_never_escapes_it() -> None:
+    """The worst moment: the interrupt is set while the thread, done with the
+    generator, waits to close the window. It must surface from the window,
+    not later in the runner's bookkeeping."""
+    tracked = Tracked("run_x", 1, thread_id=0, deadline=None)
+    leave = threading.Event()
+    where: list[str] = []
+
+    def target() -> None:
+        tracked.thread_id = threading.get_ident()
+        try:
+            try:
+                with tracked.interruptible():
+                    leave.wait(5)
+            except RunCancelled:
+                where.append("window")
+            for _ in range(100_000):  # bookkeeping: a pending interrupt would land here
+                pass
+            time.sleep(0.01)
+            sum(range(1000))
+        except RunCancelled:
+            where.append("bookkeeping")
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    wait_for(lambda: tracked._armed, timeout=5)
+    with tracked._lock:  # hold the window open, as mark() does while raising
+        leave.set()
+        time.sleep(0.05)  # the thread now waits for the lock to close the window
+        tracked._interrupt, tracked._reason, tracked._raised = RunCancelled, "race", True
+        raise_thread_exception(tracked.thread_id, RunCancelled)
+    thread.join(5)
+    assert where == ["window"]
+
+
+def test_store_errors_during_a_heartbeat_are_logged_and_retried_next_tick(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky = CountingStore(store, failures=1)
+    monitor = HeartbeatMonitor(store=flaky, interval_s=10, clock=lambda: at(5))  # type: ignore[arg-type]
+    run_id, attempt = started(store)
+    tracked = monitor.track(run_id, attempt)
+    with caplog.at_level(logging.WARNING, logger="podflow.heartbeat"):
+        monitor.beat()
+    assert "store blip" in caplog.text and tracked.interrupted is None
+    monitor.beat()
+    assert flaky.calls == 2 and store.get_run(run_id).heartbeat_at == at(5)
+
+
+def test_the_soft_time_limit_marks_a_run_at_its_deadline(store: Store) -> None:
+    ticks = [100.0]
+    monitor = HeartbeatMonitor(
+        store=store, interval_s=10, soft_time_limit_s=30, clock=lambda: at(1), monotonic=lambda: ticks[0]
+    )
+    run_id, attempt = started(store)
+    tracked = monitor.track(run_id, attempt)
+    assert monitor._next_wait() == 10
+    ticks[0] = 125.0
+    monitor.beat()
+    assert tracked.interrupted is None and monitor._next_wait() == pytest.approx(5)
+    ticks[0] = 130.0
+    monitor.beat()
+    assert tracked.interrupted is TimeLimitExceeded
+    with pytest.raises(TimeLimitExceeded):
+        tracked.check()
+
+
+def test_a_newer_attempt_tracked_in_the_same_process_fences_off_the_older(store: Store) -> None:
+    monitor = HeartbeatMonitor(store=store, interval_s=10)
+    run_id, attempt = started(store)
+    old = monitor.track(run_id, attempt)
+    new = monitor.track(run_id, attempt + 1)
+    assert old.interrupted is LeaseLost and new.interrupted is None
+    monitor.untrack(old)  # the old attempt's clean-up leaves the new one tracked
+    assert monitor.tracked() == [new]
+
+
+def test_interrupt_all_marks_every_run_for_a_shutdown(store: Store) -> None:
+    monitor = HeartbeatMonitor(store=store, interval_s=10)
+    handles = [monitor.track(*started(store)) for _ in range(2)]
+    assert monitor.interrupt_all(Shutdown, "stopping") == 2
+    assert all(h.interrupted is Shutdown for h in handles)
+
+
+def test_the_monitor_thread_beats_every_interval(store: Store) -> None:
+    monitor = HeartbeatMonitor(store=store, interval_s=0.05)
+    run_id, attempt = started(store)
+    monitor.track(run_id, attempt)
+    monitor.start()
+    try:
+        wait_for(lambda: store.get_run(run_id).heartbeat_at > T0, timeout=5, what="a heartbeat")
+    finally:
+        monitor.stop()

@@ -1,0 +1,167 @@
+"""The sweep's rules with a fixed ``now``, on every store."""
+
+from __future__ import annotations
+
+import threading
+
+from podflow.models import Run
+from podflow.states import RunStatus
+from podflow.store.base import Store
+from podflow.sweep import SweepPolicy, locked_sweep, sweep
+from tests.conftest import T0, at
+from tests.execution import FakeDispatcher, request, seed
+
+# the store fixture's heartbeat timeout is 60 s and max_attempts 3
+POLICY = SweepPolicy(time_limit_s=3600, heartbeat_timeout_s=60, pending_timeout_s=86400, outbox_grace_s=10)
+
+
+def add(store: Store, now=T0, mode: str = "queue", **fields: object) -> str:
+    run = Run.new(request(), now=now, mode=mode).model_copy(update=fields)  # type: ignore[arg-type]
+    return store.create_run(run)[0].run_id
+
+
+def started(store: Store, now=T0, mode: str = "queue") -> str:
+    run_id = add(store, now, mode=mode)
+    store.claim(run_id, now=now)
+    return run_id
+
+
+def test_a_run_past_the_time_limit_fails_with_time_limit(store: Store) -> None:
+    old, young = started(store, T0), started(store, at(3000))
+    store.heartbeat(old, 1, now=at(3600))
+    report = sweep(store, now=at(3601), policy=POLICY, dispatcher=FakeDispatcher())
+    assert report.time_limit == 1
+    run = store.get_run(old)
+    assert run.status is RunStatus.FAILURE and run.error.type == "time_limit"
+    assert store.get_run(young).status is RunStatus.STARTED
+
+
+def test_the_time_limit_comes_before_redispatching_a_lost_run(store: Store) -> None:
+    run_id = started(store, T0)  # both over the time limit and silent for an hour
+    dispatcher = FakeDispatcher()
+    report = sweep(store, now=at(4000), policy=POLICY, dispatcher=dispatcher)
+    assert (report.time_limit, report.redispatched) == (1, 0) and dispatcher.sent == []
+    assert store.get_run(run_id).error.type == "time_limit"
+
+
+def test_a_silent_run_with_attempts_left_is_released_and_sent_under_a_new_message_id(store: Store) -> None:
+    run_id = add(store, message_id="msg-first")
+    store.claim(run_id, now=T0)
+    dispatcher = FakeDispatcher()
+    assert sweep(store, now=at(59), policy=POLICY, dispatcher=dispatcher).redispatched == 0
+    report = sweep(store, now=at(61), policy=POLICY, dispatcher=dispatcher)
+    assert report.redispatched == 1 and dispatcher.sent == [(run_id, "msg-1")]
+    run = store.get_run(run_id)
+    assert run.released and run.message_id == "msg-first"
+    assert store.claim(run_id, now=at(62)) == 2
+
+
+def test_a_silent_run_without_attempts_left_fails_with_worker_lost(store: Store) -> None:
+    run_id = started(store, T0)
+    store.claim(run_id, now=at(100))
+    store.claim(run_id, now=at(200))
+    dispatcher = FakeDispatcher()
+    report = sweep(store, now=at(300), policy=POLICY, dispatcher=dispatcher)
+    assert (report.worker_lost, report.redispatched) == (1, 0) and dispatcher.sent == []
+    assert store.get_run(run_id).error.type == "worker_lost"
+
+
+def test_an_unconfirmed_start_is_sent_after_a_grace_period(store: Store) -> None:
+    run_id = add(store, outbox_at=T0, message_id="msg-9")
+    dispatcher = FakeDispatcher()
+    assert sweep(store, now=at(5), policy=POLICY, dispatcher=dispatcher).enqueued == 0  # maybe still sending
+    report = sweep(store, now=at(11), policy=POLICY, dispatcher=dispatcher)
+    assert report.enqueued == 1 and dispatcher.sent == [(run_id, "msg-9")]
+    run = store.get_run(run_id)
+    assert run.outbox_at is None and run.enqueued_at == at(11)
+
+
+def test_a_broker_still_down_leaves_the_outbox_for_the_next_sweep(store: Store) -> None:
+    ids = [add(store, outbox_at=T0, message_id=f"m{i}") for i in range(3)]
+    dispatcher = FakeDispatcher()
+    dispatcher.down = True
+    report = sweep(store, now=at(20), policy=POLICY, dispatcher=dispatcher)
+    assert (report.enqueued, report.send_errors) == (0, 1)  # stops at the first failure
+    assert {r.run_id for r in store.list_outbox(requested_before=at(20))} == set(ids)
+    assert any(store.get_run(i).enqueue_error for i in ids)
+    dispatcher.down = False
+    assert sweep(store, now=at(30), policy=POLICY, dispatcher=dispatcher).enqueued == 3
+
+
+def test_a_pending_run_enqueued_too_long_ago_expires(store: Store) -> None:
+    old = add(store, enqueued_at=T0)
+    draft = add(store)
+    report = sweep(store, now=at(86401), policy=POLICY)
+    assert report.expired == 1 and store.get_run(old).error.type == "expired"
+    assert store.get_run(draft).status is RunStatus.PENDING
+
+
+def test_without_a_dispatcher_only_the_failing_rules_run(store: Store) -> None:
+    lost = started(store, at(1000))
+    outbox = add(store, outbox_at=T0)
+    report = sweep(store, now=at(2000), policy=POLICY)
+    assert (report.redispatched, report.enqueued) == (0, 0)
+    assert not store.get_run(lost).released and store.get_run(outbox).outbox_at == T0
+
+
+def test_dispatch_rules_only_send_runs_of_the_dispatchers_mode(store: Store) -> None:
+    queued = add(store, outbox_at=T0, message_id="mq")
+    threaded = add(store, mode="thread", outbox_at=T0)
+    dispatcher = FakeDispatcher(mode="thread", durable=False)
+    report = sweep(store, now=at(20), policy=POLICY, dispatcher=dispatcher)
+    assert report.enqueued == 1 and dispatcher.sent == [(threaded, None)]
+    assert store.get_run(queued).outbox_at == T0  # left for the queue-mode sweep
+    assert store.get_run(threaded).outbox_at == T0  # not durable: stays until claimed
+
+
+def test_each_rule_works_through_every_batch(store: Store) -> None:
+    small = SweepPolicy(time_limit_s=3600, heartbeat_timeout_s=60, pending_timeout_s=86400, batch=2)
+    seed(store)
+    for _ in range(5):
+        started(store, T0)
+        add(store, outbox_at=T0, message_id=None)
+    dispatcher = FakeDispatcher()
+    report = sweep(store, now=at(100), policy=small, dispatcher=dispatcher)
+    assert (report.redispatched, report.enqueued) == (5, 5) and len(dispatcher.sent) == 10
+
+
+def test_a_second_sweep_finds_nothing_to_do(store: Store) -> None:
+    started(store, T0)
+    add(store, outbox_at=T0)
+    add(store, enqueued_at=T0)
+    dispatcher = FakeDispatcher()
+    first = sweep(store, now=at(86401), policy=POLICY, dispatcher=dispatcher)
+    assert first.total == 3
+    assert sweep(store, now=at(86401), policy=POLICY, dispatcher=dispatcher).total == 0
+
+
+def test_the_lease_keeps_a_second_scheduler_out(store: Store) -> None:
+    run_id = started(store, T0)
+    assert store.acquire_lease("sweep", holder="scheduler-a", now=at(99), ttl_s=60)
+    dispatcher = FakeDispatcher()
+    assert locked_sweep(store, now=at(100), policy=POLICY, holder="scheduler-b", dispatcher=dispatcher) is None
+    assert not store.get_run(run_id).released
+    store.release_lease("sweep", holder="scheduler-a")
+    report = locked_sweep(store, now=at(100), policy=POLICY, holder="scheduler-b", dispatcher=dispatcher)
+    assert report is not None and report.redispatched == 1
+    assert store.acquire_lease("sweep", holder="scheduler-a", now=at(101), ttl_s=60)  # released after
+
+
+def test_two_sweeps_at_once_dispatch_each_run_once(store: Store) -> None:
+    ids = {started(store, T0) for _ in range(6)} | {add(store, outbox_at=T0) for _ in range(6)}
+    dispatchers = [FakeDispatcher(), FakeDispatcher()]
+    barrier = threading.Barrier(2)
+
+    def go(dispatcher: FakeDispatcher) -> None:
+        barrier.wait()
+        sweep(store, now=at(100), policy=POLICY, dispatcher=dispatcher)
+
+    threads = [threading.Thread(target=go, args=(d,)) for d in dispatchers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lost_sent = [r for d in dispatchers for r, _ in d.sent if store.get_run(r).status is RunStatus.STARTED]
+    assert sorted(lost_sent) == sorted(set(lost_sent)) and len(lost_sent) == 6  # released once each
+    outbox_sent = {r for d in dispatchers for r, _ in d.sent} - set(lost_sent)
+    assert outbox_sent | set(lost_sent) == ids  # an outbox run may go twice: claim fences the copy
