@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,7 +20,7 @@ from podflow.store.base import Store
 from podflow.timeutil import to_ms, utcnow
 from tests.conftest import T0, at
 from tests.execution import request
-from tests.servers import free_port
+from tests.servers import RABBITMQ_URL, free_port, rabbitmq_up
 
 
 def broker_for(url: str) -> dramatiq.Broker:
@@ -112,17 +111,9 @@ def test_the_store_reports_runs_by_status_and_the_oldest_pending_age(store: Stor
     assert list(status.runs) == [str(s) for s in RunStatus]
 
 
-def _rabbitmq_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+@pytest.mark.skipif(not rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
 def test_rabbitmq_counts_come_from_passive_declares_and_liveness_is_unavailable() -> None:
-    broker = broker_for("amqp://guest:guest@127.0.0.1:5672/")
+    broker = broker_for(RABBITMQ_URL)
     queue = f"podflow-test-{uuid.uuid4().hex[:8]}"  # never the shared "podcast" queue
     try:
         missing = inspect_broker(broker, now=utcnow(), queues=[queue])
