@@ -115,8 +115,13 @@ class Sweeper:
         except Exception:  # a bug: say so loudly, but keep the schedule
             log.exception("sweep failed unexpectedly; trying again next interval")
             return
-        if report is not None:
-            log.info("sweep: %s (%.3f s)", summary(report), time.monotonic() - began)
+        if report is None:
+            return  # another process holds the lease (locked_sweep said so)
+        line = f"sweep: {summary(report)} ({time.monotonic() - began:.3f} s)"
+        if report.send_errors:  # the broker is down: the failing rules ran, the sends wait
+            log.warning("%s; the broker is unreachable, the next sweep sends the rest", line)
+        else:
+            log.info("%s", line)
 
     def close(self) -> None:
         with self._lock:

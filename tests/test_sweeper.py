@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from podflow.broker import build_broker
 from podflow.dispatch import QueueDispatcher
 from podflow.errors import StoreUnavailable
 from podflow.models import Run
@@ -17,6 +18,7 @@ from podflow.sweep import SweepPolicy
 from podflow.sweeper import Sweeper, build_sweeper
 from tests.conftest import T0, at
 from tests.execution import request
+from tests.servers import free_port
 
 POLICY = SweepPolicy(time_limit_s=3600, heartbeat_timeout_s=60, pending_timeout_s=86400)
 
@@ -92,3 +94,20 @@ def test_queue_mode_sweeps_with_a_queue_dispatcher_and_thread_mode_without(tmp_p
     queue.check()
     queue.close()
     thread.close()
+
+
+def test_a_sweep_that_could_not_send_logs_a_warning_and_keeps_the_run_for_the_next(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = sqlite(tmp_path)
+    run = Run.new(request(), now=T0).model_copy(update={"outbox_at": T0, "message_id": "msg-1"})
+    store.create_run(run)
+    down = build_broker(load_settings(env_file=None, broker_url=f"redis://127.0.0.1:{free_port()}/0"))
+    sweeper = Sweeper(open_store=lambda: store, policy=POLICY, dispatcher=QueueDispatcher(broker=down), holder="h",
+                      clock=lambda: at(60))  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="podflow"):
+        sweeper.scheduled_sweep()
+    [record] = [r for r in caplog.records if r.name == "podflow.sweeper"]
+    assert record.levelno == logging.WARNING and "send_errors=1" in record.getMessage()
+    assert store.get_run(run.run_id).outbox_at == T0 and store.get_run(run.run_id).enqueue_error
+    sweeper.close()
