@@ -50,8 +50,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 setup: $(STAMP)
 	$(call ensure_tools,$(RUNTIME_TOOLS))
 
+# podflow up: a local redis-server when PODFLOW_BROKER_URL needs one, the API
+# address, then honcho on the Procfile (api, worker, scheduler); Ctrl-C stops all
 run: setup
-	@echo "podflow: nothing to run yet"
+	$(BIN)/podflow up
 
 test: setup
 	$(call ensure_tools,$(TEST_TOOLS))

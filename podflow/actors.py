@@ -108,7 +108,7 @@ logging.getLogger("podflow").setLevel(settings.log_level)
 for _note in unknown_variables(dict(os.environ)):
     log.warning("unknown setting %s", _note)
 
-broker = build_broker(settings)
+broker = build_broker(settings, role="worker")
 dramatiq.set_broker(broker)
 resources = WorkerResources(settings=settings, generator=_generator)
 broker.add_middleware(resources)

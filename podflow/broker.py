@@ -20,12 +20,22 @@ QueuePrefetch               a worker prefetches one message per thread
 The worker-process resources (store, heartbeat monitor) are added by
 :mod:`podflow.actors`, so an API process building the same broker to send
 messages opens nothing it does not need.
+
+On Redis every process that talks to the broker, sender or worker, appears in
+Dramatiq's ``__heartbeats__`` set under its ``broker_id``. podflow names it
+``<role>@<host>:<pid>:<random>`` (:func:`client_id`), so ``podflow status``
+can tell workers from API and scheduler processes and say where each runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import secrets
+import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
@@ -57,10 +67,13 @@ __all__ = [
     "QUEUE_NAME",
     "QueuePrefetch",
     "TRANSIENT_ERRORS",
+    "ClientId",
     "broker_errors",
     "build_broker",
     "build_result_backend",
+    "client_id",
     "is_transient",
+    "parse_client_id",
     "ping_broker",
     "retry_when",
 ]
@@ -164,8 +177,45 @@ def _middleware(settings: Settings) -> list[Middleware]:
     return middleware
 
 
-def build_broker(settings: Settings) -> dramatiq.Broker:
-    """The broker PODFLOW_BROKER_URL names, with podflow's middleware. Connects lazily."""
+_UNSAFE_HOST_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def client_id(role: str) -> str:
+    """A broker id naming this process: ``<role>@<host>:<pid>:<random>``.
+
+    Dramatiq uses it in Redis key names and in a ``KEYS`` pattern during
+    maintenance, so the host is reduced to characters that are never special.
+    """
+    host = _UNSAFE_HOST_CHARS.sub("-", socket.gethostname()) or "localhost"
+    return f"{role}@{host}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientId:
+    """What a broker id says about its process (role, host and pid are None
+    for an id podflow did not make, e.g. a plain Dramatiq worker's uuid)."""
+
+    id: str
+    role: str | None = None
+    host: str | None = None
+    pid: int | None = None
+
+
+def parse_client_id(value: str) -> ClientId:
+    """The inverse of :func:`client_id`; never fails."""
+    role, at, rest = value.partition("@")
+    parts = rest.rsplit(":", 2)
+    if not at or len(parts) != 3 or not parts[1].isdigit():
+        return ClientId(value)
+    return ClientId(value, role=role, host=parts[0], pid=int(parts[1]))
+
+
+def build_broker(settings: Settings, *, role: str = "client") -> dramatiq.Broker:
+    """The broker PODFLOW_BROKER_URL names, with podflow's middleware. Connects lazily.
+
+    ``role`` names the process in the broker's heartbeats (Redis only):
+    ``worker`` for ``podflow.actors``; ``api``, ``scheduler``, ``cli`` for senders.
+    """
     url = settings.broker_url
     if url.startswith(("amqp://", "amqps://")):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -180,7 +230,9 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     client = redis.Redis.from_url(
         url, retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
     )
-    return RedisBroker(client=client, middleware=_middleware(settings))
+    broker = RedisBroker(client=client, middleware=_middleware(settings))
+    broker.broker_id = client_id(role)
+    return broker
 
 
 def ping_broker(broker: dramatiq.Broker) -> None:

@@ -35,6 +35,7 @@ from .store.base import Store
 
 __all__ = [
     "Dispatcher",
+    "OutboxDispatcher",
     "QueueDispatcher",
     "Submission",
     "create",
@@ -92,6 +93,24 @@ class QueueDispatcher:
     def send(self, run_id: str, message_id: str | None) -> None:
         with broker_errors(f"enqueue run {run_id}"):
             self.broker.enqueue(self.message(run_id, message_id))
+
+
+class OutboxDispatcher:
+    """Sends nothing: the run stays in the outbox for the process that executes
+    its mode. A tool outside the API process in thread mode (``podflow runs
+    retry``) records the start this way; the API's thread-mode executor sends
+    it at its next sweep."""
+
+    durable = False
+
+    def __init__(self, *, mode: Mode = "thread") -> None:
+        self.mode = mode
+
+    def new_message_id(self) -> None:
+        return None
+
+    def send(self, run_id: str, message_id: str | None) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

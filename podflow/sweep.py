@@ -129,8 +129,8 @@ def sweep(store: Store, *, now: datetime, policy: SweepPolicy, dispatcher: Dispa
         ErrorInfo(type="expired", message=f"not started within {policy.pending_timeout_s:g} s"),
         enqueued_before=now - seconds(policy.pending_timeout_s),
     )
-    if report.total or report.send_errors:
-        log.info("sweep: %s", report.as_dict())
+    # callers log the outcome (the scheduler one line per sweep)
+    log.debug("sweep: %s", report.as_dict())
     return report
 
 

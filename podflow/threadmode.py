@@ -202,7 +202,9 @@ class ThreadExecutor:
     def _sweep_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                self.sweep_now()
+                report = self.sweep_now()
+                if report.total or report.send_errors:
+                    log.info("thread mode: sweep: %s", report.as_dict())
             except Exception as exc:  # the store is down: try again next interval
                 log.warning("thread mode: sweep failed: %s", exc)
             if self._stopping.wait(self.sweep_interval_s):

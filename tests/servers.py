@@ -10,7 +10,20 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["RedisServer", "free_port"]
+__all__ = ["RABBITMQ_URL", "RedisServer", "free_port", "rabbitmq_up"]
+
+
+#: the RabbitMQ some machines run (tests that need it skip when it does not answer)
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def rabbitmq_up() -> bool:
+    """Whether something listens on RabbitMQ's port on this host."""
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
 
 
 def free_port() -> int:

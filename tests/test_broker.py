@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 
 import pytest
@@ -36,7 +35,7 @@ from podflow.errors import (
     TransientGenerationError,
 )
 from podflow.settings import load_settings
-from tests.servers import free_port
+from tests.servers import RABBITMQ_URL, free_port, rabbitmq_up
 
 
 def settings(**overrides: object):
@@ -103,17 +102,9 @@ def test_a_worker_prefetches_one_message_per_thread() -> None:
         worker.stop()
 
 
-def _rabbitmq_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+@pytest.mark.skipif(not rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
 def test_a_message_reaches_rabbitmq_through_the_queue_dispatcher() -> None:
-    broker = build_broker(settings(broker_url="amqp://guest:guest@127.0.0.1:5672/"))
+    broker = build_broker(settings(broker_url=RABBITMQ_URL))
     queue = f"podflow-test-{uuid.uuid4().hex[:8]}"  # never the shared "podcast" queue
     try:
         QueueDispatcher(broker=broker, queue_name=queue).send("run_abc", "msg-1")

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from podflow.models import Run
 from podflow.states import RunStatus
@@ -165,3 +172,71 @@ def test_two_sweeps_at_once_dispatch_each_run_once(store: Store) -> None:
     assert sorted(lost_sent) == sorted(set(lost_sent)) and len(lost_sent) == 6  # released once each
     outbox_sent = {r for d in dispatchers for r, _ in d.sent} - set(lost_sent)
     assert outbox_sent | set(lost_sent) == ids  # an outbox run may go twice: claim fences the copy
+
+
+class _FileDispatcher:
+    """Records each send as a line in a file shared by processes."""
+
+    mode = "queue"
+    durable = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._ids = 0
+
+    def new_message_id(self) -> str:
+        self._ids += 1
+        return f"msg-{os.getpid()}-{self._ids}"
+
+    def send(self, run_id: str, message_id: str | None) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"{run_id}\n")
+
+
+def _sweep_in_another_process(db: str, sent: str, start: Any) -> None:
+    from podflow.store.sqlite import SqliteStore
+
+    store = SqliteStore(db, heartbeat_timeout_s=60)
+    start.wait()  # both processes sweep at the same moment
+    sweep(store, now=at(100_000), policy=POLICY, dispatcher=_FileDispatcher(sent))
+    store.close()
+
+
+@pytest.mark.slow
+def test_two_sweeping_processes_at_once_leave_every_run_changed_once(tmp_path: Path) -> None:
+    from podflow.store.sqlite import SqliteStore
+
+    db = str(tmp_path / "podflow.sqlite3")
+    store = SqliteStore(db, heartbeat_timeout_s=60)
+    over_time = {started(store, at(0)) for _ in range(20)}  # started at T0: past the 3600 s limit
+    lost = set()
+    for _ in range(20):  # silent since 99 000 s, so lost but within the time limit
+        run_id = add(store, at(99_000))
+        store.claim(run_id, now=at(99_000))
+        lost.add(run_id)
+    unsent = {add(store, at(99_000), outbox_at=at(99_000), message_id="m") for _ in range(20)}
+    stale = {add(store, at(0), enqueued_at=at(0)) for _ in range(20)}  # never started: expires
+
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    sent = str(tmp_path / "sent.txt")
+    procs = [context.Process(target=_sweep_in_another_process, args=(db, sent, start)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    time.sleep(0.5)  # let both import and open the store
+    start.set()
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+
+    def failures(run_id: str) -> int:
+        return sum(h.status is RunStatus.FAILURE for h in store.get_run(run_id).history)
+
+    assert all(failures(r) == 1 and store.get_run(r).error.type == "time_limit" for r in over_time)
+    assert all(failures(r) == 1 and store.get_run(r).error.type == "expired" for r in stale)
+    sends = Path(sent).read_text().split()
+    assert sorted(r for r in sends if r in lost) == sorted(lost)  # each lost run released and sent once
+    assert all(store.get_run(r).released for r in lost)
+    assert set(sends) - lost == unsent  # outbox runs may go twice: claim fences the copy
+    assert all(store.get_run(r).enqueued_at is not None for r in unsent)
+    store.close()

@@ -1,26 +1,33 @@
 """``podflow worker``: start the Dramatiq worker processes of queue mode.
 
-It replaces itself (exec) with::
+It runs::
 
     python -m dramatiq podflow.actors --processes PODFLOW_WORKER_PROCESSES
         --threads PODFLOW_CONCURRENCY --queues podcast
         --worker-shutdown-timeout 60000
 
-so signals reach Dramatiq directly. On SIGTERM each worker process interrupts
-its running generations at once (they are released and retried by another
-worker after the retry backoff; the interrupted attempt counts), finishes its
-bookkeeping and exits; :data:`SHUTDOWN_TIMEOUT_S` bounds that, in case a
-generator sits in a blocking call that the interrupt cannot break. A service
-manager must allow longer than that before killing the worker (systemd
-``TimeoutStopSec=90`` or more). Each process prefetches one message per thread
-(``podflow.broker.QueuePrefetch``), so a busy worker does not hold runs that an
-idle host could execute.
+in a session of its own and relays SIGTERM, SIGINT and SIGHUP to Dramatiq's
+main process only, as systemd's ``KillMode=mixed`` does. A process manager
+that signals the whole process group (honcho, so ``make run``) would also hit
+Dramatiq's worker processes directly; with the SIGTERM their main process
+forwards, that is two, and a worker process takes a second SIGTERM as "exit
+now", without releasing its runs.
+
+On SIGTERM each worker process interrupts its running generations at once
+(they are released and retried by another worker after the retry backoff;
+the interrupted attempt counts), finishes its bookkeeping and exits;
+:data:`SHUTDOWN_TIMEOUT_S` bounds that, in case a generator sits in a blocking
+call that the interrupt cannot break. A service manager must allow longer
+than that before killing the worker (systemd ``TimeoutStopSec=90`` or more).
+Each process prefetches one message per thread
+(``podflow.broker.QueuePrefetch``), so a busy worker does not hold runs that
+an idle host could execute. The systemd unit runs the same command without
+this wrapper (``deploy/systemd/podflow-worker.service``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from typing import Any
@@ -30,6 +37,7 @@ from ..errors import ConfigError
 from ..exitcodes import RET_CONFIG, RET_OK
 from ..generation.loader import load_generator
 from ..settings import Settings
+from ._process import run_relaying
 
 __all__ = ["SHUTDOWN_TIMEOUT_S", "command"]
 
@@ -76,5 +84,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return RET_OK
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(argv[0], argv)
-    return RET_OK  # pragma: no cover - exec does not return
+    code, _ = run_relaying(argv)
+    return code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from podflow.cli import main
 from podflow.cli.worker import SHUTDOWN_TIMEOUT_S
 from podflow.exitcodes import RET_CONFIG
-from tests.execution import ROOT
+from tests.execution import ROOT, WorkerProcess, worker_env
 
 BIN = Path(sys.executable).parent
 
@@ -79,3 +80,15 @@ def test_dramatiq_podflow_actors_with_a_bad_setting_exits_78_with_one_podflow_li
     ours = [line for line in out.stderr.splitlines() if line.startswith("podflow:")]
     assert ours == ["podflow: invalid configuration: PODFLOW_MODE='fast': input should be 'queue' or 'thread'"]
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_podflow_worker_stops_gracefully_when_its_whole_process_group_gets_sigterm(
+    tmp_path: Path, worker_redis_url: str
+) -> None:
+    env = worker_env(data_dir=tmp_path, broker_url=worker_redis_url, PYTHONPATH=str(ROOT))
+    worker = WorkerProcess(env, tmp_path / "worker.log", argv=[str(BIN / "podflow"), "worker"]).start()
+    os.killpg(worker.proc.pid, signal.SIGTERM)  # what honcho (make run) does to each of its processes
+    assert worker.proc.wait(30) == 0
+    log = worker.log()
+    assert "Worker has been shut down" in log and "Killing worker process" not in log, log

@@ -1,0 +1,76 @@
+"""Helpers the operator commands share: the store and dispatcher they open, and output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..broker import build_broker
+from ..dispatch import Dispatcher, OutboxDispatcher, QueueDispatcher
+from ..settings import Settings
+from ..store import open_store
+from ..store.base import Store
+
+__all__ = ["dispatcher_for", "duration", "print_json", "redact", "store_for", "table"]
+
+_PASSWORD = re.compile(r"(//[^:/@]*):[^@/]*@")
+
+
+@contextlib.contextmanager
+def store_for(settings: Settings) -> Iterator[Store]:
+    """The configured store, closed afterwards. Raises: StoreUnavailable."""
+    store = open_store(settings)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def dispatcher_for(settings: Settings) -> Iterator[Dispatcher]:
+    """Queue mode: sends to the broker. Thread mode: leaves the run in the
+    outbox, for the API process's executor to pick up at its next sweep."""
+    if settings.mode == "thread":
+        yield OutboxDispatcher(mode="thread")
+        return
+    broker = build_broker(settings, role="cli")
+    try:
+        yield QueueDispatcher(broker=broker)
+    finally:
+        broker.close()
+
+
+def redact(url: str) -> str:
+    """``url`` with its password, if any, hidden."""
+    return _PASSWORD.sub(r"\1:***@", url)
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: ``0.4 s``, ``42 s``, ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
+        if whole >= size:
+            rest = (whole % size) // sub_size
+            return f"{whole // size} {unit}" + (f" {rest} {sub}" if rest else "")
+    return f"{whole} s"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, indent: str = "") -> str:
+    """Left-aligned columns; numbers right-aligned."""
+    cells = [[str(h) for h in headers], *[["" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], int | float) for row in rows) and bool(rows) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(row, widths, numeric, strict=True)]
+        lines.append(indent + "  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))

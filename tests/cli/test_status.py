@@ -1,0 +1,97 @@
+"""``podflow status``: queued, delayed and dead messages, live workers and runs, on a real Redis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podflow.broker import QUEUE_NAME, build_broker
+from podflow.cli import main
+from podflow.dispatch import QueueDispatcher
+from podflow.exitcodes import RET_UNAVAILABLE
+from podflow.models import Run
+from podflow.settings import load_settings
+from podflow.store.sqlite import SqliteStore
+from podflow.timeutil import utcnow
+from tests.execution import WorkerProcess, request, wait_for, worker_env
+from tests.servers import free_port
+
+
+def status_json(capsys: pytest.CaptureFixture[str], code: int = 0) -> dict[str, Any]:
+    assert main(["status", "--json"]) == code
+    return json.loads(capsys.readouterr().out)
+
+
+def test_status_counts_queued_delayed_and_dead_messages_and_runs(
+    podflow_env: Callable[..., Path], redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = podflow_env(PODFLOW_BROKER_URL=redis_url)
+    store = SqliteStore(data_dir / "podflow.sqlite3")
+    created = utcnow()
+    store.create_run(Run.new(request(), now=created).model_copy(update={"enqueued_at": created}))
+    store.close()
+    broker = build_broker(load_settings(env_file=None, broker_url=redis_url), role="test")
+    dispatcher = QueueDispatcher(broker=broker)
+    for n in range(4):
+        dispatcher.send(f"run_{n}", None)
+    broker.enqueue(dispatcher.message("run_retry", None), delay=60_000)
+    consumer = broker.consume(QUEUE_NAME)
+    consumer.nack(next(consumer))  # dead-lettered
+    consumer.close()
+
+    report = status_json(capsys)
+    assert report["broker"]["queues"] == [{"name": "podcast", "ready": 3, "delayed": 1, "dead": 1, "unacked": 0}]
+    assert report["broker"]["workers"] == [] and report["broker"]["workers_alive"] == 0
+    assert [c["role"] for c in report["broker"]["clients"]] == ["test"]  # the sender is no worker
+    assert report["store"]["runs"]["PENDING"] == 1 and report["store"]["kind"] == "sqlite"
+    assert 0 <= report["store"]["oldest_pending_age_s"] < 60
+
+    assert main(["status"]) == 0
+    text = capsys.readouterr().out
+    assert "  podcast      3        1     1        0" in text and "workers: 0 alive" in text
+    assert "oldest PENDING: " in text
+
+
+@pytest.mark.slow
+def test_status_shows_a_live_worker_with_its_host_and_pid(
+    podflow_env: Callable[..., Path], worker_redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    podflow_env(PODFLOW_BROKER_URL=worker_redis_url)
+    worker = WorkerProcess(worker_env(data_dir=tmp_path, broker_url=worker_redis_url), tmp_path / "worker.log")
+    worker.start()
+    try:
+        report = wait_for(lambda: (r := status_json(capsys))["broker"]["workers"] and r, what="a heartbeat")
+        [seen] = report["broker"]["workers"]
+        assert seen["role"] == "worker" and seen["alive"] and seen["last_seen_s"] < 5
+        assert seen["pid"] != worker.proc.pid  # a worker process, not Dramatiq's main process
+        assert f"[PID {seen['pid']}]" in worker.log()
+        assert main(["status"]) == 0
+        assert f"pid {seen['pid']}" in capsys.readouterr().out
+    finally:
+        code = worker.stop()
+    assert code == 0
+
+
+def test_status_with_the_broker_down_still_shows_the_runs_and_exits_69(
+    podflow_env: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    podflow_env(PODFLOW_BROKER_URL=f"redis://:secret@127.0.0.1:{free_port()}/0")
+    report = status_json(capsys, RET_UNAVAILABLE)
+    assert "broker unreachable" in report["broker"]["error"] and ":***@" in report["broker"]["url"]
+    assert report["store"]["runs"]["PENDING"] == 0
+    assert main(["status"]) == RET_UNAVAILABLE
+    captured = capsys.readouterr()
+    assert "UNAVAILABLE" in captured.out and captured.err.startswith("podflow: broker unavailable: ")
+    assert "secret" not in captured.out + captured.err
+
+
+def test_status_in_thread_mode_has_no_broker(
+    podflow_env: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    podflow_env(PODFLOW_MODE="thread")
+    report = status_json(capsys)
+    assert report["broker"] is None and report["mode"] == "thread"
