@@ -60,7 +60,9 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
 	$(BIN)/python -m ruff check podflow api scheduler tests bench
+	$(BIN)/python -m mypy podflow api scheduler
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
