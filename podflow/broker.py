@@ -59,6 +59,7 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "broker_errors",
     "build_broker",
+    "close_broker",
     "build_result_backend",
     "is_transient",
     "ping_broker",
@@ -191,3 +192,11 @@ def ping_broker(broker: dramatiq.Broker) -> None:
             client.ping()
         else:  # RabbitMQ: opening the connection is the check
             _ = broker.connection  # type: ignore[attr-defined]
+
+
+def close_broker(broker: dramatiq.Broker) -> None:
+    """Close ``broker`` and its connections (RedisBroker.close leaves its client's pool open)."""
+    broker.close()
+    client = getattr(broker, "client", None)
+    if client is not None:
+        client.close()
