@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -31,7 +32,11 @@ routes = RouteTable("sources")
 async def _read_upload(request: Request, max_bytes: int) -> dict[str, Any]:
     """The fields of a multipart upload, reading at most ``max_bytes`` plus the form's overhead."""
     form_request = limited(request, limit=max_bytes + MULTIPART_OVERHEAD_BYTES)
-    async with form_request.form(max_files=1, max_fields=8, max_part_size=MULTIPART_OVERHEAD_BYTES) as form:
+    try:
+        form = await form_request.form(max_files=1, max_fields=8, max_part_size=MULTIPART_OVERHEAD_BYTES)
+    except HTTPException as exc:  # Starlette's 400 for a form it cannot parse: like malformed JSON, a 422
+        raise InvalidInput(f"malformed multipart body: {exc.detail}", field="body") from None
+    try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidInput("a multipart upload needs a `file` part with the document", field="file")
@@ -42,6 +47,8 @@ async def _read_upload(request: Request, max_bytes: int) -> dict[str, Any]:
             "content_type": upload.content_type,
             "title": title if isinstance(title, str) and title.strip() else None,
         }
+    finally:
+        await form.close()
 
 
 async def _read_json(request: Request) -> dict[str, Any]:
