@@ -6,7 +6,8 @@ Every error body is ``{"error": {"code", "message", "details"}}``
 ======  ========================  ==============================================
 status  code                      raised as
 ======  ========================  ==============================================
-400     bad_request, invalid_range  a malformed form or Range header
+400     invalid_range             a Range header that cannot be parsed
+400     bad_request               any other HTTPException(400) Starlette raises
 401     unauthorized              :class:`Unauthorized` (``WWW-Authenticate: Bearer``)
 404     not_found                 ``NotFound`` (run, source, profile, result), unknown path
 405     method_not_allowed        a known path with another method

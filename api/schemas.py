@@ -187,15 +187,7 @@ class SubmitResponse(_Model):
 
     @classmethod
     def of(cls, run: Run, request: Request) -> SubmitResponse:
-        return cls(
-            run_id=run.run_id,
-            status=run.status,
-            created_at=run.created_at,
-            message_id=run.message_id,
-            mode=run.mode,
-            retry_of=run.retry_of,
-            links=RunLinks.of(run, request),
-        )
+        return cls(**run.model_dump(include=set(cls.model_fields) - {"links"}), links=RunLinks.of(run, request))
 
 
 class RunView(_Model):
