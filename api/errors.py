@@ -103,9 +103,9 @@ class RunNotEnqueued(BrokerUnavailable):
 
     def __init__(self, submission: Submission) -> None:
         run = submission.run
+        later = "when the broker is back" if run.mode == "queue" else "by the API process's next sweep"
         super().__init__(
-            f"run {run.run_id} was recorded and will be enqueued when the broker is back; "
-            f"do not resubmit ({submission.error})"
+            f"run {run.run_id} was recorded and will be enqueued {later}; do not resubmit ({submission.error})"
         )
         self.details = {"run_id": run.run_id, "status": str(run.status), "enqueued": False, "error": submission.error}
 

@@ -66,6 +66,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Query(BaseModel):
+    """Query parameters: unknown ones are ignored (cache busters, tracking), not refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 def respond(model: BaseModel, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """``model`` as a JSON response."""
     return Response(model.model_dump_json(), status_code=status, headers=headers, media_type="application/json")
@@ -231,7 +237,7 @@ class RunList(_Model):
     next_cursor: str | None = None
 
 
-class RunListQuery(_Model):
+class RunListQuery(_Query):
     status: RunStatus | None = None
     limit: int = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=200)
@@ -309,7 +315,7 @@ class SourceList(_Model):
     sources: list[SourceInfo]
 
 
-class SourceListQuery(_Model):
+class SourceListQuery(_Query):
     limit: int = Field(default=100, ge=1, le=500)
 
 

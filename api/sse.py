@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 KEEPALIVE = ": keep-alive\n\n"
 
 
+def _change(last: RunEvent | None, now: RunEvent) -> str | None:
+    """``status`` (or a new attempt), ``progress``, or None when nothing changed."""
+    if last is None or (now.status, now.attempt) != (last.status, last.attempt):
+        return "status"
+    return "progress" if now.progress != last.progress else None
+
+
 def format_event(event_id: int, event: str, data: str) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n"
 
@@ -60,9 +67,8 @@ async def run_events(
                 yield format_event(sent, "deleted", "{}")
                 return
             event = RunEvent.of(run)
-            new_status = last is None or (event.status, event.attempt) != (last.status, last.attempt)
-            if new_status or event.progress != last.progress:  # type: ignore[union-attr]
-                kind = "status" if new_status else "progress"
+            kind = _change(last, event)
+            if kind is not None:
                 last = event
                 sent += 1
                 quiet_since = time.monotonic()

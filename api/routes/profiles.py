@@ -48,7 +48,7 @@ def _declare(
     kind: ProfileKind,
     model: type[BaseModel],
     update: type[BaseModel],
-    listing: Callable[..., BaseModel],
+    listing: type[EpisodeProfileList] | type[SpeakerProfileList],
     check: Callable[[Any, Settings], None],
 ) -> None:
     """The list, create, get, replace and delete routes of one kind of profile."""
@@ -64,7 +64,7 @@ def _declare(
 
     @routes.get(collection, {200: listing}, name=f"list_{kind}_profiles", summary=f"List {label}s, by name")
     def list_profiles(request: Request) -> Response:
-        return respond(listing(profiles=services(request).store.list_profiles(kind)))
+        return respond(listing(profiles=services(request).store.list_profiles(kind)))  # type: ignore[arg-type]
 
     @routes.post(
         collection, {201: model}, body=model, errors=(409,), name=f"create_{kind}_profile", summary=f"Create a {label}"

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import wave
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 
+from api.app import create_app
 from podflow.models import RunResult
 from podflow.states import RunStatus
 from podflow.timeutil import utcnow
-from tests.api.conftest import Api, finish_with_files
+from tests.api.conftest import Api, finish_with_files, serve, settings_for
 from tests.api.test_runs import ABSENT, error
+from tests.execution import wait_for
 
 
 @pytest.mark.parametrize("name", ["audio", "transcript", "outline"])
@@ -69,3 +72,19 @@ def test_a_recorded_path_outside_the_data_dir_is_never_served(api: Api) -> None:
     api.store.finish(run_id, attempt, status=RunStatus.SUCCESS, now=utcnow(), result=result)
     for name in ("transcript", "outline"):
         error(api.client.get(f"/api/podcast/runs/{run_id}/{name}"), 404, "not_found")
+
+
+@pytest.mark.slow
+def test_an_episode_made_by_the_built_in_generator_is_served(tmp_path: Path) -> None:
+    with serve(create_app(settings_for(tmp_path, mode="thread"))) as api:  # espeak-ng, for real
+        request = api.request(episode_profile="quick_brief", speaker_profile="solo", episode_name="Queues")
+        run_id = api.client.post("/api/podcast/generate", json=request).json()["run_id"]
+        done = wait_for(
+            lambda: (r := api.client.get(f"/api/podcast/runs/{run_id}").json())["finished_at"] and r,
+            what="the episode",
+        )
+        assert done["status"] == "SUCCESS", done["error"]
+        audio = api.client.get(done["result"]["audio_url"], headers={"Range": "bytes=0-11"})
+        assert audio.status_code == 206 and audio.content[:4] == b"RIFF" and audio.content[8:12] == b"WAVE"
+        transcript = api.client.get(done["result"]["transcript_url"]).json()
+        assert {turn["speaker"] for turn in transcript["turns"]} == {"Sam"}
