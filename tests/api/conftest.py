@@ -34,6 +34,8 @@ from podflow.states import RunStatus
 from podflow.store.base import Store
 from podflow.timeutil import utcnow
 
+#: a run id that exists nowhere
+ABSENT = "run_" + "0" * 32
 SOURCE_TEXT = "# Long jobs\nPodcast runs take minutes. Workers crash. The sweep recovers them."
 
 
@@ -176,3 +178,12 @@ def finish_with_files(api: Api, run_id: str, **files: str) -> None:
             (folder / filename).write_text(content, encoding="utf-8")
         paths[f"{name}_path"] = f"podcasts/{run_id}/{filename}"
     store.finish(run_id, attempt, status=RunStatus.SUCCESS, now=utcnow(), result=RunResult(**paths, duration_s=0.5))
+
+
+def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The error of ``response``, checking its status, code and shape."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    return dict(body["error"])

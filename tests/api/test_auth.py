@@ -10,8 +10,7 @@ import pytest
 from api.app import create_app
 from api.auth import check_bearer
 from api.errors import Unauthorized
-from tests.api.conftest import Api, serve, settings_for
-from tests.api.test_runs import error
+from tests.api.conftest import Api, error, serve, settings_for
 
 TOKEN = "s3cret-token"
 

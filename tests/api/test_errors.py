@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,8 +25,7 @@ from podflow.errors import (
     StoreUnavailable,
     ToolMissing,
 )
-from tests.api.conftest import Api, serve, settings_for
-from tests.api.test_runs import error
+from tests.api.conftest import Api, error, serve, settings_for
 from tests.conftest import make_run
 
 RUN = make_run()
@@ -70,17 +70,23 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         yield served
 
 
+def get(app: Api, path: str) -> httpx.Response:
+    """GET on a connection of its own: after a 500, Starlette re-raises the error to
+    the server (so that it logs it too) and uvicorn closes that connection."""
+    return httpx.get(app.url + path, timeout=10)
+
+
 @pytest.mark.parametrize("name", list(RAISED))
 def test_each_error_becomes_its_status_and_code(app: Api, name: str, caplog: pytest.LogCaptureFixture) -> None:
     status, code = EXPECTED[name]
     with caplog.at_level(logging.ERROR, logger="api.errors"):
-        body = error(app.client.get(f"/api/raise/{name}"), status, code)
+        body = error(get(app, f"/api/raise/{name}"), status, code)
     assert str(RAISED[name]) in body["message"] or status == 500
     assert bool(caplog.records) == (status == 500)  # only a bug is logged, with its traceback
 
 
 def test_a_bug_answers_without_its_traceback(app: Api) -> None:
-    body = error(app.client.get("/api/raise/bug"), 500, "internal_error")
+    body = error(get(app, "/api/raise/bug"), 500, "internal_error")
     assert "Traceback" not in str(body) and "ZeroDivisionError" not in str(body)
 
 

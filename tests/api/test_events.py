@@ -19,9 +19,9 @@ from podflow.models import Run
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from tests import generators
-from tests.api.conftest import Api, InProcessWorker, serve, settings_for
-from tests.api.test_runs import ABSENT, error
+from tests.api.conftest import ABSENT, Api, InProcessWorker, error, serve, settings_for
 from tests.conftest import make_run
+from tests.execution import wait_for
 
 FAST = {"events_interval_s": 0.05}
 
@@ -102,10 +102,13 @@ def test_a_quiet_stream_sends_keep_alives_and_stops_polling_when_the_client_leav
                 stream = read_stream(response)
                 assert next(stream)["data"]["status"] == "PENDING"
                 assert next(stream) == {"comment": "keep-alive"}
-            time.sleep(0.2)  # the server notices the disconnect
-            reads = store.reads
-            time.sleep(0.5)
-            assert store.reads == reads, "still polling after the client left"
+
+            def settled() -> bool:  # polling every 0.05 s would read ~6 times meanwhile
+                before = store.reads
+                time.sleep(0.3)
+                return store.reads == before
+
+            wait_for(settled, timeout=5, what="the stream to stop polling after the client left")
     finally:
         store.close()
 

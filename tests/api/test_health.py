@@ -7,8 +7,7 @@ from pathlib import Path
 from api.app import create_app
 from podflow.errors import StoreUnavailable
 from podflow.store.sqlite import SqliteStore
-from tests.api.conftest import Api, serve, settings_for
-from tests.api.test_runs import error
+from tests.api.conftest import Api, error, serve, settings_for
 from tests.servers import free_port
 
 

@@ -11,8 +11,7 @@ from starlette.types import Message
 
 from api.errors import PayloadTooLarge
 from api.limits import MAX_JSON_BYTES, limited, read_body
-from tests.api.conftest import Api
-from tests.api.test_runs import error
+from tests.api.conftest import Api, error
 
 
 class Body:

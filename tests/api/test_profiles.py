@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api
-from tests.api.test_runs import error
+from tests.api.conftest import Api, error
 
 NEW: dict[str, dict[str, Any]] = {
     "episode": {"name": "weekly", "description": "A weekly recap.", "num_segments": 3, "default_briefing": "Recap."},

@@ -13,8 +13,7 @@ from api.app import create_app
 from podflow.models import RunResult
 from podflow.states import RunStatus
 from podflow.timeutil import utcnow
-from tests.api.conftest import Api, finish_with_files, serve, settings_for
-from tests.api.test_runs import ABSENT, error
+from tests.api.conftest import ABSENT, Api, error, finish_with_files, serve, settings_for
 from tests.execution import wait_for
 
 

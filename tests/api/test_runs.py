@@ -17,21 +17,9 @@ from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy, sweep
 from podflow.timeutil import utcnow
 from tests import generators
-from tests.api.conftest import Api, InProcessWorker, finish_with_files, serve, settings_for
+from tests.api.conftest import ABSENT, Api, InProcessWorker, error, finish_with_files, serve, settings_for
 from tests.execution import wait_for
 from tests.servers import RedisServer, free_port
-
-ABSENT = "run_" + "0" * 32
-
-
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The error of ``response``, checking its status, code and shape."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    return dict(body["error"])
-
 
 # -- submit ------------------------------------------------------------------------
 

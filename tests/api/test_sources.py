@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.app import create_app
-from tests.api.conftest import Api, serve, settings_for
-from tests.api.test_runs import error
+from tests.api.conftest import Api, error, serve, settings_for
 
 HTML = b"<html><head><title>Notes</title></head><body><h1>Hi</h1><p>Podcasts are long jobs.</p></body></html>"
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from podflow.models import ErrorInfo
 from podflow.states import RunStatus
 from podflow.timeutil import utcnow
-from tests.api.conftest import Api, finish_with_files
-from tests.api.test_runs import error
+from tests.api.conftest import Api, error, finish_with_files
 
 
 def test_a_task_shows_its_run_until_it_is_ready_and_then_its_result(api: Api) -> None:
