@@ -70,6 +70,7 @@ __all__ = [
     "ClientId",
     "broker_errors",
     "build_broker",
+    "close_broker",
     "build_result_backend",
     "client_id",
     "is_transient",
@@ -227,8 +228,13 @@ def build_broker(settings: Settings, *, role: str = "client") -> dramatiq.Broker
 
     # a few quick reconnects, then fail: a submit with the broker down should
     # report it within a second or two, not after redis-py's ten retries
+    # and a bounded connect, so a host that drops packets cannot hold a thread
+    # for the operating system's connect timeout
     client = redis.Redis.from_url(
-        url, retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3)
+        url,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
+        socket_connect_timeout=5,
+        socket_keepalive=True,
     )
     broker = RedisBroker(client=client, middleware=_middleware(settings))
     broker.broker_id = client_id(role)
@@ -243,3 +249,11 @@ def ping_broker(broker: dramatiq.Broker) -> None:
             client.ping()
         else:  # RabbitMQ: opening the connection is the check
             _ = broker.connection  # type: ignore[attr-defined]
+
+
+def close_broker(broker: dramatiq.Broker) -> None:
+    """Close ``broker`` and its connections (RedisBroker.close leaves its client's pool open)."""
+    broker.close()
+    client = getattr(broker, "client", None)
+    if client is not None:
+        client.close()

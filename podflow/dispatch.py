@@ -28,7 +28,7 @@ import dramatiq
 from dramatiq.message import generate_unique_id
 
 from .broker import ACTOR_NAME, QUEUE_NAME, broker_errors
-from .errors import BrokerUnavailable, InvalidTransition, RunNotFound, StoreError
+from .errors import BrokerUnavailable, IdempotencyConflict, InvalidTransition, RunNotFound, StoreError
 from .generation.request import validate_request
 from .models import Mode, Run, RunRequest
 from .store.base import Store
@@ -40,10 +40,10 @@ __all__ = [
     "Submission",
     "create",
     "deliver",
+    "ensure_same_request",
     "redispatch",
     "start",
     "submit",
-
 ]
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,20 @@ def create(
     """
     validate_request(store, request)
     return store.create_run(_new_run(dispatcher, request, now=now, idempotency_key=idempotency_key))
+
+
+def ensure_same_request(run: Run, request: RunRequest, *, retry_of: str | None = None) -> Run:
+    """Check that ``run``, found by its idempotency key, was made for this very
+    request (and, for a retry, of the same run); returns it.
+
+    Raises:
+      IdempotencyConflict: the key was used before for a different request.
+    """
+    if run.request_hash != request.fingerprint() or run.retry_of != retry_of:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {run.idempotency_key!r} was already used for a different request (run {run.run_id})"
+        )
+    return run
 
 
 def start(store: Store, dispatcher: Dispatcher, run_id: str, *, now: datetime) -> Submission:

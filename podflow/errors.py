@@ -12,7 +12,8 @@ one subtree per subsystem (like ``dramatiq.errors``)::
     ├── NotFound
     │   ├── RunNotFound
     │   ├── SourceNotFound
-    │   └── ProfileNotFound
+    │   ├── ProfileNotFound
+    │   └── ResultNotFound      a run's audio, transcript or outline is not (yet) there
     ├── Conflict                    the request is valid but the state forbids it
     │   ├── InvalidTransition       e.g. cancel a terminal run, start a started one
     │   ├── IdempotencyConflict     same Idempotency-Key, different body
@@ -45,6 +46,7 @@ __all__ = [
     "NotFound",
     "PodflowError",
     "ProfileNotFound",
+    "ResultNotFound",
     "RunCancelled",
     "RunInterrupted",
     "RunNotFound",
@@ -110,6 +112,17 @@ class SourceNotFound(NotFound):
 
 class ProfileNotFound(NotFound):
     kind = "profile"
+
+
+class ResultNotFound(NotFound):
+    """A run has no such result file (yet): it is not SUCCESS, or produced none."""
+
+    kind = "result"
+
+    def __init__(self, run_id: str, what: str, why: str) -> None:
+        PodflowError.__init__(self, f"run {run_id} has no {what}: {why}")
+        self.key = run_id
+        self.what = what
 
 
 class Conflict(PodflowError):

@@ -11,15 +11,18 @@ from datetime import datetime
 from pathlib import Path
 
 from .dispatch import Dispatcher, Submission, submit
-from .errors import InvalidTransition, RunNotFound
+from .errors import InvalidTransition, ResultNotFound, RunNotFound
 from .models import Run
 from .states import RunStatus
 from .store.base import Store
 
-__all__ = ["RETRYABLE", "cancel", "delete", "retry", "run_dir"]
+__all__ = ["RESULT_FILES", "RETRYABLE", "cancel", "delete", "result_file", "retry", "run_dir"]
 
 #: statuses a run may be retried from (as a new run)
 RETRYABLE = frozenset({RunStatus.FAILURE, RunStatus.REVOKED})
+
+#: a run's result files, by name -> the RunResult field holding its path
+RESULT_FILES = {"audio": "audio_path", "transcript": "transcript_path", "outline": "outline_path"}
 
 
 def run_dir(data_dir: Path, run_id: str) -> Path:
@@ -91,3 +94,25 @@ def delete(store: Store, run_id: str, *, data_dir: Path) -> None:
             f"cannot delete: run is {current.status}; cancel it first", run_id=run_id, status=str(current.status)
         )
     shutil.rmtree(run_dir(data_dir, run_id), ignore_errors=True)
+
+
+def result_file(run: Run, name: str, *, data_dir: Path) -> Path:
+    """The absolute path of a SUCCESS run's result file ``name`` (a key of :data:`RESULT_FILES`).
+
+    The stored path is relative to ``data_dir``; one that resolves outside it
+    (a tampered record, a symlink) is refused as if absent.
+
+    Raises:
+      ResultNotFound: the run is not SUCCESS, produced no such file, or the
+        file is missing from disk.
+    """
+    if run.status is not RunStatus.SUCCESS or run.result is None:
+        raise ResultNotFound(run.run_id, name, f"the run is {run.status}")
+    relative = getattr(run.result, RESULT_FILES[name])
+    if not relative:
+        raise ResultNotFound(run.run_id, name, "the generator produced none")
+    root = Path(data_dir).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise ResultNotFound(run.run_id, name, "the file is missing from the data directory")
+    return path

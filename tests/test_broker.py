@@ -24,7 +24,14 @@ from dramatiq.middleware import (
 from dramatiq.results import Results
 from dramatiq.worker import Worker
 
-from podflow.broker import MAX_MESSAGE_RETRIES, QueuePrefetch, build_broker, ping_broker, retry_when
+from podflow.broker import (
+    MAX_MESSAGE_RETRIES,
+    QueuePrefetch,
+    build_broker,
+    close_broker,
+    ping_broker,
+    retry_when,
+)
 from podflow.dispatch import QueueDispatcher
 from podflow.errors import (
     BrokerUnavailable,
@@ -89,6 +96,17 @@ def test_only_transient_failures_and_shutdowns_are_retried_and_not_forever() -> 
 def test_a_dead_broker_fails_the_ping_with_broker_unavailable() -> None:
     with pytest.raises(BrokerUnavailable):
         ping_broker(build_broker(settings(broker_url=f"redis://127.0.0.1:{free_port()}/0")))
+
+
+def test_closing_a_redis_broker_closes_its_connections(redis_url: str) -> None:
+    observer = redis.Redis.from_url(redis_url)
+    before = len(observer.client_list())
+    broker = build_broker(load_settings(env_file=None, broker_url=redis_url))
+    ping_broker(broker)
+    assert len(observer.client_list()) == before + 1
+    close_broker(broker)
+    assert len(observer.client_list()) == before
+    observer.close()
 
 
 def test_a_worker_prefetches_one_message_per_thread() -> None:

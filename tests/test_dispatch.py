@@ -8,8 +8,8 @@ import pytest
 from dramatiq import Message
 
 from podflow.broker import ACTOR_NAME, QUEUE_NAME, build_broker
-from podflow.dispatch import QueueDispatcher, create, start, submit
-from podflow.errors import BrokerUnavailable, InvalidInput, InvalidTransition, RunNotFound
+from podflow.dispatch import QueueDispatcher, create, ensure_same_request, start, submit
+from podflow.errors import BrokerUnavailable, IdempotencyConflict, InvalidInput, InvalidTransition, RunNotFound
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.base import Store
@@ -107,3 +107,13 @@ def test_the_queue_dispatcher_reports_a_dead_broker_quickly() -> None:
     with pytest.raises(BrokerUnavailable, match="broker unreachable"):
         QueueDispatcher(broker=broker).send("run_abc", "msg-1")
     assert time.monotonic() - began < 5
+
+
+def test_a_replayed_idempotency_key_must_carry_the_same_request(store: Store) -> None:
+    dispatcher = FakeDispatcher(store=seed(store))
+    run = submit(store, dispatcher, request(), now=T0, idempotency_key="key-1").run
+    assert ensure_same_request(run, request()) is run
+    with pytest.raises(IdempotencyConflict, match="key-1"):
+        ensure_same_request(run, request("other"))
+    with pytest.raises(IdempotencyConflict):
+        ensure_same_request(run, request(), retry_of="run_" + "1" * 32)

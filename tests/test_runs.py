@@ -8,11 +8,11 @@ import pytest
 
 from podflow import runs
 from podflow.dispatch import submit
-from podflow.errors import InvalidTransition, RunNotFound
-from podflow.models import ErrorInfo
+from podflow.errors import InvalidTransition, ResultNotFound, RunNotFound
+from podflow.models import ErrorInfo, RunResult
 from podflow.states import RunStatus
 from podflow.store.base import Store
-from tests.conftest import T0, at
+from tests.conftest import T0, at, make_run
 from tests.execution import FakeDispatcher, request, seed
 
 ABSENT = "run_" + "0" * 32
@@ -65,3 +65,24 @@ def test_delete_removes_the_record_and_files_but_refuses_a_started_run(store: St
     assert store.get_run(run_id) is None and not files.exists()
     with pytest.raises(RunNotFound):
         runs.delete(store, run_id, data_dir=tmp_path)
+
+
+def test_a_result_file_is_found_only_for_a_success_run_that_has_it_inside_the_data_dir(tmp_path: Path) -> None:
+    files = runs.run_dir(tmp_path, "run_x")
+    files.mkdir(parents=True)
+    (files / "episode.wav").write_bytes(b"RIFF")
+    (tmp_path.parent / "secret.txt").write_text("not yours")
+    result = RunResult(
+        audio_path="podcasts/run_x/episode.wav",
+        transcript_path="../secret.txt",
+        outline_path="podcasts/run_x/gone.json",
+    )
+    done = make_run(status=RunStatus.SUCCESS, result=result)
+    assert runs.result_file(done, "audio", data_dir=tmp_path) == (files / "episode.wav").resolve()
+    for name, why in [("transcript", "missing"), ("outline", "missing")]:
+        with pytest.raises(ResultNotFound, match=why):
+            runs.result_file(done, name, data_dir=tmp_path)
+    with pytest.raises(ResultNotFound, match="the run is STARTED"):
+        runs.result_file(make_run(status=RunStatus.STARTED, result=result), "audio", data_dir=tmp_path)
+    with pytest.raises(ResultNotFound, match="produced none"):
+        runs.result_file(make_run(status=RunStatus.SUCCESS, result=RunResult()), "audio", data_dir=tmp_path)

@@ -1,0 +1,213 @@
+"""The podflow HTTP API: :func:`create_app`, and ``app`` for ``uvicorn api.app:app``.
+
+``app`` is built on first access (``uvicorn`` looks it up after importing this
+module): the settings are loaded then, and an invalid one prints one line and
+exits 78, so a service manager does not restart-loop. Importing the module for
+:func:`create_app` loads nothing.
+
+Routes: the endpoints of every table in :data:`ROUTE_TABLES`. Those under
+``/api/`` are served by one mount, which :class:`~api.auth.BearerAuth` guards
+when PODFLOW_API_TOKEN is set; ``/healthz``, ``/readyz`` and ``/openapi.json``
+stay open. The OpenAPI document is built from the same tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Router
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from podflow import __version__
+from podflow.dispatch import Dispatcher
+from podflow.errors import ConfigError, PodflowError
+from podflow.exitcodes import RET_CONFIG
+from podflow.generation.loader import load_generator
+from podflow.settings import Settings, load_settings, unknown_variables
+from podflow.store import Store
+from podflow.timeutil import utcnow
+
+from .auth import BearerAuth
+from .errors import exception_handlers
+from .openapi import build_spec
+from .routes import docs, events, health, profiles, results, runs, sources, tasks
+from .routing import Endpoint, RouteTable
+from .services import open_services
+
+__all__ = ["API_PREFIX", "ROUTE_TABLES", "create_app", "mounted_routes"]
+
+log = logging.getLogger(__name__)
+
+#: every route under this prefix requires the bearer token (when one is set)
+API_PREFIX = "/api"
+
+#: the endpoints the app serves, and documents, in this order
+ROUTE_TABLES: tuple[RouteTable, ...] = (
+    health.routes,
+    docs.routes,
+    runs.routes,
+    events.routes,
+    results.routes,
+    tasks.routes,
+    sources.routes,
+    profiles.routes,
+)
+
+DESCRIPTION = (
+    "Submit, start, cancel, follow and download podcast runs. Every error is "
+    '`{"error": {"code", "message", "details"}}`; see README.md, "HTTP API".'
+)
+
+
+class _QuietStartupFailure:
+    """ASGI middleware: a start-up failure podflow explains (the store cannot be
+    opened, a bad setting) reaches the server as one line, not a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+
+        async def hold_failure(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "lifespan.startup.failed":
+                held = message
+            else:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, hold_failure)
+        except PodflowError as exc:
+            if held is None:
+                raise
+            await send({"type": "lifespan.startup.failed", "message": f"podflow API cannot start: {exc}"})
+            raise
+        except BaseException:
+            if held is not None:
+                await send(held)
+            raise
+
+
+def _check_unique(endpoints: Sequence[Endpoint]) -> None:
+    seen: dict[Any, Endpoint] = {}
+    for endpoint in endpoints:
+        for key in ((endpoint.method, endpoint.path), endpoint.operation_id):
+            if key in seen:
+                raise ValueError(f"{key} is declared twice ({endpoint.handler} and {seen[key].handler})")
+            seen[key] = endpoint
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    dispatcher: Dispatcher | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    events_interval_s: float = 0.5,
+    keepalive_s: float = 15.0,
+    tables: Sequence[RouteTable] = ROUTE_TABLES,
+) -> Starlette:
+    """The API app for ``settings``.
+
+    Its lifespan opens the store (unless ``store`` is given) and the dispatcher
+    (unless ``dispatcher`` is given: the queue-mode broker, or the thread-mode
+    pool, started), and closes what it opened on shutdown.
+    ``events_interval_s`` and ``keepalive_s`` pace Server-Sent Events.
+
+    Raises:
+      ConfigError: thread mode, and PODFLOW_GENERATOR cannot be loaded.
+    """
+    generator = load_generator(settings.generator) if settings.mode == "thread" and dispatcher is None else None
+    endpoints = [endpoint for table in tables for endpoint in table.endpoints]
+    _check_unique(endpoints)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stack = contextlib.ExitStack()
+        try:
+            app.state.podflow = await run_in_threadpool(
+                partial(
+                    open_services,
+                    settings,
+                    stack,
+                    store=store,
+                    dispatcher=dispatcher,
+                    generator=generator,
+                    clock=clock,
+                    events_interval_s=events_interval_s,
+                    keepalive_s=keepalive_s,
+                )
+            )
+            yield
+        finally:
+            await run_in_threadpool(stack.close)
+
+    guarded = [e.route(prefix=API_PREFIX) for e in endpoints if e.path.startswith(API_PREFIX + "/")]
+    auth = [Middleware(BearerAuth, token=settings.auth_token)] if settings.auth_token else []
+    routes: list[BaseRoute] = [e.route() for e in endpoints if not e.path.startswith(API_PREFIX + "/")]
+    routes.append(Mount(API_PREFIX, app=Router(guarded, redirect_slashes=False), middleware=auth))
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_QuietStartupFailure)],
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )
+    app.router.redirect_slashes = False  # an API answers 404, not a redirect, for a stray slash
+    app.state.openapi = build_spec(
+        endpoints, auth=bool(settings.auth_token), title="podflow", version=__version__, description=DESCRIPTION
+    )
+    return app
+
+
+def mounted_routes(app: Starlette) -> set[tuple[str, str]]:
+    """Every (method, path) ``app`` serves, mounts included (HEAD left out)."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(routes: Sequence[BaseRoute], prefix: str) -> None:
+        for route in routes:
+            if isinstance(route, Mount):
+                walk(route.routes, prefix + route.path)
+            else:
+                for method in getattr(route, "methods", None) or ():
+                    if method != "HEAD":
+                        found.add((method, prefix + getattr(route, "path", "")))
+
+    walk(app.routes, "")
+    return found
+
+
+def _load_app() -> Starlette:
+    from podflow.cli import configure_logging
+
+    try:
+        settings = load_settings()
+        built = create_app(settings)
+    except ConfigError as exc:
+        print(f"podflow: {exc}", file=sys.stderr, flush=True)
+        sys.exit(RET_CONFIG)
+    configure_logging(settings.log_level)
+    for note in unknown_variables(dict(os.environ)):
+        log.warning("unknown setting %s", note)
+    return built
+
+
+def __getattr__(name: str) -> Any:
+    """``app``, built on first access (see the module docstring)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built = globals()["app"] = _load_app()
+    return built

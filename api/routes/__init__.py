@@ -1,0 +1,1 @@
+"""The endpoints, one module per resource; each module's ``routes`` is its :class:`api.routing.RouteTable`."""

@@ -1,0 +1,41 @@
+"""A run's progress as Server-Sent Events (see :mod:`api.sse`)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..routing import Media, RouteTable
+from ..services import services
+from ..sse import run_events
+from .runs import get_run_or_404
+
+__all__ = ["routes"]
+
+routes = RouteTable("runs")
+
+EVENT_STREAM = Media(
+    "text/event-stream",
+    {"type": "string", "description": "events `status` and `progress`, each with a RunEvent as JSON data"},
+)
+
+
+@routes.get("/api/podcast/runs/{run_id}/events", {200: EVENT_STREAM}, name="run_events")
+async def events(request: Request, run_id: str) -> Response:
+    """Follow a run as Server-Sent Events.
+
+    One event per status or progress change (`event: status`, `event: progress`,
+    with `id:` lines and a RunEvent as `data:`), a `: keep-alive` comment every
+    15 s, and the stream ends right after the event with a terminal status.
+    An unknown run is a 404 before the stream starts.
+    """
+    api = services(request)
+    await run_in_threadpool(get_run_or_404, api.store, run_id)
+    stream = run_events(
+        partial(api.store.get_run, run_id), interval_s=api.events_interval_s, keepalive_s=api.keepalive_s
+    )
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)

@@ -1,0 +1,173 @@
+"""Runs: submit, create and start, list and get, cancel, retry, delete.
+
+Submissions go through :mod:`podflow.dispatch` and the lifecycle through
+:mod:`podflow.runs`; this module only maps them to HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from podflow import dispatch, runs
+from podflow.dispatch import Submission
+from podflow.errors import InvalidInput, RunNotFound
+from podflow.models import Run, RunRequest
+from podflow.store.base import Store
+
+from ..errors import RunNotEnqueued
+from ..routing import Header, RouteTable
+from ..schemas import RunList, RunListQuery, RunView, SubmitResponse, respond
+from ..services import services
+
+__all__ = ["IDEMPOTENCY_KEY", "get_run_or_404", "idempotency_key", "routes"]
+
+routes = RouteTable("runs")
+
+_KEY = re.compile(r"[!-~]{1,255}")
+IDEMPOTENCY_KEY = Header(
+    "Idempotency-Key",
+    "makes retries safe: the same key and body return the same run (200); "
+    "the same key with another body is a 409. Keys are shared by every route that accepts one.",
+    {"type": "string", "pattern": f"^{_KEY.pattern}$"},
+)
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key: 1 to 255 visible ASCII characters.
+
+    Raises:
+      InvalidInput: a malformed key.
+    """
+    key = request.headers.get("idempotency-key")
+    if key is not None and not _KEY.fullmatch(key):
+        raise InvalidInput("must be 1 to 255 visible ASCII characters", field="Idempotency-Key")
+    return key
+
+
+def get_run_or_404(store: Store, run_id: str) -> Run:
+    run = store.get_run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
+
+
+def _accepted(request: Request, submission: Submission) -> Response:
+    """202 for a run handed to the broker (or pool); 503 naming it when it could not be."""
+    if not submission.enqueued:
+        raise RunNotEnqueued(submission)
+    return respond(SubmitResponse.of(submission.run, request), 202)
+
+
+@routes.post(
+    "/api/podcast/generate",
+    {202: SubmitResponse, 200: SubmitResponse},
+    body=RunRequest,
+    headers=(IDEMPOTENCY_KEY,),
+    errors=(409,),
+)
+def generate(request: Request, body: RunRequest) -> Response:
+    """Submit a run: record it, then enqueue it.
+
+    202 with the new run. An unknown profile or source is a 422 naming the field,
+    and nothing is recorded. With an Idempotency-Key already used for the same body,
+    200 with that run. If the broker is down the run is still recorded: 503
+    `broker_unavailable` names it (details: run_id, status, enqueued: false) and
+    the sweep enqueues it once the broker is back; do not resubmit.
+    """
+    api = services(request)
+    submission = dispatch.submit(
+        api.store, api.dispatcher, body, now=api.clock(), idempotency_key=idempotency_key(request)
+    )
+    if not submission.created:
+        run = dispatch.ensure_same_request(submission.run, body)
+        return respond(SubmitResponse.of(run, request), 200)
+    return _accepted(request, submission)
+
+
+@routes.post(
+    "/api/podcast/runs", {201: RunView, 200: RunView}, body=RunRequest, headers=(IDEMPOTENCY_KEY,), errors=(409,)
+)
+def create_run(request: Request, body: RunRequest) -> Response:
+    """Create a run without starting it (start it with POST /api/podcast/runs/{run_id}/start).
+
+    201 with the run; 200 with the existing run for a repeated Idempotency-Key and body.
+    """
+    api = services(request)
+    key = idempotency_key(request)
+    run, created = dispatch.create(api.store, api.dispatcher, body, now=api.clock(), idempotency_key=key)
+    if not created:
+        dispatch.ensure_same_request(run, body)
+    return respond(RunView.of(run, request), 201 if created else 200)
+
+
+@routes.post("/api/podcast/runs/{run_id}/start", {202: SubmitResponse}, errors=(409,))
+def start_run(request: Request, run_id: str) -> Response:
+    """Start a run created with POST /api/podcast/runs.
+
+    409 when the run is not PENDING or was already started; 503 naming the run
+    when the broker is down (the sweep enqueues it later).
+    """
+    api = services(request)
+    return _accepted(request, dispatch.start(api.store, api.dispatcher, run_id, now=api.clock()))
+
+
+@routes.get("/api/podcast/runs", {200: RunList}, query=RunListQuery)
+def list_runs(request: Request, query: RunListQuery) -> Response:
+    """List runs, newest first.
+
+    Filter by `status`; at most `limit` (≤ 200) per page; pass `next_cursor` as
+    `cursor` for the next page.
+    """
+    page = services(request).store.list_runs(status=query.status, limit=query.limit, cursor=query.cursor)
+    views = [RunView.of(run, request) for run in page.runs]
+    return respond(RunList(runs=views, next_cursor=page.next_cursor))
+
+
+@routes.get("/api/podcast/runs/{run_id}", {200: RunView})
+def get_run(request: Request, run_id: str) -> Response:
+    """Get a run: status, attempt, progress, history, error, result and links."""
+    return respond(RunView.of(get_run_or_404(services(request).store, run_id), request))
+
+
+@routes.post("/api/podcast/runs/{run_id}/cancel", {200: RunView}, errors=(409,))
+def cancel_run(request: Request, run_id: str) -> Response:
+    """Cancel a PENDING or STARTED run: it is REVOKED at once.
+
+    A running generation stops within two heartbeat intervals and its partial
+    files are removed. 409 when the run is already finished.
+    """
+    api = services(request)
+    return respond(RunView.of(runs.cancel(api.store, run_id, now=api.clock()), request))
+
+
+@routes.post(
+    "/api/podcast/runs/{run_id}/retry",
+    {202: SubmitResponse, 200: SubmitResponse},
+    headers=(IDEMPOTENCY_KEY,),
+    errors=(409,),
+)
+def retry_run(request: Request, run_id: str) -> Response:
+    """Retry a FAILURE or REVOKED run as a new run (`retry_of` names the original).
+
+    202 with the new run; 409 for a run in any other state; 422 when a profile or
+    source it names was deleted since.
+    """
+    api = services(request)
+    key = idempotency_key(request)
+    submission = runs.retry(api.store, api.dispatcher, run_id, now=api.clock(), idempotency_key=key)
+    if not submission.created:
+        original = get_run_or_404(api.store, run_id)
+        run = dispatch.ensure_same_request(submission.run, original.request, retry_of=run_id)
+        return respond(SubmitResponse.of(run, request), 200)
+    return _accepted(request, submission)
+
+
+@routes.delete("/api/podcast/runs/{run_id}", {204: None}, errors=(409,))
+def delete_run(request: Request, run_id: str) -> Response:
+    """Delete a run's record and its files. 409 while it is STARTED (cancel it first)."""
+    api = services(request)
+    runs.delete(api.store, run_id, data_dir=api.settings.data_dir)
+    return Response(status_code=204)

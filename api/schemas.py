@@ -1,0 +1,355 @@
+"""What the API reads and writes: request and response models (pydantic).
+
+The run, source and profile models of :mod:`podflow.models` are reused where the
+API shows them as they are; the views here add links and hide what clients must
+not rely on (files' places on disk, the request fingerprint). The OpenAPI
+components are generated from these classes (:mod:`api.openapi`), and every
+response is serialized from one of them (:func:`respond`), so the two agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from podflow.errors import InvalidInput
+from podflow.models import (
+    PROFILE_NAME_PATTERN,
+    EpisodeProfile,
+    ErrorInfo,
+    Mode,
+    Progress,
+    Run,
+    SourceInfo,
+    SpeakerProfile,
+    Transition,
+)
+from podflow.runs import RESULT_FILES
+from podflow.states import RunStatus
+
+__all__ = [
+    "ApiError",
+    "EpisodeProfileList",
+    "EpisodeProfileUpdate",
+    "ErrorBody",
+    "Health",
+    "Problem",
+    "Readiness",
+    "ResultView",
+    "RunEvent",
+    "RunLinks",
+    "RunList",
+    "RunListQuery",
+    "RunView",
+    "SourceCreate",
+    "SourceCreated",
+    "SourceList",
+    "SourceListQuery",
+    "SourceUpload",
+    "SpeakerProfileList",
+    "SpeakerProfileUpdate",
+    "SubmitResponse",
+    "TaskView",
+    "respond",
+    "validate",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Query(BaseModel):
+    """Query parameters: unknown ones are ignored (cache busters, tracking), not refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+def respond(model: BaseModel, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """``model`` as a JSON response."""
+    return Response(model.model_dump_json(), status_code=status, headers=headers, media_type="application/json")
+
+
+def field_name(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a field path: ``("speakers", 1, "voice")`` → ``speakers[1].voice``."""
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name
+
+
+def validate(model: type[M], data: Any, *, where: str = "body") -> M:
+    """``data`` validated as ``model``.
+
+    Raises:
+      InvalidInput: ``field`` names the first problem, ``details`` lists every
+        problem as ``{field, message}`` (``where`` stands for the whole input).
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {
+                "field": field_name(tuple(error["loc"])) or where,
+                "message": "unknown field" if error["type"] == "extra_forbidden" else error["msg"],
+            }
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        raise InvalidInput(problems[0]["message"], field=problems[0]["field"], details=problems) from None
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    """One problem with the input: the field (``speakers[1].voice``) and what is wrong."""
+
+    model_config = ConfigDict(extra="allow")
+
+    field: str | None = None
+    message: str
+
+
+class ApiError(_Model):
+    #: stable, snake_case: validation_error, not_found, conflict, idempotency_conflict,
+    #: unauthorized, payload_too_large, store_unavailable, broker_unavailable, ...
+    code: str
+    message: str
+    details: list[Problem] | dict[str, Any] | None = None
+
+
+class ErrorBody(_Model):
+    """Every error response: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ApiError
+
+
+# -- runs -------------------------------------------------------------------------
+
+
+def _path(request: Request, name: str, **params: str) -> str:
+    """The path of a named route (without scheme and host, which a proxy may change)."""
+    root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    return root + str(request.app.url_path_for(name, **params))
+
+
+class RunLinks(_Model):
+    self: str
+    events: str
+    cancel: str
+    retry: str
+    #: the old ``/celery/task/{id}``: the run found by its message id
+    task: str | None = None
+
+    @classmethod
+    def of(cls, run: Run, request: Request) -> RunLinks:
+        return cls(
+            self=_path(request, "get_run", run_id=run.run_id),
+            events=_path(request, "run_events", run_id=run.run_id),
+            cancel=_path(request, "cancel_run", run_id=run.run_id),
+            retry=_path(request, "retry_run", run_id=run.run_id),
+            task=_path(request, "get_task", message_id=run.message_id) if run.message_id else None,
+        )
+
+
+class ResultView(_Model):
+    """What a successful run produced: URLs of its files (null: not produced)."""
+
+    duration_s: float | None = None
+    audio_url: str | None = None
+    transcript_url: str | None = None
+    outline_url: str | None = None
+
+    @classmethod
+    def of(cls, run: Run, request: Request) -> ResultView | None:
+        if run.result is None:
+            return None
+        urls = {
+            f"{name}_url": _path(request, f"run_{name}", run_id=run.run_id)
+            for name, attr in RESULT_FILES.items()
+            if getattr(run.result, attr)
+        }
+        return cls(duration_s=run.result.duration_s, **urls)
+
+
+class SubmitResponse(_Model):
+    """A run accepted for execution."""
+
+    run_id: str
+    status: RunStatus
+    created_at: datetime
+    #: the broker message id (GET /api/podcast/tasks/{message_id}); null in thread mode
+    message_id: str | None
+    mode: Mode
+    retry_of: str | None = None
+    links: RunLinks
+
+    @classmethod
+    def of(cls, run: Run, request: Request) -> SubmitResponse:
+        return cls(**run.model_dump(include=set(cls.model_fields) - {"links"}), links=RunLinks.of(run, request))
+
+
+class RunView(_Model):
+    """A run, whole: request, status, attempts, progress, history, outcome, links."""
+
+    run_id: str
+    status: RunStatus
+    episode_profile: str
+    speaker_profile: str
+    episode_name: str
+    source_ids: list[str]
+    briefing_suffix: str | None
+    mode: Mode
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    message_id: str | None
+    enqueued_at: datetime | None
+    #: why the last enqueue failed; the sweep sends the run when the broker is back
+    enqueue_error: str | None
+    progress: Progress | None
+    error: ErrorInfo | None
+    result: ResultView | None
+    history: list[Transition]
+    idempotency_key: str | None
+    retry_of: str | None
+    links: RunLinks
+
+    @classmethod
+    def of(cls, run: Run, request: Request) -> RunView:
+        fields = run.model_dump(include=set(cls.model_fields) - {"result", "links"})
+        return cls(**fields, result=ResultView.of(run, request), links=RunLinks.of(run, request))
+
+
+class RunList(_Model):
+    runs: list[RunView]
+    #: pass as ``cursor`` for the next page; null on the last page
+    next_cursor: str | None = None
+
+
+class RunListQuery(_Query):
+    status: RunStatus | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+class RunEvent(_Model):
+    """The data of one Server-Sent Event (``event: status`` or ``event: progress``)."""
+
+    run_id: str
+    status: RunStatus
+    attempt: int
+    progress: Progress | None
+    error: ErrorInfo | None
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunEvent:
+        return cls(**run.model_dump(include=set(cls.model_fields)))
+
+
+class TaskView(_Model):
+    """A run seen through its broker message, like the old ``/celery/task/{id}``."""
+
+    message_id: str
+    run_id: str
+    status: RunStatus
+    #: the run is finished (SUCCESS, FAILURE or REVOKED)
+    ready: bool
+    successful: bool
+    result: ResultView | None = None
+    error: ErrorInfo | None = None
+
+    @classmethod
+    def of(cls, message_id: str, run: Run, request: Request) -> TaskView:
+        return cls(
+            message_id=message_id,
+            run_id=run.run_id,
+            status=run.status,
+            ready=run.is_terminal,
+            successful=run.status is RunStatus.SUCCESS,
+            result=ResultView.of(run, request) if run.status is RunStatus.SUCCESS else None,
+            error=run.error if run.is_terminal and run.status is not RunStatus.SUCCESS else None,
+        )
+
+
+# -- sources ----------------------------------------------------------------------
+
+
+class SourceCreate(_Model):
+    """A source document sent as JSON (at most 1 MiB; upload bigger ones as a file)."""
+
+    content: str = Field(min_length=1)
+    title: str | None = Field(default=None, max_length=200)
+    #: text/plain (default), text/markdown or text/html, optionally with a charset
+    content_type: str | None = Field(default=None, max_length=200)
+    #: used to guess the type when content_type is not given
+    filename: str | None = Field(default=None, max_length=255)
+
+
+class SourceUpload(_Model):
+    """A source document uploaded as ``multipart/form-data`` (documentation only)."""
+
+    #: the document; its part's Content-Type, else the file name's extension, gives the type
+    file: bytes
+    title: str = Field(default="", max_length=200)
+
+
+class SourceCreated(SourceInfo):
+    #: false when the same text was already stored: this is the existing source
+    created: bool
+
+
+class SourceList(_Model):
+    sources: list[SourceInfo]
+
+
+class SourceListQuery(_Query):
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+# -- profiles ---------------------------------------------------------------------
+
+
+class EpisodeProfileList(_Model):
+    profiles: list[EpisodeProfile]
+
+
+class SpeakerProfileList(_Model):
+    profiles: list[SpeakerProfile]
+
+
+class EpisodeProfileUpdate(EpisodeProfile):
+    """An episode profile to replace the one named in the path; ``name``, if given, must match it."""
+
+    name: str | None = Field(default=None, pattern=PROFILE_NAME_PATTERN)  # type: ignore[assignment]
+
+
+class SpeakerProfileUpdate(SpeakerProfile):
+    """A speaker profile to replace the one named in the path; ``name``, if given, must match it."""
+
+    name: str | None = Field(default=None, pattern=PROFILE_NAME_PATTERN)  # type: ignore[assignment]
+
+
+# -- health -----------------------------------------------------------------------
+
+
+class Health(_Model):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(_Model):
+    status: Literal["ready"] = "ready"
+    #: each dependency: "ok", or "not used" (the broker in thread mode)
+    checks: dict[str, str]

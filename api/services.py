@@ -1,0 +1,83 @@
+"""What the endpoints use — store, dispatcher, settings, clock — opened by the lifespan.
+
+:func:`open_services` (blocking) opens the store and seeds the bundled profiles,
+then builds the dispatcher: a :class:`~podflow.dispatch.QueueDispatcher` on the
+broker in queue mode, or a started :class:`~podflow.threadmode.ThreadExecutor`
+in thread mode. It registers how to close each on an ``ExitStack``, so they are
+closed in reverse order (executor, broker, store). A store or dispatcher passed
+in is used as is and left open: its owner closes it.
+
+The broker connects lazily: the API starts while the broker is down, submits
+then answer 503 naming the recorded run, and ``/readyz`` names the broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import dramatiq
+from starlette.requests import Request
+
+from podflow.broker import build_broker, close_broker
+from podflow.dispatch import Dispatcher, QueueDispatcher
+from podflow.generation.base import Generator
+from podflow.profiles import seed_defaults
+from podflow.settings import Settings
+from podflow.store import Store, open_store
+from podflow.threadmode import build_thread_executor
+
+__all__ = ["Services", "open_services", "services"]
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: Store
+    dispatcher: Dispatcher
+    #: the queue-mode broker (``/readyz`` pings it); None in thread mode
+    broker: dramatiq.Broker | None
+    clock: Callable[[], datetime]
+    #: how often a Server-Sent Events stream polls the store, and sends a keep-alive
+    events_interval_s: float
+    keepalive_s: float
+
+
+def services(request: Request) -> Services:
+    """The services of the app serving ``request``."""
+    found: Services = request.app.state.podflow
+    return found
+
+
+def open_services(
+    settings: Settings,
+    stack: contextlib.ExitStack,
+    *,
+    store: Store | None,
+    dispatcher: Dispatcher | None,
+    generator: Generator | None,
+    **options: Any,
+) -> Services:
+    """Open what the app needs, registering their closing on ``stack``.
+
+    Raises:
+      StoreUnavailable: the store cannot be opened or seeded.
+    """
+    if store is None:
+        store = open_store(settings)
+        stack.callback(store.close)
+    seed_defaults(store)
+    broker = getattr(dispatcher, "broker", None)
+    if dispatcher is None and settings.mode == "thread":
+        executor = build_thread_executor(settings, store=store, generator=generator)
+        executor.start()
+        stack.callback(executor.stop)
+        dispatcher = executor
+    elif dispatcher is None:
+        broker = build_broker(settings, role="api")
+        stack.callback(close_broker, broker)
+        dispatcher = QueueDispatcher(broker=broker)
+    return Services(settings=settings, store=store, dispatcher=dispatcher, broker=broker, **options)

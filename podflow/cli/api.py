@@ -1,0 +1,50 @@
+"""``podflow api``: serve the HTTP API with uvicorn on PODFLOW_API_HOST:PODFLOW_API_PORT.
+
+The app is built from the settings already loaded by ``podflow``; in thread
+mode it also executes the runs. ``uvicorn api.app:app`` serves the same app.
+Exit codes: 0 after a clean stop (SIGTERM, Ctrl-C); 78 for an invalid
+PODFLOW_GENERATOR in thread mode; 69 when the app cannot start (the store
+cannot be opened, the port is taken; one line says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import ConfigError
+from ..exitcodes import RET_CONFIG, RET_OK, RET_UNAVAILABLE
+from ..settings import Settings
+
+__all__ = ["register"]
+
+#: uvicorn's exit code when the app's start-up failed or the port could not be bound
+_STARTUP_FAILURE = 3
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("api", help="serve the HTTP API (and, in thread mode, execute runs)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    # The CLI is an entry point at the edge, like uvicorn's import string; the
+    # library modules of podflow never import the api package.
+    from api.app import create_app
+
+    from . import fail
+
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        return fail(str(exc), RET_CONFIG)
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower(), lifespan="on"
+    )
+    try:
+        uvicorn.Server(config).run()
+    except SystemExit as exc:  # uvicorn exits 3 when the app cannot start or bind its port
+        return RET_UNAVAILABLE if exc.code == _STARTUP_FAILURE else int(exc.code or 0)
+    return RET_OK

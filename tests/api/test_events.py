@@ -1,0 +1,134 @@
+"""Server-Sent Events: one event per status or progress change, ending after the terminal one."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from api.app import create_app
+from api.sse import run_events
+from podflow.models import Run
+from podflow.states import RunStatus
+from podflow.store.sqlite import SqliteStore
+from tests import generators
+from tests.api.conftest import ABSENT, Api, InProcessWorker, error, serve, settings_for
+from tests.conftest import make_run
+from tests.execution import wait_for
+
+FAST = {"events_interval_s": 0.05}
+
+
+def read_stream(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """The events of an SSE response as dicts (``comment`` for comment lines)."""
+    event: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        elif line:
+            key, _, value = line.partition(": ")
+            event[key] = json.loads(value) if key == "data" else value
+        elif event:
+            yield event
+            event = {}
+
+
+def follow(api: Api, run_id: str) -> list[dict[str, Any]]:
+    with api.client.stream("GET", f"/api/podcast/runs/{run_id}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return list(read_stream(response))
+
+
+def check_stream(events: list[dict[str, Any]], run_id: str) -> None:
+    """Ids count up from 1, the first event is a status, the last the SUCCESS."""
+    assert [int(e["id"]) for e in events] == list(range(1, len(events) + 1))
+    assert events[0]["event"] == "status" and all(e["data"]["run_id"] == run_id for e in events)
+    assert events[-1]["event"] == "status" and events[-1]["data"]["status"] == "SUCCESS"
+    assert any(e["event"] == "progress" for e in events)
+    statuses = [e["data"]["status"] for e in events if e["event"] == "status"]
+    assert statuses[-2:] == ["STARTED", "SUCCESS"]
+    progress = [e["data"]["progress"] for e in events if e["event"] == "progress"]
+    assert all(p != q for p, q in itertools.pairwise(progress))  # one event per change
+
+
+@pytest.mark.slow
+def test_the_stream_of_a_thread_mode_run_ends_with_its_terminal_status(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, mode="thread", generator="tests.generators:by_name", concurrency=1)
+    with serve(create_app(settings, **FAST)) as api:
+        run_id = api.submit(episode_name="slow:1")["run_id"]
+        check_stream(follow(api, run_id), run_id)
+        assert len(follow(api, run_id)) == 1  # a finished run: its status, and the end
+
+
+@pytest.mark.slow
+def test_the_stream_of_a_queue_mode_run_ends_with_its_terminal_status(tmp_path: Path, redis_url: str) -> None:
+    settings = settings_for(tmp_path, broker_url=redis_url)
+    with serve(create_app(settings, **FAST)) as api, InProcessWorker(settings, api.store, generators.by_name):
+        run_id = api.submit(episode_name="slow:1")["run_id"]
+        check_stream(follow(api, run_id), run_id)
+
+
+def test_an_unknown_run_is_a_404_before_any_stream(api: Api) -> None:
+    error(api.client.get(f"/api/podcast/runs/{ABSENT}/events"), 404, "not_found")
+
+
+class CountingStore(SqliteStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, heartbeat_timeout_s=60, max_attempts=3)
+        self.reads = 0
+
+    def get_run(self, run_id: str) -> Run | None:
+        self.reads += 1
+        return super().get_run(run_id)
+
+
+def test_a_quiet_stream_sends_keep_alives_and_stops_polling_when_the_client_leaves(
+    tmp_path: Path, redis_url: str
+) -> None:
+    store = CountingStore(tmp_path / "podflow.sqlite3")
+    app = create_app(settings_for(tmp_path, broker_url=redis_url), store=store, keepalive_s=0.1, **FAST)
+    try:
+        with serve(app) as api:
+            run_id = api.submit()["run_id"]  # no worker: it stays PENDING
+            with api.client.stream("GET", f"/api/podcast/runs/{run_id}/events") as response:
+                stream = read_stream(response)
+                assert next(stream)["data"]["status"] == "PENDING"
+                assert next(stream) == {"comment": "keep-alive"}
+
+            def settled() -> bool:  # polling every 0.05 s would read ~6 times meanwhile
+                before = store.reads
+                time.sleep(0.3)
+                return store.reads == before
+
+            wait_for(settled, timeout=5, what="the stream to stop polling after the client left")
+    finally:
+        store.close()
+
+
+def collect(stream: AsyncIterator[str]) -> list[str]:
+    async def gather() -> list[str]:
+        return [event async for event in stream]
+
+    return anyio.run(gather)
+
+
+def test_the_stream_ends_with_an_event_when_the_run_is_deleted() -> None:
+    runs = iter([make_run(), None])
+    events = collect(run_events(lambda: next(runs), interval_s=0, keepalive_s=60))
+    assert events[-1] == "id: 2\nevent: deleted\ndata: {}\n\n" and len(events) == 2
+
+
+def test_a_new_attempt_is_a_status_event_even_with_the_same_status() -> None:
+    first = make_run(status=RunStatus.STARTED, attempt=1)
+    retried = first.model_copy(update={"attempt": 2})
+    runs = iter([first, retried, retried.model_copy(update={"status": RunStatus.FAILURE})])
+    events = collect(run_events(lambda: next(runs), interval_s=0, keepalive_s=60))
+    assert [e.split("\n")[1] for e in events] == ["event: status"] * 3

@@ -1,0 +1,287 @@
+"""Runs over HTTP: submit, idempotency, create and start, list, get, cancel, retry, delete."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from podflow.broker import build_broker, close_broker
+from podflow.dispatch import QueueDispatcher
+from podflow.store.sqlite import SqliteStore
+from podflow.sweep import SweepPolicy, sweep
+from podflow.timeutil import utcnow
+from tests import generators
+from tests.api.conftest import ABSENT, Api, InProcessWorker, error, finish_with_files, serve, settings_for
+from tests.execution import wait_for
+from tests.servers import RedisServer, free_port
+
+# -- submit ------------------------------------------------------------------------
+
+
+def test_a_submit_is_accepted_with_the_run_id_status_and_message_id(api: Api) -> None:
+    response = api.client.post("/api/podcast/generate", json=api.request())
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "PENDING" and body["mode"] == "queue" and body["run_id"].startswith("run_")
+    assert body["message_id"] and body["created_at"].endswith("Z")
+    assert body["links"]["self"] == f"/api/podcast/runs/{body['run_id']}"
+    assert body["links"]["task"] == f"/api/podcast/tasks/{body['message_id']}"
+    run = api.store.get_run(body["run_id"])
+    assert run.message_id == body["message_id"] and run.enqueued_at is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"colour": "blue"}, "colour"),
+        ({"source_ids": []}, "source_ids"),
+        ({"source_ids": "src_1"}, "source_ids"),
+        ({"episode_name": 42}, "episode_name"),
+        ({"episode_profile": "no_such_profile"}, "episode_profile"),
+        ({"speaker_profile": "no_such_profile"}, "speaker_profile"),
+        ({"source_ids": ["src_missing"]}, "source_ids"),
+    ],
+)
+def test_a_bad_submit_is_a_422_naming_the_field_and_records_nothing(api: Api, change: dict, field: str) -> None:
+    body = error(api.client.post("/api/podcast/generate", json=api.request(**change)), 422, "validation_error")
+    assert body["message"].startswith(f"{field}: ")
+    assert body["details"][0]["field"] == field and body["details"][0]["message"]
+    assert api.store.list_runs().runs == []
+
+
+def test_a_missing_field_and_a_body_that_is_not_json_are_422s(api: Api) -> None:
+    request = api.request()
+    del request["episode_name"]
+    missing = error(api.client.post("/api/podcast/generate", json=request), 422, "validation_error")
+    assert missing["details"] == [{"field": "episode_name", "message": "Field required"}]
+    for bad in (b"{nope", b"", b"[1]"):
+        body = error(api.client.post("/api/podcast/generate", content=bad), 422, "validation_error")
+        assert body["details"][0]["field"] == "body"
+
+
+def test_the_same_idempotency_key_and_body_return_the_same_run_and_another_body_is_a_409(api: Api) -> None:
+    request = api.request()
+    headers = {"Idempotency-Key": "order-66"}
+    first = api.client.post("/api/podcast/generate", json=request, headers=headers)
+    again = api.client.post("/api/podcast/generate", json=request, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["run_id"] == first.json()["run_id"]
+    other = api.client.post("/api/podcast/generate", json={**request, "episode_name": "other"}, headers=headers)
+    assert first.json()["run_id"] in error(other, 409, "idempotency_conflict")["message"]
+    assert len(api.store.list_runs().runs) == 1
+    bad_key = api.client.post("/api/podcast/generate", json=request, headers={"Idempotency-Key": "a b"})
+    assert error(bad_key, 422, "validation_error")["details"][0]["field"] == "Idempotency-Key"
+
+
+class CountingStore(SqliteStore):
+    """Records how many ``create_run`` calls overlap (each holds on a moment first)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, heartbeat_timeout_s=60, max_attempts=3)
+        self._lock = threading.Lock()
+        self.inside = 0
+        self.most_at_once = 0
+
+    def create_run(self, run: Any) -> Any:
+        with self._lock:
+            self.inside += 1
+            self.most_at_once = max(self.most_at_once, self.inside)
+        try:
+            time.sleep(0.05)
+            return super().create_run(run)
+        finally:
+            with self._lock:
+                self.inside -= 1
+
+
+def test_twenty_concurrent_submits_with_one_key_make_exactly_one_run(tmp_path: Path, redis_url: str) -> None:
+    store = CountingStore(tmp_path / "podflow.sqlite3")
+    try:
+        with serve(create_app(settings_for(tmp_path, broker_url=redis_url), store=store)) as api:
+            request = api.request()
+            start = threading.Barrier(20)
+            responses: list[httpx.Response] = []
+
+            def submit() -> None:
+                with httpx.Client(base_url=api.url, timeout=30) as client:  # a connection each
+                    start.wait()
+                    responses.append(
+                        client.post("/api/podcast/generate", json=request, headers={"Idempotency-Key": "same"})
+                    )
+
+            threads = [threading.Thread(target=submit) for _ in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+    finally:
+        store.close()
+    assert store.most_at_once > 1, "the requests did not overlap"
+    assert sorted(r.status_code for r in responses) == [200] * 19 + [202]
+    assert len({r.json()["run_id"] for r in responses}) == 1
+    reopened = SqliteStore(tmp_path / "podflow.sqlite3", heartbeat_timeout_s=60, max_attempts=3)
+    assert len(reopened.list_runs().runs) == 1
+    reopened.close()
+
+
+# -- create and start ----------------------------------------------------------------
+
+
+def test_a_created_run_waits_until_started_and_starts_once(api: Api) -> None:
+    created = api.client.post("/api/podcast/runs", json=api.request())
+    assert created.status_code == 201
+    run = created.json()
+    assert run["status"] == "PENDING" and run["message_id"] is None and run["enqueued_at"] is None
+    started = api.client.post(f"/api/podcast/runs/{run['run_id']}/start")
+    assert started.status_code == 202 and started.json()["message_id"]
+    assert api.store.get_run(run["run_id"]).enqueued_at is not None
+    again = error(api.client.post(f"/api/podcast/runs/{run['run_id']}/start"), 409, "conflict")
+    assert "already started" in again["message"] and again["details"] == {"run_id": run["run_id"], "status": "PENDING"}
+    error(api.client.post(f"/api/podcast/runs/{ABSENT}/start"), 404, "not_found")
+
+
+def test_a_run_that_is_not_pending_cannot_start(api: Api) -> None:
+    run_id = api.client.post("/api/podcast/runs", json=api.request()).json()["run_id"]
+    api.client.post(f"/api/podcast/runs/{run_id}/cancel")
+    assert "REVOKED" in error(api.client.post(f"/api/podcast/runs/{run_id}/start"), 409, "conflict")["message"]
+
+
+def test_a_created_run_is_idempotent_too(api: Api) -> None:
+    request, headers = api.request(), {"Idempotency-Key": "draft-1"}
+    first = api.client.post("/api/podcast/runs", json=request, headers=headers)
+    again = api.client.post("/api/podcast/runs", json=request, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200) and first.json()["run_id"] == again.json()["run_id"]
+    other = api.client.post("/api/podcast/runs", json={**request, "episode_name": "x"}, headers=headers)
+    error(other, 409, "idempotency_conflict")
+
+
+# -- list and get ----------------------------------------------------------------------
+
+
+def test_runs_are_listed_newest_first_by_status_in_pages(api: Api) -> None:
+    ids = [api.submit(episode_name=f"n{i}")["run_id"] for i in range(3)]
+    api.client.post(f"/api/podcast/runs/{ids[0]}/cancel")
+    page = api.client.get("/api/podcast/runs", params={"limit": 2}).json()
+    assert [r["run_id"] for r in page["runs"]] == ids[:0:-1] and page["next_cursor"]
+    rest = api.client.get("/api/podcast/runs", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert [r["run_id"] for r in rest["runs"]] == [ids[0]] and rest["next_cursor"] is None
+    revoked = api.client.get("/api/podcast/runs", params={"status": "REVOKED", "_": "1"}).json()["runs"]
+    assert [r["run_id"] for r in revoked] == [ids[0]]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"), [({"limit": 201}, "limit"), ({"limit": "x"}, "limit"), ({"status": "DONE"}, "status"),
+                          ({"cursor": "garbage!"}, "cursor")]
+)
+def test_a_bad_listing_query_is_a_422_naming_the_parameter(api: Api, params: dict, field: str) -> None:
+    body = error(api.client.get("/api/podcast/runs", params=params), 422, "validation_error")
+    assert body["details"][0]["field"] == field
+
+
+def test_a_run_is_shown_whole_with_links_and_no_paths_on_disk(api: Api) -> None:
+    run_id = api.submit()["run_id"]
+    finish_with_files(api, run_id, audio="", transcript="{}")
+    run = api.client.get(f"/api/podcast/runs/{run_id}").json()
+    assert run["status"] == "SUCCESS" and run["attempt"] == 1 and run["finished_at"]
+    assert [h["status"] for h in run["history"]] == ["PENDING", "STARTED", "SUCCESS"]
+    assert run["result"] == {
+        "duration_s": 0.5,
+        "audio_url": f"/api/podcast/runs/{run_id}/audio",
+        "transcript_url": f"/api/podcast/runs/{run_id}/transcript",
+        "outline_url": None,
+    }
+    assert set(run["links"]) == {"self", "events", "cancel", "retry", "task"}
+    assert "podcasts/" not in str(run) and "request_hash" not in run
+    error(api.client.get(f"/api/podcast/runs/{ABSENT}"), 404, "not_found")
+
+
+# -- cancel, retry, delete -----------------------------------------------------------------
+
+
+def test_cancel_revokes_a_run_and_a_finished_run_is_a_409(api: Api) -> None:
+    run_id = api.submit()["run_id"]
+    cancelled = api.client.post(f"/api/podcast/runs/{run_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "REVOKED"
+    body = error(api.client.post(f"/api/podcast/runs/{run_id}/cancel"), 409, "conflict")
+    assert body["details"] == {"run_id": run_id, "status": "REVOKED"}
+    error(api.client.post(f"/api/podcast/runs/{ABSENT}/cancel"), 404, "not_found")
+
+
+def test_retry_makes_a_new_run_for_a_revoked_one_and_refuses_a_pending_one(api: Api) -> None:
+    run_id = api.submit()["run_id"]
+    assert "PENDING" in error(api.client.post(f"/api/podcast/runs/{run_id}/retry"), 409, "conflict")["message"]
+    api.client.post(f"/api/podcast/runs/{run_id}/cancel")
+    headers = {"Idempotency-Key": "retry-1"}
+    retried = api.client.post(f"/api/podcast/runs/{run_id}/retry", headers=headers)
+    assert retried.status_code == 202
+    new = retried.json()
+    assert new["retry_of"] == run_id and new["run_id"] != run_id and new["status"] == "PENDING"
+    again = api.client.post(f"/api/podcast/runs/{run_id}/retry", headers=headers)
+    assert again.status_code == 200 and again.json()["run_id"] == new["run_id"]
+    other = api.submit()["run_id"]
+    api.client.post(f"/api/podcast/runs/{other}/cancel")
+    error(api.client.post(f"/api/podcast/runs/{other}/retry", headers=headers), 409, "idempotency_conflict")
+    error(api.client.post(f"/api/podcast/runs/{ABSENT}/retry"), 404, "not_found")
+
+
+def test_delete_removes_the_run_and_its_files_but_not_while_it_runs(api: Api) -> None:
+    run_id = api.submit()["run_id"]
+    api.store.claim(run_id, now=utcnow())
+    assert "cancel it first" in error(api.client.delete(f"/api/podcast/runs/{run_id}"), 409, "conflict")["message"]
+    api.client.post(f"/api/podcast/runs/{run_id}/cancel")
+    files = api.settings.data_dir / "podcasts" / run_id
+    files.mkdir(parents=True)
+    assert api.client.delete(f"/api/podcast/runs/{run_id}").status_code == 204
+    assert not files.exists() and api.store.get_run(run_id) is None
+    error(api.client.delete(f"/api/podcast/runs/{run_id}"), 404, "not_found")
+
+
+# -- the broker down -----------------------------------------------------------------------
+
+
+def test_a_submit_with_the_broker_down_records_the_run_and_names_it(tmp_path: Path) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with serve(create_app(settings_for(tmp_path, broker_url=dead))) as api:
+        body = error(api.client.post("/api/podcast/generate", json=api.request()), 503, "broker_unavailable")
+        run_id = body["details"]["run_id"]
+        assert f"run {run_id} was recorded" in body["message"] and "do not resubmit" in body["message"]
+        assert body["details"]["status"] == "PENDING" and body["details"]["enqueued"] is False
+        run = api.client.get(f"/api/podcast/runs/{run_id}").json()
+        assert run["status"] == "PENDING" and "broker unreachable" in run["enqueue_error"]
+        created = api.client.post("/api/podcast/runs", json=api.request()).json()["run_id"]
+        error(api.client.post(f"/api/podcast/runs/{created}/start"), 503, "broker_unavailable")
+
+
+@pytest.mark.slow
+def test_a_run_submitted_while_the_broker_is_stopped_completes_after_it_returns_and_a_sweep(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        settings = settings_for(tmp_path, broker_url=redis.url)
+        with serve(create_app(settings)) as api:
+            assert api.client.get("/readyz").status_code == 200
+            request = api.request()
+            redis.stop()  # the broker goes away mid-test
+            body = error(api.client.post("/api/podcast/generate", json=request), 503, "broker_unavailable")
+            run_id = body["details"]["run_id"]
+            assert run_id in body["message"] and body["details"]["enqueued"] is False
+            assert error(api.client.get("/readyz"), 503, "not_ready")["details"]["broker"].startswith("unavailable")
+
+            redis.start()  # back, at the same address
+            policy = SweepPolicy(time_limit_s=60, heartbeat_timeout_s=1.5, pending_timeout_s=3600, outbox_grace_s=0)
+            dispatcher = QueueDispatcher(broker=build_broker(settings))  # the scheduler's own
+            with InProcessWorker(settings, api.store, generators.by_name):
+                assert sweep(api.store, now=utcnow(), policy=policy, dispatcher=dispatcher).enqueued == 1
+                done = wait_for(
+                    lambda: (r := api.client.get(f"/api/podcast/runs/{run_id}").json())["status"] == "SUCCESS" and r,
+                    what="the run to complete",
+                )
+            close_broker(dispatcher.broker)
+        assert done["attempt"] == 1 and done["enqueue_error"] is None
+    finally:
+        redis.stop()

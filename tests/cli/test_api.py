@@ -1,0 +1,61 @@
+"""``podflow api``: uvicorn on PODFLOW_API_HOST:PODFLOW_API_PORT, and its exit codes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from podflow.exitcodes import RET_CONFIG, RET_UNAVAILABLE
+from tests.cli.test_worker import BIN, clean_env
+from tests.execution import ROOT, wait_for
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def podflow_api(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "podflow"), "api"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_podflow_api_serves_the_app_on_the_configured_port_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env(tmp_path, PODFLOW_MODE="thread", PODFLOW_API_PORT=str(port), PODFLOW_API_TOKEN="t0ken")
+    env["PYTHONPATH"] = str(ROOT)  # for the test generator
+    proc = subprocess.Popen([str(BIN / "podflow"), "api"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def ready() -> httpx.Response | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            except httpx.TransportError:
+                return None
+
+        assert wait_for(ready, timeout=20, what="the API").json()["checks"]["broker"] == "not used"
+        assert httpx.get(f"http://127.0.0.1:{port}/api/sources").status_code == 401  # the token is in force
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in stderr
+
+
+def test_podflow_api_exits_69_with_one_line_when_the_store_cannot_be_opened(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    env = clean_env(tmp_path, PODFLOW_DATA_DIR=str(tmp_path / "file" / "data"), PODFLOW_API_PORT=str(free_port()))
+    result = podflow_api(env)
+    assert result.returncode == RET_UNAVAILABLE
+    assert "podflow API cannot start: cannot create" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_podflow_api_exits_78_when_the_thread_mode_generator_cannot_be_loaded(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, PODFLOW_MODE="thread", PODFLOW_GENERATOR="no_such_module:generate")
+    result = podflow_api(env)
+    assert result.returncode == RET_CONFIG
+    assert result.stderr.strip() == (
+        "podflow: PODFLOW_GENERATOR='no_such_module:generate': cannot import 'no_such_module': "
+        "No module named 'no_such_module'"
+    )
