@@ -138,6 +138,8 @@ class Filled:
     columns: list[str]
     #: per candidate: (its stale row, the same run settled as SUCCESS)
     candidates: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = field(repr=False)
+    #: how many candidates are stale on disk (or were, before a sweep changed them)
+    staged: int
 
     @property
     def capacity(self) -> int:
@@ -152,16 +154,25 @@ class Filled:
         """
         if stale > self.capacity:
             raise ValueError(f"{self.path} holds {self.capacity} stale candidates, not {stale}")
-        rows = [pair[0] if i < stale else pair[1] for i, pair in enumerate(self.candidates)]
+        # only what a sweep may have changed, or what changes class: a large
+        # rewrite before every sweep would leave the disk busy while it is timed
+        dirty = max(stale, self.staged)
+        rows = [pair[0] if i < stale else pair[1] for i, pair in enumerate(self.candidates[:dirty])]
+        # in place, as the sweep itself writes (rows keep their place in the table
+        # and indexes): repeated staging must not change the file's layout
+        key = self.columns.index("run_id")
+        others = [i for i in range(len(self.columns)) if i != key]
+        assignments = ", ".join(f"{self.columns[i]} = ?" for i in others)
+        params = [(*(row[i] for i in others), row[key]) for row in rows]
         conn = _connect(self.path)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("DELETE FROM runs WHERE run_id = ?", [(row[0],) for row in rows])
-            conn.executemany(_insert_sql(self.columns), rows)
+            conn.executemany(f"UPDATE runs SET {assignments} WHERE run_id = ?", params)
             conn.execute("COMMIT")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            _flush(conn)
         finally:
             conn.close()
+        self.staged = stale
         counts = dict.fromkeys(STALE_KINDS, 0)
         for i in range(stale):
             counts[STALE_KINDS[i % len(STALE_KINDS)]] += 1
@@ -173,6 +184,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = OFF")  # a benchmark fixture: durability is not the point here
     conn.execute("PRAGMA cache_size = -524288")  # 512 MiB: random run ids touch every index page
     return conn
+
+
+def _flush(conn: sqlite3.Connection) -> None:
+    """Checkpoint the WAL into the file and fsync it: no write-back of the fill
+    may still be going on (and slowing every fsync) while a sweep is timed."""
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA synchronous = OFF")
 
 
 def _insert_sql(columns: Sequence[str]) -> str:
@@ -268,7 +287,7 @@ def fill(path: Path, *, total: int, stale: int, now: datetime, seed: int = 7, ch
         for _, sql in indexes:
             conn.execute(sql)
         conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        _flush(conn)
     finally:
         conn.close()
-    return Filled(path, total, columns, candidates)
+    return Filled(path, total, columns, candidates, staged=stale)
