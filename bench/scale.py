@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["SCALES", "Scale"]
+__all__ = ["FULL", "QUICK", "SCALES", "Scale"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,35 +31,33 @@ class Scale:
     profile: bool
 
 
-SCALES: dict[str, Scale] = {
-    # about 8 minutes on 2 cores
-    "full": Scale(
-        name="full",
-        reps=3,
-        processes=2,
-        threads=4,
-        throughput_runs=2000,
-        warmup_runs=100,
-        latency_samples=40,
-        latency_gap_s=0.3,
-        submit_requests=((1, 500), (32, 2000)),
-        sweep_points=((100_000, 1_000), (1_000_000, 1_000), (1_000_000, 10_000)),
-        sweep_reps=5,
-        profile=True,
-    ),
-    # about a minute: checks the plumbing, figures are rough
-    "quick": Scale(
-        name="quick",
-        reps=2,
-        processes=2,
-        threads=4,
-        throughput_runs=200,
-        warmup_runs=20,
-        latency_samples=10,
-        latency_gap_s=0.2,
-        submit_requests=((1, 100), (32, 400)),
-        sweep_points=((10_000, 100), (50_000, 100), (50_000, 1_000)),
-        sweep_reps=3,
-        profile=False,
-    ),
-}
+#: the reference run: about 6 minutes on 2 cores (and the submit path, once merged)
+FULL = Scale(
+    name="full",
+    reps=3,
+    processes=2,
+    threads=4,
+    throughput_runs=2000,
+    warmup_runs=100,
+    latency_samples=40,
+    latency_gap_s=0.3,
+    submit_requests=((1, 500), (32, 2000)),
+    sweep_points=((100_000, 1_000), (1_000_000, 1_000), (1_000_000, 10_000)),
+    sweep_reps=5,
+    profile=True,
+)
+#: about a minute, on the same setup: checks the plumbing, figures are rough
+QUICK = replace(
+    FULL,
+    name="quick",
+    reps=2,
+    throughput_runs=200,
+    warmup_runs=20,
+    latency_samples=10,
+    latency_gap_s=0.2,
+    submit_requests=((1, 100), (32, 400)),
+    sweep_points=((10_000, 100), (50_000, 100), (50_000, 1_000)),
+    sweep_reps=3,
+    profile=False,
+)
+SCALES: dict[str, Scale] = {scale.name: scale for scale in (FULL, QUICK)}

@@ -127,11 +127,50 @@ class _Workers:
         self.procs.clear()
 
 
-class PodflowSystem:
+class _WorkerSystem:
+    """What every system shares: its worker processes and the last batch's dispatch figures."""
+
+    name: str
+    dispatch_s = dispatch_cpu_s = 0.0
+
+    def __init__(self) -> None:
+        self.workers = _Workers()
+
+    def stop(self) -> None:
+        self.workers.stop()
+
+    def pids(self) -> list[int]:
+        return self.workers.pids()
+
+
+class _CountedSystem(_WorkerSystem):
+    """A system whose no-op tasks report through :mod:`bench.completions`."""
+
+    def _send(self, n: int) -> None:
+        """Send ``n`` no-op tasks, each told the batch size ``n``."""
+        raise NotImplementedError
+
+    def run_batch(self, n: int) -> float:
+        r = completions.client()
+        completions.reset(r)
+        started, cpu = time.time(), time.thread_time()
+        self._send(n)
+        self.dispatch_s, self.dispatch_cpu_s = time.time() - started, time.thread_time() - cpu
+
+        def done() -> float | None:
+            count, finished = completions.finished_at(r)
+            if count > n:
+                raise BenchError(f"{count} completions counted for {n} {self.name} tasks: a task ran twice")
+            return finished
+
+        finished = _wait(done, timeout_s=_batch_timeout(n), what=f"{n} {self.name} tasks", alive=self.workers.alive)
+        return float(finished) - started
+
+
+class PodflowSystem(_WorkerSystem):
     """podflow: submit into SQLite, ``podflow worker`` processes execute ``bench.generators:noop``."""
 
     name = "podflow"
-    dispatch_s = dispatch_cpu_s = 0.0
 
     def __init__(self, *, work_dir: Path, redis_url: str, processes: int, threads: int) -> None:
         self.data_dir = work_dir / "podflow"
@@ -150,7 +189,7 @@ class PodflowSystem:
             PODFLOW_WORKER_PROCESSES=str(processes),
             PODFLOW_CONCURRENCY=str(threads),
         )
-        self.workers = _Workers()
+        super().__init__()
         self.log = work_dir / "podflow-worker.log"
         self.store: SqliteStore | None = None
         self.dispatcher: QueueDispatcher | None = None
@@ -170,14 +209,11 @@ class PodflowSystem:
         self._reader = sqlite3.connect(self.settings.sqlite_path, isolation_level=None)
 
     def stop(self) -> None:
-        self.workers.stop()
+        super().stop()
         if self._reader is not None:
             self._reader.close()
         if self.store is not None:
             self.store.close()
-
-    def pids(self) -> list[int]:
-        return self.workers.pids()
 
     def _submit(self) -> str:
         assert self.store is not None and self.dispatcher is not None
@@ -227,13 +263,13 @@ class PodflowSystem:
         return (started_ms - created_ms) / 1000
 
 
-class DramatiqSystem:
+class DramatiqSystem(_CountedSystem):
     """Bare Dramatiq: ``dramatiq bench.dramatiq_app:broker`` with Dramatiq's defaults."""
 
     name = "Dramatiq"
-    dispatch_s = dispatch_cpu_s = 0.0
 
     def __init__(self, *, work_dir: Path, redis_url: str, processes: int, threads: int) -> None:
+        super().__init__()
         os.environ["BENCH_REDIS_URL"] = redis_url  # read by bench.dramatiq_app and bench.completions
         self.argv = [
             sys.executable, "-m", "dramatiq", "bench.dramatiq_app:broker",
@@ -242,26 +278,15 @@ class DramatiqSystem:
         self.env = clean_env(BENCH_REDIS_URL=redis_url)
         self.processes = processes
         self.log = work_dir / "dramatiq-worker.log"
-        self.workers = _Workers()
 
     def start(self) -> None:
         self.workers.spawn(self.argv, self.env, self.log, "ready for action", self.processes)
-
-    def stop(self) -> None:
-        self.workers.stop()
-
-    def pids(self) -> list[int]:
-        return self.workers.pids()
 
     def _send(self, n: int) -> None:
         from .dramatiq_app import broker, noop
 
         for _ in range(n):
             broker.enqueue(noop.message(n))
-
-    def run_batch(self, n: int) -> float:
-        seconds, (self.dispatch_s, self.dispatch_cpu_s) = _counted_batch(n, self._send, self.workers, "Dramatiq tasks")
-        return seconds
 
     def latency_once(self) -> float:
         from .dramatiq_app import broker, stamp
@@ -283,19 +308,18 @@ def celery_available() -> bool:
     return shutil.which("celery", path=str(Path(sys.executable).parent)) is not None
 
 
-class CelerySystem:
+class CelerySystem(_CountedSystem):
     """Celery 5: ``processes`` instances of ``celery worker -P threads -c threads``."""
 
     name = "Celery"
-    dispatch_s = dispatch_cpu_s = 0.0
 
     def __init__(self, *, work_dir: Path, redis_url: str, processes: int, threads: int) -> None:
+        super().__init__()
         os.environ["BENCH_REDIS_URL"] = redis_url
         self.processes = processes
         self.threads = threads
         self.env = clean_env(BENCH_REDIS_URL=redis_url)
         self.work_dir = work_dir
-        self.workers = _Workers()
 
     def start(self) -> None:
         celery = str(Path(sys.executable).parent / "celery")
@@ -308,39 +332,8 @@ class CelerySystem:
             ]
             self.workers.spawn(argv, self.env, self.work_dir / f"celery-worker-{i}.log", " ready.")
 
-    def stop(self) -> None:
-        self.workers.stop()
-
-    def pids(self) -> list[int]:
-        return self.workers.pids()
-
     def _send(self, n: int) -> None:
         from .celery_app import noop
 
         for _ in range(n):
             noop.apply_async(args=(n,))
-
-    def run_batch(self, n: int) -> float:
-        seconds, (self.dispatch_s, self.dispatch_cpu_s) = _counted_batch(n, self._send, self.workers, "Celery tasks")
-        return seconds
-
-
-def _counted_batch(
-    n: int, send: Callable[[int], None], workers: _Workers, what: str
-) -> tuple[float, tuple[float, float]]:
-    """Send ``n`` counted no-op tasks; seconds from the first send to the last completion,
-    and (wall, CPU) seconds of the sending."""
-    r = completions.client()
-    completions.reset(r)
-    started, cpu = time.time(), time.thread_time()
-    send(n)
-    dispatched = (time.time() - started, time.thread_time() - cpu)
-
-    def done() -> float | None:
-        count, finished = completions.finished_at(r)
-        if count > n:
-            raise BenchError(f"{count} completions counted for {n} {what}: a task ran twice")
-        return finished
-
-    finished = _wait(done, timeout_s=_batch_timeout(n), what=f"{n} {what}", alive=workers.alive)
-    return float(finished) - started, dispatched
