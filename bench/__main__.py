@@ -22,7 +22,7 @@ from typing import Any
 from tests.servers import RedisServer
 
 from . import latency, submit, sweep, throughput
-from .machine import describe_machine, load_average
+from .machine import describe_machine, load_average, pressure
 from .report import Report, Row
 from .scale import SCALES, Scale
 from .systems import CelerySystem, DramatiqSystem, PodflowSystem, System, celery_available
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work_dir, ignore_errors=True)
     report.notes += _missed_notes(report.rows)
     report.machine["load average at end"] = load_average()
+    report.machine["pressure at end (PSI avg60)"] = pressure()
     report.machine["duration"] = f"{time.monotonic() - began:.0f} s"
     stem = f"{scale.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     json_path, md_path = report.write(args.out, stem)

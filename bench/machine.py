@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["describe_machine", "load_average"]
+__all__ = ["describe_machine", "load_average", "pressure"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = ("dramatiq", "celery", "kombu", "redis", "starlette", "uvicorn", "pydantic")
@@ -51,12 +51,35 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _filesystem(path: Path) -> str:
+    try:
+        out = subprocess.run(["df", "--output=fstype,source", str(path)], capture_output=True, text=True,
+                             timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return " on ".join(out.strip().splitlines()[-1].split())
+
+
 def load_average() -> str:
     """The 1/5/15-minute load averages: how busy the machine was (others' jobs too)."""
     try:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "unknown"
+
+
+def pressure() -> str:
+    """CPU and I/O pressure (Linux PSI, share of the last minute some task waited):
+    other work competing for the cores and the disk."""
+    shown = []
+    for resource in ("cpu", "io"):
+        try:
+            line = Path(f"/proc/pressure/{resource}").read_text().splitlines()[0]
+        except (OSError, IndexError):
+            continue
+        fields = dict(part.split("=", 1) for part in line.split()[1:])
+        shown.append(f"{resource} {fields.get('avg60', '?')}%")
+    return ", ".join(shown) or "unknown"
 
 
 def describe_machine() -> dict[str, str]:
@@ -73,6 +96,8 @@ def describe_machine() -> dict[str, str]:
         "os": _os_name(),
         "python": platform.python_version(),
         "redis-server": _first_line(["redis-server", "--version"]),
-        **{package: _version(package) for package in _PACKAGES},
+        "filesystem (SQLite files)": _filesystem(ROOT),
+        **{("redis-py" if package == "redis" else package): _version(package) for package in _PACKAGES},
         "load average at start": load_average(),
+        "pressure at start (PSI avg60)": pressure(),
     }

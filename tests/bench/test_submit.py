@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from bench.loadgen import run_load
 from bench.scale import SCALES
 from bench.submit import api_available, measure, serve
 from bench.systems import clean_env
+from podflow.states import RunStatus
+from podflow.store.sqlite import SqliteStore
 from tests.servers import free_port
 
 
@@ -47,3 +50,18 @@ def test_without_the_api_the_submit_benchmark_is_skipped_saying_why(tmp_path: Pa
                             app="no_such_package.app:app")
     assert [row.status for row in rows] == ["skipped"] and details == {}
     assert "not merged yet" in rows[0].note
+
+
+@pytest.mark.slow
+def test_the_submit_benchmark_measures_an_app_that_submits_for_real(redis_url: str, tmp_path: Path) -> None:
+    scale = replace(SCALES["quick"], reps=2, submit_requests=((1, 20), (4, 40)))
+    rows, details = measure(scale, tmp_path, redis_url, lambda _: None, app="tests.bench.echo_app:submit_app")
+    assert [row.unit for row in rows] == ["req/s", "ms", "ms"] * 2
+    assert all(row.figure is not None and row.figure.reps == 2 for row in rows)
+    assert [row.met is not None for row in rows] == [False, True, False, False, False, False]  # p50 at concurrency 1
+    assert set(details["submit"]) == {"c1", "c4"}
+    store = SqliteStore(tmp_path / "api" / "podflow.sqlite3")
+    try:  # every request recorded a run (and the warm-up too)
+        assert store.count_by_status()[RunStatus.PENDING] == 50 + 2 * (20 + 40)
+    finally:
+        store.close()
