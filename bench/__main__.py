@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="profile podflow's workers and submitter (default: on at full scale)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (stores, worker logs)")
+    parser.add_argument("--api-app", default=submit.APP, help=f"the app the submit benchmark serves ({submit.APP})")
     args = parser.parse_args(argv)
     selected = {name.strip() for name in args.only.split(",") if name.strip()}
     unknown = selected - set(BENCHMARKS)
@@ -152,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             _run_step(report, "Sweep cost",
                       lambda: (*sweep.measure(scale, work_dir, f"{base_url}/{_DB['sweep']}", _log), []))
         if "submit" in selected:
+            submit_url = f"{base_url}/{_DB['submit']}"
             _run_step(report, "Submit path",
-                      lambda: (*submit.measure(scale, work_dir, f"{base_url}/{_DB['submit']}", _log), []))
+                      lambda: (*submit.measure(scale, work_dir, submit_url, _log, app=args.api_app), []))
     finally:
         redis.stop()
         if not args.keep:
