@@ -38,7 +38,7 @@ from tests.execution import request, seed
 
 from .generators import noop
 from .scale import Scale
-from .systems import PodflowSystem
+from .systems import BenchError, PodflowSystem
 
 __all__ = ["count_statements", "profile_podflow", "summarize"]
 
@@ -93,7 +93,8 @@ def count_statements(work_dir: Path) -> dict[str, dict[str, int]]:
         run = submit(store, _NullDispatcher(), request("noop"), now=utcnow()).run
         phase = "execute"
         outcome = runner.execute(run.run_id)
-        assert outcome.kind == "succeeded", outcome
+        if outcome.kind != "succeeded":
+            raise BenchError(f"the counted run did not succeed: {outcome}")
     finally:
         conn.set_trace_callback(None)
         store.close()
