@@ -20,7 +20,7 @@ TEST_TOOLS :=
 help:
 	@echo "make run    set up and start the local stack (API, worker, scheduler)"
 	@echo "make test   set up and run every test"
-	@echo "make bench  run the benchmarks (writes bench/results/; about 10 minutes)"
+	@echo "make bench  run the benchmarks (writes bench/results/; about 5 minutes)"
 	@echo "make bench-quick  a small benchmark run, for development"
 	@echo "make lint   ruff"
 

@@ -31,7 +31,7 @@ class Scale:
     profile: bool
 
 
-#: the reference run: about 6 minutes on 2 cores (and the submit path, once merged)
+#: the reference run: about 5 minutes on 2 cores
 FULL = Scale(
     name="full",
     reps=3,
