@@ -6,19 +6,22 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.podflow-installed
+BENCH_STAMP := $(VENV)/.podflow-bench-installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 # command:debian-package pairs the runtime needs
 RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng
 # and what only the tests need on top
 TEST_TOOLS :=
 
-.PHONY: help setup run test bench lint clean
+.PHONY: help setup run test bench bench-quick lint clean
 
 help:
 	@echo "make run    set up and start the local stack (API, worker, scheduler)"
 	@echo "make test   set up and run every test"
-	@echo "make bench  run the benchmarks (writes bench/results/)"
+	@echo "make bench  run the benchmarks (writes bench/results/; about 5 minutes)"
+	@echo "make bench-quick  a small benchmark run, for development"
 	@echo "make lint   ruff"
 
 # Install the Debian packages behind any missing command (as root), else say
@@ -58,6 +61,17 @@ run: setup
 test: setup
 	$(call ensure_tools,$(TEST_TOOLS))
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the benchmark-only extra (Celery, psutil, py-spy) on top of the test one
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@touch $@
+
+bench: setup $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: setup $(BENCH_STAMP)
+	BENCH_SCALE=quick $(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'

@@ -104,9 +104,19 @@ def worker_env(*, data_dir: Path, broker_url: str, **settings: str) -> dict[str,
 
 
 class WorkerProcess:
-    """``dramatiq podflow.actors`` (or any command) in its own process group, logging to a file."""
+    """``dramatiq podflow.actors`` (or any command) in its own process group, logging to a file.
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, argv: list[str] | None = None) -> None:
+    ``ready_text``: the log line that says the process is ready (Dramatiq's by default).
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        argv: list[str] | None = None,
+        *,
+        ready_text: str = "ready for action",
+    ) -> None:
         self.argv = argv or [
             str(Path(sys.executable).parent / "dramatiq"),
             "podflow.actors",
@@ -117,6 +127,7 @@ class WorkerProcess:
         ]
         self.env = dict(env)
         self.log_path = log_path
+        self.ready_text = ready_text
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, ready: bool = True) -> WorkerProcess:
@@ -125,7 +136,7 @@ class WorkerProcess:
                 self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         if ready:
-            wait_for(lambda: "ready for action" in self.log() or self._died(), timeout=20, what="worker boot")
+            wait_for(lambda: self.ready_text in self.log() or self._died(), timeout=20, what="worker boot")
             assert not self._died(), f"worker exited early:\n{self.log()}"
         return self
 

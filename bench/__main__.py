@@ -1,0 +1,176 @@
+"""``python -m bench``: run the benchmarks, print one table, write it under bench/results/.
+
+Usage: ``python -m bench [--scale full|quick] [--only NAME,...] [--out DIR] [--[no-]profile] [--keep]``
+(``make bench``, ``make bench-quick``). The scale defaults to BENCH_SCALE, else ``full``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.servers import RedisServer
+
+from . import latency, submit, sweep, throughput
+from .machine import describe_machine, load_average, pressure
+from .report import Report, Row
+from .scale import SCALES, Scale
+from .systems import CelerySystem, DramatiqSystem, PodflowSystem, System, celery_available
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ("throughput", "latency", "sweep", "submit")
+#: Redis databases of the private server: one per benchmark, so each flushes only its own
+_DB = {"pipeline": 0, "sweep": 1, "submit": 2}
+
+METHOD_NOTES = [
+    "Each figure is the median of its repetitions (reps), with the min and max; a target is judged on the median.",
+    "Throughput: from just before the first of N dispatches (all from one process, one after another) to the last "
+    "completion: podflow = the largest finished_at of the batch's SUCCESS runs in the SQLite store; bare Dramatiq "
+    "and Celery = the time recorded by the task whose Redis INCR reached N. Ratios pair the batches of one "
+    "repetition; the systems take turns in a rotating order.",
+    "podflow runs as production does: `podflow worker` (Dramatiq, podflow's middleware, one prefetched message per "
+    "thread, INFO logs), SQLite with synchronous=FULL. Bare Dramatiq: Dramatiq's default middleware and prefetch. "
+    "Celery: `celery worker -P threads -c T`, one instance per process, without gossip, mingle and heartbeat, "
+    "results ignored, INFO logs.",
+    "Memory: RSS summed over each worker tree (main process and children); forked children share pages, so the "
+    "sum is an upper bound. Idle after the warm-up; peak sampled every 100 ms during the throughput batches.",
+]
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+Step = Callable[[], tuple[list[Row], dict[str, Any], list[str]]]
+
+
+def _failure(benchmark: str, exc: Exception) -> Row:
+    _log(f"{benchmark}: FAILED: {exc}\n{traceback.format_exc()}")
+    return Row(benchmark, "—", error=f"{type(exc).__name__}: {exc}")
+
+
+def _run_step(report: Report, benchmark: str, step: Step) -> None:
+    """Run one benchmark into ``report``; a failure becomes a FAILED row, and the run goes on."""
+    try:
+        rows, details, notes = step()
+    except Exception as exc:
+        rows, details, notes = [_failure(benchmark, exc)], {}, []
+    report.rows += rows
+    report.details.update(details)
+    report.notes += notes
+
+
+def _pipeline(scale: Scale, work_dir: Path, redis: RedisServer, db: int, selected: set[str], profile: bool,
+              report: Report) -> None:
+    """Throughput, memory and latency (and the profile), on one set of running workers."""
+    redis_url = f"{redis.url.rsplit('/', 1)[0]}/{db}"
+    options = {"work_dir": work_dir, "redis_url": redis_url, "processes": scale.processes, "threads": scale.threads}
+    podflow_system, dramatiq_system = PodflowSystem(**options), DramatiqSystem(**options)
+    systems: list[System] = [podflow_system, dramatiq_system]
+    if celery_available():
+        systems.append(CelerySystem(**options))
+    else:
+        report.notes.append("Celery is not installed (the `bench` extra): the Celery comparison was skipped.")
+    with contextlib.ExitStack() as stack:
+        for system in systems:
+            _log(f"starting {system.name} workers ({scale.processes} x {scale.threads})")
+            stack.callback(system.stop)
+            system.start()
+        assert redis.proc is not None
+        redis_pid = redis.proc.pid
+        if "throughput" in selected:
+            _run_step(report, "Pipeline throughput",
+                      lambda: (*throughput.measure(systems, scale, _log, redis_pid=redis_pid), []))
+        if "latency" in selected:
+            _run_step(report, "Scheduling latency",
+                      lambda: (*latency.measure([podflow_system, dramatiq_system], scale, _log), []))
+        if profile:
+            from .profile import profile_podflow
+
+            def profiled() -> tuple[list[Row], dict[str, Any], list[str]]:
+                found = profile_podflow(podflow_system, scale, work_dir, _log)
+                return [], {"profile": found}, found["notes"]
+
+            _run_step(report, "Profile", profiled)
+
+
+def _missed_notes(rows: list[Row]) -> list[str]:
+    """One line per missed target, saying by how much."""
+    notes = []
+    for row in rows:
+        if row.met is not False or row.figure is None:
+            continue
+        bound = float(row.target.split()[1])
+        median = row.figure.median
+        how = (f"{median / bound:.0%} of the minimum" if row.target.startswith(">") else
+               f"{median / bound:.1f}x the maximum")
+        notes.append(f"Target MISSED: {row.benchmark}, {row.figure_name}: {median:.3g} {row.unit} "
+                     f"against {row.target} ({how}).")
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default=os.environ.get("BENCH_SCALE") or "full")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                        help="profile podflow's workers and submitter (default: on at full scale)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (stores, worker logs)")
+    parser.add_argument("--api-app", default=submit.APP, help=f"the app the submit benchmark serves ({submit.APP})")
+    args = parser.parse_args(argv)
+    selected = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = selected - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    scale = SCALES[args.scale]
+    profile = scale.profile if args.profile is None else args.profile
+
+    report = Report(scale=scale.name, machine=describe_machine(), notes=list(METHOD_NOTES))
+    (ROOT / "var").mkdir(exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="bench-", dir=ROOT / "var"))
+    _log(f"scale {scale.name}; work directory {work_dir}")
+    began = time.monotonic()
+    redis = RedisServer(work_dir / "redis").start()
+    base_url = redis.url.rsplit("/", 1)[0]
+    try:
+        if selected & {"throughput", "latency"}:
+            try:
+                _pipeline(scale, work_dir, redis, _DB["pipeline"], selected, profile, report)
+            except Exception as exc:  # the workers would not start or stop
+                report.rows.append(_failure("Pipeline throughput", exc))
+        if "sweep" in selected:
+            _run_step(report, "Sweep cost",
+                      lambda: (*sweep.measure(scale, work_dir, f"{base_url}/{_DB['sweep']}", _log), []))
+        if "submit" in selected:
+            submit_url = f"{base_url}/{_DB['submit']}"
+            _run_step(report, "Submit path",
+                      lambda: (*submit.measure(scale, work_dir, submit_url, _log, app=args.api_app), []))
+    finally:
+        redis.stop()
+        if not args.keep:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    report.notes += _missed_notes(report.rows)
+    report.machine["load average at end"] = load_average()
+    report.machine["pressure at end (PSI avg60)"] = pressure()
+    report.machine["duration"] = f"{time.monotonic() - began:.0f} s"
+    stem = f"{scale.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    json_path, md_path = report.write(args.out, stem)
+    print(report.table())
+    shown = json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path
+    print(f"\nwritten: {shown} and {md_path.name}" + (f"; work directory kept: {work_dir}" * args.keep))
+    return 1 if any(row.error for row in report.rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""How big a benchmark run is: ``full`` (the reference run, ``make bench``) or
+``quick`` (development, ``make bench-quick``), chosen with ``--scale`` or BENCH_SCALE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["FULL", "QUICK", "SCALES", "Scale"]
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    name: str
+    #: repetitions of every timed figure (median, min and max are reported)
+    reps: int
+    #: worker processes x threads, the same for podflow, bare Dramatiq and Celery
+    processes: int
+    threads: int
+    #: no-op runs per throughput repetition, and the untimed warm-up before them
+    throughput_runs: int
+    warmup_runs: int
+    #: scheduling latency: runs per repetition, one at a time, and the idle gap before each
+    latency_samples: int
+    latency_gap_s: float
+    #: submit path: requests per repetition at each concurrency
+    submit_requests: tuple[tuple[int, int], ...]
+    #: sweep: (runs stored, of which stale) points, and sweeps per point
+    sweep_points: tuple[tuple[int, int], ...]
+    sweep_reps: int
+    #: profile podflow (statement counts, py-spy) unless told otherwise (--no-profile)
+    profile: bool
+
+
+#: the reference run: about 5 minutes on 2 cores
+FULL = Scale(
+    name="full",
+    reps=3,
+    processes=2,
+    threads=4,
+    throughput_runs=2000,
+    warmup_runs=100,
+    latency_samples=40,
+    latency_gap_s=0.3,
+    submit_requests=((1, 500), (32, 2000)),
+    sweep_points=((100_000, 1_000), (1_000_000, 1_000), (1_000_000, 10_000)),
+    sweep_reps=5,
+    profile=True,
+)
+#: about a minute, on the same setup: checks the plumbing, figures are rough
+QUICK = replace(
+    FULL,
+    name="quick",
+    reps=2,
+    throughput_runs=200,
+    warmup_runs=20,
+    latency_samples=10,
+    latency_gap_s=0.2,
+    submit_requests=((1, 100), (32, 400)),
+    sweep_points=((10_000, 100), (50_000, 100), (50_000, 1_000)),
+    sweep_reps=3,
+    profile=False,
+)
+SCALES: dict[str, Scale] = {scale.name: scale for scale in (FULL, QUICK)}
