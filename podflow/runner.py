@@ -86,7 +86,12 @@ def staging_dir(podcasts_dir: Path, run_id: str, attempt: int) -> Path:
 
 def _remove_staging(staging: Path) -> None:
     """Remove an attempt's staging directory, and the run's directory if that leaves it empty."""
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.rmdir()  # the common case: empty after promotion, or never created
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
     with contextlib.suppress(OSError):
         staging.parent.rmdir()
 
@@ -102,11 +107,18 @@ class RunContext:
 
     run_id: str
     attempt: int
-    work_dir: Path
+    staging: Path
     config: GeneratorConfig
     _store: Store = field(repr=False)
     _tracked: Tracked = field(repr=False)
     _clock: Callable[[], datetime] = field(repr=False, default=utcnow)
+
+    @property
+    def work_dir(self) -> Path:
+        """The attempt's staging directory, created on first use (a generator
+        that writes no files costs no directory operations)."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        return self.staging
 
     def progress(self, stage: str, percent: float, message: str = "") -> None:
         progress = Progress(stage=stage[:100], percent=min(100.0, max(0.0, percent)), message=message[:500])
@@ -183,7 +195,7 @@ class Runner:
             status, why = self._why_not_claimed(run_id)
             log.info("run %s: skipped: %s", run_id, why)
             return Outcome(run_id, "skipped", status=status, detail=why)
-        log.info("run %s: attempt %d started", run_id, attempt)
+        log.debug("run %s: attempt %d started", run_id, attempt)
         outcome = self._run(run_id, attempt)
         log.info("run %s: attempt %d %s%s", run_id, attempt, outcome.kind, f": {outcome.detail}" * bool(outcome.detail))
         return outcome
@@ -217,12 +229,11 @@ class Runner:
                 if run is None:  # deleted under us (delete refuses STARTED runs, so rare)
                     raise LeaseLost("the run disappeared")
                 request = build_request(self.store, run)
-                staging.mkdir(parents=True, exist_ok=True)
                 ctx = RunContext(run_id, attempt, staging, self.config, self.store, tracked, self._clock)
                 with tracked.interruptible():
                     result = self.generator(request, ctx)
                 # still ours? A zombie attempt must not even touch the run's files
-                tracked.note(self.store.heartbeat(run_id, attempt, now=self._clock()))
+                tracked.note(self.store.lease(run_id, attempt))
                 tracked.check()
                 run_result = self._promote(run_id, staging, result, promoted)
                 _remove_staging(staging)  # before the outcome is visible
@@ -300,6 +311,8 @@ class Runner:
         """
         if not isinstance(result, GenerationResult):
             raise GenerationError(f"the generator returned {type(result).__name__}, not a GenerationResult")
+        if all(getattr(result, name) is None for name in _RESULT_FIELDS):
+            return RunResult(duration_s=result.duration_s)
         root = staging.resolve()
         final = self.podcasts_dir / run_id
         moved: dict[Path, str] = {}
@@ -335,6 +348,8 @@ class Runner:
     def _remove_older_staging(self, run_id: str, attempt: int) -> None:
         """Remove staging directories that crashed earlier attempts left behind (before
         this attempt writes the outcome; an older attempt can no longer win)."""
+        if attempt == 1:
+            return
         for path in (self.podcasts_dir / run_id).glob(".attempt-*"):
             suffix = path.name.removeprefix(".attempt-")
             if suffix.isdigit() and int(suffix) < attempt:

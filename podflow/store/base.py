@@ -38,7 +38,8 @@ Both backends keep the same records; MongoDB as collections, SQLite as tables
     (status, heartbeat_at) for lost runs; (status, started_at) for the time
     limit; (status, outbox_at) for failed enqueues; (status, enqueued_at) for
     expired PENDING runs; (status, created_at, run_id) and (created_at, run_id)
-    for listings; finished_at for throughput charts.
+    for listings; finished_at for throughput charts. (SQLite keeps the four
+    sweep indexes partial, on the STARTED or PENDING rows they serve.)
 
 ``sources`` -- source documents (model: ``podflow.models.Source``)
     source_id (unique), title, filename, content_type, byte_size,
@@ -187,6 +188,9 @@ class Store(Protocol):
 
     def heartbeat(self, run_id: str, attempt: int, *, now: datetime) -> Lease:
         """Refresh the heartbeat if ``attempt`` still owns the run."""
+
+    def lease(self, run_id: str, attempt: int) -> Lease:
+        """What ``attempt``'s hold on the run is now, read only (no heartbeat)."""
 
     def heartbeat_many(self, leases: Mapping[str, int], *, now: datetime) -> dict[str, Lease]:
         """:meth:`heartbeat` for many ``run_id -> attempt`` in a couple of round trips."""

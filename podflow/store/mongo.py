@@ -373,6 +373,10 @@ class MongoStore:
         return self._lease(self.runs.find_one({"run_id": run_id}, _LEASE_FIELDS), attempt)
 
     @_guarded
+    def lease(self, run_id: str, attempt: int) -> Lease:
+        return self._lease(self.runs.find_one({"run_id": run_id}, _LEASE_FIELDS), attempt)
+
+    @_guarded
     def heartbeat_many(self, leases: Mapping[str, int], *, now: datetime) -> dict[str, Lease]:
         if not leases:
             return {}

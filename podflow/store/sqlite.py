@@ -1,9 +1,19 @@
 """The embedded store: one SQLite file shared by the API, workers and scheduler.
 
-Safe across processes: WAL journal, a busy timeout, ``synchronous=FULL``
-(an accepted run survives a power cut), and every status change is a single
-``UPDATE ... WHERE <precondition> RETURNING`` statement, which SQLite executes
-atomically under its write lock. Read-modify-write sequences (seeding) run in
+Safe across processes: WAL journal, a busy timeout, and every status change
+is a single ``UPDATE ... WHERE <precondition> RETURNING`` statement, which
+SQLite executes atomically under its write lock.
+
+Durability: what a client is told was accepted -- a new run, a start
+request, a cancellation, sources and profiles -- is committed with
+``synchronous=FULL`` (it survives a power cut; :func:`_writes`). The
+execution path (claims, heartbeats, progress, finishes, enqueue marks, sweep
+writes) commits with ``synchronous=NORMAL``: still atomic and safe from
+corruption, and durable across process crashes, but a power cut may roll
+back its last fraction of a second -- which the fencing and the sweep
+already handle (a rolled-back finish re-executes the run as a new attempt;
+a rolled-back enqueue mark is re-sent from the outbox). An fsync per
+execution write would cost more than the rest of podflow's bookkeeping. Read-modify-write sequences (seeding) run in
 ``BEGIN IMMEDIATE`` transactions. Each thread gets its own connection.
 
 The schema is documented in :mod:`podflow.store.base`; its version lives in
@@ -12,10 +22,13 @@ The schema is documented in :mod:`podflow.store.base`; its version lives in
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -84,10 +97,15 @@ MIGRATIONS: list[list[str]] = [
             retry_of TEXT
         )""",
         "CREATE INDEX runs_message_id ON runs (message_id) WHERE message_id IS NOT NULL",
-        "CREATE INDEX runs_status_heartbeat ON runs (status, heartbeat_at)",
-        "CREATE INDEX runs_status_started ON runs (status, started_at)",
-        "CREATE INDEX runs_status_outbox ON runs (status, outbox_at) WHERE outbox_at IS NOT NULL",
-        "CREATE INDEX runs_status_enqueued ON runs (status, enqueued_at)",
+        # The sweep's indexes are partial: they hold only the live runs each rule
+        # looks at, so finished runs (most of the table) cost them nothing, and a
+        # status change touches them only when a run enters or leaves that status.
+        "CREATE INDEX runs_started_heartbeat ON runs (status, heartbeat_at) WHERE status = 'STARTED'",
+        "CREATE INDEX runs_started_started ON runs (status, started_at) WHERE status = 'STARTED'",
+        "CREATE INDEX runs_pending_outbox ON runs (status, outbox_at)"
+        " WHERE status = 'PENDING' AND outbox_at IS NOT NULL",
+        "CREATE INDEX runs_pending_enqueued ON runs (status, enqueued_at)"
+        " WHERE status = 'PENDING' AND enqueued_at IS NOT NULL",
         "CREATE INDEX runs_status_created ON runs (status, created_at, run_id)",
         "CREATE INDEX runs_created ON runs (created_at, run_id)",
         "CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL",
@@ -133,19 +151,77 @@ def _append(status: str, attempt: str, reason: str) -> str:
     )
 
 
+#: waiting for another process's write lock: first pause, and the longest.
+#: SQLite's own busy handler sleeps 1, 2, 5, 10... ms, far longer than a write
+#: holds the lock (tens of microseconds), so podflow waits in finer steps.
+_BUSY_FIRST_S = 0.00005
+_BUSY_MAX_S = 0.002
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY or "locked" in str(exc)
+
+
 def _guarded(method: Callable[P, T]) -> Callable[P, T]:
-    """Translate sqlite3's errors into podflow's."""
+    """Translate sqlite3's errors into podflow's, retrying while the file is
+    locked by another process (for up to ``busy_timeout_s``).
+
+    Retrying the whole method is safe: SQLite refuses a statement that cannot
+    take the lock before it changes anything, every method is one statement or
+    one transaction, and the few that issue two repeat idempotent writes.
+    """
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return method(*args, **kwargs)
-        except sqlite3.OperationalError as exc:  # locked too long, unreadable file, full disk...
-            raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"SQLite store error: {exc}") from exc
+        store = args[0]
+        deadline: float | None = None
+        pause = _BUSY_FIRST_S
+        while True:
+            try:
+                return method(*args, **kwargs)
+            except sqlite3.OperationalError as exc:  # locked too long, unreadable file, full disk...
+                if _is_busy(exc):
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + store.busy_timeout_s  # type: ignore[attr-defined]
+                    if now < deadline:
+                        time.sleep(pause)
+                        pause = min(pause * 2, _BUSY_MAX_S)
+                        continue
+                raise StoreUnavailable(f"SQLite store unavailable: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"SQLite store error: {exc}") from exc
 
     return wrapper
+
+
+def _writes(*, durable: bool = False) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """A method that writes. Writers queue instead of polling SQLite's lock:
+    threads of one process on a lock, processes on an ``flock`` of a sidecar
+    file (``<db>.lock``), which the kernel hands to the next waiter the moment
+    it is released. SQLite's own locking still guards the file (and writers
+    that are not podflow). If ``durable``, the write is committed with
+    ``synchronous=FULL`` (fsync before returning; see the module docstring).
+
+    Keep the work inside small: build models from returned rows after it."""
+
+    def decorate(method: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(method)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            store = args[0]
+            with store._write_lock, store._file_lock():  # type: ignore[attr-defined]
+                if not durable:
+                    return method(*args, **kwargs)
+                conn = store._conn()  # type: ignore[attr-defined]
+                conn.execute("PRAGMA synchronous = FULL")
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    conn.execute("PRAGMA synchronous = NORMAL")
+
+        return wrapper
+
+    return decorate
 
 
 def _ms(dt: datetime | None) -> int | None:
@@ -189,6 +265,9 @@ class SqliteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.RLock()  # re-entered by create_run and add_source retries
+        self._lock_fd: int | None = None
+        self._lock_pid = 0
         self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,16 +279,29 @@ class SqliteStore:
         return f"SqliteStore({str(self.path)!r})"
 
     # -- connections ------------------------------------------------------------
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Hold the cross-process write lock (see :func:`_writes`)."""
+        if self._lock_fd is None or self._lock_pid != os.getpid():  # first use, or a forked child
+            if self._closed:
+                raise StoreUnavailable("the store is closed")
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o660)
+            self._lock_pid = os.getpid()
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             if self._closed:
                 raise StoreUnavailable("the store is closed")
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
+            # timeout=0: a locked file raises at once and _guarded waits in fine steps
+            conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # see _writes
             conn.execute("PRAGMA foreign_keys = OFF")
             self._local.conn = conn
             with self._lock:
@@ -260,6 +352,10 @@ class SqliteStore:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
+        with self._write_lock:
+            if self._lock_fd is not None and self._lock_pid == os.getpid():
+                os.close(self._lock_fd)
+            self._lock_fd = None
         self._local = threading.local()
 
     # -- row conversion ---------------------------------------------------------
@@ -341,6 +437,7 @@ class SqliteStore:
 
     # -- run records ------------------------------------------------------------
     @_guarded
+    @_writes(durable=True)
     def create_run(self, run: Run) -> tuple[Run, bool]:
         conn = self._conn()
         try:
@@ -395,6 +492,7 @@ class SqliteStore:
         return RunPage(runs=runs, next_cursor=next_cursor)
 
     @_guarded
+    @_writes(durable=True)
     def delete_run(self, run_id: str) -> bool:
         cur = self._conn().execute("DELETE FROM runs WHERE run_id = ? AND status != 'STARTED'", (run_id,))
         return cur.rowcount == 1
@@ -420,6 +518,7 @@ class SqliteStore:
 
     # -- dispatch bookkeeping ---------------------------------------------------
     @_guarded
+    @_writes(durable=True)
     def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
         row = (
             self._conn()
@@ -436,6 +535,7 @@ class SqliteStore:
         return None if row is None else self._run(row)
 
     @_guarded
+    @_writes()
     def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
         cur = self._conn().execute(
             "UPDATE runs SET enqueued_at = coalesce(enqueued_at, :now), outbox_at = NULL,"
@@ -445,6 +545,7 @@ class SqliteStore:
         return cur.rowcount == 1
 
     @_guarded
+    @_writes()
     def mark_enqueue_failed(self, run_id: str, *, error: str, now: datetime) -> bool:
         cur = self._conn().execute(
             "UPDATE runs SET enqueue_error = ?, updated_at = ? WHERE run_id = ? AND outbox_at IS NOT NULL",
@@ -454,6 +555,7 @@ class SqliteStore:
 
     # -- execution --------------------------------------------------------------
     @_guarded
+    @_writes()
     def claim(self, run_id: str, *, now: datetime) -> int | None:
         reason = "CASE WHEN status = 'PENDING' THEN 'claimed' WHEN released THEN 'retry' ELSE 'reclaimed: heartbeat stale' END"  # noqa: E501
         row = (
@@ -480,6 +582,7 @@ class SqliteStore:
     _FENCE = "run_id = :run_id AND attempt = :attempt AND status = 'STARTED' AND NOT released"
 
     @_guarded
+    @_writes()
     def heartbeat(self, run_id: str, attempt: int, *, now: datetime) -> Lease:
         conn = self._conn()
         cur = conn.execute(
@@ -489,6 +592,20 @@ class SqliteStore:
         return Lease(owned=True, status=RunStatus.STARTED) if cur.rowcount else self._lease_after_miss(conn, run_id)
 
     @_guarded
+    def lease(self, run_id: str, attempt: int) -> Lease:
+        row = (
+            self._conn()
+            .execute("SELECT status, attempt, released FROM runs WHERE run_id = ?", (run_id,))
+            .fetchone()
+        )
+        if row is None:
+            return Lease(owned=False)
+        status = RunStatus(row["status"])
+        owned = status is RunStatus.STARTED and row["attempt"] == attempt and not row["released"]
+        return Lease(owned=owned, cancelled=status is RunStatus.REVOKED, status=status)
+
+    @_guarded
+    @_writes()
     def heartbeat_many(self, leases: Mapping[str, int], *, now: datetime) -> dict[str, Lease]:
         conn = self._conn()
         owned: set[str] = set()
@@ -512,6 +629,7 @@ class SqliteStore:
         return replies
 
     @_guarded
+    @_writes()
     def set_progress(self, run_id: str, attempt: int, progress: Progress, *, now: datetime) -> Lease:
         conn = self._conn()
         cur = conn.execute(
@@ -522,6 +640,7 @@ class SqliteStore:
         return Lease(owned=True, status=RunStatus.STARTED) if cur.rowcount else self._lease_after_miss(conn, run_id)
 
     @_guarded
+    @_writes()
     def release(self, run_id: str, attempt: int, *, error: ErrorInfo, now: datetime) -> bool:
         cur = self._conn().execute(
             "UPDATE runs SET released = 1, heartbeat_at = :now, updated_at = :now, error = :error,"
@@ -537,7 +656,6 @@ class SqliteStore:
         )
         return cur.rowcount == 1
 
-    @_guarded
     def finish(
         self,
         run_id: str,
@@ -552,7 +670,23 @@ class SqliteStore:
         status = RunStatus(status)
         if status not in (RunStatus.SUCCESS, RunStatus.FAILURE) or not can_transition(RunStatus.STARTED, status):
             raise ValueError(f"finish() ends a run in SUCCESS or FAILURE, not {status}")
-        row = (
+        row = self._finish(run_id, attempt, status=status, now=now, result=result, error=error, reason=reason)
+        return None if row is None else self._run(row)
+
+    @_guarded
+    @_writes()
+    def _finish(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        status: RunStatus,
+        now: datetime,
+        result: RunResult | None,
+        error: ErrorInfo | None,
+        reason: str,
+    ) -> sqlite3.Row | None:
+        return (  # type: ignore[no-any-return]
             self._conn()
             .execute(
                 "UPDATE runs SET status = :status, finished_at = :now, updated_at = :now,"
@@ -571,9 +705,9 @@ class SqliteStore:
             )
             .fetchone()
         )
-        return None if row is None else self._run(row)
 
     @_guarded
+    @_writes(durable=True)
     def cancel(self, run_id: str, *, now: datetime, reason: str = "cancelled") -> Run | None:
         sources = allowed_sources(RunStatus.REVOKED)
         row = (
@@ -613,6 +747,7 @@ class SqliteStore:
         return [row["run_id"] for row in rows]
 
     @_guarded
+    @_writes()
     def fail_started_before(
         self, *, started_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
     ) -> list[str]:
@@ -624,6 +759,7 @@ class SqliteStore:
         )
 
     @_guarded
+    @_writes()
     def fail_lost(
         self, *, heartbeat_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
     ) -> list[str]:
@@ -635,6 +771,7 @@ class SqliteStore:
         )
 
     @_guarded
+    @_writes()
     def release_lost(
         self, *, heartbeat_before: datetime, now: datetime, limit: int = DEFAULT_BATCH
     ) -> list[RunRef]:
@@ -672,6 +809,7 @@ class SqliteStore:
         return [RunRef(**dict(row)) for row in rows]
 
     @_guarded
+    @_writes()
     def fail_pending_enqueued_before(
         self, *, enqueued_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
     ) -> list[str]:
@@ -688,6 +826,7 @@ class SqliteStore:
         return SourceInfo(**{**dict(row), "created_at": from_ms(row["created_at"])})
 
     @_guarded
+    @_writes(durable=True)
     def add_source(self, source: Source) -> tuple[SourceInfo, bool]:
         conn = self._conn()
         row = conn.execute(
@@ -735,6 +874,7 @@ class SqliteStore:
         return [self._source_info(row) for row in rows]
 
     @_guarded
+    @_writes(durable=True)
     def delete_source(self, source_id: str) -> bool:
         return self._conn().execute("DELETE FROM sources WHERE source_id = ?", (source_id,)).rowcount == 1
 
@@ -769,6 +909,7 @@ class SqliteStore:
         return [PROFILE_MODELS[kind].model_validate_json(row["doc"]) for row in rows]
 
     @_guarded
+    @_writes(durable=True)
     def create_profile(self, profile: Profile) -> None:
         kind = profile_kind(profile)
         try:
@@ -780,6 +921,7 @@ class SqliteStore:
             raise AlreadyExists(f"{kind} profile {profile.name!r} already exists") from None
 
     @_guarded
+    @_writes(durable=True)
     def update_profile(self, profile: Profile) -> None:
         kind = profile_kind(profile)
         cur = self._conn().execute(
@@ -790,10 +932,12 @@ class SqliteStore:
             raise ProfileNotFound(profile.name)
 
     @_guarded
+    @_writes(durable=True)
     def delete_profile(self, kind: ProfileKind, name: str) -> bool:
         return self._conn().execute(f"DELETE FROM {self._table(kind)} WHERE name = ?", (name,)).rowcount == 1
 
     @_guarded
+    @_writes(durable=True)
     def seed_profiles(self, profiles: Sequence[Profile]) -> list[str]:
         inserted = []
         with self._transaction() as conn:
@@ -812,6 +956,7 @@ class SqliteStore:
 
     # -- leases -----------------------------------------------------------------
     @_guarded
+    @_writes()
     def acquire_lease(self, name: str, *, holder: str, now: datetime, ttl_s: float) -> bool:
         row = (
             self._conn()
@@ -827,5 +972,6 @@ class SqliteStore:
         return row is not None
 
     @_guarded
+    @_writes()
     def release_lease(self, name: str, *, holder: str) -> None:
         self._conn().execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))

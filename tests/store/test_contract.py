@@ -463,3 +463,16 @@ def test_timestamps_come_back_as_aware_utc(store: Store) -> None:
     run = store.get_run(run_id)
     for value in (run.created_at, run.started_at, run.finished_at, run.heartbeat_at, *(h.at for h in run.history)):
         assert value.tzinfo is not None and value.astimezone(UTC) == value
+
+
+def test_a_lease_read_tells_the_owner_apart_without_writing(store: Store) -> None:
+    run_id, attempt = started(store)
+    assert store.lease(run_id, attempt).owned
+    assert store.get_run(run_id).heartbeat_at == T0  # a read, not a heartbeat
+    assert not store.lease(run_id, attempt + 1).owned
+    cancelled, c1 = started(store)
+    store.cancel(cancelled, now=at(1))
+    assert store.lease(cancelled, c1).cancelled and not store.lease(cancelled, c1).owned
+    store.release(run_id, attempt, error=LOST, now=at(2))
+    assert not store.lease(run_id, attempt).owned
+    assert store.lease("run_absent", 1) == store.heartbeat("run_absent", 1, now=at(3))
