@@ -90,8 +90,11 @@ class GenerationContext(Protocol):
 
     run_id: str
     attempt: int
-    work_dir: Path
     config: GeneratorConfig
+
+    @property
+    def work_dir(self) -> Path:
+        """The attempt's directory for files (it exists once asked for)."""
 
     def progress(self, stage: str, percent: float, message: str = "") -> None:
         """Report progress of ``stage`` (0-100). Also checks for cancellation.

@@ -686,7 +686,7 @@ class SqliteStore:
         error: ErrorInfo | None,
         reason: str,
     ) -> sqlite3.Row | None:
-        return (  # type: ignore[no-any-return]
+        return (
             self._conn()
             .execute(
                 "UPDATE runs SET status = :status, finished_at = :now, updated_at = :now,"
