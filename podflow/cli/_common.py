@@ -14,7 +14,7 @@ from ..settings import Settings
 from ..store import open_store
 from ..store.base import Store
 
-__all__ = ["dispatcher_for", "duration", "print_json", "redact", "store_for", "table"]
+__all__ = ["api_address", "dispatcher_for", "duration", "print_json", "redact", "store_for", "table"]
 
 _PASSWORD = re.compile(r"(//[^:/@]*):[^@/]*@")
 
@@ -41,6 +41,14 @@ def dispatcher_for(settings: Settings) -> Iterator[Dispatcher]:
         yield QueueDispatcher(broker=broker)
     finally:
         broker.close()
+
+
+def api_address(settings: Settings) -> str:
+    """The URL clients reach the API at, from PODFLOW_API_HOST and PODFLOW_API_PORT
+    (a wildcard bind address becomes this host's loopback address)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.api_host, settings.api_host)
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{host}:{settings.api_port}/"
 
 
 def redact(url: str) -> str:

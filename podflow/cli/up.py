@@ -42,6 +42,7 @@ from ..broker import build_broker, ping_broker
 from ..errors import BrokerUnavailable
 from ..exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
 from ..settings import Settings
+from ._common import api_address
 from ._process import run_relaying
 
 __all__ = ["LocalRedis", "LocalRedisAddress", "local_redis_address", "register"]
@@ -171,12 +172,6 @@ def ensure_broker(settings: Settings) -> LocalRedis | None:
     return LocalRedis(address, data_dir=settings.data_dir / "redis").start()
 
 
-def _api_address(settings: Settings) -> str:
-    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.api_host, settings.api_host)
-    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return f"http://{host}:{settings.api_port}/"
-
-
 def _environment() -> dict[str, str]:
     env = dict(os.environ)
     bin_dir = str(Path(sys.executable).parent)  # `podflow` in the Procfile is this virtualenv's
@@ -207,7 +202,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"podflow: started redis-server on port {local_redis.address.port} "
                   f"(data in {local_redis.data_dir}, log {local_redis.log_path})")  # fmt: skip
         if "api" in processes:
-            print(f"podflow: the API will listen at {_api_address(settings)}")
+            print(f"podflow: the API will listen at {api_address(settings)}")
         sys.stdout.flush()
         argv = [sys.executable, "-m", "honcho", "start", "--procfile", str(procfile), "--env", os.devnull, *processes]
         # honcho stops everything on SIGINT/SIGTERM (exit 130/143) but dies of SIGHUP

@@ -1,30 +1,29 @@
-"""``podflow up`` (``make run``): a local Redis only when needed, then the Procfile stack, stopped cleanly."""
+"""``podflow up`` (``make run``): a local Redis only when needed, then the Procfile stack, stopped cleanly;
+and the end-to-end test of that stack, fed by ``podflow submit``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import wave
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from podflow.broker import build_broker
 from podflow.cli import main
 from podflow.cli.up import LocalRedisAddress, ensure_broker, local_redis_address
-from podflow.dispatch import QueueDispatcher, submit
 from podflow.errors import BrokerUnavailable
 from podflow.exitcodes import RET_UNAVAILABLE, RET_USAGE
 from podflow.settings import load_settings
-from podflow.states import RunStatus
-from podflow.store.sqlite import SqliteStore
-from podflow.timeutil import utcnow
-from tests.execution import ROOT, finished, request, seed, wait_for, worker_env
+from tests.execution import ROOT, wait_for, worker_env
 from tests.servers import free_port
 
 
@@ -101,31 +100,108 @@ def test_a_remote_broker_that_does_not_answer_exits_69(
     assert "nothing answers at PODFLOW_BROKER_URL" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_up_starts_redis_worker_and_scheduler_runs_a_podcast_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    env = worker_env(data_dir=tmp_path, broker_url=url, PODFLOW_SWEEP_INTERVAL="0.5", PYTHONPATH=str(ROOT))
-    env["PATH"] = "/usr/bin:/bin"  # `podflow` must come from up's own virtualenv
-    store = seed(SqliteStore(tmp_path / "podflow.sqlite3"))
-    log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        up = subprocess.Popen([str(Path(sys.executable).parent / "podflow"), "up", "worker", "scheduler"],
-                              cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+def stack_processes(data_dir: Path, redis_port: int) -> list[str]:
+    """This test's stack processes still alive, as ``pid command line``: those whose
+    environment holds its PODFLOW_DATA_DIR, and its redis-server (which writes its
+    title over its environment, so it is found by its port)."""
+    entry, title = f"PODFLOW_DATA_DIR={data_dir}".encode(), f"redis-server 127.0.0.1:{redis_port}"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if cmdline and (entry in environ or title in cmdline):  # a zombie has no command line
+            found.append(f"{proc.name} {cmdline}")
+    return found
+
+
+@contextlib.contextmanager
+def shown_on_failure(*logs: Path) -> Iterator[None]:
+    """Print ``logs`` when the block fails, for pytest to show with the failure."""
     try:
-        wait_for(lambda: "ready for action" in log.read_text(), timeout=20, what="the worker")
-        dispatcher = QueueDispatcher(broker=build_broker(load_settings(env_file=None, broker_url=url)))
-        run = submit(store, dispatcher, request("noop"), now=utcnow()).run
-        assert finished(store, run.run_id).status is RunStatus.SUCCESS
-        wait_for(lambda: "sweep: time_limit=0" in log.read_text(), what="a sweep")
-        up.send_signal(signal.SIGINT)  # what Ctrl-C sends it
-        assert up.wait(20) == 0
+        yield
+    except BaseException:
+        for log in logs:
+            print(f"===== {log.name} =====\n{log.read_text(errors='replace') if log.exists() else '(none)'}")
+        raise
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.mark.slow
+def test_the_procfile_stack_turns_an_uploaded_source_into_a_wav_and_stops_everything_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    """The whole local stack, as ``make run`` starts it: `podflow up` starts redis-server, then
+    the API, a worker and the scheduler on free ports; `podflow submit` uploads a document,
+    submits it over HTTP and follows it to SUCCESS; the WAV is real speech; Ctrl-C stops it all."""
+    redis_port, api_port = free_port(), free_port()
+    api = f"http://127.0.0.1:{api_port}"
+    env = worker_env(
+        data_dir=tmp_path,
+        broker_url=f"redis://127.0.0.1:{redis_port}/0",
+        PODFLOW_GENERATOR="podflow.generation.builtin:generate",
+        PODFLOW_API_HOST="127.0.0.1",
+        PODFLOW_API_PORT=str(api_port),
+        PODFLOW_SWEEP_INTERVAL="0.5",
+    )
+    env["PATH"] = "/usr/bin:/bin"  # `podflow` must come from up's own virtualenv
+    podflow = str(Path(sys.executable).parent / "podflow")
+    log, out, err = tmp_path / "up.log", tmp_path / "submit.out", tmp_path / "submit.err"
+    (tmp_path / "notes.md").write_text(
+        "# Crash-safe podcasts\nWorkers crash and brokers blip. The sweep re-sends lost runs.\n\n"
+        "## Retries\nTransient failures are retried with backoff, and a finished run is never overwritten.\n",
+        encoding="utf-8",
+    )
+    with open(log, "wb") as output:
+        up = subprocess.Popen([podflow, "up"], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        with shown_on_failure(log, out, err):
+            wait_for(lambda: ready(api) or up.poll() is not None, timeout=20, what="GET /readyz")
+            assert up.poll() is None, "podflow up exited"
+            with open(out, "wb") as stdout, open(err, "wb") as stderr:
+                submitted = subprocess.run(
+                    [podflow, "submit", "--episode-profile", "quick_brief", "--speaker-profile", "solo",
+                     "--name", "Crash-safe podcasts", "notes.md"],
+                    cwd=tmp_path, env=env, stdout=stdout, stderr=stderr, timeout=30,
+                )  # fmt: skip
+            assert submitted.returncode == 0
+            shown = dict(line.split(None, 1) for line in out.read_text().splitlines())
+            assert shown["status"] == "SUCCESS" and "uploaded as src_" in err.read_text()
+            audio = Path(shown["audio"])
+            assert audio.is_relative_to(tmp_path / "podcasts" / shown["run_id"])
+            with wave.open(str(audio)) as wav:
+                assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
+                assert wav.getnframes() / wav.getframerate() > 1.0
+            served = httpx.get(shown["audio_url"], timeout=10)
+            assert served.headers["content-type"] == "audio/wav" and served.content == audio.read_bytes()
+
+            wait_for(lambda: "sweep: time_limit=0" in log.read_text(), what="a sweep")
+            up.send_signal(signal.SIGINT)  # what Ctrl-C sends it
+            assert up.wait(20) == 0
+            assert stack_processes(tmp_path, redis_port) == []
     finally:
-        if up.poll() is None:
-            up.kill()
+        if up.poll() is None:  # a failure above: stop the stack the same way, or at all
+            up.send_signal(signal.SIGINT)
+            try:
+                up.wait(20)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
+        for leftover in stack_processes(tmp_path, redis_port):  # only this test's
+            os.kill(int(leftover.split()[0]), signal.SIGKILL)
     text = log.read_text()
-    assert f"started redis-server on port {port}" in text and text.rstrip().endswith("redis-server stopped")
+    assert f"started redis-server on port {redis_port}" in text and text.rstrip().endswith("redis-server stopped")
+    assert f"the API will listen at {api}/" in text
     assert "Worker has been shut down" in text and "scheduler stopped" in text
-    assert not answers(port)
+    assert not answers(redis_port) and not ready(api)
     assert (tmp_path / "redis" / "appendonlydir").is_dir()
-    store.close()
