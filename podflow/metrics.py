@@ -86,7 +86,9 @@ class PodflowCollector(Collector):
         now = self.clock()
         runs = inspect_store(self.store, now=now)
         stats = self.store.stats()
-        info = GaugeMetricFamily("podflow_info", "podflow's version and configuration", labels=["version", "mode", "store"])
+        info = GaugeMetricFamily(
+            "podflow_info", "podflow's version and configuration", labels=["version", "mode", "store"]
+        )
         info.add_metric([__version__, self.mode, self.store_kind], 1)
         yield info
         by_status = GaugeMetricFamily("podflow_runs", "Runs in the store now, by status", labels=["status"])
@@ -106,9 +108,7 @@ class PodflowCollector(Collector):
 
 def _run_counters(stats: StoreStats) -> Iterator[Metric]:
     yield CounterMetricFamily("podflow_runs_created", "Runs created (never lowered by deletions)", value=stats.created)
-    finished = CounterMetricFamily(
-        "podflow_runs_finished", "Runs that reached a terminal status", labels=["status"]
-    )
+    finished = CounterMetricFamily("podflow_runs_finished", "Runs that reached a terminal status", labels=["status"])
     for status, count in stats.finished.items():
         finished.add_metric([status], count)
     yield finished
@@ -181,4 +181,4 @@ def render_metrics(collector: Collector, *, accept: str | None = None) -> tuple[
     Raises: StoreUnavailable (the scrape fails: Prometheus records ``up`` 0).
     """
     encoder, content_type = choose_encoder(accept or "")
-    return encoder(collector), content_type  # type: ignore[arg-type]
+    return encoder(collector), content_type

@@ -122,7 +122,8 @@ def finished_per_minute(store: Store, *, now: datetime, minutes: int = WINDOW_MI
     """The last ``minutes`` minutes up to ``now``'s, each with its count per terminal status (zeros included)."""
     current = now.replace(second=0, microsecond=0)
     first = current - timedelta(minutes=minutes - 1)
-    buckets = {first + timedelta(minutes=i): FinishedMinute(minute=first + timedelta(minutes=i)) for i in range(minutes)}
+    starts = [first + timedelta(minutes=i) for i in range(minutes)]
+    buckets = {start: FinishedMinute(minute=start) for start in starts}
     for counted in store.finished_per_minute(since=first):
         bucket = buckets.get(counted.minute)
         if bucket is not None and counted.status in TERMINAL:
@@ -139,12 +140,15 @@ def _broker_part(
     except BrokerUnavailable as exc:
         return BrokerView(error=str(exc)), [], None
     view = BrokerView(kind=status.kind, note=status.note, heartbeat_timeout_s=status.heartbeat_timeout_s)
-    queues = [QueueView(name=q.name, ready=q.ready, delayed=q.delayed, dead=q.dead, unacked=q.unacked)
-              for q in status.queues]
+    queues = [
+        QueueView(name=q.name, ready=q.ready, delayed=q.delayed, dead=q.dead, unacked=q.unacked) for q in status.queues
+    ]
     workers = None
     if status.workers is not None:
-        workers = [WorkerView(id=w.id, host=w.host, pid=w.pid, last_seen_s=w.last_seen_s, alive=w.alive)
-                   for w in status.workers]
+        workers = [
+            WorkerView(id=w.id, host=w.host, pid=w.pid, last_seen_s=w.last_seen_s, alive=w.alive)
+            for w in status.workers
+        ]
     return view, queues, workers
 
 

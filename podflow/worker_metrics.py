@@ -17,8 +17,9 @@ shares ``/tmp/dramatiq-prometheus`` with every Dramatiq on the host. Here:
 - the directory belongs to one ``dramatiq`` command:
   ``<tmp>/podflow-worker-metrics/<pid of its main process>``, which the worker
   processes and the exposition process, all children of that main process, find
-  as their parent's pid. The exposition process removes it when it stops, and
-  those left behind by main processes that no longer run.
+  as their parent's pid. It outlives the command (stopping worker processes
+  still write to it); the next exposition process on the host removes those
+  whose main process no longer runs.
 
 Dramatiq's metrics, each labelled ``queue_name`` and ``actor_name``:
 ``dramatiq_messages_total``, ``dramatiq_message_errors_total``,
@@ -106,11 +107,9 @@ def serve_metrics() -> int:
     _prometheus.HTTP_HOST = settings.worker_metrics_host
     _prometheus.HTTP_PORT = settings.worker_metrics_port
     address = f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
-    log.info("serving the workers' Prometheus metrics on http://%s/", address)
+    log.info("starting the workers' Prometheus metrics server on http://%s/", address)
     try:
         return int(_prometheus._run_exposition_server())
-    except OSError as exc:
+    except OSError as exc:  # the workers go on, counting into the directory
         log.error("cannot serve the workers' metrics on %s (PODFLOW_WORKER_METRICS_HOST/PORT): %s", address, exc)
         return 1
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import dramatiq
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from podflow.broker import build_broker
 from podflow.dispatch import QueueDispatcher
@@ -16,10 +15,8 @@ from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from podflow.timeutil import to_ms
-from tests.conftest import T0, at, make_run
+from tests.conftest import T0, Samples, at, make_run, metric_samples
 from tests.servers import free_port
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(store: Store, broker: dramatiq.Broker | None = None, *, mode: str = "thread") -> Samples:
@@ -27,11 +24,7 @@ def scrape(store: Store, broker: dramatiq.Broker | None = None, *, mode: str = "
     collector = PodflowCollector(store=store, broker=broker, mode=mode, store_kind="sqlite", clock=lambda: at(100))
     body, content_type = render_metrics(collector)
     assert content_type.startswith("text/plain; version=0.0.4")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-    }
+    return metric_samples(body.decode())
 
 
 def test_run_gauges_counters_and_durations_match_the_store(store: Store) -> None:

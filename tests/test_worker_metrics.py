@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from podflow.broker import build_broker, close_broker
 from podflow.dispatch import QueueDispatcher, submit
 from podflow.settings import load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
-from podflow.worker_metrics import metrics_dir
-from tests.generators import read_events
+from podflow.worker_metrics import _remove_stale, metrics_dir
+from tests.conftest import metric_samples
 from tests.execution import WorkerProcess, finished, request, seed, wait_for, worker_env
+from tests.generators import read_events
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -34,12 +36,11 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def messages_total(url: str) -> float:
-    text = httpx.get(url, timeout=2).text
+    samples = metric_samples(httpx.get(url, timeout=2).text)
     return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "dramatiq_messages_total" and sample.labels.get("actor_name") == "generate_podcast"
+        value
+        for (name, labels), value in samples.items()
+        if name == "dramatiq_messages_total" and ("actor_name", "generate_podcast") in labels
     )
 
 
@@ -69,5 +70,37 @@ def test_two_worker_processes_serve_their_summed_metrics_on_localhost_only(tmp_p
         assert worker.stop() == 0, worker.log()
         close_broker(broker)
         store.close()
-    assert not metrics_dir(worker.proc.pid).exists()  # type: ignore[union-attr]
-    assert "serving the workers' Prometheus metrics on http://127.0.0.1:" in worker.log()
+    assert "Traceback" not in worker.log(), worker.log()
+    assert "starting the workers' Prometheus metrics server on http://127.0.0.1:" in worker.log()
+
+
+def test_a_metrics_port_already_taken_is_one_log_line_and_the_workers_go_on(tmp_path: Path, redis_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = worker_env(data_dir=tmp_path, broker_url=redis_url, PODFLOW_WORKER_METRICS_PORT=str(port))
+        worker = WorkerProcess(env, tmp_path / "worker.log").start()
+        store = seed(SqliteStore(tmp_path / "podflow.sqlite3"))
+        broker = build_broker(load_settings(env_file=None, broker_url=redis_url))
+        try:
+            wait_for(lambda: "cannot serve the workers' metrics" in worker.log(), timeout=10, what="the error line")
+            run = submit(store, QueueDispatcher(broker=broker), request("noop"), now=utcnow()).run
+            assert finished(store, run.run_id).status == "SUCCESS"
+        finally:
+            assert worker.stop() == 0, worker.log()
+            close_broker(broker)
+            store.close()
+    assert f"127.0.0.1:{port} (PODFLOW_WORKER_METRICS_HOST/PORT): [Errno 98]" in worker.log()
+    assert "Traceback" not in worker.log(), worker.log()
+
+
+def test_the_directories_of_worker_commands_that_stopped_are_removed(tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    for pid in (gone.pid, os.getpid()):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "counter_1.db").write_bytes(b"")
+    (tmp_path / "not-a-pid").mkdir()
+    _remove_stale(tmp_path, keep=tmp_path / "none")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([str(os.getpid()), "not-a-pid"])

@@ -12,6 +12,7 @@ documented in :mod:`podflow.store.base`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections import Counter
@@ -39,11 +40,11 @@ from ..states import TERMINAL, RunStatus, allowed_sources, can_transition
 from ..timeutil import from_ms, to_ms
 from .base import (
     DEFAULT_BATCH,
-    MinuteCount,
-    StoreStats,
     PROFILE_MODELS,
+    MinuteCount,
     Profile,
     ProfileKind,
+    StoreStats,
     decode_cursor,
     encode_cursor,
     profile_kind,
@@ -171,10 +172,8 @@ class MongoStore:
         )
         for doc in ended:
             counts.update(self._finished_increments(doc))
-        try:
+        with contextlib.suppress(DuplicateKeyError):  # another process made it first
             self.stats_collection.insert_one({**_COUNTERS, **counts})
-        except DuplicateKeyError:
-            pass
 
     @staticmethod
     def _finished_increments(doc: Mapping[str, Any]) -> dict[str, int]:
@@ -548,8 +547,11 @@ class MongoStore:
         )
         counts: Counter[str] = Counter()
         for c in written:  # started_at is the one read: the attempt, hence the start, is unchanged
-            started_at = c.get("started_at")
-            counts.update(finished_increments(RunStatus.FAILURE, started_at=started_at, finished_at=now, error_type=error.type))
+            counts.update(
+                finished_increments(
+                    RunStatus.FAILURE, started_at=c.get("started_at"), finished_at=now, error_type=error.type
+                )
+            )
         self._count(counts)
         return [c["run_id"] for c in written]
 

@@ -37,18 +37,18 @@ from ..models import (
 )
 from ..states import RunStatus, allowed_sources, can_transition
 from ..timeutil import from_ms, to_ms
-from .counters import CREATED, DURATION_BUCKETS_S, SWEEP_LAST_AT, sweep_increments
 from .base import (
     DEFAULT_BATCH,
-    MinuteCount,
-    StoreStats,
     PROFILE_MODELS,
+    MinuteCount,
     Profile,
     ProfileKind,
+    StoreStats,
     decode_cursor,
     encode_cursor,
     profile_kind,
 )
+from .counters import CREATED, DURATION_BUCKETS_S, SWEEP_LAST_AT, sweep_increments
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright import sync_api
 
 from api.app import create_app
 from podflow.models import ErrorInfo, RunResult
@@ -37,7 +38,6 @@ TOKEN = "dashboard-s3cret"
 #: how long the page may take to show a change (it polls every 2 s)
 SEEN_MS = 10_000
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +86,13 @@ def seed_history(store: Store, *, minutes: int = 55, seed: int = 8) -> None:
             attempt = store.claim(run.run_id, now=ended - timedelta(seconds=rng.randint(30, 180)))
             assert attempt is not None
             if rng.random() < 0.15:
-                store.finish(run.run_id, attempt, status=RunStatus.FAILURE, now=ended,
-                             error=ErrorInfo(type="TransientGenerationError", message="the TTS provider timed out"))
+                store.finish(
+                    run.run_id,
+                    attempt,
+                    status=RunStatus.FAILURE,
+                    now=ended,
+                    error=ErrorInfo(type="TransientGenerationError", message="the TTS provider timed out"),
+                )
             elif rng.random() < 0.08:
                 store.cancel(run.run_id, now=ended)
             else:
@@ -151,7 +156,9 @@ def test_the_dashboard_follows_runs_live_and_cancels_one_with_its_button(
 
             broken = api.submit(episode_name="broken")["run_id"]
             expect(row(page, broken).locator(".outcome")).to_contain_text("ValueError: boom: the generator has a bug")
-            expect(row(page, broken).locator("button.retry")).to_be_visible()
+            row(page, broken).locator("button.retry").click()  # a new run, failing the same way
+            expect(page.locator("#runs .episode").filter(has_text=re.compile("^broken$"))).to_have_count(2)
+            assert any(run.retry_of == broken for run in api.store.list_runs(limit=200).runs)
 
             api.client.post("/api/podcast/runs", json=api.request(episode_name="Draft, never started"))
             busy = api.submit(episode_name="slow:20")["run_id"]
@@ -193,9 +200,9 @@ def test_with_a_token_the_dashboard_asks_once_and_never_puts_it_in_a_url(page: A
         row(page, listened).locator("button.play").click()
         audio = row(page, listened).locator("audio")
         expect(audio).to_have_attribute("src", re.compile(r"^blob:"))
-        assert page.evaluate(
-            "(id) => document.querySelector(`tr[data-run-id='${id}'] audio`).duration", listened
-        ) > 0  # the blob is the WAV the API served
+        assert (
+            page.evaluate("(id) => document.querySelector(`tr[data-run-id='${id}'] audio`).duration", listened) > 0
+        )  # the blob is the WAV the API served
 
         page.reload()  # the same tab: the token is kept, nothing is asked again
         expect(page.locator("#live")).to_contain_text("live")

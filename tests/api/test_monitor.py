@@ -7,24 +7,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from podflow.states import RunStatus
 from tests.api.conftest import Api, error, serve, settings_for
+from tests.conftest import Samples, metric_samples
 from tests.execution import finished
 
 TOKEN = "metrics-s3cret"
 
 
-def samples(response: httpx.Response) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def samples(response: httpx.Response) -> Samples:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
+    return metric_samples(response.text)
 
 
 def status(name: str) -> tuple[tuple[str, str], ...]:
@@ -81,16 +77,33 @@ def test_the_overview_shows_runs_queues_and_the_last_hour(api: Api) -> None:
     api.submit(episode_name="noop")
     body = api.client.get("/api/monitor/overview").json()
     assert set(body) == {
-        "at", "mode", "totals", "oldest_pending_age_s", "finished_per_minute", "broker", "queues", "workers",
+        "at",
+        "mode",
+        "totals",
+        "oldest_pending_age_s",
+        "finished_per_minute",
+        "broker",
+        "queues",
+        "workers",
         "last_sweep",
     }
     assert body["mode"] == "queue" and body["totals"]["PENDING"] == 1 and body["oldest_pending_age_s"] >= 0
     assert body["queues"] == [{"name": "podcast", "ready": 1, "delayed": 0, "dead": 0, "unacked": 0}]
     assert body["workers"] == [] and body["broker"]["kind"] == "redis"
     assert len(body["finished_per_minute"]) == 60
-    assert body["last_sweep"] == {"at": None, "age_s": None, "sweeps": 0, "runs": {
-        "time_limit": 0, "worker_lost": 0, "redispatched": 0, "enqueued": 0, "expired": 0, "send_errors": 0,
-    }}
+    assert body["last_sweep"] == {
+        "at": None,
+        "age_s": None,
+        "sweeps": 0,
+        "runs": {
+            "time_limit": 0,
+            "worker_lost": 0,
+            "redispatched": 0,
+            "enqueued": 0,
+            "expired": 0,
+            "send_errors": 0,
+        },
+    }
 
 
 def test_with_a_token_metrics_and_the_overview_require_it_and_the_document_says_so(
