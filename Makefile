@@ -12,8 +12,8 @@ BENCH_ARGS ?=
 
 # command:debian-package pairs the runtime needs
 RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng
-# and what only the tests need on top
-TEST_TOOLS :=
+# and what only the tests need on top (chromium: the dashboard's browser test)
+TEST_TOOLS := chromium:chromium
 
 .PHONY: help setup run test bench bench-quick lint clean
 

@@ -7,8 +7,9 @@ exits 78, so a service manager does not restart-loop. Importing the module for
 
 Routes: the endpoints of every table in :data:`ROUTE_TABLES`. Those under
 ``/api/`` are served by one mount, which :class:`~api.auth.BearerAuth` guards
-when PODFLOW_API_TOKEN is set; ``/healthz``, ``/readyz`` and ``/openapi.json``
-stay open. The OpenAPI document is built from the same tables.
+when PODFLOW_API_TOKEN is set, and so does each private endpoint outside it
+(``/metrics``); ``/healthz``, ``/readyz``, ``/openapi.json`` and the dashboard
+page stay open. The OpenAPI document is built from the same tables.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from podflow.timeutil import utcnow
 from .auth import BearerAuth
 from .errors import exception_handlers
 from .openapi import build_spec
-from .routes import docs, events, health, profiles, results, runs, sources, tasks
+from .routes import dashboard, docs, events, health, monitor, profiles, results, runs, sources, tasks
 from .routing import Endpoint, RouteTable
 from .services import open_services
 
@@ -61,6 +62,8 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     tasks.routes,
     sources.routes,
     profiles.routes,
+    monitor.routes,
+    dashboard.routes,
 )
 
 DESCRIPTION = (
@@ -158,7 +161,9 @@ def create_app(
 
     guarded = [e.route(prefix=API_PREFIX) for e in endpoints if e.path.startswith(API_PREFIX + "/")]
     auth = [Middleware(BearerAuth, token=settings.auth_token)] if settings.auth_token else []
-    routes: list[BaseRoute] = [e.route() for e in endpoints if not e.path.startswith(API_PREFIX + "/")]
+    routes: list[BaseRoute] = [
+        e.route(middleware=auth if e.private else ()) for e in endpoints if not e.path.startswith(API_PREFIX + "/")
+    ]
     routes.append(Mount(API_PREFIX, app=Router(guarded, redirect_slashes=False), middleware=auth))
     app = Starlette(
         routes=routes,

@@ -12,7 +12,8 @@ Besides the statuses an endpoint declares, each may answer:
 - 404 when its path has a parameter (the run, source or profile is unknown);
 - 422 when it reads a query, a header or a body; 413 when it reads a body;
 - 503 when it is under ``/api/`` (the store or the broker is down);
-- 401 under ``/api/`` when PODFLOW_API_TOKEN is set.
+- 401 when PODFLOW_API_TOKEN is set, under ``/api/`` and for private endpoints
+  (``/metrics``).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def error_statuses(endpoint: Endpoint, *, auth: bool) -> list[int]:
         codes.add(413)
     if endpoint.path.startswith("/api/"):
         codes.add(503)
-        if auth:
-            codes.add(401)
+    if auth and endpoint.guarded:
+        codes.add(401)
     return sorted(codes)
 
 
@@ -145,7 +146,7 @@ class _Builder:
             content = {media: {"schema": self.ref(model, "validation")} for media, model in endpoint.content.items()}
             operation["requestBody"] = {"required": True, "content": content}
         operation["responses"] = self.responses(endpoint)
-        if self.auth and endpoint.path.startswith("/api/"):
+        if self.auth and endpoint.guarded:
             operation["security"] = [{"bearerAuth": []}]
         return operation
 

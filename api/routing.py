@@ -24,12 +24,13 @@ hand blocking work to ``run_in_threadpool``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -82,10 +83,17 @@ class Endpoint:
     headers: tuple[Header, ...] = ()
     name: str = ""
     summary: str = ""
+    #: requires the bearer token (when one is set) although outside ``/api/`` (``/metrics``)
+    private: bool = False
 
     @property
     def operation_id(self) -> str:
         return self.name or self.handler.__name__
+
+    @property
+    def guarded(self) -> bool:
+        """Requires the bearer token when PODFLOW_API_TOKEN is set: under ``/api/``, or private."""
+        return self.private or self.path.startswith("/api/")
 
     @property
     def docs(self) -> tuple[str, str]:
@@ -94,9 +102,15 @@ class Endpoint:
         first, _, rest = doc.partition("\n")
         return (self.summary or first.strip(), rest.strip() if not self.summary else "")
 
-    def route(self, *, prefix: str = "") -> Route:
+    def route(self, *, prefix: str = "", middleware: Sequence[Middleware] = ()) -> Route:
         """The Starlette route, its path relative to ``prefix`` (a Mount's)."""
-        return Route(self.path.removeprefix(prefix), self._call, methods=[self.method], name=self.operation_id)
+        return Route(
+            self.path.removeprefix(prefix),
+            self._call,
+            methods=[self.method],
+            name=self.operation_id,
+            middleware=middleware or None,
+        )
 
     async def _call(self, request: Request) -> Response:
         kwargs: dict[str, Any] = dict(request.path_params)

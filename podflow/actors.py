@@ -9,7 +9,9 @@ processes, and each opens its own store and heartbeat thread
 and closes them after the worker shut down.
 
 ``podflow worker`` runs ``dramatiq podflow.actors`` with PODFLOW_WORKER_PROCESSES
-processes of PODFLOW_CONCURRENCY threads (see ``podflow/cli/worker.py``).
+processes of PODFLOW_CONCURRENCY threads (see ``podflow/cli/worker.py``). With
+PODFLOW_WORKER_METRICS_PORT set, the workers also serve Dramatiq's Prometheus
+metrics (:mod:`podflow.worker_metrics`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,10 @@ broker = build_broker(settings, role="worker")
 dramatiq.set_broker(broker)
 resources = WorkerResources(settings=settings, generator=_generator)
 broker.add_middleware(resources)
+if settings.worker_metrics_port is not None:
+    from .worker_metrics import WorkerMetrics
+
+    broker.add_middleware(WorkerMetrics())
 _results = next((m for m in broker.middleware if isinstance(m, Results)), None)
 
 

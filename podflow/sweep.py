@@ -20,9 +20,11 @@ Without a dispatcher only the failing rules (1, 2, 5) run: that is what a
 scheduler process does in thread mode, where the API process dispatches.
 Dispatch rules only send runs of the dispatcher's own mode.
 
-Every rule is a conditional write, so two sweeps at once do no harm;
-:func:`locked_sweep` still keeps two schedulers from sweeping at the same
-moment with a short store lease. Time is the ``now`` argument.
+Each sweep adds its report to the store's counters (``record_sweep``), for
+``/metrics`` and the dashboard. Every rule is a conditional write, so two
+sweeps at once do no harm; :func:`locked_sweep` still keeps two schedulers
+from sweeping at the same moment with a short store lease. Time is the
+``now`` argument.
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ def sweep(store: Store, *, now: datetime, policy: SweepPolicy, dispatcher: Dispa
         ErrorInfo(type="expired", message=f"not started within {policy.pending_timeout_s:g} s"),
         enqueued_before=now - seconds(policy.pending_timeout_s),
     )
+    # for /metrics and the dashboard: sweeps counted, and when the last one ran
+    store.record_sweep(report.as_dict(), now=now)
     # callers log the outcome (the scheduler one line per sweep)
     log.debug("sweep: %s", report.as_dict())
     return report

@@ -41,6 +41,21 @@ def make_run(now: datetime = T0, **overrides: object) -> Run:
     return run.model_copy(update=overrides) if overrides else run
 
 
+#: a scrape's samples: (name, sorted label pairs) -> value
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metric_samples(text: str) -> Samples:
+    """Every sample of a Prometheus text exposition, read with prometheus-client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 STORE_BACKENDS = ["sqlite", "mongomock", "mongo"]
 
 

@@ -43,6 +43,15 @@ def test_a_run_past_the_time_limit_fails_with_time_limit(store: Store) -> None:
     assert store.get_run(young).status is RunStatus.STARTED
 
 
+def test_every_sweep_adds_its_report_to_the_store_counters(store: Store) -> None:
+    started(store, T0)
+    sweep(store, now=at(4000), policy=POLICY, dispatcher=FakeDispatcher())
+    sweep(store, now=at(4001), policy=POLICY)  # nothing left to do: still a sweep
+    stats = store.stats()
+    assert stats.sweeps == 2 and stats.last_sweep_at == at(4001)
+    assert stats.swept["time_limit"] == 1 and sum(stats.swept.values()) == 1
+
+
 def test_the_time_limit_comes_before_redispatching_a_lost_run(store: Store) -> None:
     run_id = started(store, T0)  # both over the time limit and silent for an hour
     dispatcher = FakeDispatcher()

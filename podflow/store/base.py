@@ -54,6 +54,34 @@ Both backends keep the same records; MongoDB as collections, SQLite as tables
 ``leases`` -- short named leases (name unique, holder, expires_at): one
     scheduler sweeps at a time.
 
+``stats`` -- monotonic counters for ``/metrics`` and the dashboard, which
+    deleting runs never lowers: ``name -> integer`` (SQLite: a table of
+    (name unique, value); MongoDB: one document ``{_id: "counters", <name>: value}``).
+    Names (made by ``podflow.store.counters``, read back by ``StoreStats.parse``):
+    created                        runs inserted
+    finished:<STATUS>              runs that reached SUCCESS, FAILURE or REVOKED
+    failed:<error.type>            FAILURE runs by error type (``unknown`` if none)
+    duration_count:<STATUS>        of those, runs that had started (started_at set)
+    duration_ms_sum:<STATUS>       their ``finished_at - started_at`` (the last
+                                   attempt's), in ms, summed
+    duration_le:<STATUS>:<bound>   how many took at most <bound> s and more than
+                                   the previous bound (``DURATION_BUCKETS_S``, then
+                                   ``inf``): histogram buckets, not cumulative
+    sweeps                         sweeps recorded (``record_sweep``)
+    swept:<rule>                   runs each sweep rule touched (and ``send_errors``),
+                                   summed
+    sweep_last_at                  the last recorded sweep, ms since the epoch (the
+                                   one value that is not a counter: it moves to the latest)
+
+    SQLite maintains the run counters with triggers on ``runs`` (AFTER INSERT;
+    AFTER UPDATE OF status into a terminal status), so they change in the very
+    statement, and transaction, that changes the run. MongoDB ``$inc``s the
+    counters document right after each transition it wrote, best effort: a
+    failure is logged, never reported as a failed transition, and a process
+    dying between the two writes loses that increment. A MongoDB store opened
+    without the document counts the existing runs once to create it (the
+    SQLite migration that added the table does the same).
+
 SQLite keeps its schema version in ``PRAGMA user_version`` and migrates
 forward on open; MongoDB indexes are created idempotently on open.
 """
@@ -82,12 +110,15 @@ from ..models import (
 )
 from ..states import RunStatus
 from ..timeutil import from_ms, to_ms
+from .counters import MinuteCount, StoreStats
 
 __all__ = [
     "DEFAULT_BATCH",
+    "MinuteCount",
     "Profile",
     "ProfileKind",
     "Store",
+    "StoreStats",
     "decode_cursor",
     "encode_cursor",
     "profile_kind",
@@ -278,6 +309,19 @@ class Store(Protocol):
         """Insert each bundled profile the first time it is ever seeded; never
         overwrite an existing one nor re-create a deleted one. Returns the
         names inserted now."""
+
+    # -- monitoring: a bounded number of cheap reads ------------------------------
+    def stats(self) -> StoreStats:
+        """The monotonic counters (``stats``), in one read of a small table or document."""
+
+    def record_sweep(self, counts: Mapping[str, int], *, now: datetime) -> None:
+        """Add one sweep's report (rule -> runs, as ``SweepReport.as_dict()``) to the
+        counters and make ``now`` the last sweep time, unless a later one is recorded."""
+
+    def finished_per_minute(self, *, since: datetime) -> list[MinuteCount]:
+        """Runs finished at or after ``since``, counted per UTC minute and terminal
+        status, oldest first. Reads the ``finished_at`` index: the cost follows the
+        runs finished in the window, not the size of ``runs``."""
 
     # -- leases -----------------------------------------------------------------
     def acquire_lease(self, name: str, *, holder: str, now: datetime, ttl_s: float) -> bool:

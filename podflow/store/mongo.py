@@ -12,7 +12,10 @@ documented in :mod:`podflow.store.base`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -33,18 +36,24 @@ from ..models import (
     Source,
     SourceInfo,
 )
-from ..states import RunStatus, allowed_sources, can_transition
+from ..states import TERMINAL, RunStatus, allowed_sources, can_transition
+from ..timeutil import from_ms, to_ms
 from .base import (
     DEFAULT_BATCH,
     PROFILE_MODELS,
+    MinuteCount,
     Profile,
     ProfileKind,
+    StoreStats,
     decode_cursor,
     encode_cursor,
     profile_kind,
 )
+from .counters import CREATED, SWEEP_LAST_AT, finished_increments, sweep_increments
 
 __all__ = ["MongoStore"]
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,6 +62,8 @@ T = TypeVar("T")
 _CAS_ROUNDS = 8
 _LEASE_FIELDS = {"status": 1, "attempt": 1, "released": 1}
 _RUN_REF = {"_id": 0, "run_id": 1, "attempt": 1, "mode": 1, "message_id": 1}
+#: the ``stats`` document holding every counter
+_COUNTERS = {"_id": "counters"}
 
 
 def _guarded(method: Callable[P, T]) -> Callable[P, T]:
@@ -115,8 +126,10 @@ class MongoStore:
         self.profiles = {kind: db[f"{kind}_profiles"] for kind in PROFILE_MODELS}
         self.seeded = db["seeded"]
         self.leases = db["leases"]
+        self.stats_collection = db["stats"]
         try:
             self.ensure_indexes()
+            self._ensure_counters()
         except BaseException:
             self.close()
             raise
@@ -144,6 +157,42 @@ class MongoStore:
             collection.create_index("name", unique=True)
         self.seeded.create_index([("kind", ASCENDING), ("name", ASCENDING)], unique=True)
         self.leases.create_index("name", unique=True)
+
+    @_guarded
+    def _ensure_counters(self) -> None:
+        """Create the counters document from the runs already there, if it is missing
+        (a database from before it existed). Best effort under concurrency: another
+        process's ``$inc`` may create it first, and then the existing runs go uncounted."""
+        if self.stats_collection.find_one(_COUNTERS, {"_id": 1}) is not None:
+            return
+        counts: Counter[str] = Counter({CREATED: self.runs.count_documents({})})
+        ended = self.runs.find(
+            {"status": {"$in": [str(s) for s in TERMINAL]}},
+            {"_id": 0, "status": 1, "started_at": 1, "finished_at": 1, "updated_at": 1, "error.type": 1},
+        )
+        for doc in ended:
+            counts.update(self._finished_increments(doc))
+        with contextlib.suppress(DuplicateKeyError):  # another process made it first
+            self.stats_collection.insert_one({**_COUNTERS, **counts})
+
+    @staticmethod
+    def _finished_increments(doc: Mapping[str, Any]) -> dict[str, int]:
+        return finished_increments(
+            doc["status"],
+            started_at=doc.get("started_at"),
+            finished_at=doc.get("finished_at") or doc["updated_at"],
+            error_type=(doc.get("error") or {}).get("type"),
+        )
+
+    def _count(self, increments: Mapping[str, int]) -> None:
+        """``$inc`` the counters after a transition was written: best effort (see
+        podflow.store.base, ``stats``), so the transition is never reported as failed."""
+        if not increments:
+            return
+        try:
+            self.stats_collection.update_one(_COUNTERS, {"$inc": dict(increments)}, upsert=True)
+        except PyMongoError as exc:
+            log.warning("counters not updated (%s): %s", ", ".join(increments), exc)
 
     @_guarded
     def ping(self) -> None:
@@ -218,6 +267,7 @@ class MongoStore:
         for _ in range(_CAS_ROUNDS):
             try:
                 self.runs.insert_one(self._run_doc(run))
+                self._count({CREATED: 1})
                 return run, True
             except DuplicateKeyError:
                 if run.idempotency_key is None:
@@ -448,7 +498,10 @@ class MongoStore:
             },
             return_document=ReturnDocument.AFTER,
         )
-        return None if doc is None else self._run(doc)
+        if doc is None:
+            return None
+        self._count(self._finished_increments(doc))
+        return self._run(doc)
 
     @_guarded
     def cancel(self, run_id: str, *, now: datetime, reason: str = "cancelled") -> Run | None:
@@ -473,12 +526,13 @@ class MongoStore:
                 return_document=ReturnDocument.AFTER,
             )
             if updated is not None:
+                self._count(self._finished_increments(updated))
                 return self._run(updated)
         return None
 
     # -- sweep ------------------------------------------------------------------
     def _fail_matching(self, match: dict[str, Any], error: ErrorInfo, now: datetime, limit: int) -> list[str]:
-        candidates = list(self.runs.find(match, {"_id": 0, "run_id": 1, "attempt": 1}).limit(limit))
+        candidates = list(self.runs.find(match, {"_id": 0, "run_id": 1, "attempt": 1, "started_at": 1}).limit(limit))
         written = self._bulk(
             candidates,
             match,
@@ -495,6 +549,14 @@ class MongoStore:
             },
             {"status": str(RunStatus.FAILURE), "finished_at": now, "error.type": error.type},
         )
+        counts: Counter[str] = Counter()
+        for c in written:  # started_at is the one read: the attempt, hence the start, is unchanged
+            counts.update(
+                finished_increments(
+                    RunStatus.FAILURE, started_at=c.get("started_at"), finished_at=now, error_type=error.type
+                )
+            )
+        self._count(counts)
         return [c["run_id"] for c in written]
 
     @_guarded
@@ -649,6 +711,28 @@ class MongoStore:
             except DuplicateKeyError:  # the user made one of that name first: theirs wins
                 pass
         return inserted
+
+    # -- monitoring -------------------------------------------------------------
+    @_guarded
+    def stats(self) -> StoreStats:
+        doc = self.stats_collection.find_one(_COUNTERS) or {}
+        return StoreStats.parse({k: v for k, v in doc.items() if k != "_id"})
+
+    @_guarded
+    def record_sweep(self, counts: Mapping[str, int], *, now: datetime) -> None:
+        self.stats_collection.update_one(
+            _COUNTERS, {"$inc": sweep_increments(counts), "$max": {SWEEP_LAST_AT: to_ms(now)}}, upsert=True
+        )
+
+    @_guarded
+    def finished_per_minute(self, *, since: datetime) -> list[MinuteCount]:
+        counts: Counter[tuple[int, str]] = Counter()
+        for doc in self.runs.find({"finished_at": {"$gte": since}}, {"_id": 0, "finished_at": 1, "status": 1}):
+            counts[(to_ms(doc["finished_at"]) // 60000, doc["status"])] += 1
+        return [
+            MinuteCount(from_ms(minute * 60000), RunStatus(status), n)
+            for (minute, status), n in sorted(counts.items())
+        ]
 
     # -- leases -----------------------------------------------------------------
     @_guarded

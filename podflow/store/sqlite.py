@@ -53,17 +53,73 @@ from ..timeutil import from_ms, to_ms
 from .base import (
     DEFAULT_BATCH,
     PROFILE_MODELS,
+    MinuteCount,
     Profile,
     ProfileKind,
+    StoreStats,
     decode_cursor,
     encode_cursor,
     profile_kind,
 )
+from .counters import CREATED, DURATION_BUCKETS_S, SWEEP_LAST_AT, sweep_increments
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+_TERMINAL_SQL = "('SUCCESS', 'FAILURE', 'REVOKED')"
+
+
+def _finished_counts(row: str) -> list[tuple[str, str, str]]:
+    """(counter name, increment, condition) for one run ``row`` that reached a
+    terminal status, as SQL over its columns: :func:`podflow.store.counters.finished_increments`
+    in SQL, for the trigger (``NEW``) and the backfill (a table alias)."""
+    duration = f"max(coalesce({row}.finished_at, {row}.updated_at) - {row}.started_at, 0)"
+    bucket = " ".join(f"WHEN {duration} <= {bound * 1000} THEN '{bound}'" for bound in DURATION_BUCKETS_S)
+    started = f"{row}.started_at IS NOT NULL"
+    return [
+        (f"'finished:' || {row}.status", "1", "1"),
+        (f"'failed:' || coalesce(json_extract({row}.error, '$.type'), 'unknown')", "1", f"{row}.status = 'FAILURE'"),
+        (f"'duration_count:' || {row}.status", "1", started),
+        (f"'duration_ms_sum:' || {row}.status", duration, started),
+        (f"'duration_le:' || {row}.status || ':' || CASE {bucket} ELSE 'inf' END", "1", started),
+    ]
+
+
+#: add the increments of the SELECT (name, value) to the stats table
+_ADD_TO_STATS = "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
+
+
+def _stats_migration() -> list[str]:
+    """Schema 2: the ``stats`` counters, counted from the runs already there,
+    then kept by triggers in the statement that inserts a run or ends it."""
+    per_run = " UNION ALL ".join(
+        f"SELECT {name} AS name, {value} AS value FROM runs AS r WHERE r.status IN {_TERMINAL_SQL} AND {cond}"
+        for name, value, cond in _finished_counts("r")
+    )
+    on_finish = " UNION ALL ".join(
+        f"SELECT {name} AS name, {value} AS value WHERE {cond}" for name, value, cond in _finished_counts("NEW")
+    )
+    return [
+        "CREATE TABLE stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+        f"INSERT INTO stats (name, value) SELECT '{CREATED}', count(*) FROM runs",
+        f"INSERT INTO stats (name, value) SELECT name, sum(value) FROM ({per_run}) GROUP BY name",
+        f"""CREATE TRIGGER runs_stats_created AFTER INSERT ON runs BEGIN
+            INSERT INTO stats (name, value) VALUES ('{CREATED}', 1) {_ADD_TO_STATS};
+        END""",
+        f"""CREATE TRIGGER runs_stats_finished AFTER UPDATE OF status ON runs
+        WHEN NEW.status IN {_TERMINAL_SQL} AND OLD.status NOT IN {_TERMINAL_SQL} BEGIN
+            INSERT INTO stats (name, value) SELECT name, value FROM ({on_finish}) WHERE true {_ADD_TO_STATS};
+        END""",
+    ]
+
+
+#: runs finished since a time, per minute and status (a range scan of the runs_finished index)
+_FINISHED_PER_MINUTE = (
+    "SELECT finished_at / 60000 AS minute, status, count(*) AS n FROM runs"
+    " WHERE finished_at >= ? GROUP BY minute, status ORDER BY minute, status"
+)
 
 #: MIGRATIONS[n] takes a file from user_version n to n + 1.
 MIGRATIONS: list[list[str]] = [
@@ -125,6 +181,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE seeded (kind TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (kind, name))",
         "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL)",
     ],
+    _stats_migration(),
 ]
 
 _RUN_COLUMNS = (
@@ -953,6 +1010,28 @@ class SqliteStore:
                 ).rowcount:
                     inserted.append(profile.name)
         return inserted
+
+    # -- monitoring -------------------------------------------------------------
+    @_guarded
+    def stats(self) -> StoreStats:
+        rows = self._conn().execute("SELECT name, value FROM stats").fetchall()
+        return StoreStats.parse({row["name"]: row["value"] for row in rows})
+
+    @_guarded
+    @_writes()
+    def record_sweep(self, counts: Mapping[str, int], *, now: datetime) -> None:
+        values = [*sweep_increments(counts).items(), (SWEEP_LAST_AT, to_ms(now))]
+        self._conn().execute(
+            f"INSERT INTO stats (name, value) VALUES {', '.join(['(?, ?)'] * len(values))}"
+            " ON CONFLICT (name) DO UPDATE SET value = CASE WHEN name = ?"
+            " THEN max(value, excluded.value) ELSE value + excluded.value END",
+            [*(v for pair in values for v in pair), SWEEP_LAST_AT],
+        )
+
+    @_guarded
+    def finished_per_minute(self, *, since: datetime) -> list[MinuteCount]:
+        rows = self._conn().execute(_FINISHED_PER_MINUTE, (to_ms(since),))
+        return [MinuteCount(from_ms(row["minute"] * 60000), RunStatus(row["status"]), row["n"]) for row in rows]
 
     # -- leases -----------------------------------------------------------------
     @_guarded

@@ -476,3 +476,102 @@ def test_a_lease_read_tells_the_owner_apart_without_writing(store: Store) -> Non
     store.release(run_id, attempt, error=LOST, now=at(2))
     assert not store.lease(run_id, attempt).owned
     assert store.lease("run_absent", 1) == store.heartbeat("run_absent", 1, now=at(3))
+
+
+# -- monitoring: counters, sweeps, throughput ---------------------------------------
+
+
+def test_counters_start_at_zero(store: Store) -> None:
+    stats = store.stats()
+    assert stats.created == 0 and stats.sweeps == 0 and stats.last_sweep_at is None
+    assert stats.finished == {RunStatus.SUCCESS: 0, RunStatus.FAILURE: 0, RunStatus.REVOKED: 0}
+    assert stats.failed == {} and all(d.count == 0 for d in stats.durations.values())
+
+
+def test_counters_count_created_and_finished_runs_by_status_and_error_type(store: Store) -> None:
+    ok, attempt = started(store, at(0))
+    store.finish(ok, attempt, status=RunStatus.SUCCESS, now=at(45))
+    bad, attempt = started(store, at(0))
+    store.finish(bad, attempt, status=RunStatus.FAILURE, now=at(2), error=ErrorInfo(type="ValueError", message="x"))
+    store.cancel(store.create_run(make_run())[0].run_id, now=at(3))  # never started: no duration
+    store.create_run(make_run(idempotency_key="k"))
+    store.create_run(make_run(idempotency_key="k"))  # a replay inserts nothing
+    late, _ = started(store, at(0))
+    store.fail_started_before(started_before=at(100), error=LATE, now=at(4000))
+    store.create_run(make_run(enqueued_at=at(0)))
+    store.fail_pending_enqueued_before(enqueued_before=at(50), error=EXPIRED, now=at(4000))
+
+    stats = store.stats()
+    assert stats.created == 6
+    assert stats.finished == {RunStatus.SUCCESS: 1, RunStatus.FAILURE: 3, RunStatus.REVOKED: 1}
+    assert stats.failed == {"ValueError": 1, "expired": 1, "time_limit": 1}
+    success, failure, revoked = (stats.durations[s] for s in (RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.REVOKED))
+    assert (success.count, success.sum_s) == (1, 45.0)
+    buckets = dict(success.buckets)  # cumulative: runs that took at most <bound> s
+    assert (buckets[30.0], buckets[60.0], buckets[float("inf")]) == (0, 1, 1)
+    assert (failure.count, failure.sum_s) == (2, 4002.0)  # the expired run never started
+    buckets = dict(failure.buckets)
+    assert (buckets[1.0], buckets[5.0], buckets[3600.0], buckets[7200.0]) == (0, 1, 1, 2)
+    assert revoked.count == 0
+    assert store.get_run(late).status is RunStatus.FAILURE
+
+
+def test_counters_never_go_backwards_when_runs_are_deleted(store: Store) -> None:
+    run_id, attempt = started(store)
+    store.finish(run_id, attempt, status=RunStatus.SUCCESS, now=at(5))
+    before = store.stats()
+    assert store.delete_run(run_id)
+    assert store.stats() == before
+    assert store.count_by_status()[RunStatus.SUCCESS] == 0
+
+
+def test_a_claim_a_release_and_a_refused_write_count_nothing(store: Store) -> None:
+    run_id, attempt = started(store)
+    store.release(run_id, attempt, error=LOST, now=at(1))
+    assert store.claim(run_id, now=at(2)) == 2
+    assert store.finish(run_id, attempt, status=RunStatus.SUCCESS, now=at(3)) is None  # a stale attempt
+    assert store.stats().finished[RunStatus.SUCCESS] == 0
+    store.finish(run_id, 2, status=RunStatus.SUCCESS, now=at(3))
+    assert store.cancel(run_id, now=at(4)) is None
+    stats = store.stats()
+    assert stats.created == 1 and sum(stats.finished.values()) == 1
+    assert stats.durations[RunStatus.SUCCESS].sum_s == 1.0  # since the current attempt started
+
+
+def test_sweeps_are_summed_and_the_latest_sweep_time_is_kept(store: Store) -> None:
+    store.record_sweep({"time_limit": 2, "worker_lost": 0, "redispatched": 1, "enqueued": 0, "expired": 0}, now=at(60))
+    store.record_sweep({"time_limit": 1, "send_errors": 3, "total": 99}, now=at(30))  # late, and extra keys
+    stats = store.stats()
+    assert stats.sweeps == 2 and stats.last_sweep_at == at(60)
+    assert stats.swept == {
+        "time_limit": 3,
+        "worker_lost": 0,
+        "redispatched": 1,
+        "enqueued": 0,
+        "expired": 0,
+        "send_errors": 3,
+    }
+    store.record_sweep({}, now=at(90))
+    assert store.stats().last_sweep_at == at(90) and store.stats().sweeps == 3
+
+
+def test_runs_finished_are_counted_per_minute_and_status_since_a_time(store: Store) -> None:
+    def finish_at(seconds: float, status: RunStatus) -> None:
+        run_id, attempt = started(store, at(0))
+        store.finish(run_id, attempt, status=status, now=at(seconds))
+
+    finish_at(10, RunStatus.SUCCESS)  # before the window
+    finish_at(65, RunStatus.SUCCESS)
+    finish_at(119.999, RunStatus.SUCCESS)
+    finish_at(100, RunStatus.FAILURE)
+    finish_at(180, RunStatus.SUCCESS)
+    store.cancel(store.create_run(make_run())[0].run_id, now=at(181))
+    started(store, at(0))  # running: not finished
+    minutes = store.finished_per_minute(since=at(60))
+    assert [(m.minute, m.status, m.count) for m in minutes] == [
+        (at(60), RunStatus.FAILURE, 1),
+        (at(60), RunStatus.SUCCESS, 2),
+        (at(180), RunStatus.REVOKED, 1),
+        (at(180), RunStatus.SUCCESS, 1),
+    ]
+    assert store.finished_per_minute(since=at(1000)) == []

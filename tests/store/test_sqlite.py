@@ -140,3 +140,66 @@ def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
     assert len(set(seen)) == 3
     assert store.get_run(run.run_id) is not None
     store.close()
+
+
+def _version_1_file(path: Path, runs: list) -> None:
+    """A database as podflow wrote it before the counters (schema version 1)."""
+    from podflow.store.sqlite import _RUN_COLUMNS
+
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    for run in runs:
+        conn.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 26)})", SqliteStore._run_values(run))
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_triggers(tmp_path: Path) -> None:
+    from podflow.models import ErrorInfo
+
+    path = tmp_path / "podflow.sqlite3"
+    ended = {"started_at": at(0), "finished_at": at(90)}
+    _version_1_file(
+        path,
+        [
+            make_run(status=RunStatus.SUCCESS, **ended),
+            make_run(status=RunStatus.FAILURE, error=ErrorInfo(type="worker_lost", message="m"), **ended),
+            make_run(status=RunStatus.REVOKED, finished_at=at(3)),  # cancelled before it started
+            make_run(),
+        ],
+    )
+    store = SqliteStore(path)
+    assert store.schema_version() == len(MIGRATIONS) == 2
+    stats = store.stats()
+    assert stats.created == 4
+    assert stats.finished == {RunStatus.SUCCESS: 1, RunStatus.FAILURE: 1, RunStatus.REVOKED: 1}
+    assert stats.failed == {"worker_lost": 1}
+    assert stats.durations[RunStatus.SUCCESS].count == 1 and stats.durations[RunStatus.SUCCESS].sum_s == 90.0
+    assert dict(stats.durations[RunStatus.FAILURE].buckets)[120.0] == 1
+    assert stats.durations[RunStatus.REVOKED].count == 0
+    pending = store.list_runs(status=RunStatus.PENDING).runs[0]
+    store.cancel(pending.run_id, now=at(5))
+    assert store.stats().finished[RunStatus.REVOKED] == 2
+    store.close()
+
+
+def test_the_counters_change_in_the_statement_that_ends_the_run(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "podflow.sqlite3")
+    run, _ = store.create_run(make_run())
+    conn = store._conn()
+    conn.execute("BEGIN")
+    conn.execute("UPDATE runs SET status = 'REVOKED', finished_at = 1 WHERE run_id = ?", (run.run_id,))
+    conn.execute("ROLLBACK")  # the run's change and the counter's are one
+    assert store.stats().finished[RunStatus.REVOKED] == 0
+    store.close()
+
+
+def test_runs_finished_per_minute_are_read_from_the_finished_at_index(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "podflow.sqlite3")
+    from podflow.store.sqlite import _FINISHED_PER_MINUTE
+
+    plan = store._conn().execute(f"EXPLAIN QUERY PLAN {_FINISHED_PER_MINUTE}", (0,)).fetchall()
+    assert any("USING INDEX runs_finished" in row["detail"] for row in plan), [row["detail"] for row in plan]
+    store.close()
