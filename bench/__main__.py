@@ -79,6 +79,7 @@ def _pipeline(scale: Scale, work_dir: Path, redis: RedisServer, db: int, selecte
     systems: list[System] = [podflow_system, dramatiq_system]
     if celery_available():
         systems.append(CelerySystem(**options))
+        systems.append(CelerySystem(**options, style="module"))
     else:
         report.notes.append("Celery is not installed (the `bench` extra): the Celery comparison was skipped.")
     with contextlib.ExitStack() as stack:

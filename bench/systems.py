@@ -309,31 +309,39 @@ def celery_available() -> bool:
 
 
 class CelerySystem(_CountedSystem):
-    """Celery 5: ``processes`` instances of ``celery worker -P threads -c threads``."""
+    """Celery 5: ``processes`` instances of ``celery worker -P threads -c threads``.
 
-    name = "Celery"
+    ``style`` picks the configuration in :mod:`bench.celery_app`: ``bare`` (Celery
+    at its leanest) or ``module`` (as the module podflow replaces ran it).
+    """
 
-    def __init__(self, *, work_dir: Path, redis_url: str, processes: int, threads: int) -> None:
+    def __init__(self, *, work_dir: Path, redis_url: str, processes: int, threads: int, style: str = "bare") -> None:
         super().__init__()
         os.environ["BENCH_REDIS_URL"] = redis_url
         self.processes = processes
         self.threads = threads
+        self.style = style
+        self.name = "Celery" if style == "bare" else "Celery (old module's settings)"
         self.env = clean_env(BENCH_REDIS_URL=redis_url)
         self.work_dir = work_dir
 
     def start(self) -> None:
+        from .celery_app import MODULE_QUEUE, QUEUE
+
         celery = str(Path(sys.executable).parent / "celery")
+        app, queue = ("app", QUEUE) if self.style == "bare" else ("module_app", MODULE_QUEUE)
         for i in range(self.processes):
             argv = [
-                celery, "-A", "bench.celery_app", "worker", "-P", "threads", "-c", str(self.threads),
-                "-n", f"bench{i}@%h", "-Q", "bench-celery", "-l", "INFO",
+                celery, "-A", f"bench.celery_app:{app}", "worker", "-P", "threads", "-c", str(self.threads),
+                "-n", f"bench-{self.style}{i}@%h", "-Q", queue, "-l", "INFO",
                 # cluster chatter that a single-host benchmark does not need
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
             ]
-            self.workers.spawn(argv, self.env, self.work_dir / f"celery-worker-{i}.log", " ready.")
+            self.workers.spawn(argv, self.env, self.work_dir / f"celery-{self.style}-worker-{i}.log", " ready.")
 
     def _send(self, n: int) -> None:
-        from .celery_app import noop
+        from .celery_app import module_noop, noop
 
+        task = noop if self.style == "bare" else module_noop
         for _ in range(n):
-            noop.apply_async(args=(n,))
+            task.apply_async(args=(n,))

@@ -27,8 +27,10 @@ from .systems import System
 
 __all__ = ["TARGETS", "measure"]
 
-#: podflow's throughput targets: ratio to each other system, at least
-TARGETS = {"Dramatiq": 0.7, "Celery": 1.5}
+#: podflow's throughput targets: ratio to each other system, at least. "The
+#: Celery design it replaces" is Celery as the old module ran it; the ratio to
+#: Celery at its leanest is reported too, without a target.
+TARGETS: dict[str, float | None] = {"Dramatiq": 0.7, "Celery (old module's settings)": 1.5, "Celery": None}
 _MIB = 1024 * 1024
 _IDLE_SAMPLES = 5
 _IDLE_INTERVAL_S = 0.2
@@ -77,13 +79,14 @@ def measure(
     rows = [Row("Pipeline throughput", f"{name} ({setup})", "runs/s", Figure.of(values))
             for name, values in rates.items()]
     for other, target in TARGETS.items():
+        bound = "" if target is None else f">= {target}"
         if other not in rates or "podflow" not in rates:
-            rows.append(Row("Pipeline throughput", f"podflow / {other}", "x", None, f">= {target}",
+            rows.append(Row("Pipeline throughput", f"podflow / {other}", "x", None, bound,
                             note=f"{other} not measured (install the bench extra)"))
             continue
         ratio = Figure.of(p / o for p, o in zip(rates["podflow"], rates[other], strict=True))
-        rows.append(Row("Pipeline throughput", f"podflow / {other}", "x", ratio, f">= {target}",
-                        met=ratio.median >= target))
+        rows.append(Row("Pipeline throughput", f"podflow / {other}", "x", ratio, bound,
+                        met=None if target is None else ratio.median >= target))
     for name, parts in cpu_us.items():
         rows += [Row("CPU per job", f"{name}: {part}", "µs", Figure.of(values)) for part, values in parts.items()]
     for name in rates:

@@ -5,16 +5,20 @@ is a single ``UPDATE ... WHERE <precondition> RETURNING`` statement, which
 SQLite executes atomically under its write lock.
 
 Durability: what a client is told was accepted -- a new run, a start
-request, a cancellation, sources and profiles -- is committed with
-``synchronous=FULL`` (it survives a power cut; :func:`_writes`). The
-execution path (claims, heartbeats, progress, finishes, enqueue marks, sweep
-writes) commits with ``synchronous=NORMAL``: still atomic and safe from
-corruption, and durable across process crashes, but a power cut may roll
-back its last fraction of a second -- which the fencing and the sweep
-already handle (a rolled-back finish re-executes the run as a new attempt;
-a rolled-back enqueue mark is re-sent from the outbox). An fsync per
-execution write would cost more than the rest of podflow's bookkeeping. Read-modify-write sequences (seeding) run in
-``BEGIN IMMEDIATE`` transactions. Each thread gets its own connection.
+request, a cancellation, sources and profiles -- survives a power cut: the
+write-ahead log is fsynced before the method returns (:func:`_writes`; the
+guarantee of ``synchronous=FULL``, but flushed after the write lock is
+released, so other writers never wait for this one's disk). The execution
+path (claims, heartbeats, progress, finishes, enqueue marks, sweep writes)
+commits with ``synchronous=NORMAL``: still atomic, safe from corruption and
+durable across process crashes, but a power cut may roll back its last
+fraction of a second -- which fencing and the sweep already handle (a
+rolled-back finish re-executes the run as a new attempt; a rolled-back
+enqueue mark is re-sent from the outbox). An fsync per execution write would
+cost more than the rest of podflow's bookkeeping.
+
+Read-modify-write sequences (seeding) run in ``BEGIN IMMEDIATE``
+transactions. Each thread gets its own connection.
 
 The schema is documented in :mod:`podflow.store.base`; its version lives in
 ``PRAGMA user_version`` and :data:`MIGRATIONS` brings older files forward.
@@ -257,8 +261,9 @@ def _writes(*, durable: bool = False) -> Callable[[Callable[P, T]], Callable[P, 
     threads of one process on a lock, processes on an ``flock`` of a sidecar
     file (``<db>.lock``), which the kernel hands to the next waiter the moment
     it is released. SQLite's own locking still guards the file (and writers
-    that are not podflow). If ``durable``, the write is committed with
-    ``synchronous=FULL`` (fsync before returning; see the module docstring).
+    that are not podflow). If ``durable``, the write-ahead log is fsynced
+    before the method returns -- after the locks are released, so other
+    writers never wait for this one's disk flush (see the module docstring).
 
     Keep the work inside small: build models from returned rows after it."""
 
@@ -267,14 +272,10 @@ def _writes(*, durable: bool = False) -> Callable[[Callable[P, T]], Callable[P, 
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             store = args[0]
             with store._write_lock, store._file_lock():  # type: ignore[attr-defined]
-                if not durable:
-                    return method(*args, **kwargs)
-                conn = store._conn()  # type: ignore[attr-defined]
-                conn.execute("PRAGMA synchronous = FULL")
-                try:
-                    return method(*args, **kwargs)
-                finally:
-                    conn.execute("PRAGMA synchronous = NORMAL")
+                result = method(*args, **kwargs)
+            if durable:
+                store._sync_wal()  # type: ignore[attr-defined]
+            return result
 
         return wrapper
 
@@ -349,6 +350,21 @@ class SqliteStore:
             yield
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _sync_wal(self) -> None:
+        """Make every transaction committed so far durable: fsync the write-ahead log.
+
+        The same guarantee as ``synchronous=FULL`` (committed frames are in the
+        log, and SQLite only rewrites the log after a checkpoint has synced
+        them into the database file), without holding the write lock through
+        the flush. The log is opened each time: a cached descriptor could
+        outlive a log that SQLite deleted and made anew.
+        """
+        fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -11,14 +11,23 @@ from bench.systems import CelerySystem, DramatiqSystem, PodflowSystem, celery_av
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("kind", [PodflowSystem, DramatiqSystem, CelerySystem], ids=lambda k: k.name)
+SYSTEMS = {
+    "podflow": (PodflowSystem, {}),
+    "Dramatiq": (DramatiqSystem, {}),
+    "Celery": (CelerySystem, {"style": "bare"}),
+    "Celery-old-module": (CelerySystem, {"style": "module"}),
+}
+
+
+@pytest.mark.parametrize("name", list(SYSTEMS))
 def test_a_system_completes_a_batch_and_reports_its_workers(
-    kind: type, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    kind, options = SYSTEMS[name]
     if kind is CelerySystem and not celery_available():
         pytest.skip("Celery comes with the bench extra")
     monkeypatch.setenv("BENCH_REDIS_URL", redis_url)  # restored after: the systems set it for their apps
-    system = kind(work_dir=tmp_path, redis_url=redis_url, processes=1, threads=2)
+    system = kind(work_dir=tmp_path, redis_url=redis_url, processes=1, threads=2, **options)
     try:
         system.start()
         assert system.pids()
