@@ -32,6 +32,7 @@ from .errors import BrokerUnavailable, IdempotencyConflict, InvalidTransition, R
 from .generation.request import validate_request
 from .models import Mode, Run, RunRequest
 from .store.base import Store
+from .timeutil import utcnow
 
 __all__ = [
     "Dispatcher",
@@ -65,6 +66,14 @@ class Dispatcher(Protocol):
     def send(self, run_id: str, message_id: str | None) -> None:
         """Raises BrokerUnavailable when nothing was sent."""
 
+    def holds_nothing(self) -> bool | None:
+        """True when no message of its queue is anywhere in the broker (ready,
+        delayed or fetched by a worker); None when it cannot tell.
+
+        Raises:
+          BrokerUnavailable
+        """
+
 
 class QueueDispatcher:
     """Sends runs to the Dramatiq workers through ``broker``."""
@@ -94,6 +103,16 @@ class QueueDispatcher:
         with broker_errors(f"enqueue run {run_id}"):
             self.broker.enqueue(self.message(run_id, message_id))
 
+    def holds_nothing(self) -> bool | None:
+        """From one snapshot of the queue's counts; None on RabbitMQ, which does
+        not say how many messages its consumers hold unacknowledged."""
+        from .inspect import inspect_broker
+
+        counts = inspect_broker(self.broker, now=utcnow(), queues=(self.queue_name,)).queues[0]
+        if counts.unacked is None:
+            return None
+        return counts.ready + counts.delayed + counts.unacked == 0
+
 
 class OutboxDispatcher:
     """Sends nothing: the run stays in the outbox for the process that executes
@@ -110,6 +129,9 @@ class OutboxDispatcher:
         return None
 
     def send(self, run_id: str, message_id: str | None) -> None:
+        return None
+
+    def holds_nothing(self) -> None:
         return None
 
 

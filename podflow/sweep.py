@@ -13,10 +13,15 @@ batches, so its cost follows the number of matching runs:
    never confirmed (the broker was down, or the API died between insert and
    send) → sent, marked enqueued (dispatch rule). The grace keeps the sweep
    from racing a submit that is still sending;
-5. ``expired``     PENDING, enqueued but not started within
+5. ``requeued``    PENDING, enqueued more than PODFLOW_HEARTBEAT_TIMEOUT ago,
+   while the broker holds no message of the queue at all (ready, delayed or
+   fetched): the message was lost (a broker restarted without persistence, a
+   dead-lettered message) → sent again (dispatch rule; Redis only, as
+   RabbitMQ does not count unacknowledged messages);
+6. ``expired``     PENDING, enqueued but not started within
    PODFLOW_PENDING_TIMEOUT → FAILURE ``expired``.
 
-Without a dispatcher only the failing rules (1, 2, 5) run: that is what a
+Without a dispatcher only the failing rules (1, 2, 6) run: that is what a
 scheduler process does in thread mode, where the API process dispatches.
 Dispatch rules only send runs of the dispatcher's own mode.
 
@@ -82,13 +87,14 @@ class SweepReport:
     worker_lost: int = 0
     redispatched: int = 0
     enqueued: int = 0
+    requeued: int = 0
     expired: int = 0
     #: sends that failed (the broker is down); retried by the next sweep
     send_errors: int = 0
 
     @property
     def total(self) -> int:
-        return self.time_limit + self.worker_lost + self.redispatched + self.enqueued + self.expired
+        return self.time_limit + self.worker_lost + self.redispatched + self.enqueued + self.requeued + self.expired
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -126,6 +132,7 @@ def sweep(store: Store, *, now: datetime, policy: SweepPolicy, dispatcher: Dispa
     if dispatcher is not None:
         _redispatch_lost(store, dispatcher, now=now, stale=stale, policy=policy, report=report)
         _send_outbox(store, dispatcher, now=now, policy=policy, report=report)
+        _requeue_orphans(store, dispatcher, now=now, policy=policy, report=report)
     report.expired = fail_all(
         store.fail_pending_enqueued_before,
         ErrorInfo(type="expired", message=f"not started within {policy.pending_timeout_s:g} s"),
@@ -178,6 +185,34 @@ def _send_outbox(
         # other mode stay listed: only a full, progressing batch asks for more
         if len(refs) < policy.batch or not progressed:
             return
+
+
+def _requeue_orphans(
+    store: Store, dispatcher: Dispatcher, *, now: datetime, policy: SweepPolicy, report: SweepReport
+) -> None:
+    """PENDING runs enqueued long ago while the broker holds no message at all
+    for the queue: their message was lost (a broker restarted without
+    persistence, a dead-lettered message), so send them again. One batch per
+    sweep: the re-sent messages fill the queue, and the rule waits until it is
+    empty again. ``enqueued_at`` is left alone, so expiry still counts from the
+    first enqueue."""
+    try:
+        if not dispatcher.holds_nothing():
+            return
+    except BrokerUnavailable as exc:  # nothing was sent; the next sweep looks again
+        log.warning("sweep: cannot inspect the broker for lost messages: %s", exc)
+        return
+    refs = store.list_enqueued(enqueued_before=now - seconds(policy.heartbeat_timeout_s), limit=policy.batch)
+    for ref in refs:
+        if ref.mode != dispatcher.mode:
+            continue
+        try:
+            redispatch(dispatcher, ref.run_id)
+        except BrokerUnavailable as exc:
+            log.warning("run %s: re-sending a lost message failed: %s", ref.run_id, exc)
+            report.send_errors += 1
+            return
+        report.requeued += 1
 
 
 def locked_sweep(

@@ -98,6 +98,10 @@ class ThreadExecutor:
     def new_message_id(self) -> None:
         return None
 
+    def holds_nothing(self) -> None:
+        """Never asked: thread-mode runs stay in the outbox until claimed, never "enqueued"."""
+        return None
+
     def send(self, run_id: str, message_id: str | None = None) -> None:
         """Queue ``run_id`` (once: a run already queued or running is not queued again).
 

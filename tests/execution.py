@@ -179,11 +179,20 @@ class FakeDispatcher:
         self.mode = mode
         self.durable = durable
         self.down = False
+        #: what ``holds_nothing`` answers: is the broker's queue empty?
+        self.empty: bool | None = None
         self.sent: list[tuple[str, str | None]] = []
         self._store = store
         self._ids = 0
         #: the run as stored at the moment it was sent (to check the outbox came first)
         self.seen: list[object] = []
+
+    def holds_nothing(self) -> bool | None:
+        from podflow.errors import BrokerUnavailable
+
+        if self.down:
+            raise BrokerUnavailable("inspect: broker unreachable: connection refused")
+        return self.empty
 
     def new_message_id(self) -> str | None:
         if self.mode == "thread":

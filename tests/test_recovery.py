@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from podflow.broker import build_broker
+from podflow.broker import build_broker, close_broker
 from podflow.dispatch import QueueDispatcher, submit
 from podflow.models import Run
 from podflow.settings import load_settings
@@ -60,6 +61,7 @@ def workers(redis_url: str, tmp_path: Path) -> Iterator[TwoWorkers]:
     finally:
         first.stop()
         second.stop()
+        close_broker(dispatcher.broker)
         store.close()
 
 
@@ -121,5 +123,31 @@ def test_a_run_accepted_while_the_broker_is_down_is_enqueued_by_the_sweep_and_co
         assert done.status is RunStatus.SUCCESS and done.attempt == 1 and done.enqueue_error is None
     finally:
         worker.stop()
+        close_broker(dispatcher.broker)
+        server.stop()
+        store.close()
+
+
+def test_a_run_whose_message_a_restarted_broker_lost_is_sent_again_and_completes(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()  # keeps nothing on disk, like the dev redis
+    store = seed(SqliteStore(tmp_path / "podflow.sqlite3", heartbeat_timeout_s=1.5))
+    dispatcher = QueueDispatcher(broker=build_broker(load_settings(env_file=None, broker_url=server.url)))
+    worker = WorkerProcess(worker_env(data_dir=tmp_path, broker_url=server.url), tmp_path / "worker.log")
+    try:
+        submission = submit(store, dispatcher, request("noop"), now=utcnow())
+        assert submission.enqueued and dispatcher.holds_nothing() is False
+        server.stop()  # a restart without persistence: the message is gone
+        server.start()
+        assert dispatcher.holds_nothing() is True
+        worker.start()
+        # the run stays PENDING: nothing will ever deliver it, until the sweep notices
+        later = utcnow() + timedelta(seconds=POLICY.heartbeat_timeout_s + 1)
+        report = sweep(store, now=later, policy=POLICY, dispatcher=dispatcher)
+        assert report.requeued == 1
+        done = finished(store, submission.run.run_id)
+        assert done.status is RunStatus.SUCCESS and done.attempt == 1
+    finally:
+        worker.stop()
+        close_broker(dispatcher.broker)
         server.stop()
         store.close()

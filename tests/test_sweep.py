@@ -112,6 +112,30 @@ def test_a_pending_run_enqueued_too_long_ago_expires(store: Store) -> None:
     assert store.get_run(draft).status is RunStatus.PENDING
 
 
+def test_a_run_whose_message_the_broker_lost_is_sent_again_once_the_queue_is_empty(store: Store) -> None:
+    lost = add(store, enqueued_at=T0, message_id="msg-lost")
+    young = add(store, enqueued_at=at(100), message_id="msg-young")
+    dispatcher = FakeDispatcher()
+    dispatcher.empty = False  # messages still queued: a backlog, not a loss
+    assert sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher).requeued == 0
+    dispatcher.empty = None  # the broker cannot tell (RabbitMQ)
+    assert sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher).requeued == 0
+    dispatcher.empty = True
+    report = sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher)
+    assert report.requeued == 1 and [run_id for run_id, _ in dispatcher.sent] == [lost]
+    assert dispatcher.sent[0][1] != "msg-lost"  # a new message id
+    assert store.get_run(lost).enqueued_at == T0  # expiry still counts from the first enqueue
+    assert store.get_run(young).status is RunStatus.PENDING
+
+
+def test_a_broker_that_cannot_be_inspected_requeues_nothing(store: Store) -> None:
+    add(store, enqueued_at=T0)
+    dispatcher = FakeDispatcher()
+    dispatcher.down = True
+    report = sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher)
+    assert report.requeued == 0 and dispatcher.sent == []
+
+
 def test_without_a_dispatcher_only_the_failing_rules_run(store: Store) -> None:
     lost = started(store, at(1000))
     outbox = add(store, outbox_at=T0)
@@ -196,6 +220,9 @@ class _FileDispatcher:
     def new_message_id(self) -> str:
         self._ids += 1
         return f"msg-{os.getpid()}-{self._ids}"
+
+    def holds_nothing(self) -> None:
+        return None
 
     def send(self, run_id: str, message_id: str | None) -> None:
         with open(self.path, "a", encoding="utf-8") as f:

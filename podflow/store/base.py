@@ -272,6 +272,9 @@ class Store(Protocol):
         """PENDING runs whose start was requested before the cutoff and whose
         enqueue was never confirmed."""
 
+    def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        """PENDING runs enqueued before the cutoff and never started, oldest first."""
+
     def fail_pending_enqueued_before(
         self, *, enqueued_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
     ) -> list[str]:

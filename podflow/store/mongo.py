@@ -615,6 +615,15 @@ class MongoStore:
         return [RunRef(**doc) for doc in docs]
 
     @_guarded
+    def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        docs = (
+            self.runs.find({"status": str(RunStatus.PENDING), "enqueued_at": {"$lt": enqueued_before}}, _RUN_REF)
+            .sort("enqueued_at", ASCENDING)
+            .limit(limit)
+        )
+        return [RunRef(**doc) for doc in docs]
+
+    @_guarded
     def fail_pending_enqueued_before(
         self, *, enqueued_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
     ) -> list[str]:

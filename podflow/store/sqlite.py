@@ -882,6 +882,19 @@ class SqliteStore:
         return [RunRef(**dict(row)) for row in rows]
 
     @_guarded
+    def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT run_id, attempt, mode, message_id FROM runs"
+                " WHERE status = 'PENDING' AND enqueued_at < ? ORDER BY enqueued_at LIMIT ?",
+                (to_ms(enqueued_before), limit),
+            )
+            .fetchall()
+        )
+        return [RunRef(**dict(row)) for row in rows]
+
+    @_guarded
     @_writes()
     def fail_pending_enqueued_before(
         self, *, enqueued_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH

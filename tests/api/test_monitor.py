@@ -100,6 +100,7 @@ def test_the_overview_shows_runs_queues_and_the_last_hour(api: Api) -> None:
             "worker_lost": 0,
             "redispatched": 0,
             "enqueued": 0,
+            "requeued": 0,
             "expired": 0,
             "send_errors": 0,
         },

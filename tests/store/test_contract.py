@@ -548,6 +548,7 @@ def test_sweeps_are_summed_and_the_latest_sweep_time_is_kept(store: Store) -> No
         "worker_lost": 0,
         "redispatched": 1,
         "enqueued": 0,
+        "requeued": 0,
         "expired": 0,
         "send_errors": 3,
     }
@@ -575,3 +576,16 @@ def test_runs_finished_are_counted_per_minute_and_status_since_a_time(store: Sto
         (at(180), RunStatus.SUCCESS, 1),
     ]
     assert store.finished_per_minute(since=at(1000)) == []
+
+
+def test_enqueued_pending_runs_are_listed_oldest_first(store: Store) -> None:
+    young, _ = store.create_run(make_run(at(0), enqueued_at=at(90)))
+    old, _ = store.create_run(make_run(at(0), enqueued_at=at(10)))
+    older, _ = store.create_run(make_run(at(0), enqueued_at=at(5)))
+    store.create_run(make_run(at(0)))  # a draft, never enqueued
+    claimed, _ = store.create_run(make_run(at(0), enqueued_at=at(1)))
+    store.claim(claimed.run_id, now=at(2))
+    refs = store.list_enqueued(enqueued_before=at(50))
+    assert [r.run_id for r in refs] == [older.run_id, old.run_id]
+    assert [r.run_id for r in store.list_enqueued(enqueued_before=at(50), limit=1)] == [older.run_id]
+    assert young.run_id in {r.run_id for r in store.list_enqueued(enqueued_before=at(100))}
