@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import ConfigError
-from ..exitcodes import RET_CONFIG, RET_OK, RET_UNAVAILABLE
+from ..exitcodes import RET_OK, RET_UNAVAILABLE
 from ..settings import Settings
 
 __all__ = ["register"]
@@ -30,21 +29,20 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    # The CLI is an entry point at the edge, like uvicorn's import string; the
-    # library modules of podflow never import the api package.
-    from api.app import create_app
-
-    from . import fail
-
-    try:
-        app = create_app(settings)
-    except ConfigError as exc:
-        return fail(str(exc), RET_CONFIG)
+    # By import string, as ``uvicorn api.app:app`` does: podflow/ never imports
+    # the api package; the app loads the same settings from the same environment
+    # (an invalid setting there exits 78 with one line).
     config = uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower(), lifespan="on"
+        "api.app:app",
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
     )
     try:
         uvicorn.Server(config).run()
     except SystemExit as exc:  # uvicorn exits 3 when the app cannot start or bind its port
-        return RET_UNAVAILABLE if exc.code == _STARTUP_FAILURE else int(exc.code or 0)
+        if exc.code == _STARTUP_FAILURE:
+            return RET_UNAVAILABLE
+        return int(exc.code or 0)
     return RET_OK
