@@ -108,7 +108,7 @@ from ..models import (
     SourceInfo,
     SpeakerProfile,
 )
-from ..states import RunStatus
+from ..states import RunStatus, can_transition
 from ..timeutil import from_ms, to_ms
 from .counters import MinuteCount, StoreStats
 
@@ -121,6 +121,7 @@ __all__ = [
     "StoreStats",
     "decode_cursor",
     "encode_cursor",
+    "finish_status",
     "profile_kind",
 ]
 
@@ -138,6 +139,18 @@ PROFILE_MODELS: dict[str, type[EpisodeProfile] | type[SpeakerProfile]] = {
 
 def profile_kind(profile: Profile) -> ProfileKind:
     return "episode" if isinstance(profile, EpisodeProfile) else "speaker"
+
+
+def finish_status(status: RunStatus | str) -> RunStatus:
+    """``status`` as the end of an execution, which :meth:`Store.finish` writes.
+
+    Raises:
+      ValueError: not SUCCESS or FAILURE (REVOKED is ``cancel``'s alone).
+    """
+    status = RunStatus(status)
+    if status not in (RunStatus.SUCCESS, RunStatus.FAILURE) or not can_transition(RunStatus.STARTED, status):
+        raise ValueError(f"finish() ends a run in SUCCESS or FAILURE, not {status}")
+    return status
 
 
 def encode_cursor(created_at: datetime, run_id: str) -> str:

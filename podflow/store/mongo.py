@@ -36,7 +36,7 @@ from ..models import (
     Source,
     SourceInfo,
 )
-from ..states import TERMINAL, RunStatus, allowed_sources, can_transition
+from ..states import TERMINAL, RunStatus, allowed_sources
 from ..timeutil import from_ms, to_ms
 from .base import (
     DEFAULT_BATCH,
@@ -47,6 +47,7 @@ from .base import (
     StoreStats,
     decode_cursor,
     encode_cursor,
+    finish_status,
     profile_kind,
 )
 from .counters import CREATED, SWEEP_LAST_AT, finished_increments, sweep_increments
@@ -481,9 +482,7 @@ class MongoStore:
         error: ErrorInfo | None = None,
         reason: str = "",
     ) -> Run | None:
-        status = RunStatus(status)
-        if status not in (RunStatus.SUCCESS, RunStatus.FAILURE) or not can_transition(RunStatus.STARTED, status):
-            raise ValueError(f"finish() ends a run in SUCCESS or FAILURE, not {status}")
+        status = finish_status(status)
         doc = self.runs.find_one_and_update(
             self._fence(run_id, attempt),
             {

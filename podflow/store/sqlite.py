@@ -52,7 +52,7 @@ from ..models import (
     SourceInfo,
     Transition,
 )
-from ..states import RunStatus, allowed_sources, can_transition
+from ..states import RunStatus, allowed_sources
 from ..timeutil import from_ms, to_ms
 from .base import (
     DEFAULT_BATCH,
@@ -63,6 +63,7 @@ from .base import (
     StoreStats,
     decode_cursor,
     encode_cursor,
+    finish_status,
     profile_kind,
 )
 from .counters import CREATED, DURATION_BUCKETS_S, SWEEP_LAST_AT, sweep_increments
@@ -740,9 +741,7 @@ class SqliteStore:
         error: ErrorInfo | None = None,
         reason: str = "",
     ) -> Run | None:
-        status = RunStatus(status)
-        if status not in (RunStatus.SUCCESS, RunStatus.FAILURE) or not can_transition(RunStatus.STARTED, status):
-            raise ValueError(f"finish() ends a run in SUCCESS or FAILURE, not {status}")
+        status = finish_status(status)
         row = self._finish(run_id, attempt, status=status, now=now, result=result, error=error, reason=reason)
         return None if row is None else self._run(row)
 
