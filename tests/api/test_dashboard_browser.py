@@ -200,9 +200,10 @@ def test_with_a_token_the_dashboard_asks_once_and_never_puts_it_in_a_url(page: A
         row(page, listened).locator("button.play").click()
         audio = row(page, listened).locator("audio")
         expect(audio).to_have_attribute("src", re.compile(r"^blob:"))
-        assert (
-            page.evaluate("(id) => document.querySelector(`tr[data-run-id='${id}'] audio`).duration", listened) > 0
-        )  # the blob is the WAV the API served
+        # the blob is the WAV the API served: once its metadata loaded, it has a duration
+        page.wait_for_function(
+            "(id) => document.querySelector(`tr[data-run-id='${id}'] audio`).duration > 0", arg=listened
+        )
 
         page.reload()  # the same tab: the token is kept, nothing is asked again
         expect(page.locator("#live")).to_contain_text("live")
