@@ -39,9 +39,11 @@ METHOD_NOTES = [
     "and Celery = the time recorded by the task whose Redis INCR reached N. Ratios pair the batches of one "
     "repetition; the systems take turns in a rotating order.",
     "podflow runs as production does: `podflow worker` (Dramatiq, podflow's middleware, one prefetched message per "
-    "thread, INFO logs), SQLite with synchronous=FULL. Bare Dramatiq: Dramatiq's default middleware and prefetch. "
+    "thread, an idle poll of 100 ms, INFO logs), SQLite with accepted runs fsynced before submit returns. "
+    "Bare Dramatiq: Dramatiq's default middleware, prefetch and idle poll. "
     "Celery: `celery worker -P threads -c T`, one instance per process, without gossip, mingle and heartbeat, "
-    "results ignored, INFO logs.",
+    "results ignored, INFO logs; \"old module's settings\": with a result backend, STARTED tracked, late acks "
+    "and a prefetch of one, as the replaced module ran Celery.",
     "Memory: RSS summed over each worker tree (main process and children); forked children share pages, so the "
     "sum is an upper bound. Idle after the warm-up; peak sampled every 100 ms during the throughput batches.",
 ]

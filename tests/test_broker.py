@@ -109,13 +109,14 @@ def test_closing_a_redis_broker_closes_its_connections(redis_url: str) -> None:
     observer.close()
 
 
-def test_a_worker_prefetches_one_message_per_thread() -> None:
+def test_a_worker_prefetches_one_message_per_thread_and_polls_an_idle_queue_often() -> None:
     broker = StubBroker(middleware=[QueuePrefetch()])
     broker.declare_queue("podcast")
-    worker = Worker(broker, worker_threads=3, worker_timeout=50)
+    worker = Worker(broker, worker_threads=3, worker_timeout=1000)
     worker.start()
     try:
         assert worker.consumers["podcast"].prefetch == 3
+        assert worker.worker_timeout == 100 and worker.consumers["podcast"].worker_timeout == 100
     finally:
         worker.stop()
 
