@@ -84,16 +84,32 @@ def staging_dir(podcasts_dir: Path, run_id: str, attempt: int) -> Path:
     return podcasts_dir / run_id / f".attempt-{attempt}"
 
 
-def _remove_staging(staging: Path) -> None:
-    """Remove an attempt's staging directory, and the run's directory if that leaves it empty."""
-    try:
-        staging.rmdir()  # the common case: empty after promotion, or never created
-    except FileNotFoundError:
-        pass
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        staging.parent.rmdir()
+class _Staging:
+    """An attempt's staging directory: made when the generator first asks for
+    it, removed (with the run's directory, if that leaves it empty) at most once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.made = False
+
+    def make(self) -> Path:
+        if not self.made:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.made = True
+        return self.path
+
+    def remove(self) -> None:
+        if not self.made:  # a generator that wrote no files costs no directory operations
+            return
+        self.made = False
+        try:
+            self.path.rmdir()  # the common case: empty after promotion
+        except FileNotFoundError:
+            pass
+        except OSError:
+            shutil.rmtree(self.path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.path.parent.rmdir()
 
 
 def _error(exc: BaseException, type_: str | None = None) -> ErrorInfo:
@@ -107,7 +123,7 @@ class RunContext:
 
     run_id: str
     attempt: int
-    staging: Path
+    _staging: _Staging = field(repr=False)
     config: GeneratorConfig
     _store: Store = field(repr=False)
     _tracked: Tracked = field(repr=False)
@@ -115,10 +131,8 @@ class RunContext:
 
     @property
     def work_dir(self) -> Path:
-        """The attempt's staging directory, created on first use (a generator
-        that writes no files costs no directory operations)."""
-        self.staging.mkdir(parents=True, exist_ok=True)
-        return self.staging
+        """The attempt's staging directory, created on first use."""
+        return self._staging.make()
 
     def progress(self, stage: str, percent: float, message: str = "") -> None:
         progress = Progress(stage=stage[:100], percent=min(100.0, max(0.0, percent)), message=message[:500])
@@ -219,7 +233,7 @@ class Runner:
     # -- one attempt ------------------------------------------------------------
     def _run(self, run_id: str, attempt: int) -> Outcome:
         # absolute, so paths a generator builds from ctx.work_dir are too
-        staging = staging_dir(self.podcasts_dir, run_id, attempt).absolute()
+        staging = _Staging(staging_dir(self.podcasts_dir, run_id, attempt).absolute())
         tracked = self.monitor.track(run_id, attempt)
         promoted = _Promoted()
         succeeded = False
@@ -235,14 +249,14 @@ class Runner:
                 # still ours? A zombie attempt must not even touch the run's files
                 tracked.note(self.store.lease(run_id, attempt))
                 tracked.check()
-                run_result = self._promote(run_id, staging, result, promoted)
-                _remove_staging(staging)  # before the outcome is visible
+                run_result = self._promote(run_id, staging.path, result, promoted)
+                staging.remove()  # before the outcome is visible
                 self._remove_older_staging(run_id, attempt)
                 done = self.store.finish(
                     run_id, attempt, status=RunStatus.SUCCESS, now=self._clock(), result=run_result
                 )
             except BaseException as exc:
-                _remove_staging(staging)  # partial files: gone before the outcome is visible
+                staging.remove()  # partial files: gone before the outcome is visible
                 return self._failed(run_id, attempt, exc)
             if done is None:
                 return self._ended(run_id, attempt, "lost", "finish refused: the attempt no longer owns the run")
@@ -252,7 +266,7 @@ class Runner:
             self.monitor.untrack(tracked)
             if promoted.files and not succeeded:
                 self._discard_promoted(run_id, promoted)
-            _remove_staging(staging)
+            staging.remove()
 
     def _failed(self, run_id: str, attempt: int, exc: BaseException) -> Outcome:
         """Record why ``attempt`` ended without success; re-raise what must be retried."""
