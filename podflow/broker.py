@@ -133,6 +133,7 @@ def broker_errors(action: str) -> Iterator[None]:
 
 #: how long an idle consumer waits at most before asking the broker again (ms)
 IDLE_POLL_MS = 100
+_DRAMATIQ_WORKER_TIMEOUT_MS = 1000
 
 
 class QueuePrefetch(Middleware):
@@ -143,8 +144,8 @@ class QueuePrefetch(Middleware):
     its threads are busy makes that run wait although another host is idle.
     An idle worker backing off to a second adds up to a second between submit
     and start; ten small Redis calls a second per idle consumer cost nothing.
-    Explicit ``dramatiq_queue_prefetch`` and ``dramatiq_worker_timeout``
-    environment variables still win.
+    A ``dramatiq_queue_prefetch`` or ``dramatiq_worker_timeout`` environment
+    variable set to another value than Dramatiq's default still wins.
     """
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -152,8 +153,8 @@ class QueuePrefetch(Middleware):
         # added), and read worker.queue_prefetch and worker.worker_timeout then
         if not dramatiq.worker.QUEUE_PREFETCH:
             worker.queue_prefetch = worker.worker_threads
-        if "dramatiq_worker_timeout" not in os.environ:
-            worker.worker_timeout = min(worker.worker_timeout, IDLE_POLL_MS)
+        if worker.worker_timeout == _DRAMATIQ_WORKER_TIMEOUT_MS:  # Dramatiq's default, not the user's
+            worker.worker_timeout = IDLE_POLL_MS
 
 
 def build_result_backend(url: str) -> Any:
