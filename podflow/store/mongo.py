@@ -604,23 +604,22 @@ class MongoStore:
         )
         return [RunRef(**c) for c in written]
 
-    @_guarded
-    def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+    def _pending_before(self, field: str, cutoff: datetime, limit: int) -> list[RunRef]:
+        """PENDING runs whose ``field`` (outbox_at or enqueued_at) is before the cutoff, oldest first."""
         docs = (
-            self.runs.find({"status": str(RunStatus.PENDING), "outbox_at": {"$lt": requested_before}}, _RUN_REF)
-            .sort("outbox_at", ASCENDING)
+            self.runs.find({"status": str(RunStatus.PENDING), field: {"$lt": cutoff}}, _RUN_REF)
+            .sort(field, ASCENDING)
             .limit(limit)
         )
         return [RunRef(**doc) for doc in docs]
 
     @_guarded
+    def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        return self._pending_before("outbox_at", requested_before, limit)
+
+    @_guarded
     def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
-        docs = (
-            self.runs.find({"status": str(RunStatus.PENDING), "enqueued_at": {"$lt": enqueued_before}}, _RUN_REF)
-            .sort("enqueued_at", ASCENDING)
-            .limit(limit)
-        )
-        return [RunRef(**doc) for doc in docs]
+        return self._pending_before("enqueued_at", enqueued_before, limit)
 
     @_guarded
     def fail_pending_enqueued_before(

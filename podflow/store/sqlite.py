@@ -867,31 +867,27 @@ class SqliteStore:
         )
         return [RunRef(**dict(row)) for row in rows]
 
-    @_guarded
-    def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+    def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
+        """PENDING runs whose ``column`` (outbox_at or enqueued_at) is before the cutoff, oldest first."""
+        assert column in ("outbox_at", "enqueued_at")
         rows = (
             self._conn()
             .execute(
                 "SELECT run_id, attempt, mode, message_id FROM runs"
-                " WHERE status = 'PENDING' AND outbox_at < ? ORDER BY outbox_at LIMIT ?",
-                (to_ms(requested_before), limit),
+                f" WHERE status = 'PENDING' AND {column} < ? ORDER BY {column} LIMIT ?",
+                (to_ms(cutoff), limit),
             )
             .fetchall()
         )
         return [RunRef(**dict(row)) for row in rows]
 
     @_guarded
+    def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        return self._pending_before("outbox_at", requested_before, limit)
+
+    @_guarded
     def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT run_id, attempt, mode, message_id FROM runs"
-                " WHERE status = 'PENDING' AND enqueued_at < ? ORDER BY enqueued_at LIMIT ?",
-                (to_ms(enqueued_before), limit),
-            )
-            .fetchall()
-        )
-        return [RunRef(**dict(row)) for row in rows]
+        return self._pending_before("enqueued_at", enqueued_before, limit)
 
     @_guarded
     @_writes()
