@@ -12,7 +12,7 @@ import json
 import re
 import secrets
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -291,7 +291,3 @@ class EpisodeProfile(_Model):
     default_briefing: str = Field(default="", max_length=4000)
     words_per_segment: int = Field(default=150, ge=20, le=2000)
 
-
-def dump(model: BaseModel) -> dict[str, Any]:
-    """A model as plain Python values (datetimes stay datetimes)."""
-    return model.model_dump(mode="python")

@@ -92,7 +92,7 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..errors import InvalidInput
 from ..models import (
@@ -122,6 +122,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "finish_status",
+    "lease_of",
     "profile_kind",
 ]
 
@@ -139,6 +140,16 @@ PROFILE_MODELS: dict[str, type[EpisodeProfile] | type[SpeakerProfile]] = {
 
 def profile_kind(profile: Profile) -> ProfileKind:
     return "episode" if isinstance(profile, EpisodeProfile) else "speaker"
+
+
+def lease_of(row: Mapping[str, Any] | None, attempt: int) -> Lease:
+    """The hold ``attempt`` has on a run read as ``row`` (its status, attempt and
+    released flag; None when the run is absent)."""
+    if row is None:
+        return Lease(owned=False)
+    status = RunStatus(row["status"])
+    owned = status is RunStatus.STARTED and row["attempt"] == attempt and not row["released"]
+    return Lease(owned=owned, cancelled=status is RunStatus.REVOKED, status=status)
 
 
 def finish_status(status: RunStatus | str) -> RunStatus:

@@ -48,6 +48,7 @@ from .base import (
     decode_cursor,
     encode_cursor,
     finish_status,
+    lease_of,
     profile_kind,
 )
 from .counters import CREATED, SWEEP_LAST_AT, finished_increments, sweep_increments
@@ -216,15 +217,6 @@ class MongoStore:
         if doc["idempotency_key"] is None:
             del doc["idempotency_key"]  # the unique index is sparse: absent, not null
         return doc
-
-    @staticmethod
-    def _lease(doc: Mapping[str, Any] | None, attempt: int) -> Lease:
-        """The lease ``attempt`` holds on the run ``doc`` (read with status, attempt, released)."""
-        if doc is None:
-            return Lease(owned=False)
-        status = RunStatus(doc["status"])
-        owned = status is RunStatus.STARTED and doc["attempt"] == attempt and not doc["released"]
-        return Lease(owned=owned, cancelled=status is RunStatus.REVOKED, status=status)
 
     def _fence(self, run_id: str, attempt: int) -> dict[str, Any]:
         return {"run_id": run_id, "attempt": attempt, "status": str(RunStatus.STARTED), "released": False}
@@ -421,11 +413,11 @@ class MongoStore:
         result = self.runs.update_one(self._fence(run_id, attempt), {"$set": {"heartbeat_at": now}})
         if result.matched_count:
             return Lease(owned=True, status=RunStatus.STARTED)
-        return self._lease(self.runs.find_one({"run_id": run_id}, _LEASE_FIELDS), attempt)
+        return lease_of(self.runs.find_one({"run_id": run_id}, _LEASE_FIELDS), attempt)
 
     @_guarded
     def lease(self, run_id: str, attempt: int) -> Lease:
-        return self._lease(self.runs.find_one({"run_id": run_id}, _LEASE_FIELDS), attempt)
+        return lease_of(self.runs.find_one({"run_id": run_id}, _LEASE_FIELDS), attempt)
 
     @_guarded
     def heartbeat_many(self, leases: Mapping[str, int], *, now: datetime) -> dict[str, Lease]:
@@ -445,7 +437,7 @@ class MongoStore:
                 {"run_id": {"$in": list(leases)}}, {"run_id": 1, **_LEASE_FIELDS}
             )
         }
-        return {run_id: self._lease(docs.get(run_id), attempt) for run_id, attempt in leases.items()}
+        return {run_id: lease_of(docs.get(run_id), attempt) for run_id, attempt in leases.items()}
 
     @_guarded
     def set_progress(self, run_id: str, attempt: int, progress: Progress, *, now: datetime) -> Lease:
@@ -455,7 +447,7 @@ class MongoStore:
         )
         if result.matched_count:
             return Lease(owned=True, status=RunStatus.STARTED)
-        return self._lease(self.runs.find_one({"run_id": run_id}, _LEASE_FIELDS), attempt)
+        return lease_of(self.runs.find_one({"run_id": run_id}, _LEASE_FIELDS), attempt)
 
     @_guarded
     def release(self, run_id: str, attempt: int, *, error: ErrorInfo, now: datetime) -> bool:

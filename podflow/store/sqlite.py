@@ -64,6 +64,7 @@ from .base import (
     decode_cursor,
     encode_cursor,
     finish_status,
+    lease_of,
     profile_kind,
 )
 from .counters import CREATED, DURATION_BUCKETS_S, SWEEP_LAST_AT, sweep_increments
@@ -502,12 +503,11 @@ class SqliteStore:
             run.retry_of,
         )
 
-    def _lease_after_miss(self, conn: sqlite3.Connection, run_id: str) -> Lease:
-        row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        if row is None:
-            return Lease(owned=False)
-        status = RunStatus(row["status"])
-        return Lease(owned=False, cancelled=status is RunStatus.REVOKED, status=status)
+    def _read_lease(self, run_id: str, attempt: int) -> Lease:
+        row = self._conn().execute(
+            "SELECT status, attempt, released FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return lease_of(row, attempt)
 
     # -- run records ------------------------------------------------------------
     @_guarded
@@ -663,20 +663,11 @@ class SqliteStore:
             f"UPDATE runs SET heartbeat_at = :now WHERE {self._FENCE}",
             {"now": to_ms(now), "run_id": run_id, "attempt": attempt},
         )
-        return Lease(owned=True, status=RunStatus.STARTED) if cur.rowcount else self._lease_after_miss(conn, run_id)
+        return Lease(owned=True, status=RunStatus.STARTED) if cur.rowcount else self._read_lease(run_id, attempt)
 
     @_guarded
     def lease(self, run_id: str, attempt: int) -> Lease:
-        row = (
-            self._conn()
-            .execute("SELECT status, attempt, released FROM runs WHERE run_id = ?", (run_id,))
-            .fetchone()
-        )
-        if row is None:
-            return Lease(owned=False)
-        status = RunStatus(row["status"])
-        owned = status is RunStatus.STARTED and row["attempt"] == attempt and not row["released"]
-        return Lease(owned=owned, cancelled=status is RunStatus.REVOKED, status=status)
+        return self._read_lease(run_id, attempt)
 
     @_guarded
     @_writes()
@@ -699,7 +690,7 @@ class SqliteStore:
         replies = {run_id: Lease(owned=True, status=RunStatus.STARTED) for run_id in owned}
         for run_id in leases:
             if run_id not in owned:
-                replies[run_id] = self._lease_after_miss(conn, run_id)
+                replies[run_id] = self._read_lease(run_id, leases[run_id])
         return replies
 
     @_guarded
@@ -711,7 +702,7 @@ class SqliteStore:
             f" WHERE {self._FENCE}",
             {"progress": progress.model_dump_json(), "now": to_ms(now), "run_id": run_id, "attempt": attempt},
         )
-        return Lease(owned=True, status=RunStatus.STARTED) if cur.rowcount else self._lease_after_miss(conn, run_id)
+        return Lease(owned=True, status=RunStatus.STARTED) if cur.rowcount else self._read_lease(run_id, attempt)
 
     @_guarded
     @_writes()
