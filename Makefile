@@ -34,8 +34,9 @@ define ensure_tools
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "podflow: installing system packages:$$missing"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
-	      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; \
+	    apt="apt-get -o DPkg::Lock::Timeout=600 -y -qq"; \
+	    $$apt install --no-install-recommends $$missing >/dev/null \
+	      || { $$apt update && $$apt install --no-install-recommends $$missing >/dev/null; }; \
 	  else \
 	    echo "podflow: missing system packages:$$missing; install them with: sudo apt-get install$$missing" >&2; \
 	    exit 1; \
