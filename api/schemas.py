@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from podflow.errors import InvalidInput
+from podflow.lifecycle import RESULT_FILES
 from podflow.models import (
     PROFILE_NAME_PATTERN,
     EpisodeProfile,
@@ -29,7 +30,6 @@ from podflow.models import (
     SpeakerProfile,
     Transition,
 )
-from podflow.runs import RESULT_FILES
 from podflow.states import RunStatus
 
 __all__ = [

@@ -22,13 +22,13 @@ from typing import Any
 import dramatiq
 from starlette.requests import Request
 
-from podflow.broker import build_broker, close_broker
 from podflow.dispatch import Dispatcher, QueueDispatcher
+from podflow.dispatch.thread import build_thread_executor
 from podflow.generation.base import Generator
 from podflow.profiles import seed_defaults
 from podflow.settings import Settings
 from podflow.store import Store, open_store
-from podflow.threadmode import build_thread_executor
+from podflow.worker.broker import build_broker, close_broker
 
 __all__ = ["Services", "open_services", "services"]
 

@@ -29,12 +29,12 @@ from typing import Any
 
 import redis
 
-from podflow.broker import build_broker
 from podflow.dispatch import QueueDispatcher
 from podflow.settings import load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepReport, sweep
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker
 
 from .fill import MAX_ATTEMPTS, POLICY, Filled, fill
 from .report import Row

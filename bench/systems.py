@@ -36,12 +36,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from podflow.broker import build_broker
 from podflow.cli.worker import command as podflow_worker_command
 from podflow.dispatch import QueueDispatcher, submit
 from podflow.settings import Settings, load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker
 from tests.execution import WorkerProcess, request, seed
 
 from . import completions

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dramatiq.middleware import Shutdown, TimeLimitExceeded
 
-from .broker import is_transient
 from .errors import GenerationError, LeaseLost, RunCancelled, RunInterrupted, StoreError
 from .generation.base import GenerationResult, Generator, GeneratorConfig
 from .generation.request import build_request
@@ -46,6 +45,7 @@ from .models import ErrorInfo, Progress, RunResult
 from .states import RunStatus
 from .store.base import Store
 from .timeutil import utcnow
+from .worker.broker import is_transient
 
 if TYPE_CHECKING:
     from .settings import Settings

@@ -18,7 +18,7 @@ from podflow.cli.sweep import run_once
 from podflow.errors import ConfigError
 from podflow.exitcodes import RET_CONFIG
 from podflow.settings import load_settings, unknown_variables
-from podflow.sweeper import build_sweeper
+from podflow.sweep.service import build_sweeper
 
 from .process import SweepScheduler
 

@@ -29,7 +29,7 @@ from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from podflow.exitcodes import RET_OK
-from podflow.sweeper import Sweeper
+from podflow.sweep.service import Sweeper
 
 __all__ = ["SweepScheduler", "jitter_s"]
 

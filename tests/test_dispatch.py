@@ -7,12 +7,12 @@ import time
 import pytest
 from dramatiq import Message
 
-from podflow.broker import ACTOR_NAME, QUEUE_NAME, build_broker
 from podflow.dispatch import QueueDispatcher, create, ensure_same_request, start, submit
 from podflow.errors import BrokerUnavailable, IdempotencyConflict, InvalidInput, InvalidTransition, RunNotFound
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.base import Store
+from podflow.worker.broker import ACTOR_NAME, QUEUE_NAME, build_broker
 from tests.conftest import T0, at
 from tests.execution import FakeDispatcher, request, seed
 from tests.servers import free_port

@@ -38,5 +38,5 @@ def test_only_the_settings_module_reads_the_environment() -> None:
         "podflow/settings.py",
         "podflow/cli/__init__.py",
         "podflow/cli/up.py",
-        "podflow/actors.py",
+        "podflow/worker/actors.py",
     }, readers

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from podflow.broker import build_broker, close_broker
 from podflow.dispatch import QueueDispatcher, submit
 from podflow.models import Run
 from podflow.settings import load_settings
@@ -18,6 +17,7 @@ from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy, sweep
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker, close_broker
 from tests.execution import WorkerProcess, finished, request, seed, wait_for, worker_env
 from tests.generators import read_events
 from tests.servers import RedisServer, free_port

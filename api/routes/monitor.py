@@ -12,8 +12,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from podflow import monitor
-from podflow.metrics import PodflowCollector, render_metrics
+from podflow.monitoring import overview as monitor
+from podflow.monitoring.prometheus import PodflowCollector, render_metrics
 
 from ..routing import Media, RouteTable
 from ..schemas import respond

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, MalformedRangeHeader, Response
 from starlette.responses import RangeNotSatisfiable as _Unsatisfiable
 
-from podflow import runs
+from podflow import lifecycle as runs
 
 from ..errors import InvalidRange, RangeNotSatisfiable
 from ..routing import Media, RouteTable

@@ -11,7 +11,8 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-from podflow import dispatch, runs
+from podflow import dispatch
+from podflow import lifecycle as runs
 from podflow.dispatch import Submission
 from podflow.errors import InvalidInput, RunNotFound
 from podflow.models import Run, RunRequest

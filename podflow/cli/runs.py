@@ -14,8 +14,8 @@ from typing import Any
 
 from ..errors import Conflict, InvalidInput, NotFound, RunNotFound
 from ..exitcodes import RET_FAILED_RUN, RET_OK, RET_UNAVAILABLE
+from ..lifecycle import cancel, retry
 from ..models import Run
-from ..runs import cancel, retry
 from ..settings import Settings
 from ..states import RunStatus
 from ..timeutil import utcnow

@@ -12,12 +12,12 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from ..broker import build_broker
 from ..errors import BrokerUnavailable, StoreError
 from ..exitcodes import RET_OK, RET_UNAVAILABLE
-from ..inspect import inspect_broker, inspect_store
+from ..monitoring.snapshot import inspect_broker, inspect_store
 from ..settings import Settings
 from ..timeutil import utcnow
+from ..worker.broker import build_broker
 from ._common import duration, print_json, redact, store_for, table
 
 __all__ = ["collect", "register", "render", "run"]

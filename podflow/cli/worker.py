@@ -32,11 +32,11 @@ import shlex
 import sys
 from typing import Any
 
-from ..broker import QUEUE_NAME
 from ..errors import ConfigError
 from ..exitcodes import RET_CONFIG, RET_OK
 from ..generation.loader import load_generator
 from ..settings import Settings
+from ..worker.broker import QUEUE_NAME
 from ._process import run_relaying
 
 __all__ = ["SHUTDOWN_TIMEOUT_S", "command"]

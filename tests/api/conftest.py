@@ -24,7 +24,6 @@ import uvicorn
 from starlette.applications import Starlette
 
 from api.app import create_app
-from podflow.broker import ACTOR_NAME, QUEUE_NAME, build_broker, close_broker
 from podflow.generation.base import Generator
 from podflow.heartbeat import HeartbeatMonitor
 from podflow.models import RunResult
@@ -33,6 +32,7 @@ from podflow.settings import Settings, load_settings
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from podflow.timeutil import utcnow
+from podflow.worker.broker import ACTOR_NAME, QUEUE_NAME, build_broker, close_broker
 
 #: a run id that exists nowhere
 ABSENT = "run_" + "0" * 32

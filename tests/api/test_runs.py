@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from api.app import create_app
-from podflow.broker import build_broker, close_broker
 from podflow.dispatch import QueueDispatcher
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy, sweep
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker, close_broker
 from tests import generators
 from tests.api.conftest import ABSENT, Api, InProcessWorker, error, finish_with_files, serve, settings_for
 from tests.execution import wait_for

@@ -18,7 +18,7 @@ from podflow.models import Run
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy
-from podflow.sweeper import Sweeper
+from podflow.sweep.service import Sweeper
 from podflow.timeutil import utcnow
 from scheduler.process import JOB_ID, SweepScheduler
 from tests.execution import ROOT, WorkerProcess, request, wait_for, worker_env

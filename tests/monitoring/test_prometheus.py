@@ -7,14 +7,14 @@ from collections.abc import Iterator
 import dramatiq
 import pytest
 
-from podflow.broker import build_broker
 from podflow.dispatch import QueueDispatcher
-from podflow.metrics import PodflowCollector, render_metrics
 from podflow.models import ErrorInfo
+from podflow.monitoring.prometheus import PodflowCollector, render_metrics
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from podflow.timeutil import to_ms
+from podflow.worker.broker import build_broker
 from tests.conftest import T0, Samples, at, make_run, metric_samples
 from tests.servers import free_port
 

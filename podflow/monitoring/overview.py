@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 import dramatiq
 from pydantic import BaseModel, ConfigDict
 
-from .errors import BrokerUnavailable
-from .inspect import inspect_broker, inspect_store
-from .models import Mode
-from .states import TERMINAL, RunStatus
-from .store.base import Store
+from ..errors import BrokerUnavailable
+from ..models import Mode
+from ..states import TERMINAL, RunStatus
+from ..store.base import Store
+from .snapshot import inspect_broker, inspect_store
 
 __all__ = [
     "WINDOW_MINUTES",

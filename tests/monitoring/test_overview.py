@@ -9,13 +9,13 @@ import dramatiq
 import pytest
 import redis
 
-from podflow.broker import build_broker
 from podflow.dispatch import QueueDispatcher
-from podflow.monitor import WINDOW_MINUTES, finished_per_minute, overview
+from podflow.monitoring.overview import WINDOW_MINUTES, finished_per_minute, overview
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from podflow.timeutil import to_ms
+from podflow.worker.broker import build_broker
 from tests.conftest import T0, at, make_run
 from tests.servers import free_port
 

@@ -20,14 +20,14 @@ import pytest
 import redis
 from dramatiq.results.backends import RedisBackend
 
-from podflow import runs
-from podflow.broker import build_broker
+from podflow import lifecycle as runs
 from podflow.dispatch import QueueDispatcher, submit
 from podflow.models import Run
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker
 from tests.execution import ROOT, FakeDispatcher, WorkerProcess, finished, request, seed, wait_for, worker_env
 from tests.generators import read_events
 

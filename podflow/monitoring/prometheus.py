@@ -47,12 +47,12 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from . import __version__
-from .errors import BrokerUnavailable
-from .inspect import BrokerStatus, inspect_broker, inspect_store
-from .store.base import Store
-from .store.counters import SWEEP_RULES, StoreStats
-from .timeutil import to_ms
+from .. import __version__
+from ..errors import BrokerUnavailable
+from ..store.base import Store
+from ..store.counters import SWEEP_RULES, StoreStats
+from ..timeutil import to_ms
+from .snapshot import BrokerStatus, inspect_broker, inspect_store
 
 __all__ = ["PodflowCollector", "render_metrics"]
 

@@ -27,12 +27,12 @@ from typing import Any, Protocol
 import dramatiq
 from dramatiq.message import generate_unique_id
 
-from .broker import ACTOR_NAME, QUEUE_NAME, broker_errors
-from .errors import BrokerUnavailable, IdempotencyConflict, InvalidTransition, RunNotFound, StoreError
-from .generation.request import validate_request
-from .models import Mode, Run, RunRequest
-from .store.base import Store
-from .timeutil import utcnow
+from ..errors import BrokerUnavailable, IdempotencyConflict, InvalidTransition, RunNotFound, StoreError
+from ..generation.request import validate_request
+from ..models import Mode, Run, RunRequest
+from ..store.base import Store
+from ..timeutil import utcnow
+from ..worker.broker import ACTOR_NAME, QUEUE_NAME, broker_errors
 
 __all__ = [
     "Dispatcher",
@@ -106,7 +106,7 @@ class QueueDispatcher:
     def holds_nothing(self) -> bool | None:
         """From one snapshot of the queue's counts; None on RabbitMQ, which does
         not say how many messages its consumers hold unacknowledged."""
-        from .inspect import inspect_broker
+        from ..monitoring.snapshot import inspect_broker
 
         counts = inspect_broker(self.broker, now=utcnow(), queues=(self.queue_name,)).queues[0]
         if counts.unacked is None:

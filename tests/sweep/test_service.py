@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from podflow.broker import build_broker
 from podflow.dispatch import QueueDispatcher
 from podflow.errors import StoreUnavailable
 from podflow.models import Run
@@ -15,7 +14,8 @@ from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy
-from podflow.sweeper import Sweeper, build_sweeper
+from podflow.sweep.service import Sweeper, build_sweeper
+from podflow.worker.broker import build_broker
 from tests.conftest import T0, at
 from tests.execution import request
 from tests.servers import free_port
@@ -35,7 +35,7 @@ def test_a_scheduled_sweep_logs_its_counts_on_one_line(tmp_path: Path, caplog: p
     sweeper = Sweeper(open_store=lambda: store, policy=POLICY, dispatcher=None, holder="h", clock=lambda: at(3601))
     with caplog.at_level(logging.INFO, logger="podflow"):
         sweeper.scheduled_sweep()
-    [line] = [r.getMessage() for r in caplog.records if r.name == "podflow.sweeper"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "podflow.sweep.service"]
     assert line.startswith(
         "sweep: time_limit=1 worker_lost=0 redispatched=0 enqueued=0 requeued=0 expired=0 send_errors=0 ("
     )
@@ -58,7 +58,7 @@ def test_a_store_that_cannot_be_opened_is_logged_and_opened_again_next_time(
     with caplog.at_level(logging.INFO, logger="podflow"):
         sweeper.scheduled_sweep()  # does not raise: the scheduler keeps its schedule
         sweeper.scheduled_sweep()
-    messages = [r.getMessage() for r in caplog.records if r.name == "podflow.sweeper"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "podflow.sweep.service"]
     assert messages[0] == "sweep failed, trying again next interval: MongoDB unreachable: connection refused"
     assert messages[1].startswith("sweep: time_limit=0")
     assert len(attempts) == 2
@@ -109,7 +109,7 @@ def test_a_sweep_that_could_not_send_logs_a_warning_and_keeps_the_run_for_the_ne
                       clock=lambda: at(60))  # fmt: skip
     with caplog.at_level(logging.INFO, logger="podflow"):
         sweeper.scheduled_sweep()
-    [record] = [r for r in caplog.records if r.name == "podflow.sweeper"]
+    [record] = [r for r in caplog.records if r.name == "podflow.sweep.service"]
     assert record.levelno == logging.WARNING and "send_errors=1" in record.getMessage()
     assert store.get_run(run.run_id).outbox_at == T0 and store.get_run(run.run_id).enqueue_error
     sweeper.close()

@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from podflow.broker import build_broker, close_broker
 from podflow.dispatch import QueueDispatcher, submit
 from podflow.settings import load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
-from podflow.worker_metrics import _remove_stale, metrics_dir
+from podflow.worker.broker import build_broker, close_broker
+from podflow.worker.exporter import _remove_stale, metrics_dir
 from tests.conftest import metric_samples
 from tests.execution import WorkerProcess, finished, request, seed, wait_for, worker_env
 from tests.generators import read_events

@@ -32,19 +32,19 @@ from typing import TYPE_CHECKING
 from dramatiq.common import compute_backoff
 from dramatiq.middleware import Shutdown
 
-from .broker import MAX_MESSAGE_RETRIES, is_transient
-from .errors import BrokerUnavailable
-from .generation.base import Generator
-from .generation.loader import load_generator
-from .heartbeat import HeartbeatMonitor
-from .models import Mode
-from .runner import Runner, build_runner
-from .store.base import Store
-from .sweep import SweepPolicy, SweepReport, sweep
-from .timeutil import utcnow
+from ..errors import BrokerUnavailable
+from ..generation.base import Generator
+from ..generation.loader import load_generator
+from ..heartbeat import HeartbeatMonitor
+from ..models import Mode
+from ..runner import Runner, build_runner
+from ..store.base import Store
+from ..sweep import SweepPolicy, SweepReport, sweep
+from ..timeutil import utcnow
+from ..worker.broker import MAX_MESSAGE_RETRIES, is_transient
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 __all__ = ["ThreadExecutor", "build_thread_executor"]
 

@@ -20,16 +20,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .broker import build_broker, ping_broker
-from .dispatch import QueueDispatcher
-from .errors import BrokerUnavailable, StoreError
-from .store import open_store
-from .store.base import Store
-from .sweep import SweepPolicy, SweepReport, locked_sweep
-from .timeutil import utcnow
+from ..dispatch import QueueDispatcher
+from ..errors import BrokerUnavailable, StoreError
+from ..store import open_store
+from ..store.base import Store
+from ..timeutil import utcnow
+from ..worker.broker import build_broker, ping_broker
+from . import SweepPolicy, SweepReport, locked_sweep
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 __all__ = ["Sweeper", "build_sweeper", "holder_id", "summary"]
 

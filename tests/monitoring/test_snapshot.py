@@ -10,14 +10,14 @@ import dramatiq
 import pytest
 import redis
 
-from podflow.broker import QUEUE_NAME, build_broker, client_id, parse_client_id
 from podflow.dispatch import QueueDispatcher
 from podflow.errors import BrokerUnavailable
-from podflow.inspect import inspect_broker, inspect_store, parse_heartbeats
+from podflow.monitoring.snapshot import inspect_broker, inspect_store, parse_heartbeats
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from podflow.timeutil import to_ms, utcnow
+from podflow.worker.broker import QUEUE_NAME, build_broker, client_id, parse_client_id
 from tests.conftest import T0, at
 from tests.execution import request
 from tests.servers import RABBITMQ_URL, free_port, rabbitmq_up

@@ -30,9 +30,9 @@ from datetime import datetime
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Literal
 
-from .errors import InvalidInput, SourceTooLarge
-from .markup import html_to_text, markdown_title, markdown_to_text
-from .models import Source, new_source_id
+from ..errors import InvalidInput, SourceTooLarge
+from ..models import Source, new_source_id
+from .html import html_to_text, markdown_title, markdown_to_text
 
 __all__ = ["CONTENT_TYPES", "EXTENSIONS", "ingest_source", "resolve_content_type", "source_prose"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from podflow import runs
+from podflow import lifecycle as runs
 from podflow.dispatch import submit
 from podflow.errors import InvalidTransition, ResultNotFound, RunNotFound
 from podflow.models import ErrorInfo, RunResult

@@ -40,14 +40,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .dispatch import Dispatcher, deliver, redispatch
-from .errors import BrokerUnavailable
-from .models import ErrorInfo
-from .store.base import DEFAULT_BATCH, Store
-from .timeutil import seconds
+from ..dispatch import Dispatcher, deliver, redispatch
+from ..errors import BrokerUnavailable
+from ..models import ErrorInfo
+from ..store.base import DEFAULT_BATCH, Store
+from ..timeutil import seconds
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 __all__ = ["SWEEP_LEASE", "SweepPolicy", "SweepReport", "locked_sweep", "sweep"]
 

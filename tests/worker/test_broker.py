@@ -24,14 +24,6 @@ from dramatiq.middleware import (
 from dramatiq.results import Results
 from dramatiq.worker import Worker
 
-from podflow.broker import (
-    MAX_MESSAGE_RETRIES,
-    QueuePrefetch,
-    build_broker,
-    close_broker,
-    ping_broker,
-    retry_when,
-)
 from podflow.dispatch import QueueDispatcher
 from podflow.errors import (
     BrokerUnavailable,
@@ -42,6 +34,14 @@ from podflow.errors import (
     TransientGenerationError,
 )
 from podflow.settings import load_settings
+from podflow.worker.broker import (
+    MAX_MESSAGE_RETRIES,
+    QueuePrefetch,
+    build_broker,
+    close_broker,
+    ping_broker,
+    retry_when,
+)
 from tests.servers import RABBITMQ_URL, free_port, rabbitmq_up
 
 

@@ -37,11 +37,11 @@ from typing import Any
 
 import dramatiq
 
-from .broker import QUEUE_NAME, broker_errors, parse_client_id
-from .errors import BrokerUnavailable
-from .states import RunStatus
-from .store.base import Store
-from .timeutil import to_ms
+from ..errors import BrokerUnavailable
+from ..states import RunStatus
+from ..store.base import Store
+from ..timeutil import to_ms
+from ..worker.broker import QUEUE_NAME, broker_errors, parse_client_id
 
 __all__ = [
     "BrokerClient",

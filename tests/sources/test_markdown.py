@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podflow.markup import html_to_text, markdown_title, markdown_to_text
+from podflow.sources.html import html_to_text, markdown_title, markdown_to_text
 
 
 def test_html_keeps_headings_and_paragraphs_and_drops_scripts_and_styles() -> None:

@@ -26,17 +26,17 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage, Middleware, Shutdown
 from dramatiq.results import Results
 
+from ..dispatch import QueueDispatcher
+from ..errors import ConfigError
+from ..exitcodes import RET_CONFIG
+from ..generation.base import Generator
+from ..generation.loader import load_generator
+from ..heartbeat import HeartbeatMonitor
+from ..runner import Outcome, Runner, build_runner
+from ..settings import Settings, load_settings, unknown_variables
+from ..states import is_terminal
+from ..store import open_store
 from .broker import ACTOR_NAME, MAX_MESSAGE_RETRIES, QUEUE_NAME, build_broker
-from .dispatch import QueueDispatcher
-from .errors import ConfigError
-from .exitcodes import RET_CONFIG
-from .generation.base import Generator
-from .generation.loader import load_generator
-from .heartbeat import HeartbeatMonitor
-from .runner import Outcome, Runner, build_runner
-from .settings import Settings, load_settings, unknown_variables
-from .states import is_terminal
-from .store import open_store
 
 __all__ = ["WorkerResources", "broker", "generate_podcast", "resources", "settings"]
 
@@ -115,7 +115,7 @@ dramatiq.set_broker(broker)
 resources = WorkerResources(settings=settings, generator=_generator)
 broker.add_middleware(resources)
 if settings.worker_metrics_port is not None:
-    from .worker_metrics import WorkerMetrics
+    from .exporter import WorkerMetrics
 
     broker.add_middleware(WorkerMetrics())
 _results = next((m for m in broker.middleware if isinstance(m, Results)), None)

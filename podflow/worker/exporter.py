@@ -47,8 +47,8 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import prometheus as _prometheus
 
-from .errors import ConfigError
-from .exitcodes import RET_CONFIG
+from ..errors import ConfigError
+from ..exitcodes import RET_CONFIG
 
 __all__ = ["WorkerMetrics", "metrics_dir", "serve_metrics"]
 
@@ -91,7 +91,7 @@ def _remove_stale(root: Path, *, keep: Path) -> None:
 def serve_metrics() -> int:
     """The exposition process (a ``dramatiq`` fork): serve the workers' summed metrics
     on PODFLOW_WORKER_METRICS_HOST:PODFLOW_WORKER_METRICS_PORT until stopped."""
-    from .settings import load_settings
+    from ..settings import load_settings
 
     try:
         settings = load_settings()

@@ -56,10 +56,10 @@ from dramatiq.middleware import (
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from .errors import BrokerUnavailable, StoreUnavailable, TransientGenerationError
+from ..errors import BrokerUnavailable, StoreUnavailable, TransientGenerationError
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 __all__ = [
     "ACTOR_NAME",

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from podflow import runs
+from podflow import lifecycle as runs
 from podflow.dispatch import submit
+from podflow.dispatch.thread import ThreadExecutor, build_thread_executor
 from podflow.models import Run
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy
-from podflow.threadmode import ThreadExecutor, build_thread_executor
 from podflow.timeutil import utcnow
 from tests import generators
 from tests.execution import FakeDispatcher, finished, request, seed, wait_for
