@@ -1,7 +1,8 @@
 """The Dramatiq entry point: ``dramatiq podflow.actors`` starts a working worker.
 
-Importing this module loads the settings and the generator (an invalid one
-prints one line and exits 78, so systemd does not restart-loop), builds the
+Importing this module runs the start-up sequence (:func:`podflow.boot.boot`:
+an invalid setting, or generator, prints one line and exits 78, so systemd
+does not restart-loop), builds the
 broker, makes it Dramatiq's global broker and declares ``generate_podcast``
 on the ``podcast`` queue. It opens nothing: Dramatiq forks or spawns worker
 processes, and each opens its own store and heartbeat thread
@@ -17,8 +18,6 @@ metrics (:mod:`podflow.worker_metrics`).
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 from typing import Any
 
@@ -26,14 +25,13 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage, Middleware, Shutdown
 from dramatiq.results import Results
 
+from ..boot import boot, config_errors
 from ..dispatch import QueueDispatcher
-from ..errors import ConfigError
-from ..exitcodes import RET_CONFIG
 from ..generation.base import Generator
 from ..generation.loader import load_generator
 from ..heartbeat import HeartbeatMonitor
 from ..runner import Outcome, Runner, build_runner
-from ..settings import Settings, load_settings, unknown_variables
+from ..settings import Settings
 from ..states import is_terminal
 from ..store import open_store
 from .broker import ACTOR_NAME, MAX_MESSAGE_RETRIES, QUEUE_NAME, build_broker
@@ -96,19 +94,10 @@ class WorkerResources(Middleware):
         self.close()
 
 
-def _load() -> tuple[Settings, Generator]:
-    try:
-        loaded = load_settings()
-        return loaded, load_generator(loaded.generator)
-    except ConfigError as exc:
-        print(f"podflow: {exc}", file=sys.stderr, flush=True)
-        sys.exit(RET_CONFIG)
-
-
-settings, _generator = _load()
-logging.getLogger("podflow").setLevel(settings.log_level)
-for _note in unknown_variables(dict(os.environ)):
-    log.warning("unknown setting %s", _note)
+# Dramatiq configures the worker processes' logging; podflow sets only its level
+settings = boot(logs="level")
+with config_errors():
+    _generator = load_generator(settings.generator)
 
 broker = build_broker(settings, role="worker")
 dramatiq.set_broker(broker)

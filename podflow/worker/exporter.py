@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -46,9 +45,6 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import prometheus as _prometheus
-
-from ..errors import ConfigError
-from ..exitcodes import RET_CONFIG
 
 __all__ = ["WorkerMetrics", "metrics_dir", "serve_metrics"]
 
@@ -90,14 +86,15 @@ def _remove_stale(root: Path, *, keep: Path) -> None:
 
 def serve_metrics() -> int:
     """The exposition process (a ``dramatiq`` fork): serve the workers' summed metrics
-    on PODFLOW_WORKER_METRICS_HOST:PODFLOW_WORKER_METRICS_PORT until stopped."""
-    from ..settings import load_settings
+    on PODFLOW_WORKER_METRICS_HOST:PODFLOW_WORKER_METRICS_PORT until stopped.
 
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"podflow: {exc}", file=sys.stderr, flush=True)
-        return RET_CONFIG
+    Raises:
+      SystemExit: 78 on an invalid setting (after one line on stderr).
+    """
+    from ..boot import boot
+
+    # the worker processes warn about unknown variables; Dramatiq set up logging
+    settings = boot(logs="level", warn_unknown=False)
     if settings.worker_metrics_port is None:
         return 0
     directory = metrics_dir(os.getppid())
