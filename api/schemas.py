@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from podflow.errors import InvalidInput
-from podflow.lifecycle import RESULT_FILES
 from podflow.models import (
     PROFILE_NAME_PATTERN,
     EpisodeProfile,
@@ -30,6 +29,7 @@ from podflow.models import (
     SpeakerProfile,
     Transition,
 )
+from podflow.paths import RESULT_FILES
 from podflow.states import RunStatus
 
 __all__ = [

@@ -13,22 +13,14 @@ from pathlib import Path
 from .dispatch import Dispatcher, Submission, submit
 from .errors import InvalidTransition, ResultNotFound, RunNotFound
 from .models import Run
+from .paths import RESULT_FILES, run_dir
 from .states import RunStatus
 from .store.base import Store
 
-__all__ = ["RESULT_FILES", "RETRYABLE", "cancel", "delete", "result_file", "retry", "run_dir"]
+__all__ = ["RETRYABLE", "cancel", "delete", "result_file", "retry"]
 
 #: statuses a run may be retried from (as a new run)
 RETRYABLE = frozenset({RunStatus.FAILURE, RunStatus.REVOKED})
-
-#: a run's result files, by name -> the RunResult field holding its path
-RESULT_FILES = {"audio": "audio_path", "transcript": "transcript_path", "outline": "outline_path"}
-
-
-def run_dir(data_dir: Path, run_id: str) -> Path:
-    """Where a run's files live: ``PODFLOW_DATA_DIR/podcasts/<run_id>/``."""
-    return Path(data_dir) / "podcasts" / run_id
-
 
 def _get(store: Store, run_id: str) -> Run:
     run = store.get_run(run_id)
@@ -97,7 +89,7 @@ def delete(store: Store, run_id: str, *, data_dir: Path) -> None:
 
 
 def result_file(run: Run, name: str, *, data_dir: Path) -> Path:
-    """The absolute path of a SUCCESS run's result file ``name`` (a key of :data:`RESULT_FILES`).
+    """The absolute path of a SUCCESS run's result file ``name`` (a key of :data:`~podflow.paths.RESULT_FILES`).
 
     The stored path is relative to ``data_dir``; one that resolves outside it
     (a tampered record, a symlink) is refused as if absent.

@@ -16,11 +16,11 @@ Every write is fenced by the attempt, so a late or duplicate execution can
 never overwrite a finished run, and every delivery goes through ``claim``:
 a retry never re-runs a terminal run.
 
-Files: the generator writes into a per-attempt staging directory,
-``PODFLOW_DATA_DIR/podcasts/<run_id>/.attempt-<n>/``, removed whatever
-happens. Only on success are the result's files moved (``os.replace``) into
-``podcasts/<run_id>/``. Per-attempt directories mean a zombie attempt's
-clean-up can never delete a newer attempt's files.
+Files (:mod:`podflow.paths`): the generator writes into a per-attempt staging
+directory, ``PODFLOW_DATA_DIR/podcasts/<run_id>/.attempt-<n>/``, removed
+whatever happens. Only on success are the result's files moved
+(``os.replace``) into ``podcasts/<run_id>/``. Per-attempt directories mean a
+zombie attempt's clean-up can never delete a newer attempt's files.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from .generation.base import GenerationResult, Generator, GeneratorConfig
 from .generation.request import build_request
 from .heartbeat import HeartbeatMonitor, Tracked
 from .models import ErrorInfo, Progress, RunResult
+from .paths import RESULT_FILES, run_dir, staging_attempts, staging_dir, stored_path
 from .states import RunStatus
 from .store.base import Store
 from .timeutil import utcnow
@@ -50,12 +51,11 @@ from .worker.broker import is_transient
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["Outcome", "RunContext", "Runner", "build_runner", "staging_dir"]
+__all__ = ["Outcome", "RunContext", "Runner", "build_runner"]
 
 log = logging.getLogger(__name__)
 
 OutcomeKind = Literal["succeeded", "failed", "cancelled", "lost", "skipped"]
-_RESULT_FIELDS = ("audio_path", "transcript_path", "outline_path")
 _MAX_MESSAGE = 2000
 
 
@@ -78,10 +78,6 @@ class Outcome:
             "status": None if self.status is None else str(self.status),
             "detail": self.detail,
         }
-
-
-def staging_dir(podcasts_dir: Path, run_id: str, attempt: int) -> Path:
-    return podcasts_dir / run_id / f".attempt-{attempt}"
 
 
 class _Staging:
@@ -190,7 +186,6 @@ class Runner:
         self.generator = generator
         self.monitor = monitor
         self.data_dir = Path(data_dir)
-        self.podcasts_dir = self.data_dir / "podcasts"
         self.config = config or GeneratorConfig()
         self.soft_time_limit_s = soft_time_limit_s
         self._clock = clock
@@ -233,7 +228,7 @@ class Runner:
     # -- one attempt ------------------------------------------------------------
     def _run(self, run_id: str, attempt: int) -> Outcome:
         # absolute, so paths a generator builds from ctx.work_dir are too
-        staging = _Staging(staging_dir(self.podcasts_dir, run_id, attempt).absolute())
+        staging = _Staging(staging_dir(self.data_dir, run_id, attempt).absolute())
         tracked = self.monitor.track(run_id, attempt)
         promoted = _Promoted()
         succeeded = False
@@ -325,13 +320,13 @@ class Runner:
         """
         if not isinstance(result, GenerationResult):
             raise GenerationError(f"the generator returned {type(result).__name__}, not a GenerationResult")
-        if all(getattr(result, name) is None for name in _RESULT_FIELDS):
+        if all(getattr(result, name) is None for name in RESULT_FILES.values()):
             return RunResult(duration_s=result.duration_s)
         root = staging.resolve()
-        final = self.podcasts_dir / run_id
+        final = run_dir(self.data_dir, run_id)
         moved: dict[Path, str] = {}
         paths: dict[str, str | None] = {}
-        for name in _RESULT_FIELDS:
+        for name in RESULT_FILES.values():
             value = getattr(result, name)
             if value is None:
                 paths[name] = None
@@ -345,7 +340,7 @@ class Runner:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
                 promoted.files.append((target, target.stat().st_ino))
-                moved[source] = (Path("podcasts") / run_id / relative).as_posix()
+                moved[source] = stored_path(run_id, relative)
             paths[name] = moved[source]
         return RunResult(**paths, duration_s=result.duration_s)
 
@@ -364,9 +359,8 @@ class Runner:
         this attempt writes the outcome; an older attempt can no longer win)."""
         if attempt == 1:
             return
-        for path in (self.podcasts_dir / run_id).glob(".attempt-*"):
-            suffix = path.name.removeprefix(".attempt-")
-            if suffix.isdigit() and int(suffix) < attempt:
+        for older, path in staging_attempts(self.data_dir, run_id):
+            if older < attempt:
                 shutil.rmtree(path, ignore_errors=True)
 
 

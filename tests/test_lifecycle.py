@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from podflow import lifecycle as runs
+from podflow import lifecycle
 from podflow.dispatch import submit
 from podflow.errors import InvalidTransition, ResultNotFound, RunNotFound
 from podflow.models import ErrorInfo, RunResult
+from podflow.paths import run_dir
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from tests.conftest import T0, at, make_run
@@ -21,15 +22,15 @@ ABSENT = "run_" + "0" * 32
 def test_cancel_revokes_a_pending_or_started_run_and_refuses_a_terminal_one(store: Store) -> None:
     dispatcher = FakeDispatcher(store=seed(store))
     pending = submit(store, dispatcher, request(), now=T0).run.run_id
-    assert runs.cancel(store, pending, now=at(1)).status is RunStatus.REVOKED
+    assert lifecycle.cancel(store, pending, now=at(1)).status is RunStatus.REVOKED
     started = submit(store, dispatcher, request(), now=T0).run.run_id
     store.claim(started, now=at(1))
-    assert runs.cancel(store, started, now=at(2), reason="user asked").history[-1].reason == "user asked"
+    assert lifecycle.cancel(store, started, now=at(2), reason="user asked").history[-1].reason == "user asked"
     with pytest.raises(InvalidTransition, match="already REVOKED") as err:
-        runs.cancel(store, started, now=at(3))
+        lifecycle.cancel(store, started, now=at(3))
     assert err.value.status == "REVOKED" and err.value.run_id == started
     with pytest.raises(RunNotFound):
-        runs.cancel(store, ABSENT, now=at(3))
+        lifecycle.cancel(store, ABSENT, now=at(3))
 
 
 def test_retry_submits_a_new_run_for_a_failed_or_revoked_one(store: Store) -> None:
@@ -38,37 +39,37 @@ def test_retry_submits_a_new_run_for_a_failed_or_revoked_one(store: Store) -> No
     attempt = store.claim(original, now=at(1))
     error = ErrorInfo(type="ValueError", message="x")
     store.finish(original, attempt, status=RunStatus.FAILURE, now=at(2), error=error)
-    retried = runs.retry(store, dispatcher, original, now=at(3))
+    retried = lifecycle.retry(store, dispatcher, original, now=at(3))
     assert retried.created and retried.enqueued
     assert retried.run.retry_of == original and retried.run.run_id != original
     assert retried.run.request == request("broken") and store.get_run(original).status is RunStatus.FAILURE
     with pytest.raises(InvalidTransition, match="PENDING"):
-        runs.retry(store, dispatcher, retried.run.run_id, now=at(4))
-    runs.cancel(store, retried.run.run_id, now=at(5))
-    assert runs.retry(store, dispatcher, retried.run.run_id, now=at(6)).run.retry_of == retried.run.run_id
+        lifecycle.retry(store, dispatcher, retried.run.run_id, now=at(4))
+    lifecycle.cancel(store, retried.run.run_id, now=at(5))
+    assert lifecycle.retry(store, dispatcher, retried.run.run_id, now=at(6)).run.retry_of == retried.run.run_id
     with pytest.raises(RunNotFound):
-        runs.retry(store, dispatcher, ABSENT, now=at(6))
+        lifecycle.retry(store, dispatcher, ABSENT, now=at(6))
 
 
 def test_delete_removes_the_record_and_files_but_refuses_a_started_run(store: Store, tmp_path: Path) -> None:
     dispatcher = FakeDispatcher(store=seed(store))
     run_id = submit(store, dispatcher, request(), now=T0).run.run_id
     store.claim(run_id, now=at(1))
-    files = runs.run_dir(tmp_path, run_id)
+    files = run_dir(tmp_path, run_id)
     files.mkdir(parents=True)
     (files / "episode.wav").write_bytes(b"RIFF")
     with pytest.raises(InvalidTransition, match="STARTED"):
-        runs.delete(store, run_id, data_dir=tmp_path)
+        lifecycle.delete(store, run_id, data_dir=tmp_path)
     assert files.exists()
-    runs.cancel(store, run_id, now=at(2))
-    runs.delete(store, run_id, data_dir=tmp_path)
+    lifecycle.cancel(store, run_id, now=at(2))
+    lifecycle.delete(store, run_id, data_dir=tmp_path)
     assert store.get_run(run_id) is None and not files.exists()
     with pytest.raises(RunNotFound):
-        runs.delete(store, run_id, data_dir=tmp_path)
+        lifecycle.delete(store, run_id, data_dir=tmp_path)
 
 
 def test_a_result_file_is_found_only_for_a_success_run_that_has_it_inside_the_data_dir(tmp_path: Path) -> None:
-    files = runs.run_dir(tmp_path, "run_x")
+    files = run_dir(tmp_path, "run_x")
     files.mkdir(parents=True)
     (files / "episode.wav").write_bytes(b"RIFF")
     (tmp_path.parent / "secret.txt").write_text("not yours")
@@ -78,11 +79,11 @@ def test_a_result_file_is_found_only_for_a_success_run_that_has_it_inside_the_da
         outline_path="podcasts/run_x/gone.json",
     )
     done = make_run(status=RunStatus.SUCCESS, result=result)
-    assert runs.result_file(done, "audio", data_dir=tmp_path) == (files / "episode.wav").resolve()
+    assert lifecycle.result_file(done, "audio", data_dir=tmp_path) == (files / "episode.wav").resolve()
     for name, why in [("transcript", "missing"), ("outline", "missing")]:
         with pytest.raises(ResultNotFound, match=why):
-            runs.result_file(done, name, data_dir=tmp_path)
+            lifecycle.result_file(done, name, data_dir=tmp_path)
     with pytest.raises(ResultNotFound, match="the run is STARTED"):
-        runs.result_file(make_run(status=RunStatus.STARTED, result=result), "audio", data_dir=tmp_path)
+        lifecycle.result_file(make_run(status=RunStatus.STARTED, result=result), "audio", data_dir=tmp_path)
     with pytest.raises(ResultNotFound, match="produced none"):
-        runs.result_file(make_run(status=RunStatus.SUCCESS, result=RunResult()), "audio", data_dir=tmp_path)
+        lifecycle.result_file(make_run(status=RunStatus.SUCCESS, result=RunResult()), "audio", data_dir=tmp_path)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from dramatiq.middleware import TimeLimitExceeded
 
+from podflow import paths
 from podflow.errors import TransientGenerationError
 from podflow.generation.base import GenerationContext, GenerationRequest, GenerationResult
 from podflow.heartbeat import HeartbeatMonitor
@@ -43,7 +44,7 @@ def new_run(store: Store, name: str = "noop", now: datetime = T0) -> str:
 
 
 def run_dir(runner: Runner, run_id: str) -> Path:
-    return runner.podcasts_dir / run_id
+    return paths.run_dir(runner.data_dir, run_id)
 
 
 def test_a_run_succeeds_and_its_files_are_promoted_with_relative_paths(store: Store, tmp_path: Path) -> None:
@@ -256,7 +257,7 @@ def test_a_relative_data_dir_still_gives_paths_relative_to_it(
         return GenerationResult(audio_path=ctx.work_dir / "episode.wav")
 
     runner = make_runner(store, tmp_path, generate)
-    runner.data_dir, runner.podcasts_dir = Path("var"), Path("var") / "podcasts"
+    runner.data_dir = Path("var")
     run_id = new_run(store)
     assert runner.execute(run_id).kind == "succeeded"
     assert seen[0].is_absolute()

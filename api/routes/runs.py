@@ -11,8 +11,7 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-from podflow import dispatch
-from podflow import lifecycle as runs
+from podflow import dispatch, lifecycle
 from podflow.dispatch import Submission
 from podflow.errors import InvalidInput, RunNotFound
 from podflow.models import Run, RunRequest
@@ -141,7 +140,7 @@ def cancel_run(request: Request, run_id: str) -> Response:
     files are removed. 409 when the run is already finished.
     """
     api = services(request)
-    return respond(RunView.of(runs.cancel(api.store, run_id, now=api.clock()), request))
+    return respond(RunView.of(lifecycle.cancel(api.store, run_id, now=api.clock()), request))
 
 
 @routes.post(
@@ -158,7 +157,7 @@ def retry_run(request: Request, run_id: str) -> Response:
     """
     api = services(request)
     key = idempotency_key(request)
-    submission = runs.retry(api.store, api.dispatcher, run_id, now=api.clock(), idempotency_key=key)
+    submission = lifecycle.retry(api.store, api.dispatcher, run_id, now=api.clock(), idempotency_key=key)
     if not submission.created:
         original = get_run_or_404(api.store, run_id)
         run = dispatch.ensure_same_request(submission.run, original.request, retry_of=run_id)
@@ -170,5 +169,5 @@ def retry_run(request: Request, run_id: str) -> Response:
 def delete_run(request: Request, run_id: str) -> Response:
     """Delete a run's record and its files. 409 while it is STARTED (cancel it first)."""
     api = services(request)
-    runs.delete(api.store, run_id, data_dir=api.settings.data_dir)
+    lifecycle.delete(api.store, run_id, data_dir=api.settings.data_dir)
     return Response(status_code=204)

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from podflow import lifecycle as runs
+from podflow import lifecycle
 from podflow.dispatch import submit
 from podflow.dispatch.thread import ThreadExecutor, build_thread_executor
 from podflow.models import Run
+from podflow.paths import run_dir
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
@@ -92,7 +93,7 @@ def test_a_transient_error_is_retried_after_a_backoff(pool: Pool) -> None:
 def test_a_pending_run_cancelled_before_it_starts_never_reaches_the_generator(pool: Pool) -> None:
     executor = pool.executor()
     run = submit(pool.store, executor, request("noop"), now=utcnow()).run  # queued, pool not started
-    runs.cancel(pool.store, run.run_id, now=utcnow())
+    lifecycle.cancel(pool.store, run.run_id, now=utcnow())
     executor.start()
     wait_for(lambda: executor._queue.empty() and not executor._pending, what="the queue to drain")
     assert pool.store.get_run(run.run_id).status is RunStatus.REVOKED
@@ -106,10 +107,10 @@ def test_a_started_run_cancelled_stops_within_two_heartbeat_intervals(pool: Pool
     wait_for(lambda: pool.events(run.run_id, "start"), what="the generator to start")
     time.sleep(0.15)
     cancelled_at = time.time()
-    runs.cancel(pool.store, run.run_id, now=utcnow())
+    lifecycle.cancel(pool.store, run.run_id, now=utcnow())
     [stopped] = wait_for(lambda: pool.events(run.run_id, "interrupted"), timeout=5, what="the interrupt")
     assert stopped["error"] == "RunCancelled" and stopped["t"] - cancelled_at <= 2 * HEARTBEAT_INTERVAL_S
-    wait_for(lambda: not runs.run_dir(pool.data_dir, run.run_id).exists(), timeout=5, what="the files to go")
+    wait_for(lambda: not run_dir(pool.data_dir, run.run_id).exists(), timeout=5, what="the files to go")
     assert pool.store.get_run(run.run_id).status is RunStatus.REVOKED
 
 
@@ -124,7 +125,7 @@ def test_the_monitor_enforces_the_soft_time_limit(tmp_path: Path, monkeypatch: p
         assert done.status is RunStatus.FAILURE and done.attempt == 1
         assert done.error.type == "soft_time_limit"
         assert pool.events(run.run_id, "interrupted")[0]["error"] == "TimeLimitExceeded"
-        assert not runs.run_dir(tmp_path, run.run_id).exists()
+        assert not run_dir(tmp_path, run.run_id).exists()
     finally:
         pool.close()
 
@@ -152,7 +153,7 @@ def test_a_run_interrupted_by_stop_resumes_after_the_next_start(pool: Pool) -> N
     interrupted = pool.store.get_run(run.run_id)
     assert interrupted.status is RunStatus.STARTED and interrupted.released
     assert pool.events(run.run_id, "interrupted")[0]["error"] == "Shutdown"
-    assert not (runs.run_dir(pool.data_dir, run.run_id) / ".attempt-1").exists()
+    assert not (run_dir(pool.data_dir, run.run_id) / ".attempt-1").exists()
     pool.executor().start()  # the process restarted
     done = pool.finished(run.run_id)
     assert done.status is RunStatus.SUCCESS and done.attempt == 2

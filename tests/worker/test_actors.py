@@ -20,9 +20,10 @@ import pytest
 import redis
 from dramatiq.results.backends import RedisBackend
 
-from podflow import lifecycle as runs
+from podflow import lifecycle
 from podflow.dispatch import QueueDispatcher, submit
 from podflow.models import Run
+from podflow.paths import run_dir
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
@@ -101,7 +102,7 @@ def test_a_run_succeeds_and_its_result_is_available_to_a_python_caller(stack: St
     done = stack.finished(run.run_id)
     assert done.status is RunStatus.SUCCESS and done.attempt == 1
     assert (stack.data_dir / done.result.transcript_path).is_file()
-    assert not list(runs.run_dir(stack.data_dir, run.run_id).glob(".attempt-*"))
+    assert not list(run_dir(stack.data_dir, run.run_id).glob(".attempt-*"))
     result = stack.result(run)
     assert (result["outcome"], result["status"], result["attempt"]) == ("succeeded", "SUCCESS", 1)
 
@@ -128,14 +129,14 @@ def test_a_permanent_error_fails_the_run_with_its_message_and_is_not_retried(sta
     assert (done.error.type, done.error.message) == ("ValueError", "boom: the generator has a bug")
     assert stack.result(run)["outcome"] == "failed"  # the message was acked, not retried
     assert len(stack.events(run.run_id, "start")) == 1
-    assert not runs.run_dir(stack.data_dir, run.run_id).exists()
+    assert not run_dir(stack.data_dir, run.run_id).exists()
 
 
 def test_a_pending_run_cancelled_before_its_message_arrives_never_reaches_the_generator(stack: Stack) -> None:
     down = FakeDispatcher(store=stack.store)
     down.down = True  # the message is still on its way
     run = submit(stack.store, down, request("noop"), now=utcnow()).run
-    runs.cancel(stack.store, run.run_id, now=utcnow())
+    lifecycle.cancel(stack.store, run.run_id, now=utcnow())
     stack.dispatcher.send(run.run_id, run.message_id)  # ...and arrives after the cancel
     result = stack.result(run)
     assert (result["outcome"], result["status"]) == ("skipped", "REVOKED")
@@ -147,14 +148,14 @@ def test_a_started_run_cancelled_stops_within_two_heartbeat_intervals_and_leaves
     run = stack.submit("slow:10")
     wait_for(lambda: stack.events(run.run_id, "start"), what="the generator to start")
     time.sleep(0.3)  # between two steps, far from the start
-    staging = runs.run_dir(stack.data_dir, run.run_id) / ".attempt-1"
+    staging = run_dir(stack.data_dir, run.run_id) / ".attempt-1"
     assert (staging / "partial.wav").exists()
     cancelled_at = time.time()
-    runs.cancel(stack.store, run.run_id, now=utcnow())
+    lifecycle.cancel(stack.store, run.run_id, now=utcnow())
     [stopped] = wait_for(lambda: stack.events(run.run_id, "interrupted"), timeout=5, what="the interrupt")
     assert stopped["error"] == "RunCancelled"
     assert stopped["t"] - cancelled_at <= 2 * HEARTBEAT_INTERVAL_S
-    wait_for(lambda: not runs.run_dir(stack.data_dir, run.run_id).exists(), timeout=5, what="the files to go")
+    wait_for(lambda: not run_dir(stack.data_dir, run.run_id).exists(), timeout=5, what="the files to go")
     done = stack.store.get_run(run.run_id)
     assert done.status is RunStatus.REVOKED and done.result is None
     assert stack.result(run)["outcome"] == "cancelled"
@@ -184,7 +185,7 @@ def test_the_soft_time_limit_fails_the_run_with_soft_time_limit_and_no_retry(red
         assert (done.error.type, done.error.message) == ("soft_time_limit", "soft time limit of 1 s exceeded")
         [stopped] = stack.events(run.run_id, "interrupted")
         assert stopped["error"] == "TimeLimitExceeded"
-        assert not runs.run_dir(tmp_path, run.run_id).exists()
+        assert not run_dir(tmp_path, run.run_id).exists()
         assert stack.result(run)["outcome"] == "failed"
         assert len(stack.events(run.run_id, "start")) == 1
     finally:
