@@ -35,18 +35,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from dramatiq.middleware import Shutdown, TimeLimitExceeded
-
-from .errors import GenerationError, LeaseLost, RunCancelled, RunInterrupted, StoreError
+from .errors import (
+    GenerationError,
+    LeaseLost,
+    RunCancelled,
+    RunInterrupted,
+    SoftTimeLimitExceeded,
+    StoreError,
+    WorkerShutdown,
+)
 from .generation.base import GenerationResult, Generator, GeneratorConfig
 from .generation.request import build_request
 from .heartbeat import HeartbeatMonitor, Tracked
 from .models import ErrorInfo, Progress, RunResult
 from .paths import RESULT_FILES, run_dir, staging_attempts, staging_dir, stored_path
+from .retry import is_retryable
 from .states import RunStatus
 from .store.base import Store
 from .timeutil import utcnow
-from .worker.broker import is_transient
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -169,6 +175,10 @@ class Runner:
       data_dir: PODFLOW_DATA_DIR; result paths are relative to it.
       config: the generator's options.
       soft_time_limit_s: only to word the ``soft_time_limit`` error.
+      time_limit_errors: the interrupts that mean the soft time limit passed:
+        podflow's own (thread mode's heartbeat raises it), and whatever the
+        executor's time limit raises (a Dramatiq worker passes its
+        ``TimeLimitExceeded``), so the runner imports no broker.
     """
 
     def __init__(
@@ -180,6 +190,7 @@ class Runner:
         data_dir: Path,
         config: GeneratorConfig | None = None,
         soft_time_limit_s: float | None = None,
+        time_limit_errors: tuple[type[BaseException], ...] = (SoftTimeLimitExceeded,),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
@@ -188,6 +199,7 @@ class Runner:
         self.data_dir = Path(data_dir)
         self.config = config or GeneratorConfig()
         self.soft_time_limit_s = soft_time_limit_s
+        self.time_limit_errors = time_limit_errors
         self._clock = clock
 
     # -- entry point ------------------------------------------------------------
@@ -195,8 +207,8 @@ class Runner:
         """Claim ``run_id`` and execute it once.
 
         Raises:
-          a transient error (see :func:`podflow.broker.is_transient`) or Dramatiq's
-          ``Shutdown`` when the run should be retried later: the run was released
+          a retryable error (see :func:`podflow.retry.is_retryable`: transient, or
+          ``WorkerShutdown``) when the run should be retried later: the run was released
           first (or could not be claimed at all). Anything else ends in an Outcome.
         """
         attempt = self.store.claim(run_id, now=self._clock())
@@ -267,14 +279,14 @@ class Runner:
         """Record why ``attempt`` ended without success; re-raise what must be retried."""
         if isinstance(exc, RunCancelled):
             return self._ended(run_id, attempt, "cancelled", "cancelled while running")
-        if isinstance(exc, RunInterrupted):
-            return self._ended(run_id, attempt, "lost", str(exc) or "lease lost")
-        if isinstance(exc, TimeLimitExceeded):
+        if isinstance(exc, self.time_limit_errors):
             limit = f" of {self.soft_time_limit_s:g} s" if self.soft_time_limit_s else ""
             return self._finish_failure(
                 run_id, attempt, ErrorInfo(type="soft_time_limit", message=f"soft time limit{limit} exceeded")
             )
-        retryable = is_transient(exc) or isinstance(exc, Shutdown)
+        if isinstance(exc, RunInterrupted) and not isinstance(exc, WorkerShutdown):
+            return self._ended(run_id, attempt, "lost", str(exc) or "lease lost")
+        retryable = is_retryable(exc)
         if retryable and attempt >= self.store.max_attempts:
             return self._finish_failure(run_id, attempt, _error(exc))
         if retryable or not isinstance(exc, Exception):
@@ -364,7 +376,14 @@ class Runner:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def build_runner(settings: Settings, *, store: Store, monitor: HeartbeatMonitor, generator: Generator) -> Runner:
+def build_runner(
+    settings: Settings,
+    *,
+    store: Store,
+    monitor: HeartbeatMonitor,
+    generator: Generator,
+    time_limit_errors: tuple[type[BaseException], ...] = (SoftTimeLimitExceeded,),
+) -> Runner:
     """A Runner configured from the settings (an edge helper for actors and thread mode)."""
     return Runner(
         store=store,
@@ -373,4 +392,5 @@ def build_runner(settings: Settings, *, store: Store, monitor: HeartbeatMonitor,
         data_dir=settings.data_dir,
         config=GeneratorConfig(tts=settings.tts, tts_timeout_s=settings.tts_timeout_s),
         soft_time_limit_s=settings.soft_time_limit_s,
+        time_limit_errors=time_limit_errors,
     )

@@ -90,7 +90,7 @@ def test_a_worker_stopped_mid_run_releases_it_and_another_worker_finishes_it(wor
     assert time.monotonic() - began < 5  # the generation was interrupted, not waited for
     released = workers.store.get_run(run.run_id)
     assert released.status is RunStatus.STARTED and released.released
-    assert [e["error"] for e in workers.events("interrupted")] == ["Shutdown"]
+    assert [e["error"] for e in workers.events("interrupted")] == ["WorkerShutdown"]
     workers.second.start()  # picks up Dramatiq's retry of the message
     done = finished(workers.store, run.run_id)
     assert done.status is RunStatus.SUCCESS and done.attempt == 2

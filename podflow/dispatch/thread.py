@@ -29,19 +29,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from dramatiq.common import compute_backoff
-from dramatiq.middleware import Shutdown
-
-from ..errors import BrokerUnavailable
+from ..errors import BrokerUnavailable, WorkerShutdown
 from ..generation.base import Generator
 from ..generation.loader import load_generator
 from ..heartbeat import HeartbeatMonitor
 from ..models import Mode
+from ..retry import MAX_MESSAGE_RETRIES, backoff_ms, is_retryable
 from ..runner import Runner, build_runner
 from ..store.base import Store
 from ..sweep import SweepPolicy, SweepReport, sweep
 from ..timeutil import utcnow
-from ..worker.broker import MAX_MESSAGE_RETRIES, is_transient
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -134,7 +131,7 @@ class ThreadExecutor:
             timers, self._timers = self._timers, set()
         for timer in timers:
             timer.cancel()
-        count = self.runner.monitor.interrupt_all(Shutdown, "the API process is stopping")
+        count = self.runner.monitor.interrupt_all(WorkerShutdown, "the API process is stopping")
         if count:
             log.info("thread mode: interrupting %d running generation(s)", count)
         for thread in self._threads:
@@ -170,7 +167,7 @@ class ThreadExecutor:
         except BaseException as exc:
             if self._stopping.is_set():
                 log.info("run %s: stopped with the pool (%s)", run_id, type(exc).__name__)
-            elif is_transient(exc) or isinstance(exc, Shutdown):
+            elif is_retryable(exc):
                 self._retry_later(run_id, exc)
             else:
                 log.error("run %s: execution failed", run_id, exc_info=exc)
@@ -186,10 +183,10 @@ class ThreadExecutor:
                 log.error("run %s: giving up after %d retries: %s", run_id, retries, exc)
                 return
             self._retries[run_id] = retries + 1
-            _, delay_ms = compute_backoff(
+            delay_ms = backoff_ms(
                 retries,
-                factor=max(1, int(self.retry_backoff_s * 1000)),
-                max_backoff=max(1, int(self.retry_backoff_max_s * 1000)),
+                min_ms=max(1, int(self.retry_backoff_s * 1000)),
+                max_ms=max(1, int(self.retry_backoff_max_s * 1000)),
             )
             timer = threading.Timer(delay_ms / 1000, self._resend, args=(run_id,))
             timer.daemon = True

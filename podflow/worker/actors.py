@@ -22,19 +22,21 @@ import threading
 from typing import Any
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage, Middleware, Shutdown
+from dramatiq.middleware import CurrentMessage, Middleware, TimeLimitExceeded
 from dramatiq.results import Results
 
 from ..boot import boot, config_errors
 from ..dispatch import QueueDispatcher
+from ..errors import SoftTimeLimitExceeded, WorkerShutdown
 from ..generation.base import Generator
 from ..generation.loader import load_generator
 from ..heartbeat import HeartbeatMonitor
+from ..retry import MAX_MESSAGE_RETRIES
 from ..runner import Outcome, Runner, build_runner
 from ..settings import Settings
 from ..states import is_terminal
 from ..store import open_store
-from .broker import ACTOR_NAME, MAX_MESSAGE_RETRIES, QUEUE_NAME, build_broker
+from .broker import ACTOR_NAME, QUEUE_NAME, build_broker
 
 __all__ = ["WorkerResources", "broker", "generate_podcast", "resources", "settings"]
 
@@ -46,7 +48,7 @@ class WorkerResources(Middleware):
 
     Opened at ``after_process_boot`` (or lazily by the first message, e.g. in
     an in-process ``dramatiq.Worker``); on shutdown, generations still running
-    are interrupted with Dramatiq's ``Shutdown`` (only inside the generator,
+    are interrupted with :class:`~podflow.errors.WorkerShutdown` (only inside the generator,
     never during the runner's bookkeeping), so the runner releases them for a
     retry elsewhere; the store is closed after the worker threads stopped.
     """
@@ -68,7 +70,14 @@ class WorkerResources(Middleware):
                 store = open_store(self.settings)
                 monitor = HeartbeatMonitor(store=store, interval_s=self.settings.heartbeat_interval_s)
                 monitor.start()
-                self._runner = build_runner(self.settings, store=store, monitor=monitor, generator=self.generator)
+                self._runner = build_runner(
+                    self.settings,
+                    store=store,
+                    monitor=monitor,
+                    generator=self.generator,
+                    # Dramatiq's TimeLimit middleware enforces the soft limit here
+                    time_limit_errors=(SoftTimeLimitExceeded, TimeLimitExceeded),
+                )
             return self._runner
 
     def close(self) -> None:
@@ -86,7 +95,7 @@ class WorkerResources(Middleware):
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self._runner is not None:
-            count = self._runner.monitor.interrupt_all(Shutdown, "the worker is shutting down")
+            count = self._runner.monitor.interrupt_all(WorkerShutdown, "the worker is shutting down")
             if count:
                 log.info("shutdown: interrupting %d running generation(s); they will be retried", count)
 

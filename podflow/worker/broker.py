@@ -12,13 +12,15 @@ ShutdownNotifications       opt-in per actor; ``generate_podcast`` does not opt
                             in: podflow interrupts only the generator itself
 Callbacks, Pipelines        Dramatiq's composition features
 Retries                     exponential backoff, :func:`retry_when` decides
+                            (the policy is :mod:`podflow.retry`)
 CurrentMessage              the message being processed, per thread
 Results                     only when PODFLOW_RESULT_BACKEND is set
 QueuePrefetch               a worker prefetches one message per thread
+                            (:mod:`podflow.worker.prefetch`)
 ==========================  ==================================================
 
 The worker-process resources (store, heartbeat monitor) are added by
-:mod:`podflow.actors`, so an API process building the same broker to send
+:mod:`podflow.worker.actors`, so an API process building the same broker to send
 messages opens nothing it does not need.
 
 On Redis every process that talks to the broker, sender or worker, appears in
@@ -39,7 +41,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
-import dramatiq.worker
 import redis
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import (
@@ -56,24 +57,22 @@ from dramatiq.middleware import (
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from ..errors import BrokerUnavailable, StoreUnavailable, TransientGenerationError
+from ..errors import BrokerUnavailable
+from ..retry import CONNECTION_ERRORS, MAX_MESSAGE_RETRIES, should_retry
+from .prefetch import QueuePrefetch
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
 __all__ = [
     "ACTOR_NAME",
-    "MAX_MESSAGE_RETRIES",
     "QUEUE_NAME",
-    "QueuePrefetch",
-    "TRANSIENT_ERRORS",
     "ClientId",
     "broker_errors",
     "build_broker",
     "close_broker",
     "build_result_backend",
     "client_id",
-    "is_transient",
     "parse_client_id",
     "ping_broker",
     "retry_when",
@@ -83,43 +82,18 @@ __all__ = [
 QUEUE_NAME = "podcast"
 ACTOR_NAME = "generate_podcast"
 
-#: Dramatiq re-deliveries of one message, at most. Attempts of a run are
-#: bounded by PODFLOW_MAX_ATTEMPTS in the store; this caps the retries of
-#: failures that happen before a claim (the store or broker down), so an
-#: outage cannot make a message bounce forever (about 2 h with the defaults).
-MAX_MESSAGE_RETRIES = 20
-
-#: connection errors of the broker clients; re-trying later may succeed
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    BrokerConnectionError,
-)
-try:  # pika is installed with dramatiq[rabbitmq]; stay importable without it
-    import pika.exceptions
-
-    _CONNECTION_ERRORS += (pika.exceptions.AMQPConnectionError,)
-except ImportError:  # pragma: no cover
-    pass
-
-#: failures worth another attempt later: everything else is permanent
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    TransientGenerationError,
-    StoreUnavailable,
-    BrokerUnavailable,
-    *_CONNECTION_ERRORS,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is worth retrying (never a time limit, never a bug)."""
-    return isinstance(exc, TRANSIENT_ERRORS)
+#: Dramatiq's connection errors, besides the clients' (podflow.retry); all are
+#: turned into BrokerUnavailable by :func:`broker_errors`
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, BrokerConnectionError)
 
 
 def retry_when(retries: int, exc: BaseException) -> bool:
-    """Dramatiq's ``retry_when``: retry transient failures and worker shutdowns
-    (the runner released the run first), at most :data:`MAX_MESSAGE_RETRIES` times."""
-    return retries < MAX_MESSAGE_RETRIES and (is_transient(exc) or isinstance(exc, Shutdown))
+    """Dramatiq's ``retry_when``: podflow's policy (:func:`podflow.retry.should_retry`:
+    transient failures and worker shutdowns, whose run was released first), plus
+    Dramatiq's own connection errors and ``Shutdown``; at most
+    :data:`~podflow.retry.MAX_MESSAGE_RETRIES` times."""
+    dramatiqs_own = retries < MAX_MESSAGE_RETRIES and isinstance(exc, BrokerConnectionError | Shutdown)
+    return should_retry(retries, exc) or dramatiqs_own
 
 
 @contextlib.contextmanager
@@ -129,32 +103,6 @@ def broker_errors(action: str) -> Iterator[None]:
         yield
     except _CONNECTION_ERRORS as exc:
         raise BrokerUnavailable(f"{action}: broker unreachable: {exc or type(exc).__name__}") from exc
-
-
-#: how long an idle consumer waits at most before asking the broker again (ms)
-IDLE_POLL_MS = 100
-_DRAMATIQ_WORKER_TIMEOUT_MS = 1000
-
-
-class QueuePrefetch(Middleware):
-    """Prefetch one message per worker thread (Dramatiq's default is two), and
-    poll an idle queue every 100 ms at most (Dramatiq's default backs off to 1 s).
-
-    A podcast run lasts up to an hour: a worker holding a second message while
-    its threads are busy makes that run wait although another host is idle.
-    An idle worker backing off to a second adds up to a second between submit
-    and start; ten small Redis calls a second per idle consumer cost nothing.
-    A ``dramatiq_queue_prefetch`` or ``dramatiq_worker_timeout`` environment
-    variable set to another value than Dramatiq's default still wins.
-    """
-
-    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        # consumers are created after this hook (when the worker middleware is
-        # added), and read worker.queue_prefetch and worker.worker_timeout then
-        if not dramatiq.worker.QUEUE_PREFETCH:
-            worker.queue_prefetch = worker.worker_threads
-        if worker.worker_timeout == _DRAMATIQ_WORKER_TIMEOUT_MS:  # Dramatiq's default, not the user's
-            worker.worker_timeout = IDLE_POLL_MS
 
 
 def build_result_backend(url: str) -> Any:

@@ -124,7 +124,7 @@ def test_the_monitor_enforces_the_soft_time_limit(tmp_path: Path, monkeypatch: p
         done = pool.finished(run.run_id, timeout=5)
         assert done.status is RunStatus.FAILURE and done.attempt == 1
         assert done.error.type == "soft_time_limit"
-        assert pool.events(run.run_id, "interrupted")[0]["error"] == "TimeLimitExceeded"
+        assert pool.events(run.run_id, "interrupted")[0]["error"] == "SoftTimeLimitExceeded"
         assert not run_dir(tmp_path, run.run_id).exists()
     finally:
         pool.close()
@@ -152,7 +152,7 @@ def test_a_run_interrupted_by_stop_resumes_after_the_next_start(pool: Pool) -> N
     first.stop(timeout_s=5)
     interrupted = pool.store.get_run(run.run_id)
     assert interrupted.status is RunStatus.STARTED and interrupted.released
-    assert pool.events(run.run_id, "interrupted")[0]["error"] == "Shutdown"
+    assert pool.events(run.run_id, "interrupted")[0]["error"] == "WorkerShutdown"
     assert not (run_dir(pool.data_dir, run.run_id) / ".attempt-1").exists()
     pool.executor().start()  # the process restarted
     done = pool.finished(run.run_id)

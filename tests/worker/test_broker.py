@@ -30,18 +30,15 @@ from podflow.errors import (
     GenerationError,
     InvalidInput,
     RunCancelled,
+    SoftTimeLimitExceeded,
     StoreUnavailable,
     TransientGenerationError,
+    WorkerShutdown,
 )
+from podflow.retry import MAX_MESSAGE_RETRIES
 from podflow.settings import load_settings
-from podflow.worker.broker import (
-    MAX_MESSAGE_RETRIES,
-    QueuePrefetch,
-    build_broker,
-    close_broker,
-    ping_broker,
-    retry_when,
-)
+from podflow.worker.broker import build_broker, close_broker, ping_broker, retry_when
+from podflow.worker.prefetch import QueuePrefetch
 from tests.servers import RABBITMQ_URL, free_port, rabbitmq_up
 
 
@@ -85,10 +82,18 @@ def test_only_transient_failures_and_shutdowns_are_retried_and_not_forever() -> 
         redis.ConnectionError("refused"),
         ConnectionClosed(Exception("closed")),
         Shutdown(),
+        WorkerShutdown(),
     ):
         assert retry_when(0, exc), exc
         assert not retry_when(MAX_MESSAGE_RETRIES, exc), exc
-    permanent = (TimeLimitExceeded(), ValueError("bug"), GenerationError("gone"), InvalidInput("x"), RunCancelled())
+    permanent = (
+        TimeLimitExceeded(),
+        SoftTimeLimitExceeded(),
+        ValueError("bug"),
+        GenerationError("gone"),
+        InvalidInput("x"),
+        RunCancelled(),
+    )
     for exc in permanent:
         assert not retry_when(0, exc), exc
 
