@@ -1,8 +1,8 @@
 """What the endpoints use — store, dispatcher, settings, clock — opened by the lifespan.
 
 :func:`open_services` (blocking) opens the store and seeds the bundled profiles,
-then builds the dispatcher: a :class:`~podflow.dispatch.QueueDispatcher` on the
-broker in queue mode, or a started :class:`~podflow.threadmode.ThreadExecutor`
+then builds the dispatcher: a :class:`~podflow.dispatch.queue.QueueDispatcher` on the
+broker in queue mode, or a started :class:`~podflow.dispatch.thread.ThreadExecutor`
 in thread mode. It registers how to close each on an ``ExitStack``, so they are
 closed in reverse order (executor, broker, store). A store or dispatcher passed
 in is used as is and left open: its owner closes it.
@@ -22,7 +22,8 @@ from typing import Any
 import dramatiq
 from starlette.requests import Request
 
-from podflow.dispatch import Dispatcher, QueueDispatcher
+from podflow.dispatch import Dispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.dispatch.thread import build_thread_executor
 from podflow.generation.base import Generator
 from podflow.profiles import seed_defaults

@@ -72,7 +72,7 @@ _REQUEST = RunRequest(
 
 
 def _new(store: SqliteStore, at: datetime, *, outbox: bool = True) -> str:
-    """A run submitted at ``at`` (written as ``podflow.dispatch.submit`` writes it)."""
+    """A run submitted at ``at`` (written as ``podflow.lifecycle.submit`` writes it)."""
     run = Run.new(_REQUEST, now=at)
     if outbox:
         run = run.model_copy(update={"outbox_at": at, "message_id": str(uuid.uuid4())})

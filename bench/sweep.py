@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.settings import load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepReport, sweep

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,3 +37,13 @@ def test_only_the_settings_module_reads_the_environment() -> None:
     }
     # the start-up sequence looks for typos; `podflow up` passes the environment to honcho
     assert readers <= {"podflow/settings.py", "podflow/boot.py", "podflow/cli/up.py"}, readers
+
+
+def test_the_runner_and_thread_mode_load_no_dramatiq() -> None:
+    # their interrupts and retry policy are podflow's own: no broker is needed to run
+    code = (
+        "import sys, podflow.dispatch.thread, podflow.runner, podflow.heartbeat, podflow.retry, podflow.lifecycle;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dramatiq'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Cancel, retry and delete, as the API and CLI call them."""
+"""The use-cases on runs, as the API and CLI call them: submit, create, start, cancel, retry, delete."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from podflow import lifecycle
-from podflow.dispatch import submit
-from podflow.errors import InvalidTransition, ResultNotFound, RunNotFound
+from podflow.errors import IdempotencyConflict, InvalidInput, InvalidTransition, ResultNotFound, RunNotFound
+from podflow.lifecycle import create, ensure_same_request, start, submit
 from podflow.models import ErrorInfo, RunResult
 from podflow.paths import run_dir
 from podflow.states import RunStatus
@@ -87,3 +87,53 @@ def test_a_result_file_is_found_only_for_a_success_run_that_has_it_inside_the_da
         lifecycle.result_file(make_run(status=RunStatus.STARTED, result=result), "audio", data_dir=tmp_path)
     with pytest.raises(ResultNotFound, match="produced none"):
         lifecycle.result_file(make_run(status=RunStatus.SUCCESS, result=RunResult()), "audio", data_dir=tmp_path)
+
+
+def test_submit_refuses_an_unknown_profile_or_source_and_stores_nothing(store: Store) -> None:
+    seed(store)
+    dispatcher = FakeDispatcher()
+    for field, bad in [
+        ("episode_profile", request().model_copy(update={"episode_profile": "nope"})),
+        ("speaker_profile", request().model_copy(update={"speaker_profile": "nope"})),
+        ("source_ids", request().model_copy(update={"source_ids": ["src_missing"]})),
+    ]:
+        with pytest.raises(InvalidInput) as err:
+            submit(store, dispatcher, bad, now=T0)
+        assert err.value.field == field
+    assert store.list_runs().runs == [] and dispatcher.sent == []
+
+
+def test_a_repeated_idempotency_key_returns_the_existing_run_untouched(store: Store) -> None:
+    dispatcher = FakeDispatcher(store=seed(store))
+    first = submit(store, dispatcher, request(), now=T0, idempotency_key="key-1")
+    again = submit(store, dispatcher, request("other"), now=at(5), idempotency_key="key-1")
+    assert not again.created and again.run.run_id == first.run.run_id
+    assert again.run.request_hash == request().fingerprint() != request("other").fingerprint()
+    assert len(dispatcher.sent) == 1 and store.get_run(first.run.run_id).updated_at == T0
+
+
+def test_a_draft_starts_once(store: Store) -> None:
+    dispatcher = FakeDispatcher(store=seed(store))
+    draft, created = create(store, dispatcher, request(), now=T0)
+    assert created and draft.outbox_at is None and dispatcher.sent == []
+    started = start(store, dispatcher, draft.run_id, now=at(1))
+    assert started.enqueued and dispatcher.sent == [(draft.run_id, "msg-1")]
+    with pytest.raises(InvalidTransition, match="already started"):
+        start(store, dispatcher, draft.run_id, now=at(2))
+    store.claim(draft.run_id, now=at(3))
+    with pytest.raises(InvalidTransition, match="STARTED"):
+        start(store, dispatcher, draft.run_id, now=at(4))
+    with pytest.raises(RunNotFound):
+        start(store, dispatcher, "run_" + "0" * 32, now=at(4))
+    with pytest.raises(InvalidInput):
+        create(store, dispatcher, request().model_copy(update={"source_ids": ["src_x"]}), now=T0)
+
+
+def test_a_replayed_idempotency_key_must_carry_the_same_request(store: Store) -> None:
+    dispatcher = FakeDispatcher(store=seed(store))
+    run = submit(store, dispatcher, request(), now=T0, idempotency_key="key-1").run
+    assert ensure_same_request(run, request()) is run
+    with pytest.raises(IdempotencyConflict, match="key-1"):
+        ensure_same_request(run, request("other"))
+    with pytest.raises(IdempotencyConflict):
+        ensure_same_request(run, request(), retry_of="run_" + "1" * 32)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from podflow.dispatch import QueueDispatcher, submit
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.lifecycle import submit
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore

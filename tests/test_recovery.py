@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from podflow.dispatch import QueueDispatcher, submit
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.lifecycle import submit
 from podflow.models import Run
 from podflow.settings import load_settings
 from podflow.states import RunStatus

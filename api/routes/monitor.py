@@ -1,6 +1,6 @@
 """Monitoring: the dashboard's overview and the Prometheus metrics.
 
-Both are computed by the library (:mod:`podflow.monitor`, :mod:`podflow.metrics`)
+Both are computed by the library (:mod:`podflow.monitoring.overview`, :mod:`podflow.monitoring.prometheus`)
 at request time, from the store and the broker. ``/metrics`` is outside
 ``/api/`` where Prometheus looks for it, but like ``/api/`` it requires the
 bearer token when PODFLOW_API_TOKEN is set (Prometheus sends it with

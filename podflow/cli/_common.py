@@ -8,7 +8,9 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..dispatch import Dispatcher, OutboxDispatcher, QueueDispatcher
+from ..dispatch import Dispatcher
+from ..dispatch.outbox import OutboxDispatcher
+from ..dispatch.queue import QueueDispatcher
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import Store

@@ -1,7 +1,7 @@
 """``podflow runs list|show|cancel|retry``: the operator's view of runs, straight from the store.
 
-It talks to the store (and, to retry, the broker) through :mod:`podflow.runs`
-and :mod:`podflow.dispatch`, so it works while the API is down. A run that
+It talks to the store (and, to retry, the broker) through :mod:`podflow.lifecycle`,
+so it works while the API is down. A run that
 does not exist, or whose state forbids the change, exits 1 with one line.
 """
 

@@ -1,7 +1,7 @@
 """``podflow status``: queues, workers and runs at a glance (what ``celery inspect`` and Flower gave).
 
-Reads the broker (:func:`podflow.inspect.inspect_broker`) and the store
-(:func:`podflow.inspect.inspect_store`); prints what it could read, and exits
+Reads the broker (:func:`podflow.monitoring.snapshot.inspect_broker`) and the store
+(:func:`podflow.monitoring.snapshot.inspect_store`); prints what it could read, and exits
 69 (RET_UNAVAILABLE) naming whichever could not be reached.
 """
 

@@ -2,7 +2,7 @@
 
 :func:`overview` gathers runs by status, the oldest PENDING run, runs finished
 per minute over the last hour, the sweeps' counters and, in queue mode, the
-broker's queues and workers (:mod:`podflow.inspect`). Its cost is bounded:
+broker's queues and workers (:mod:`podflow.monitoring.snapshot`). Its cost is bounded:
 four store queries (``count_by_status`` is a GROUP BY over the status index,
 ``finished_per_minute`` a range of the ``finished_at`` index, ``stats`` a small
 table) and one broker round trip. A broker that does not answer is reported

@@ -19,7 +19,7 @@ namespace is ``dramatiq``):
 
 Every process that talks to the broker refreshes its heartbeat on each call,
 senders too; podflow's broker ids say which role each process has
-(:func:`podflow.broker.client_id`). A worker silent for the broker's heartbeat
+(:func:`podflow.worker.broker.client_id`). A worker silent for the broker's heartbeat
 timeout (60 s) is dead to Dramatiq, which then gives its unacknowledged
 messages to others.
 

@@ -40,7 +40,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..dispatch import Dispatcher, deliver, redispatch
+from ..dispatch import Dispatcher
+from ..dispatch.outbox import deliver, redispatch
 from ..errors import BrokerUnavailable
 from ..models import ErrorInfo
 from ..store.base import DEFAULT_BATCH, Store

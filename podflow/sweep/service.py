@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..dispatch import QueueDispatcher
+from ..dispatch.queue import QueueDispatcher
 from ..errors import BrokerUnavailable, StoreError
 from ..store import open_store
 from ..store.base import Store

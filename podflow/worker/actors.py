@@ -12,7 +12,7 @@ and closes them after the worker shut down.
 ``podflow worker`` runs ``dramatiq podflow.actors`` with PODFLOW_WORKER_PROCESSES
 processes of PODFLOW_CONCURRENCY threads (see ``podflow/cli/worker.py``). With
 PODFLOW_WORKER_METRICS_PORT set, the workers also serve Dramatiq's Prometheus
-metrics (:mod:`podflow.worker_metrics`).
+metrics (:mod:`podflow.worker.exporter`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dramatiq.middleware import CurrentMessage, Middleware, TimeLimitExceeded
 from dramatiq.results import Results
 
 from ..boot import boot, config_errors
-from ..dispatch import QueueDispatcher
+from ..dispatch.queue import QueueDispatcher
 from ..errors import SoftTimeLimitExceeded, WorkerShutdown
 from ..generation.base import Generator
 from ..generation.loader import load_generator

@@ -1,6 +1,6 @@
 """The workers' own Prometheus metrics: Dramatiq's middleware, bound where the settings say.
 
-When PODFLOW_WORKER_METRICS_PORT is set, :mod:`podflow.actors` adds
+When PODFLOW_WORKER_METRICS_PORT is set, :mod:`podflow.worker.actors` adds
 :class:`WorkerMetrics`: Dramatiq's ``Prometheus`` middleware, which counts
 messages in every worker process (prometheus-client's multiprocess mode: each
 process writes its values to files in one directory) and serves their sum from

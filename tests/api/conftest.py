@@ -129,7 +129,7 @@ class InProcessWorker:
     """A Dramatiq worker in this process, executing ``generate_podcast`` with ``generator``."""
 
     def __init__(self, settings: Settings, store: Store, generator: Generator) -> None:
-        self.broker = build_broker(settings, role="worker")  # listed as a worker by podflow.inspect
+        self.broker = build_broker(settings, role="worker")  # listed as a worker by podflow.monitoring.snapshot
         self.monitor = HeartbeatMonitor(store=store, interval_s=settings.heartbeat_interval_s)
         runner = build_runner(settings, store=store, monitor=self.monitor, generator=generator)
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy, sweep
 from podflow.timeutil import utcnow

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from podflow.dispatch import QueueDispatcher, submit
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.lifecycle import submit
 from podflow.models import RunRequest
 from podflow.settings import load_settings
 from podflow.store import open_store

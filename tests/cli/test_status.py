@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from podflow.cli import main
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.exitcodes import RET_UNAVAILABLE
 from podflow.models import Run
 from podflow.settings import load_settings

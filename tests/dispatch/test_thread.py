@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from podflow import lifecycle
-from podflow.dispatch import submit
 from podflow.dispatch.thread import ThreadExecutor, build_thread_executor
+from podflow.lifecycle import submit
 from podflow.models import Run
 from podflow.paths import run_dir
 from podflow.settings import load_settings

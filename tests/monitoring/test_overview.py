@@ -9,7 +9,7 @@ import dramatiq
 import pytest
 import redis
 
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.monitoring.overview import WINDOW_MINUTES, finished_per_minute, overview
 from podflow.settings import load_settings
 from podflow.states import RunStatus

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import dramatiq
 import pytest
 
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.models import ErrorInfo
 from podflow.monitoring.prometheus import PodflowCollector, render_metrics
 from podflow.settings import load_settings

@@ -10,7 +10,7 @@ import dramatiq
 import pytest
 import redis
 
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.errors import BrokerUnavailable
 from podflow.monitoring.snapshot import inspect_broker, inspect_store, parse_heartbeats
 from podflow.settings import load_settings

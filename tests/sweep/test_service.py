@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.errors import StoreUnavailable
 from podflow.models import Run
 from podflow.settings import load_settings

@@ -21,7 +21,8 @@ import redis
 from dramatiq.results.backends import RedisBackend
 
 from podflow import lifecycle
-from podflow.dispatch import QueueDispatcher, submit
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.lifecycle import submit
 from podflow.models import Run
 from podflow.paths import run_dir
 from podflow.settings import load_settings

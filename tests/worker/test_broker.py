@@ -24,7 +24,7 @@ from dramatiq.middleware import (
 from dramatiq.results import Results
 from dramatiq.worker import Worker
 
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.errors import (
     BrokerUnavailable,
     GenerationError,

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from podflow.dispatch import QueueDispatcher, submit
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.lifecycle import submit
 from podflow.settings import load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
