@@ -26,7 +26,7 @@ from tests.servers import RedisServer, free_port
 pytestmark = pytest.mark.slow
 
 # as worker_env: heartbeat every 0.2 s, lost after 1.5 s
-POLICY = SweepPolicy(time_limit_s=60, heartbeat_timeout_s=1.5, pending_timeout_s=3600, outbox_grace_s=0.5)
+POLICY = SweepPolicy(time_limit_s=60, pending_timeout_s=3600, outbox_grace_s=0.5)
 
 
 @dataclass
@@ -136,13 +136,13 @@ def test_a_run_whose_message_a_restarted_broker_lost_is_sent_again_and_completes
     worker = WorkerProcess(worker_env(data_dir=tmp_path, broker_url=server.url), tmp_path / "worker.log")
     try:
         submission = submit(store, dispatcher, request("noop"), now=utcnow())
-        assert submission.enqueued and dispatcher.holds_nothing() is False
+        assert submission.enqueued and dispatcher.holds_nothing(now=utcnow()) is False
         server.stop()  # a restart without persistence: the message is gone
         server.start()
-        assert dispatcher.holds_nothing() is True
+        assert dispatcher.holds_nothing(now=utcnow()) is True
         worker.start()
         # the run stays PENDING: nothing will ever deliver it, until the sweep notices
-        later = utcnow() + timedelta(seconds=POLICY.heartbeat_timeout_s + 1)
+        later = utcnow() + timedelta(seconds=store.heartbeat_timeout_s + 1)
         report = sweep(store, now=later, policy=POLICY, dispatcher=dispatcher)
         assert report.requeued == 1
         done = finished(store, submission.run.run_id)

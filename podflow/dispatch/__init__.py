@@ -18,6 +18,7 @@ package imports no broker: only ``queue`` needs Dramatiq.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from ..models import Mode
@@ -41,9 +42,9 @@ class Dispatcher(Protocol):
     def send(self, run_id: str, message_id: str | None) -> None:
         """Raises BrokerUnavailable when nothing was sent."""
 
-    def holds_nothing(self) -> bool | None:
+    def holds_nothing(self, *, now: datetime) -> bool | None:
         """True when no message of its queue is anywhere in the broker (ready,
-        delayed or fetched by a worker); None when it cannot tell.
+        delayed or fetched by a worker) at ``now``; None when it cannot tell.
 
         Raises:
           BrokerUnavailable

@@ -46,7 +46,7 @@ class OutboxDispatcher:
     def send(self, run_id: str, message_id: str | None) -> None:
         return None
 
-    def holds_nothing(self) -> None:
+    def holds_nothing(self, *, now: datetime) -> None:
         return None
 
 

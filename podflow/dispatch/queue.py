@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import dramatiq
 from dramatiq.message import generate_unique_id
 
 from ..models import Mode
-from ..timeutil import utcnow
 from ..worker.broker import ACTOR_NAME, QUEUE_NAME, broker_errors
 
 __all__ = ["QueueDispatcher"]
@@ -42,12 +42,12 @@ class QueueDispatcher:
         with broker_errors(f"enqueue run {run_id}"):
             self.broker.enqueue(self.message(run_id, message_id))
 
-    def holds_nothing(self) -> bool | None:
+    def holds_nothing(self, *, now: datetime) -> bool | None:
         """From one snapshot of the queue's counts; None on RabbitMQ, which does
         not say how many messages its consumers hold unacknowledged."""
         from ..monitoring.snapshot import inspect_broker
 
-        counts = inspect_broker(self.broker, now=utcnow(), queues=(self.queue_name,)).queues[0]
+        counts = inspect_broker(self.broker, now=now, queues=(self.queue_name,)).queues[0]
         if counts.unacked is None:
             return None
         return counts.ready + counts.delayed + counts.unacked == 0

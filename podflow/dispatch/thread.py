@@ -95,7 +95,7 @@ class ThreadExecutor:
     def new_message_id(self) -> None:
         return None
 
-    def holds_nothing(self) -> None:
+    def holds_nothing(self, *, now: datetime) -> None:
         """Never asked: thread-mode runs stay in the outbox until claimed, never "enqueued"."""
         return None
 

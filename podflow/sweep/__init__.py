@@ -25,6 +25,10 @@ Without a dispatcher only the failing rules (1, 2, 6) run: that is what a
 scheduler process does in thread mode, where the API process dispatches.
 Dispatch rules only send runs of the dispatcher's own mode.
 
+"Stale" is the store's own ``heartbeat_timeout_s`` (PODFLOW_HEARTBEAT_TIMEOUT),
+the one that also lets a redelivered message re-claim a silent run: the sweep
+and the claim can never disagree on when a worker is lost.
+
 Each sweep adds its report to the store's counters (``record_sweep``), for
 ``/metrics`` and the dashboard. Every rule is a conditional write, so two
 sweeps at once do no harm; :func:`locked_sweep` still keeps two schedulers
@@ -60,10 +64,13 @@ SWEEP_LEASE = "sweep"
 
 @dataclass(frozen=True, slots=True)
 class SweepPolicy:
-    """The limits the sweep enforces (from the settings, see :meth:`from_settings`)."""
+    """The limits the sweep enforces (from the settings, see :meth:`from_settings`).
+
+    The heartbeat timeout is not one of them: it is the store's
+    (``Store.heartbeat_timeout_s``), so the sweep and the claim share one value.
+    """
 
     time_limit_s: float
-    heartbeat_timeout_s: float
     pending_timeout_s: float
     #: a run in the outbox younger than this may still be being sent by its submitter
     outbox_grace_s: float = 10.0
@@ -73,7 +80,6 @@ class SweepPolicy:
     def from_settings(cls, settings: Settings, **overrides: float) -> SweepPolicy:
         values = {
             "time_limit_s": settings.time_limit_s,
-            "heartbeat_timeout_s": settings.heartbeat_timeout_s,
             "pending_timeout_s": settings.pending_timeout_s,
             **overrides,
         }
@@ -109,7 +115,8 @@ def sweep(store: Store, *, now: datetime, policy: SweepPolicy, dispatcher: Dispa
         the next sweep starts over).
     """
     report = SweepReport()
-    stale = now - seconds(policy.heartbeat_timeout_s)
+    heartbeat_timeout_s = store.heartbeat_timeout_s
+    stale = now - seconds(heartbeat_timeout_s)
 
     def fail_all(operation: Callable[..., Sized], error: ErrorInfo, **cutoff: datetime) -> int:
         """Run a failing bulk operation over every batch; how many runs it failed."""
@@ -127,7 +134,7 @@ def sweep(store: Store, *, now: datetime, policy: SweepPolicy, dispatcher: Dispa
     )
     report.worker_lost = fail_all(
         store.fail_lost,
-        ErrorInfo(type="worker_lost", message=f"no heartbeat for {policy.heartbeat_timeout_s:g} s, no attempts left"),
+        ErrorInfo(type="worker_lost", message=f"no heartbeat for {heartbeat_timeout_s:g} s, no attempts left"),
         heartbeat_before=stale,
     )
     if dispatcher is not None:
@@ -198,12 +205,12 @@ def _requeue_orphans(
     empty again. ``enqueued_at`` is left alone, so expiry still counts from the
     first enqueue."""
     try:
-        if not dispatcher.holds_nothing():
+        if not dispatcher.holds_nothing(now=now):
             return
     except BrokerUnavailable as exc:  # nothing was sent; the next sweep looks again
         log.warning("sweep: cannot inspect the broker for lost messages: %s", exc)
         return
-    refs = store.list_enqueued(enqueued_before=now - seconds(policy.heartbeat_timeout_s), limit=policy.batch)
+    refs = store.list_enqueued(enqueued_before=now - seconds(store.heartbeat_timeout_s), limit=policy.batch)
     for ref in refs:
         if ref.mode != dispatcher.mode:
             continue

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,11 @@ from podflow.models import Run
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from podflow.sweep import SweepPolicy, locked_sweep, sweep
-from tests.conftest import T0, at
+from tests.conftest import T0, at, open_test_store
 from tests.execution import FakeDispatcher, request, seed
 
 # the store fixture's heartbeat timeout is 60 s and max_attempts 3
-POLICY = SweepPolicy(time_limit_s=3600, heartbeat_timeout_s=60, pending_timeout_s=86400, outbox_grace_s=10)
+POLICY = SweepPolicy(time_limit_s=3600, pending_timeout_s=86400, outbox_grace_s=10)
 
 
 def add(store: Store, now=T0, mode: str = "queue", **fields: object) -> str:
@@ -70,6 +71,15 @@ def test_a_silent_run_with_attempts_left_is_released_and_sent_under_a_new_messag
     run = store.get_run(run_id)
     assert run.released and run.message_id == "msg-first"
     assert store.claim(run_id, now=at(62)) == 2
+
+
+def test_lost_means_silent_past_the_stores_own_heartbeat_timeout(tmp_path: Path) -> None:
+    store = seed(open_test_store("sqlite", tmp_path, heartbeat_timeout_s=30, max_attempts=1))
+    run_id = started(store, T0)
+    assert store.claim(run_id, now=at(29)) is None  # live for the claim...
+    assert sweep(store, now=at(29), policy=POLICY).worker_lost == 0  # ...and for the sweep
+    assert sweep(store, now=at(31), policy=POLICY).worker_lost == 1
+    assert store.get_run(run_id).error.message == "no heartbeat for 30 s, no attempts left"
 
 
 def test_a_silent_run_without_attempts_left_fails_with_worker_lost(store: Store) -> None:
@@ -155,7 +165,7 @@ def test_dispatch_rules_only_send_runs_of_the_dispatchers_mode(store: Store) -> 
 
 
 def test_each_rule_works_through_every_batch(store: Store) -> None:
-    small = SweepPolicy(time_limit_s=3600, heartbeat_timeout_s=60, pending_timeout_s=86400, batch=2)
+    small = SweepPolicy(time_limit_s=3600, pending_timeout_s=86400, batch=2)
     seed(store)
     for _ in range(5):
         started(store, T0)
@@ -221,7 +231,7 @@ class _FileDispatcher:
         self._ids += 1
         return f"msg-{os.getpid()}-{self._ids}"
 
-    def holds_nothing(self) -> None:
+    def holds_nothing(self, *, now: datetime) -> None:
         return None
 
     def send(self, run_id: str, message_id: str | None) -> None:

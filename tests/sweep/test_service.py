@@ -20,7 +20,7 @@ from tests.conftest import T0, at
 from tests.execution import request
 from tests.servers import free_port
 
-POLICY = SweepPolicy(time_limit_s=3600, heartbeat_timeout_s=60, pending_timeout_s=86400)
+POLICY = SweepPolicy(time_limit_s=3600, pending_timeout_s=86400)
 
 
 def sqlite(tmp_path: Path) -> SqliteStore:
