@@ -20,7 +20,7 @@ from ..errors import BrokerUnavailable
 from ..models import Mode
 from ..states import TERMINAL, RunStatus
 from ..store.base import Store
-from .snapshot import inspect_broker, inspect_store
+from .snapshot import BrokerClient, QueueCounts, inspect_broker, inspect_store
 
 __all__ = [
     "WINDOW_MINUTES",
@@ -28,8 +28,6 @@ __all__ = [
     "FinishedMinute",
     "LastSweep",
     "Overview",
-    "QueueView",
-    "WorkerView",
     "finished_per_minute",
     "overview",
 ]
@@ -40,32 +38,6 @@ WINDOW_MINUTES = 60
 
 class _View(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class QueueView(_View):
-    """Messages of one broker queue."""
-
-    name: str
-    #: waiting for a worker
-    ready: int
-    #: retries waiting for their backoff
-    delayed: int
-    #: dead-lettered: Dramatiq gave up on them (kept 7 days)
-    dead: int
-    #: held by workers (running or prefetched); null where the broker does not say (RabbitMQ)
-    unacked: int | None = None
-
-
-class WorkerView(_View):
-    """A Dramatiq worker process, from the broker's heartbeats."""
-
-    id: str
-    host: str | None
-    pid: int | None
-    #: seconds since its last heartbeat
-    last_seen_s: float
-    #: seen within the broker's heartbeat timeout (60 s on Redis)
-    alive: bool
 
 
 class BrokerView(_View):
@@ -112,9 +84,9 @@ class Overview(_View):
     #: null in thread mode (no broker)
     broker: BrokerView | None
     #: empty in thread mode and while the broker cannot be read
-    queues: list[QueueView]
+    queues: list[QueueCounts]
     #: null where liveness is unknown: thread mode, RabbitMQ, broker unreadable
-    workers: list[WorkerView] | None
+    workers: list[BrokerClient] | None
     last_sweep: LastSweep
 
 
@@ -134,22 +106,13 @@ def finished_per_minute(store: Store, *, now: datetime, minutes: int = WINDOW_MI
 
 def _broker_part(
     broker: dramatiq.Broker, *, now: datetime
-) -> tuple[BrokerView, list[QueueView], list[WorkerView] | None]:
+) -> tuple[BrokerView, list[QueueCounts], list[BrokerClient] | None]:
     try:
         status = inspect_broker(broker, now=now)
     except BrokerUnavailable as exc:
         return BrokerView(error=str(exc)), [], None
     view = BrokerView(kind=status.kind, note=status.note, heartbeat_timeout_s=status.heartbeat_timeout_s)
-    queues = [
-        QueueView(name=q.name, ready=q.ready, delayed=q.delayed, dead=q.dead, unacked=q.unacked) for q in status.queues
-    ]
-    workers = None
-    if status.workers is not None:
-        workers = [
-            WorkerView(id=w.id, host=w.host, pid=w.pid, last_seen_s=w.last_seen_s, alive=w.alive)
-            for w in status.workers
-        ]
-    return view, queues, workers
+    return view, status.queues, status.workers
 
 
 def overview(store: Store, broker: dramatiq.Broker | None, *, mode: Mode, now: datetime) -> Overview:

@@ -2,7 +2,8 @@
 
 Read-only: nothing here changes the broker or the store. Each function takes
 the broker (or the store) and ``now``, and returns plain dataclasses with an
-``as_dict()`` for JSON.
+``as_dict()`` for JSON; the dashboard's overview (:mod:`podflow.monitoring.overview`)
+serves the same :class:`QueueCounts` and :class:`BrokerClient`.
 
 Redis, in Dramatiq's layout (``dramatiq/brokers/redis/dispatch.lua``; the
 namespace is ``dramatiq``):
@@ -59,27 +60,32 @@ DEFAULT_HEARTBEAT_TIMEOUT_S = 60.0
 
 @dataclass(frozen=True, slots=True)
 class QueueCounts:
-    """Messages of one queue. ``unacked`` (fetched by a worker, not yet
+    """Messages of one broker queue. ``unacked`` (fetched by a worker, not yet
     acknowledged) is None where the broker does not say (RabbitMQ)."""
 
     name: str
+    #: waiting for a worker
     ready: int
+    #: retries waiting for their backoff
     delayed: int
+    #: dead-lettered: Dramatiq gave up on them (kept 7 days)
     dead: int
+    #: held by workers (running or prefetched)
     unacked: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerClient:
-    """A process in the broker's heartbeats."""
+    """A process in the broker's heartbeats (a Dramatiq worker, or a sender)."""
 
     id: str
     #: ``worker``, ``api``, ``scheduler``, ``cli``...; None for an id podflow did not make
     role: str | None
     host: str | None
     pid: int | None
+    #: seconds since its last heartbeat
     last_seen_s: float
-    #: seen within the heartbeat timeout (meaningful for workers)
+    #: seen within the broker's heartbeat timeout (60 s on Redis; meaningful for workers)
     alive: bool
 
 

@@ -11,6 +11,7 @@ import redis
 
 from podflow.dispatch.queue import QueueDispatcher
 from podflow.monitoring.overview import WINDOW_MINUTES, finished_per_minute, overview
+from podflow.monitoring.snapshot import inspect_broker
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.base import Store
@@ -70,6 +71,11 @@ def test_queue_mode_shows_the_queues_and_the_workers(store: Store, broker: drama
     assert [(q.name, q.ready, q.delayed, q.dead, q.unacked) for q in view.queues] == [("podcast", 1, 0, 0, 0)]
     assert [(w.host, w.pid, w.last_seen_s, w.alive) for w in view.workers or []] == [("host-a", 77, 1.0, True)]
     assert view.last_sweep.at is None and view.last_sweep.age_s is None
+    # the snapshot's own records, not copies of them
+    assert view.queues == inspect_broker(broker, now=T0).queues
+    assert view.model_dump(mode="json")["workers"][0] == {
+        "id": "worker@host-a:77:ab", "role": "worker", "host": "host-a", "pid": 77, "last_seen_s": 1.0, "alive": True,
+    }  # fmt: skip
 
 
 def test_a_broker_that_does_not_answer_is_named_not_raised(store: Store) -> None:
