@@ -32,7 +32,8 @@ from typing import Literal
 
 from ..errors import InvalidInput, SourceTooLarge
 from ..models import Source, new_source_id
-from .html import html_to_text, markdown_title, markdown_to_text
+from .html import html_to_text
+from .markdown import markdown_title, markdown_to_text
 
 __all__ = ["CONTENT_TYPES", "EXTENSIONS", "ingest_source", "resolve_content_type", "source_prose"]
 

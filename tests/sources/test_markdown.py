@@ -1,33 +1,10 @@
-"""HTML and Markdown reduced to prose."""
+"""Markdown reduced to prose by a CommonMark parser, with CommonMark's tricky cases."""
 
 from __future__ import annotations
 
-from podflow.sources.html import html_to_text, markdown_title, markdown_to_text
+import pytest
 
-
-def test_html_keeps_headings_and_paragraphs_and_drops_scripts_and_styles() -> None:
-    page = html_to_text(
-        "<html><head><title>Launch &amp; Landing</title><style>p { color: red }</style></head>"
-        "<body><script>alert('no')</script><h1>Mission report</h1>"
-        "<p>The rocket launched at dawn.<br>It landed at noon.</p>"
-        "<div>Crew: <b>three</b> astronauts</div><noscript>enable js</noscript></body></html>"
-    )
-    assert page.text == (
-        "Mission report\n\nThe rocket launched at dawn. It landed at noon.\n\nCrew: three astronauts"
-    )
-    assert page.title == "Launch & Landing"
-
-
-def test_html_entities_are_unescaped_and_list_items_become_sentences() -> None:
-    page = html_to_text(
-        "<h2>Caf&eacute; &lt;menu&gt;</h2><ul><li>Tea</li><li>Coffee!</li></ul><p>&#169; 2026</p>"
-    )
-    assert page.text == "Café <menu>\n\nTea.\nCoffee!\n\n© 2026"
-    assert page.title == "Café <menu>"
-
-
-def test_html_without_title_or_heading_has_no_title() -> None:
-    assert html_to_text("<p>just text</p>").title is None
+from podflow.sources import markdown_title, markdown_to_text
 
 
 def test_markdown_loses_its_markup_but_keeps_its_words() -> None:
@@ -56,3 +33,60 @@ def test_markdown_title_is_the_first_atx_or_setext_heading() -> None:
     assert markdown_title("intro\n\n## Second *level*\n\n# First") == "Second level"
     assert markdown_title("Underlined\n==========\n\ntext") == "Underlined"
     assert markdown_title("```\n# not a heading\n```\nplain") is None
+
+
+@pytest.mark.parametrize(
+    ("markdown", "prose"),
+    [
+        pytest.param("Intro.\n\n    def f():\n        return 1", "Intro.", id="indented code is dropped"),
+        pytest.param("Para\n    still para", "Para still para", id="an indented line continuing a paragraph is prose"),
+        pytest.param(
+            "````\n```\nnot closed\n```\n````\nafter\n\n~~~ python\nx = 1\n~~~",
+            "after",
+            id="fenced code of either fence, holding a shorter fence, is dropped",
+        ),
+        pytest.param(
+            "- an item\nthat goes on\n- next",
+            "an item that goes on.\nnext.",
+            id="a lazy continuation line stays in its list item",
+        ),
+        pytest.param("> quoted\ncontinued", "quoted continued", id="a lazy continuation line stays in its quote"),
+        pytest.param(
+            "1. one\n   - a\n   - b\n2. two\n\nafter",
+            "one.\na.\nb.\ntwo.\n\nafter",
+            id="nested items follow their parent, one line each",
+        ),
+        pytest.param(
+            "- first\n\n  more about first\n- second",
+            "first. more about first.\nsecond.",
+            id="an item's second paragraph stays in the item",
+        ),
+        pytest.param("- item\n\n      code in item\n- other", "item.\nother.", id="code inside an item is dropped"),
+        pytest.param("- a\n- b\n\n+ c", "a.\nb.\n\nc.", id="another bullet character starts another list"),
+        pytest.param(
+            "Title\n=====\n\nSub\n---\n\ntext\n\n---\n\nend",
+            "Title\n\nSub\n\ntext\n\nend",
+            id="setext headings, and --- after a blank line is a rule",
+        ),
+        pytest.param(
+            "<div>\n<p>Hello <b>there</b></p>\n</div>\n\n<script>\nalert(1)\n</script>\n\n<!-- a note -->\n\nafter",
+            "Hello there\n\nafter",
+            id="HTML blocks are reduced like HTML: scripts and comments dropped",
+        ),
+        pytest.param(
+            "[the docs][d] and [d], [inline](http://y)\n\n[d]: https://x\n  'a title'",
+            "the docs and d, inline",
+            id="reference links keep their text; definitions with titles are dropped",
+        ),
+        pytest.param("\\*not em\\* &amp; &copy; `a*b`", "*not em* & © a*b", id="escapes, entities and code spans"),
+        pytest.param("Line one  \nline two\\\nline three", "Line one line two line three", id="hard line breaks"),
+        pytest.param("* [ ] todo\n* [x] done", "todo.\ndone.", id="task boxes are dropped"),
+    ],
+)
+def test_commonmark_tricky_cases(markdown: str, prose: str) -> None:
+    assert markdown_to_text(markdown) == prose
+
+
+def test_a_heading_inside_code_is_no_title() -> None:
+    assert markdown_title("para\n\n    # code\n") is None
+    assert markdown_title("~~~\n# code\n~~~\n\nSetext\n---") == "Setext"
