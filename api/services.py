@@ -60,6 +60,7 @@ def open_services(
     store: Store | None,
     dispatcher: Dispatcher | None,
     generator: Generator | None,
+    clock: Callable[[], datetime],
     **options: Any,
 ) -> Services:
     """Open what the app needs, registering their closing on ``stack``.
@@ -70,7 +71,7 @@ def open_services(
     if store is None:
         store = open_store(settings)
         stack.callback(store.close)
-    seed_defaults(store)
+    seed_defaults(store, now=clock())
     broker = getattr(dispatcher, "broker", None)
     if dispatcher is None and settings.mode == "thread":
         executor = build_thread_executor(settings, store=store, generator=generator)
@@ -81,4 +82,4 @@ def open_services(
         broker = build_broker(settings, role="api")
         stack.callback(close_broker, broker)
         dispatcher = QueueDispatcher(broker=broker)
-    return Services(settings=settings, store=store, dispatcher=dispatcher, broker=broker, **options)
+    return Services(settings=settings, store=store, dispatcher=dispatcher, broker=broker, clock=clock, **options)

@@ -44,7 +44,7 @@ SOURCE = Source(
 
 def seed(store: Store) -> Store:
     """Give ``store`` the profiles and the source :func:`request` names."""
-    store.seed_profiles([EPISODE, SPEAKERS])
+    store.seed_profiles([EPISODE, SPEAKERS], now=T0)
     store.add_source(SOURCE)
     return store
 

@@ -674,17 +674,18 @@ class MongoStore:
         return [PROFILE_MODELS[kind].model_validate(doc) for doc in docs]
 
     @_guarded
-    def create_profile(self, profile: Profile) -> None:
+    def create_profile(self, profile: Profile, *, now: datetime) -> None:
         kind = profile_kind(profile)
         try:
-            self.profiles[kind].insert_one(profile.model_dump(mode="python"))
+            self.profiles[kind].insert_one({**profile.model_dump(mode="python"), "updated_at": now})
         except DuplicateKeyError:
             raise AlreadyExists(f"{kind} profile {profile.name!r} already exists") from None
 
     @_guarded
-    def update_profile(self, profile: Profile) -> None:
+    def update_profile(self, profile: Profile, *, now: datetime) -> None:
         kind = profile_kind(profile)
-        result = self.profiles[kind].replace_one({"name": profile.name}, profile.model_dump(mode="python"))
+        doc = {**profile.model_dump(mode="python"), "updated_at": now}
+        result = self.profiles[kind].replace_one({"name": profile.name}, doc)
         if result.matched_count == 0:
             raise ProfileNotFound(profile.name)
 
@@ -693,7 +694,7 @@ class MongoStore:
         return self.profiles[kind].delete_one({"name": name}).deleted_count == 1
 
     @_guarded
-    def seed_profiles(self, profiles: Sequence[Profile]) -> list[str]:
+    def seed_profiles(self, profiles: Sequence[Profile], *, now: datetime) -> list[str]:
         inserted = []
         for profile in profiles:
             kind = profile_kind(profile)
@@ -705,7 +706,7 @@ class MongoStore:
             if first_time is None:
                 continue
             try:
-                self.profiles[kind].insert_one(profile.model_dump(mode="python"))
+                self.profiles[kind].insert_one({**profile.model_dump(mode="python"), "updated_at": now})
                 inserted.append(profile.name)
             except DuplicateKeyError:  # the user made one of that name first: theirs wins
                 pass
