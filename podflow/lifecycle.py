@@ -127,7 +127,7 @@ def ensure_same_request(run: Run, request: RunRequest, *, retry_of: str | None =
     Raises:
       IdempotencyConflict: the key was used before for a different request.
     """
-    if run.request_hash != request.fingerprint() or run.retry_of != retry_of:
+    if not request.matches(run.request_hash) or run.retry_of != retry_of:
         raise IdempotencyConflict(
             f"Idempotency-Key {run.idempotency_key!r} was already used for a different request (run {run.run_id})"
         )
