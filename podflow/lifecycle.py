@@ -223,7 +223,7 @@ def result_file(run: Run, name: str, *, data_dir: Path) -> Path:
     """
     if run.status is not RunStatus.SUCCESS or run.result is None:
         raise ResultNotFound(run.run_id, name, f"the run is {run.status}")
-    relative = getattr(run.result, RESULT_FILES[name])
+    relative: str | None = getattr(run.result, RESULT_FILES[name])
     if not relative:
         raise ResultNotFound(run.run_id, name, "the generator produced none")
     root = Path(data_dir).resolve()

@@ -749,7 +749,7 @@ class SqliteStore:
         error: ErrorInfo | None,
         reason: str,
     ) -> sqlite3.Row | None:
-        return (
+        row: sqlite3.Row | None = (
             self._conn()
             .execute(
                 "UPDATE runs SET status = :status, finished_at = :now, updated_at = :now,"
@@ -768,6 +768,7 @@ class SqliteStore:
             )
             .fetchone()
         )
+        return row
 
     @_guarded
     @_writes(durable=True)

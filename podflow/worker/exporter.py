@@ -68,7 +68,7 @@ class WorkerMetrics(_prometheus.Prometheus):
         directory.mkdir(parents=True, exist_ok=True)
         # the base class reads DB_PATH here and at after_worker_shutdown
         _prometheus.DB_PATH = str(directory)
-        super().after_process_boot(broker)
+        super().after_process_boot(broker)  # type: ignore[no-untyped-call]  # Dramatiq's, unannotated
 
 
 def _remove_stale(root: Path, *, keep: Path) -> None:
