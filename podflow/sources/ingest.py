@@ -33,7 +33,7 @@ from typing import Literal
 from ..errors import InvalidInput, SourceTooLarge
 from ..models import Source, new_source_id
 from .html import html_to_text
-from .markdown import markdown_title, markdown_to_text
+from .markdown import markdown_prose, markdown_to_text
 
 __all__ = ["CONTENT_TYPES", "EXTENSIONS", "ingest_source", "resolve_content_type", "source_prose"]
 
@@ -124,8 +124,7 @@ def ingest_source(
         text, found_title = _normalise(converted.text, field), converted.title
         prose = text
     elif kind == "text/markdown":
-        found_title = markdown_title(text)
-        prose = markdown_to_text(text)
+        prose, found_title = markdown_prose(text)
     else:
         prose = text
     if not prose.strip():

@@ -36,7 +36,7 @@ from markdown_it.token import Token
 from .html import html_into
 from .prose import Blocks, as_sentence, collapse
 
-__all__ = ["markdown_title", "markdown_to_text"]
+__all__ = ["markdown_prose", "markdown_title", "markdown_to_text"]
 
 # the parser holds only its configuration: one serves every thread
 _PARSER = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
@@ -133,6 +133,12 @@ def _markdown_blocks(markdown: str) -> Blocks:
     for token in _PARSER.parse(_FRONT_MATTER.sub("", markdown.replace("\r\n", "\n"))):
         reducer.token(token)
     return reducer.blocks
+
+
+def markdown_prose(markdown: str) -> tuple[str, str | None]:
+    """:func:`markdown_to_text` and :func:`markdown_title` from one parse."""
+    blocks = _markdown_blocks(markdown)
+    return blocks.render(), blocks.first_heading()
 
 
 def markdown_to_text(markdown: str) -> str:

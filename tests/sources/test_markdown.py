@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from podflow.sources import markdown_title, markdown_to_text
+from podflow.sources.markdown import markdown_prose
 
 
 def test_markdown_loses_its_markup_but_keeps_its_words() -> None:
@@ -90,3 +91,11 @@ def test_commonmark_tricky_cases(markdown: str, prose: str) -> None:
 def test_a_heading_inside_code_is_no_title() -> None:
     assert markdown_title("para\n\n    # code\n") is None
     assert markdown_title("~~~\n# code\n~~~\n\nSetext\n---") == "Setext"
+
+
+def test_the_prose_and_the_title_come_from_one_parse() -> None:
+    document = "Notes\n=====\n\n- one\n- two"
+    assert markdown_prose(document) == (markdown_to_text(document), markdown_title(document)) == (
+        "Notes\n\none.\ntwo.",
+        "Notes",
+    )
