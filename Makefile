@@ -22,7 +22,7 @@ help:
 	@echo "make test   set up and run every test"
 	@echo "make bench  run the benchmarks (writes bench/results/; about 5 minutes)"
 	@echo "make bench-quick  a small benchmark run, for development"
-	@echo "make lint   ruff"
+	@echo "make lint   ruff, and mypy --strict on podflow, api and scheduler (pyproject.toml)"
 
 # Install the Debian packages behind any missing command (as root), else say
 # exactly what to install.

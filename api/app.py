@@ -15,9 +15,6 @@ page stay open. The OpenAPI document is built from the same tables.
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from functools import partial
@@ -30,11 +27,11 @@ from starlette.routing import BaseRoute, Mount, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from podflow import __version__
+from podflow.boot import boot, config_errors
 from podflow.dispatch import Dispatcher
-from podflow.errors import ConfigError, PodflowError
-from podflow.exitcodes import RET_CONFIG
+from podflow.errors import PodflowError
 from podflow.generation.loader import load_generator
-from podflow.settings import Settings, load_settings, unknown_variables
+from podflow.settings import Settings
 from podflow.store import Store
 from podflow.timeutil import utcnow
 
@@ -46,8 +43,6 @@ from .routing import Endpoint, RouteTable
 from .services import open_services
 
 __all__ = ["API_PREFIX", "ROUTE_TABLES", "create_app", "mounted_routes"]
-
-log = logging.getLogger(__name__)
 
 #: every route under this prefix requires the bearer token (when one is set)
 API_PREFIX = "/api"
@@ -196,18 +191,9 @@ def mounted_routes(app: Starlette) -> set[tuple[str, str]]:
 
 
 def _load_app() -> Starlette:
-    from podflow.cli import configure_logging
-
-    try:
-        settings = load_settings()
-        built = create_app(settings)
-    except ConfigError as exc:
-        print(f"podflow: {exc}", file=sys.stderr, flush=True)
-        sys.exit(RET_CONFIG)
-    configure_logging(settings.log_level)
-    for note in unknown_variables(dict(os.environ)):
-        log.warning("unknown setting %s", note)
-    return built
+    settings = boot()
+    with config_errors():  # thread mode: PODFLOW_GENERATOR is loaded here
+        return create_app(settings)
 
 
 def __getattr__(name: str) -> Any:

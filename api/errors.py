@@ -37,7 +37,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from podflow.dispatch import Submission
 from podflow.errors import (
     AlreadyExists,
     BrokerUnavailable,
@@ -50,6 +49,7 @@ from podflow.errors import (
     SourceTooLarge,
     StoreUnavailable,
 )
+from podflow.lifecycle import Submission
 
 from .schemas import ApiError, ErrorBody, respond
 

@@ -29,7 +29,7 @@ from podflow.models import (
     SpeakerProfile,
     Transition,
 )
-from podflow.runs import RESULT_FILES
+from podflow.paths import RESULT_FILES
 from podflow.states import RunStatus
 
 __all__ = [
@@ -136,7 +136,7 @@ class ErrorBody(_Model):
 
 def _path(request: Request, name: str, **params: str) -> str:
     """The path of a named route (without scheme and host, which a proxy may change)."""
-    root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    root = str(request.scope.get("app_root_path", request.scope.get("root_path", "")))
     return root + str(request.app.url_path_for(name, **params))
 
 

@@ -1,8 +1,8 @@
 """What the endpoints use — store, dispatcher, settings, clock — opened by the lifespan.
 
 :func:`open_services` (blocking) opens the store and seeds the bundled profiles,
-then builds the dispatcher: a :class:`~podflow.dispatch.QueueDispatcher` on the
-broker in queue mode, or a started :class:`~podflow.threadmode.ThreadExecutor`
+then builds the dispatcher: a :class:`~podflow.dispatch.queue.QueueDispatcher` on the
+broker in queue mode, or a started :class:`~podflow.dispatch.thread.ThreadExecutor`
 in thread mode. It registers how to close each on an ``ExitStack``, so they are
 closed in reverse order (executor, broker, store). A store or dispatcher passed
 in is used as is and left open: its owner closes it.
@@ -22,13 +22,14 @@ from typing import Any
 import dramatiq
 from starlette.requests import Request
 
-from podflow.broker import build_broker, close_broker
-from podflow.dispatch import Dispatcher, QueueDispatcher
+from podflow.dispatch import Dispatcher
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.dispatch.thread import build_thread_executor
 from podflow.generation.base import Generator
 from podflow.profiles import seed_defaults
 from podflow.settings import Settings
 from podflow.store import Store, open_store
-from podflow.threadmode import build_thread_executor
+from podflow.worker.broker import build_broker, close_broker
 
 __all__ = ["Services", "open_services", "services"]
 
@@ -59,6 +60,7 @@ def open_services(
     store: Store | None,
     dispatcher: Dispatcher | None,
     generator: Generator | None,
+    clock: Callable[[], datetime],
     **options: Any,
 ) -> Services:
     """Open what the app needs, registering their closing on ``stack``.
@@ -69,7 +71,7 @@ def open_services(
     if store is None:
         store = open_store(settings)
         stack.callback(store.close)
-    seed_defaults(store)
+    seed_defaults(store, now=clock())
     broker = getattr(dispatcher, "broker", None)
     if dispatcher is None and settings.mode == "thread":
         executor = build_thread_executor(settings, store=store, generator=generator)
@@ -80,4 +82,4 @@ def open_services(
         broker = build_broker(settings, role="api")
         stack.callback(close_broker, broker)
         dispatcher = QueueDispatcher(broker=broker)
-    return Services(settings=settings, store=store, dispatcher=dispatcher, broker=broker, **options)
+    return Services(settings=settings, store=store, dispatcher=dispatcher, broker=broker, clock=clock, **options)

@@ -44,10 +44,12 @@ from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy
 
-__all__ = ["POLICY", "SETTLED_MIX", "STALE_KINDS", "Filled", "fill"]
+__all__ = ["HEARTBEAT_TIMEOUT_S", "MAX_ATTEMPTS", "POLICY", "SETTLED_MIX", "STALE_KINDS", "Filled", "fill"]
 
 #: the sweep policy the kinds are built around
-POLICY = SweepPolicy(time_limit_s=3600, heartbeat_timeout_s=120, pending_timeout_s=86400, outbox_grace_s=10)
+POLICY = SweepPolicy(time_limit_s=3600, pending_timeout_s=86400, outbox_grace_s=10)
+#: and the store's (a run silent this long is lost)
+HEARTBEAT_TIMEOUT_S = 120.0
 MAX_ATTEMPTS = 3
 
 #: stale kinds, in the order of the sweep's rules; candidates cycle through them
@@ -72,7 +74,7 @@ _REQUEST = RunRequest(
 
 
 def _new(store: SqliteStore, at: datetime, *, outbox: bool = True) -> str:
-    """A run submitted at ``at`` (written as ``podflow.dispatch.submit`` writes it)."""
+    """A run submitted at ``at`` (written as ``podflow.lifecycle.submit`` writes it)."""
     run = Run.new(_REQUEST, now=at)
     if outbox:
         run = run.model_copy(update={"outbox_at": at, "message_id": str(uuid.uuid4())})
@@ -244,7 +246,7 @@ def fill(path: Path, *, total: int, stale: int, now: datetime, seed: int = 7, ch
         raise FileExistsError(path)
     if not 0 <= stale <= total:
         raise ValueError(f"stale ({stale}) must be between 0 and total ({total})")
-    store = SqliteStore(path, heartbeat_timeout_s=POLICY.heartbeat_timeout_s, max_attempts=MAX_ATTEMPTS)
+    store = SqliteStore(path, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, max_attempts=MAX_ATTEMPTS)
     try:
         made = _templates(store, now)
     finally:

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from podflow.dispatch import submit
 from podflow.heartbeat import HeartbeatMonitor
+from podflow.lifecycle import submit
 from podflow.runner import Runner
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow

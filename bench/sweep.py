@@ -29,14 +29,14 @@ from typing import Any
 
 import redis
 
-from podflow.broker import build_broker
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.settings import load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepReport, sweep
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker
 
-from .fill import MAX_ATTEMPTS, POLICY, Filled, fill
+from .fill import HEARTBEAT_TIMEOUT_S, MAX_ATTEMPTS, POLICY, Filled, fill
 from .report import Row
 from .scale import Scale
 from .stats import Figure, format_value
@@ -126,7 +126,7 @@ def measure(
             began = time.perf_counter()
             filled = fill(work_dir / f"sweep-{total}.sqlite3", total=total, stale=capacity, now=now)
             log(f"sweep: filled {total:,} runs ({capacity:,} stale candidates) in {time.perf_counter() - began:.1f} s")
-            store = SqliteStore(filled.path, heartbeat_timeout_s=POLICY.heartbeat_timeout_s, max_attempts=MAX_ATTEMPTS)
+            store = SqliteStore(filled.path, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, max_attempts=MAX_ATTEMPTS)
             bench = _Bench(filled, store, dispatcher, client, now)
             try:
                 for point in scale.sweep_points:

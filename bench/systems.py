@@ -12,7 +12,7 @@ Every system offers the same three things to the benchmarks:
 How completion is known, per system:
 
 ==========  =====================================================================
-podflow     ``podflow.dispatch.submit`` into the SQLite store, executed by
+podflow     ``podflow.lifecycle.submit`` into the SQLite store, executed by
             ``podflow worker`` (``dramatiq podflow.actors``); done = SUCCESS in the
             store; last completion = the largest ``finished_at`` of the batch;
             latency = ``started_at - created_at`` of the run
@@ -36,12 +36,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from podflow.broker import build_broker
 from podflow.cli.worker import command as podflow_worker_command
-from podflow.dispatch import QueueDispatcher, submit
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.lifecycle import submit
 from podflow.settings import Settings, load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker
 from tests.execution import WorkerProcess, request, seed
 
 from . import completions

@@ -8,7 +8,9 @@ from .errors import (
     PodflowError,
     RunCancelled,
     RunInterrupted,
+    SoftTimeLimitExceeded,
     TransientGenerationError,
+    WorkerShutdown,
 )
 from .models import EpisodeProfile, Progress, Run, RunRequest, RunResult, Source, Speaker, SpeakerProfile
 from .settings import Settings, load_settings
@@ -38,5 +40,7 @@ __all__ = [
     "PodflowError",
     "RunCancelled",
     "RunInterrupted",
+    "SoftTimeLimitExceeded",
     "TransientGenerationError",
+    "WorkerShutdown",
 ]

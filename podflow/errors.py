@@ -25,7 +25,16 @@ one subtree per subsystem (like ``dramatiq.errors``)::
         └── ToolMissing             a required program (espeak-ng) is absent
 
 Interrupts that must not be swallowed by ``except Exception`` derive from
-:class:`RunInterrupted`, a ``BaseException`` like dramatiq's ``Interrupt``.
+:class:`RunInterrupted`, a ``BaseException`` like dramatiq's ``Interrupt``::
+
+    RunInterrupted
+    ├── RunCancelled                the run was cancelled (REVOKED)
+    ├── LeaseLost                   this attempt no longer owns the run
+    ├── SoftTimeLimitExceeded       PODFLOW_SOFT_TIME_LIMIT passed (thread mode;
+    │                               a Dramatiq worker raises its TimeLimitExceeded)
+    └── WorkerShutdown              the executing process is stopping: retried elsewhere
+
+They are podflow's own, so the runner and thread mode depend on no broker.
 """
 
 from __future__ import annotations
@@ -50,12 +59,14 @@ __all__ = [
     "RunCancelled",
     "RunInterrupted",
     "RunNotFound",
+    "SoftTimeLimitExceeded",
     "SourceNotFound",
     "SourceTooLarge",
     "StoreError",
     "StoreUnavailable",
     "ToolMissing",
     "TransientGenerationError",
+    "WorkerShutdown",
 ]
 
 
@@ -191,3 +202,11 @@ class RunCancelled(RunInterrupted):
 
 class LeaseLost(RunInterrupted):
     """This attempt no longer owns the run (re-claimed, or failed by the sweep)."""
+
+
+class SoftTimeLimitExceeded(RunInterrupted):
+    """The run's soft time limit (PODFLOW_SOFT_TIME_LIMIT) passed while it ran: it fails."""
+
+
+class WorkerShutdown(RunInterrupted):
+    """The process executing the run is stopping: the run is released and retried elsewhere."""

@@ -6,9 +6,11 @@ run is *marked* (``ctx.check_cancelled()`` raises at once) and, if its thread
 is inside the generator, interrupted there with an asynchronous exception:
 :class:`~podflow.errors.RunCancelled` when the run was revoked,
 :class:`~podflow.errors.LeaseLost` otherwise (re-claimed, failed by the sweep).
-With ``soft_time_limit_s`` (thread mode) it also raises Dramatiq's
-``TimeLimitExceeded`` at each run's deadline; Dramatiq's TimeLimit middleware
-does that in workers.
+With ``soft_time_limit_s`` (thread mode) it also raises
+:class:`~podflow.errors.SoftTimeLimitExceeded` at each run's deadline;
+Dramatiq's TimeLimit middleware does that in workers. Interrupts are raised
+with CPython's ``PyThreadState_SetAsyncExc``, as Dramatiq's are, but without
+depending on Dramatiq: thread mode has no broker.
 
 An asynchronous exception lands wherever the thread happens to be, so it is
 only ever raised inside :meth:`Tracked.interruptible` — the generator call —
@@ -32,9 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from dramatiq.middleware import TimeLimitExceeded, raise_thread_exception
-
-from .errors import LeaseLost, RunCancelled
+from .errors import LeaseLost, RunCancelled, SoftTimeLimitExceeded
 from .models import Lease
 from .store.base import Store
 from .timeutil import utcnow
@@ -42,6 +42,15 @@ from .timeutil import utcnow
 __all__ = ["HeartbeatMonitor", "Tracked"]
 
 log = logging.getLogger(__name__)
+
+
+def _raise_async_exception(thread_id: int, interrupt: type[BaseException]) -> None:
+    """Raise ``interrupt`` in the thread ``thread_id`` the next time it runs Python code."""
+    count = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(interrupt))
+    if count == 0:  # the thread is gone: nothing to interrupt
+        log.warning("cannot interrupt thread %d with %s: no such thread", thread_id, interrupt.__name__)
+    elif count > 1:  # pragma: no cover - thread ids are unique; undo, as CPython's docs ask
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
 def _clear_async_exception(thread_id: int) -> None:
@@ -66,7 +75,7 @@ class Tracked:
 
     @property
     def interrupted(self) -> type[BaseException] | None:
-        """The interrupt this attempt got (RunCancelled, LeaseLost, TimeLimitExceeded, ...), if any."""
+        """The interrupt this attempt got (RunCancelled, LeaseLost, SoftTimeLimitExceeded, ...), if any."""
         return self._interrupt
 
     def mark(self, interrupt: type[BaseException], reason: str) -> None:
@@ -79,7 +88,7 @@ class Tracked:
             if self._armed:
                 log.info("run %s attempt %d: interrupting: %s", self.run_id, self.attempt, reason)
                 self._raised = True
-                raise_thread_exception(self.thread_id, interrupt)
+                _raise_async_exception(self.thread_id, interrupt)
 
     def note(self, lease: Lease) -> None:
         """Act on what a heartbeat or progress write learnt about the lease."""
@@ -129,7 +138,7 @@ class HeartbeatMonitor:
     Parameters:
       store: where heartbeats go.
       interval_s: seconds between two heartbeats (PODFLOW_HEARTBEAT_INTERVAL).
-      soft_time_limit_s: when set (thread mode), raise ``TimeLimitExceeded`` in
+      soft_time_limit_s: when set (thread mode), raise ``SoftTimeLimitExceeded`` in
         runs that have been tracked this long.
       clock: wall-clock time for the store; monotonic: for deadlines.
     """
@@ -192,7 +201,7 @@ class HeartbeatMonitor:
             return list(self._runs.values())
 
     def interrupt_all(self, interrupt: type[BaseException], reason: str) -> int:
-        """Mark every tracked run (e.g. with Dramatiq's ``Shutdown``). Returns how many."""
+        """Mark every tracked run (e.g. with ``WorkerShutdown``). Returns how many."""
         runs = self.tracked()
         for tracked in runs:
             tracked.mark(interrupt, reason)
@@ -215,7 +224,7 @@ class HeartbeatMonitor:
         now = self._monotonic()
         for tracked in runs:
             if tracked.deadline is not None and now >= tracked.deadline:
-                tracked.mark(TimeLimitExceeded, f"soft time limit of {self.soft_time_limit_s:g} s exceeded")
+                tracked.mark(SoftTimeLimitExceeded, f"soft time limit of {self.soft_time_limit_s:g} s exceeded")
 
     def _next_wait(self) -> float:
         deadlines = [t.deadline for t in self.tracked() if t.deadline is not None and t.interrupted is None]

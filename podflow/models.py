@@ -20,6 +20,8 @@ from .states import RunStatus
 from .timeutil import utc
 
 __all__ = [
+    "FINGERPRINT_FIELDS",
+    "FINGERPRINT_VERSION",
     "EpisodeProfile",
     "ErrorInfo",
     "Lease",
@@ -58,6 +60,19 @@ def is_run_id(value: str) -> bool:
     return bool(_RUN_ID_RE.match(value))
 
 
+#: What a request's fingerprint (``Run.request_hash``, the idempotency check)
+#: covers, by version. A published version never changes: runs stored under it
+#: are compared with it. A field added to RunRequest later counts only where a
+#: request sets it to something other than its default, so every request that
+#: does not use it keeps the fingerprint it had, and no stored key turns into
+#: a conflict. Version 1's hashes are bare hex (as stored before versions were
+#: named); a later version's are ``v<n>:<hex>``.
+FINGERPRINT_FIELDS: dict[int, tuple[str, ...]] = {
+    1: ("episode_profile", "speaker_profile", "episode_name", "source_ids", "briefing_suffix"),
+}
+FINGERPRINT_VERSION = 1
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -88,10 +103,30 @@ class RunRequest(_Model):
             raise ValueError("must not repeat a source id")
         return value
 
-    def fingerprint(self) -> str:
-        """A stable hash of the request, to tell an idempotent retry from a new body."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+    def fingerprint(self, version: int = FINGERPRINT_VERSION) -> str:
+        """A stable hash of the request, to tell an idempotent retry from a new body:
+        the fields of :data:`FINGERPRINT_FIELDS` ``[version]``, and any other field
+        set to something other than its default.
+
+        Raises:
+          KeyError: an unknown version.
+        """
+        covered = FINGERPRINT_FIELDS[version]
+        data = self.model_dump(mode="json")
+        fields = {name: data[name] for name in covered}
+        fields |= {k: v for k, v in self.model_dump(mode="json", exclude_defaults=True).items() if k not in covered}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        return digest if version == 1 else f"v{version}:{digest}"
+
+    def matches(self, request_hash: str | None) -> bool:
+        """Whether ``request_hash`` (a stored run's) is this request's fingerprint,
+        under the version it was made with."""
+        if request_hash is None:
+            return False
+        prefix, sep, _ = request_hash.partition(":")
+        version = int(prefix[1:]) if sep and prefix[:1] == "v" and prefix[1:].isdigit() else 1
+        return version in FINGERPRINT_FIELDS and self.fingerprint(version) == request_hash
 
 
 class Progress(_Model):

@@ -12,6 +12,7 @@ espeak-ng does not have.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from .errors import InvalidInput
 from .generation.espeak import Voices, available_voices
@@ -111,12 +112,12 @@ BUNDLED_SPEAKER_PROFILES: tuple[SpeakerProfile, ...] = (
 BUNDLED_PROFILES: tuple[Profile, ...] = (*BUNDLED_EPISODE_PROFILES, *BUNDLED_SPEAKER_PROFILES)
 
 
-def seed_defaults(store: Store, profiles: Sequence[Profile] = BUNDLED_PROFILES) -> list[str]:
+def seed_defaults(store: Store, profiles: Sequence[Profile] = BUNDLED_PROFILES, *, now: datetime) -> list[str]:
     """Insert the bundled profiles that were never seeded before; the names inserted now.
 
     An edited bundled profile keeps its edits; a deleted one stays deleted.
     """
-    return store.seed_profiles(profiles)
+    return store.seed_profiles(profiles, now=now)
 
 
 def check_speaker_profile(profile: SpeakerProfile, *, tts: str) -> None:

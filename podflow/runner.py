@@ -16,11 +16,11 @@ Every write is fenced by the attempt, so a late or duplicate execution can
 never overwrite a finished run, and every delivery goes through ``claim``:
 a retry never re-runs a terminal run.
 
-Files: the generator writes into a per-attempt staging directory,
-``PODFLOW_DATA_DIR/podcasts/<run_id>/.attempt-<n>/``, removed whatever
-happens. Only on success are the result's files moved (``os.replace``) into
-``podcasts/<run_id>/``. Per-attempt directories mean a zombie attempt's
-clean-up can never delete a newer attempt's files.
+Files (:mod:`podflow.paths`): the generator writes into a per-attempt staging
+directory, ``PODFLOW_DATA_DIR/podcasts/<run_id>/.attempt-<n>/``, removed
+whatever happens. Only on success are the result's files moved
+(``os.replace``) into ``podcasts/<run_id>/``. Per-attempt directories mean a
+zombie attempt's clean-up can never delete a newer attempt's files.
 """
 
 from __future__ import annotations
@@ -35,14 +35,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from dramatiq.middleware import Shutdown, TimeLimitExceeded
-
-from .broker import is_transient
-from .errors import GenerationError, LeaseLost, RunCancelled, RunInterrupted, StoreError
+from .errors import (
+    GenerationError,
+    LeaseLost,
+    RunCancelled,
+    RunInterrupted,
+    SoftTimeLimitExceeded,
+    StoreError,
+    WorkerShutdown,
+)
 from .generation.base import GenerationResult, Generator, GeneratorConfig
 from .generation.request import build_request
 from .heartbeat import HeartbeatMonitor, Tracked
 from .models import ErrorInfo, Progress, RunResult
+from .paths import RESULT_FILES, run_dir, staging_attempts, staging_dir, stored_path
+from .retry import is_retryable
 from .states import RunStatus
 from .store.base import Store
 from .timeutil import utcnow
@@ -50,12 +57,11 @@ from .timeutil import utcnow
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["Outcome", "RunContext", "Runner", "build_runner", "staging_dir"]
+__all__ = ["Outcome", "RunContext", "Runner", "build_runner"]
 
 log = logging.getLogger(__name__)
 
 OutcomeKind = Literal["succeeded", "failed", "cancelled", "lost", "skipped"]
-_RESULT_FIELDS = ("audio_path", "transcript_path", "outline_path")
 _MAX_MESSAGE = 2000
 
 
@@ -78,10 +84,6 @@ class Outcome:
             "status": None if self.status is None else str(self.status),
             "detail": self.detail,
         }
-
-
-def staging_dir(podcasts_dir: Path, run_id: str, attempt: int) -> Path:
-    return podcasts_dir / run_id / f".attempt-{attempt}"
 
 
 class _Staging:
@@ -173,6 +175,10 @@ class Runner:
       data_dir: PODFLOW_DATA_DIR; result paths are relative to it.
       config: the generator's options.
       soft_time_limit_s: only to word the ``soft_time_limit`` error.
+      time_limit_errors: the interrupts that mean the soft time limit passed:
+        podflow's own (thread mode's heartbeat raises it), and whatever the
+        executor's time limit raises (a Dramatiq worker passes its
+        ``TimeLimitExceeded``), so the runner imports no broker.
     """
 
     def __init__(
@@ -184,15 +190,16 @@ class Runner:
         data_dir: Path,
         config: GeneratorConfig | None = None,
         soft_time_limit_s: float | None = None,
+        time_limit_errors: tuple[type[BaseException], ...] = (SoftTimeLimitExceeded,),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.generator = generator
         self.monitor = monitor
         self.data_dir = Path(data_dir)
-        self.podcasts_dir = self.data_dir / "podcasts"
         self.config = config or GeneratorConfig()
         self.soft_time_limit_s = soft_time_limit_s
+        self.time_limit_errors = time_limit_errors
         self._clock = clock
 
     # -- entry point ------------------------------------------------------------
@@ -200,8 +207,8 @@ class Runner:
         """Claim ``run_id`` and execute it once.
 
         Raises:
-          a transient error (see :func:`podflow.broker.is_transient`) or Dramatiq's
-          ``Shutdown`` when the run should be retried later: the run was released
+          a retryable error (see :func:`podflow.retry.is_retryable`: transient, or
+          ``WorkerShutdown``) when the run should be retried later: the run was released
           first (or could not be claimed at all). Anything else ends in an Outcome.
         """
         attempt = self.store.claim(run_id, now=self._clock())
@@ -233,7 +240,7 @@ class Runner:
     # -- one attempt ------------------------------------------------------------
     def _run(self, run_id: str, attempt: int) -> Outcome:
         # absolute, so paths a generator builds from ctx.work_dir are too
-        staging = _Staging(staging_dir(self.podcasts_dir, run_id, attempt).absolute())
+        staging = _Staging(staging_dir(self.data_dir, run_id, attempt).absolute())
         tracked = self.monitor.track(run_id, attempt)
         promoted = _Promoted()
         succeeded = False
@@ -272,14 +279,14 @@ class Runner:
         """Record why ``attempt`` ended without success; re-raise what must be retried."""
         if isinstance(exc, RunCancelled):
             return self._ended(run_id, attempt, "cancelled", "cancelled while running")
-        if isinstance(exc, RunInterrupted):
-            return self._ended(run_id, attempt, "lost", str(exc) or "lease lost")
-        if isinstance(exc, TimeLimitExceeded):
+        if isinstance(exc, self.time_limit_errors):
             limit = f" of {self.soft_time_limit_s:g} s" if self.soft_time_limit_s else ""
             return self._finish_failure(
                 run_id, attempt, ErrorInfo(type="soft_time_limit", message=f"soft time limit{limit} exceeded")
             )
-        retryable = is_transient(exc) or isinstance(exc, Shutdown)
+        if isinstance(exc, RunInterrupted) and not isinstance(exc, WorkerShutdown):
+            return self._ended(run_id, attempt, "lost", str(exc) or "lease lost")
+        retryable = is_retryable(exc)
         if retryable and attempt >= self.store.max_attempts:
             return self._finish_failure(run_id, attempt, _error(exc))
         if retryable or not isinstance(exc, Exception):
@@ -325,13 +332,13 @@ class Runner:
         """
         if not isinstance(result, GenerationResult):
             raise GenerationError(f"the generator returned {type(result).__name__}, not a GenerationResult")
-        if all(getattr(result, name) is None for name in _RESULT_FIELDS):
+        if all(getattr(result, name) is None for name in RESULT_FILES.values()):
             return RunResult(duration_s=result.duration_s)
         root = staging.resolve()
-        final = self.podcasts_dir / run_id
+        final = run_dir(self.data_dir, run_id)
         moved: dict[Path, str] = {}
         paths: dict[str, str | None] = {}
-        for name in _RESULT_FIELDS:
+        for name in RESULT_FILES.values():
             value = getattr(result, name)
             if value is None:
                 paths[name] = None
@@ -345,7 +352,7 @@ class Runner:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target)
                 promoted.files.append((target, target.stat().st_ino))
-                moved[source] = (Path("podcasts") / run_id / relative).as_posix()
+                moved[source] = stored_path(run_id, relative)
             paths[name] = moved[source]
         return RunResult(**paths, duration_s=result.duration_s)
 
@@ -364,13 +371,19 @@ class Runner:
         this attempt writes the outcome; an older attempt can no longer win)."""
         if attempt == 1:
             return
-        for path in (self.podcasts_dir / run_id).glob(".attempt-*"):
-            suffix = path.name.removeprefix(".attempt-")
-            if suffix.isdigit() and int(suffix) < attempt:
+        for older, path in staging_attempts(self.data_dir, run_id):
+            if older < attempt:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def build_runner(settings: Settings, *, store: Store, monitor: HeartbeatMonitor, generator: Generator) -> Runner:
+def build_runner(
+    settings: Settings,
+    *,
+    store: Store,
+    monitor: HeartbeatMonitor,
+    generator: Generator,
+    time_limit_errors: tuple[type[BaseException], ...] = (SoftTimeLimitExceeded,),
+) -> Runner:
     """A Runner configured from the settings (an edge helper for actors and thread mode)."""
     return Runner(
         store=store,
@@ -379,4 +392,5 @@ def build_runner(settings: Settings, *, store: Store, monitor: HeartbeatMonitor,
         data_dir=settings.data_dir,
         config=GeneratorConfig(tts=settings.tts, tts_timeout_s=settings.tts_timeout_s),
         soft_time_limit_s=settings.soft_time_limit_s,
+        time_limit_errors=time_limit_errors,
     )

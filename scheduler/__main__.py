@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
-from podflow.cli import configure_logging, fail
+from podflow.boot import boot
 from podflow.cli.sweep import run_once
-from podflow.errors import ConfigError
-from podflow.exitcodes import RET_CONFIG
-from podflow.settings import load_settings, unknown_variables
-from podflow.sweeper import build_sweeper
+from podflow.sweep.service import build_sweeper
 
 from .process import SweepScheduler
 
@@ -29,13 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--once", action="store_true", help="run one sweep and exit")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        return fail(str(exc), RET_CONFIG)
-    configure_logging(settings.log_level)
-    for note in unknown_variables(dict(os.environ)):
-        logging.getLogger("scheduler").warning("unknown setting %s", note)
+    settings = boot()
     # one line per sweep is ours; APScheduler's "Running job"/"executed" lines are noise
     logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     if args.once:

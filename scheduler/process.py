@@ -1,6 +1,6 @@
 """The scheduler process: an APScheduler ``BlockingScheduler`` sweeping every PODFLOW_SWEEP_INTERVAL.
 
-One interval job, ``sweep``, calls :meth:`podflow.sweeper.Sweeper.scheduled_sweep`
+One interval job, ``sweep``, calls :meth:`podflow.sweep.service.Sweeper.scheduled_sweep`
 (which logs one line per sweep and never raises, so a store or broker outage
 only costs that interval). It runs once at start, then every interval plus up
 to :func:`jitter_s` (so scaled-out schedulers spread out), coalescing missed
@@ -29,7 +29,7 @@ from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from podflow.exitcodes import RET_OK
-from podflow.sweeper import Sweeper
+from podflow.sweep.service import Sweeper
 
 __all__ = ["SweepScheduler", "jitter_s"]
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -43,7 +44,7 @@ SOURCE = Source(
 
 def seed(store: Store) -> Store:
     """Give ``store`` the profiles and the source :func:`request` names."""
-    store.seed_profiles([EPISODE, SPEAKERS])
+    store.seed_profiles([EPISODE, SPEAKERS], now=T0)
     store.add_source(SOURCE)
     return store
 
@@ -187,7 +188,7 @@ class FakeDispatcher:
         #: the run as stored at the moment it was sent (to check the outbox came first)
         self.seen: list[object] = []
 
-    def holds_nothing(self) -> bool | None:
+    def holds_nothing(self, *, now: datetime) -> bool | None:
         from podflow.errors import BrokerUnavailable
 
         if self.down:

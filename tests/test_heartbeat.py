@@ -8,10 +8,9 @@ import time
 from typing import Any
 
 import pytest
-from dramatiq.middleware import Shutdown, TimeLimitExceeded, raise_thread_exception
 
-from podflow.errors import LeaseLost, RunCancelled, StoreUnavailable
-from podflow.heartbeat import HeartbeatMonitor, Tracked
+from podflow.errors import LeaseLost, RunCancelled, SoftTimeLimitExceeded, StoreUnavailable, WorkerShutdown
+from podflow.heartbeat import HeartbeatMonitor, Tracked, _raise_async_exception
 from podflow.store.base import Store
 from tests.conftest import T0, at, make_run
 from tests.execution import wait_for
@@ -145,7 +144,7 @@ def test_an_interrupt_raised_as_the_window_closes_never_escapes_it() -> None:
         leave.set()
         time.sleep(0.05)  # the thread now waits for the lock to close the window
         tracked._interrupt, tracked._reason, tracked._raised = RunCancelled, "race", True
-        raise_thread_exception(tracked.thread_id, RunCancelled)
+        _raise_async_exception(tracked.thread_id, RunCancelled)
     thread.join(5)
     assert where == ["window"]
 
@@ -177,8 +176,8 @@ def test_the_soft_time_limit_marks_a_run_at_its_deadline(store: Store) -> None:
     assert tracked.interrupted is None and monitor._next_wait() == pytest.approx(5)
     ticks[0] = 130.0
     monitor.beat()
-    assert tracked.interrupted is TimeLimitExceeded
-    with pytest.raises(TimeLimitExceeded):
+    assert tracked.interrupted is SoftTimeLimitExceeded
+    with pytest.raises(SoftTimeLimitExceeded):
         tracked.check()
 
 
@@ -195,8 +194,8 @@ def test_a_newer_attempt_tracked_in_the_same_process_fences_off_the_older(store:
 def test_interrupt_all_marks_every_run_for_a_shutdown(store: Store) -> None:
     monitor = HeartbeatMonitor(store=store, interval_s=10)
     handles = [monitor.track(*started(store)) for _ in range(2)]
-    assert monitor.interrupt_all(Shutdown, "stopping") == 2
-    assert all(h.interrupted is Shutdown for h in handles)
+    assert monitor.interrupt_all(WorkerShutdown, "stopping") == 2
+    assert all(h.interrupted is WorkerShutdown for h in handles)
 
 
 def test_the_monitor_thread_beats_every_interval(store: Store) -> None:

@@ -14,6 +14,7 @@ from podflow.profiles import (
     seed_defaults,
 )
 from podflow.store.base import Store
+from tests.conftest import T0
 
 ALL_NAMES = {"tech_news", "deep_dive", "quick_brief", "dual_host", "solo", "panel"}
 
@@ -41,13 +42,13 @@ def test_bundled_speakers_have_real_and_distinct_voices() -> None:
 
 
 def test_seeding_twice_keeps_an_edit_and_does_not_resurrect_a_deletion(store: Store) -> None:
-    assert set(seed_defaults(store)) == ALL_NAMES
+    assert set(seed_defaults(store, now=T0)) == ALL_NAMES
     tech = store.get_profile("episode", "tech_news")
     assert isinstance(tech, EpisodeProfile)
-    store.update_profile(tech.model_copy(update={"num_segments": 9, "description": "edited"}))
+    store.update_profile(tech.model_copy(update={"num_segments": 9, "description": "edited"}), now=T0)
     assert store.delete_profile("speaker", "panel")
 
-    assert seed_defaults(store) == []
+    assert seed_defaults(store, now=T0) == []
     edited = store.get_profile("episode", "tech_news")
     assert isinstance(edited, EpisodeProfile)
     assert (edited.num_segments, edited.description) == (9, "edited")

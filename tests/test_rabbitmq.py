@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from podflow.broker import build_broker, close_broker
-from podflow.dispatch import QueueDispatcher, submit
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.lifecycle import submit
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker, close_broker
 from tests.execution import WorkerProcess, finished, request, seed, worker_env
 from tests.servers import RABBITMQ_URL, rabbitmq_up
 

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from podflow.broker import build_broker, close_broker
-from podflow.dispatch import QueueDispatcher, submit
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.lifecycle import submit
 from podflow.models import Run
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy, sweep
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker, close_broker
 from tests.execution import WorkerProcess, finished, request, seed, wait_for, worker_env
 from tests.generators import read_events
 from tests.servers import RedisServer, free_port
@@ -25,7 +26,7 @@ from tests.servers import RedisServer, free_port
 pytestmark = pytest.mark.slow
 
 # as worker_env: heartbeat every 0.2 s, lost after 1.5 s
-POLICY = SweepPolicy(time_limit_s=60, heartbeat_timeout_s=1.5, pending_timeout_s=3600, outbox_grace_s=0.5)
+POLICY = SweepPolicy(time_limit_s=60, pending_timeout_s=3600, outbox_grace_s=0.5)
 
 
 @dataclass
@@ -90,7 +91,7 @@ def test_a_worker_stopped_mid_run_releases_it_and_another_worker_finishes_it(wor
     assert time.monotonic() - began < 5  # the generation was interrupted, not waited for
     released = workers.store.get_run(run.run_id)
     assert released.status is RunStatus.STARTED and released.released
-    assert [e["error"] for e in workers.events("interrupted")] == ["Shutdown"]
+    assert [e["error"] for e in workers.events("interrupted")] == ["WorkerShutdown"]
     workers.second.start()  # picks up Dramatiq's retry of the message
     done = finished(workers.store, run.run_id)
     assert done.status is RunStatus.SUCCESS and done.attempt == 2
@@ -135,13 +136,13 @@ def test_a_run_whose_message_a_restarted_broker_lost_is_sent_again_and_completes
     worker = WorkerProcess(worker_env(data_dir=tmp_path, broker_url=server.url), tmp_path / "worker.log")
     try:
         submission = submit(store, dispatcher, request("noop"), now=utcnow())
-        assert submission.enqueued and dispatcher.holds_nothing() is False
+        assert submission.enqueued and dispatcher.holds_nothing(now=utcnow()) is False
         server.stop()  # a restart without persistence: the message is gone
         server.start()
-        assert dispatcher.holds_nothing() is True
+        assert dispatcher.holds_nothing(now=utcnow()) is True
         worker.start()
         # the run stays PENDING: nothing will ever deliver it, until the sweep notices
-        later = utcnow() + timedelta(seconds=POLICY.heartbeat_timeout_s + 1)
+        later = utcnow() + timedelta(seconds=store.heartbeat_timeout_s + 1)
         report = sweep(store, now=later, policy=POLICY, dispatcher=dispatcher)
         assert report.requeued == 1
         done = finished(store, submission.run.run_id)

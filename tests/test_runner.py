@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from dramatiq.middleware import TimeLimitExceeded
 
-from podflow.errors import TransientGenerationError
+from podflow import paths
+from podflow.errors import SoftTimeLimitExceeded, TransientGenerationError, WorkerShutdown
 from podflow.generation.base import GenerationContext, GenerationRequest, GenerationResult
 from podflow.heartbeat import HeartbeatMonitor
 from podflow.models import Run
@@ -43,7 +44,7 @@ def new_run(store: Store, name: str = "noop", now: datetime = T0) -> str:
 
 
 def run_dir(runner: Runner, run_id: str) -> Path:
-    return runner.podcasts_dir / run_id
+    return paths.run_dir(runner.data_dir, run_id)
 
 
 def test_a_run_succeeds_and_its_files_are_promoted_with_relative_paths(store: Store, tmp_path: Path) -> None:
@@ -152,7 +153,7 @@ def test_a_profile_deleted_after_acceptance_fails_the_run_permanently(store: Sto
 def test_a_soft_time_limit_fails_the_run_with_type_soft_time_limit(store: Store, tmp_path: Path) -> None:
     def too_long(req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
         (ctx.work_dir / "partial.wav").write_bytes(b"RIFF")
-        raise TimeLimitExceeded()
+        raise SoftTimeLimitExceeded()
 
     runner = make_runner(store, tmp_path, too_long)
     runner.soft_time_limit_s = 1800
@@ -162,6 +163,29 @@ def test_a_soft_time_limit_fails_the_run_with_type_soft_time_limit(store: Store,
     assert outcome.kind == "failed" and run.status is RunStatus.FAILURE
     assert (run.error.type, run.error.message) == ("soft_time_limit", "soft time limit of 1800 s exceeded")
     assert not run_dir(runner, run_id).exists()
+
+
+def test_the_executors_own_time_limit_interrupt_is_injected_not_imported(store: Store, tmp_path: Path) -> None:
+    def too_long(req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
+        raise TimeLimitExceeded()  # what Dramatiq's TimeLimit middleware raises in a worker
+
+    runner = make_runner(store, tmp_path, too_long)
+    runner.time_limit_errors = (SoftTimeLimitExceeded, TimeLimitExceeded)
+    run_id = new_run(store)
+    assert runner.execute(run_id).kind == "failed"
+    assert store.get_run(run_id).error.type == "soft_time_limit"
+
+
+def test_a_worker_shutdown_releases_the_run_for_another_worker(store: Store, tmp_path: Path) -> None:
+    def interrupted(req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
+        raise WorkerShutdown("the worker is shutting down")
+
+    runner = make_runner(store, tmp_path, interrupted)
+    run_id = new_run(store)
+    with pytest.raises(WorkerShutdown):
+        runner.execute(run_id)
+    run = store.get_run(run_id)
+    assert run.status is RunStatus.STARTED and run.released and run.error.type == "WorkerShutdown"
 
 
 def test_a_run_cancelled_while_running_writes_nothing_and_leaves_no_files(store: Store, tmp_path: Path) -> None:
@@ -256,7 +280,7 @@ def test_a_relative_data_dir_still_gives_paths_relative_to_it(
         return GenerationResult(audio_path=ctx.work_dir / "episode.wav")
 
     runner = make_runner(store, tmp_path, generate)
-    runner.data_dir, runner.podcasts_dir = Path("var"), Path("var") / "podcasts"
+    runner.data_dir = Path("var")
     run_id = new_run(store)
     assert runner.execute(run_id).kind == "succeeded"
     assert seen[0].is_absolute()

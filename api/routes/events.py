@@ -8,10 +8,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from podflow import lifecycle
+
 from ..routing import Media, RouteTable
 from ..services import services
 from ..sse import run_events
-from .runs import get_run_or_404
 
 __all__ = ["routes"]
 
@@ -33,7 +34,7 @@ async def events(request: Request, run_id: str) -> Response:
     An unknown run is a 404 before the stream starts.
     """
     api = services(request)
-    await run_in_threadpool(get_run_or_404, api.store, run_id)
+    await run_in_threadpool(lifecycle.get_run, api.store, run_id)
     stream = run_events(
         partial(api.store.get_run, run_id), interval_s=api.events_interval_s, keepalive_s=api.keepalive_s
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from podflow.broker import ping_broker
 from podflow.errors import BrokerUnavailable, StoreUnavailable
+from podflow.worker.broker import ping_broker
 
 from ..errors import NotReady
 from ..routing import RouteTable

@@ -1,6 +1,6 @@
 """Monitoring: the dashboard's overview and the Prometheus metrics.
 
-Both are computed by the library (:mod:`podflow.monitor`, :mod:`podflow.metrics`)
+Both are computed by the library (:mod:`podflow.monitoring.overview`, :mod:`podflow.monitoring.prometheus`)
 at request time, from the store and the broker. ``/metrics`` is outside
 ``/api/`` where Prometheus looks for it, but like ``/api/`` it requires the
 bearer token when PODFLOW_API_TOKEN is set (Prometheus sends it with
@@ -12,8 +12,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from podflow import monitor
-from podflow.metrics import PodflowCollector, render_metrics
+from podflow.monitoring import overview as monitor
+from podflow.monitoring.prometheus import PodflowCollector, render_metrics
 
 from ..routing import Media, RouteTable
 from ..schemas import respond

@@ -72,7 +72,7 @@ def _declare(
     def create(request: Request, body: Any) -> Response:
         api = services(request)
         check(body, api.settings)
-        api.store.create_profile(body)
+        api.store.create_profile(body, now=api.clock())
         return respond(body, 201)
 
     @routes.get(item, {200: model}, name=f"get_{kind}_profile", summary=f"Get a {label}")
@@ -92,7 +92,7 @@ def _declare(
         profile = validate(model, {**body.model_dump(), "name": name})
         api = services(request)
         check(profile, api.settings)
-        api.store.update_profile(profile)  # type: ignore[arg-type]
+        api.store.update_profile(profile, now=api.clock())  # type: ignore[arg-type]
         return respond(profile)
 
     @routes.delete(item, {204: None}, name=f"delete_{kind}_profile", summary=f"Delete a {label}")

@@ -1,7 +1,7 @@
 """A finished run's files: audio (with HTTP Range), transcript and outline.
 
 Each is served from PODFLOW_DATA_DIR joined with the path recorded on the run
-(``podflow.runs.result_file`` refuses one that resolves outside it), and is a
+(``podflow.lifecycle.result_file`` refuses one that resolves outside it), and is a
 404 until the run is SUCCESS with that file.
 """
 
@@ -14,12 +14,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, MalformedRangeHeader, Response
 from starlette.responses import RangeNotSatisfiable as _Unsatisfiable
 
-from podflow import runs
+from podflow import lifecycle
 
 from ..errors import InvalidRange, RangeNotSatisfiable
 from ..routing import Media, RouteTable
 from ..services import services
-from .runs import get_run_or_404
 
 __all__ = ["check_range", "routes"]
 
@@ -53,7 +52,7 @@ def check_range(request: Request, size: int) -> None:
 
 def _serve(request: Request, run_id: str, name: str) -> Response:
     api = services(request)
-    path = runs.result_file(get_run_or_404(api.store, run_id), name, data_dir=api.settings.data_dir)
+    path = lifecycle.result_file(lifecycle.get_run(api.store, run_id), name, data_dir=api.settings.data_dir)
     check_range(request, path.stat().st_size)
     media_type = _MEDIA_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     filename = f"{run_id}-{name}{Path(path).suffix}"

@@ -1,7 +1,6 @@
 """Runs: submit, create and start, list and get, cancel, retry, delete.
 
-Submissions go through :mod:`podflow.dispatch` and the lifecycle through
-:mod:`podflow.runs`; this module only maps them to HTTP.
+Every use-case is :mod:`podflow.lifecycle`'s; this module only maps them to HTTP.
 """
 
 from __future__ import annotations
@@ -11,18 +10,17 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-from podflow import dispatch, runs
-from podflow.dispatch import Submission
-from podflow.errors import InvalidInput, RunNotFound
-from podflow.models import Run, RunRequest
-from podflow.store.base import Store
+from podflow import lifecycle
+from podflow.errors import InvalidInput
+from podflow.lifecycle import Submission
+from podflow.models import RunRequest
 
 from ..errors import RunNotEnqueued
 from ..routing import Header, RouteTable
 from ..schemas import RunList, RunListQuery, RunView, SubmitResponse, respond
 from ..services import services
 
-__all__ = ["IDEMPOTENCY_KEY", "get_run_or_404", "idempotency_key", "routes"]
+__all__ = ["IDEMPOTENCY_KEY", "idempotency_key", "routes"]
 
 routes = RouteTable("runs")
 
@@ -45,13 +43,6 @@ def idempotency_key(request: Request) -> str | None:
     if key is not None and not _KEY.fullmatch(key):
         raise InvalidInput("must be 1 to 255 visible ASCII characters", field="Idempotency-Key")
     return key
-
-
-def get_run_or_404(store: Store, run_id: str) -> Run:
-    run = store.get_run(run_id)
-    if run is None:
-        raise RunNotFound(run_id)
-    return run
 
 
 def _accepted(request: Request, submission: Submission) -> Response:
@@ -78,11 +69,11 @@ def generate(request: Request, body: RunRequest) -> Response:
     the sweep enqueues it once the broker is back; do not resubmit.
     """
     api = services(request)
-    submission = dispatch.submit(
+    submission = lifecycle.submit(
         api.store, api.dispatcher, body, now=api.clock(), idempotency_key=idempotency_key(request)
     )
     if not submission.created:
-        run = dispatch.ensure_same_request(submission.run, body)
+        run = lifecycle.ensure_same_request(submission.run, body)
         return respond(SubmitResponse.of(run, request), 200)
     return _accepted(request, submission)
 
@@ -97,9 +88,9 @@ def create_run(request: Request, body: RunRequest) -> Response:
     """
     api = services(request)
     key = idempotency_key(request)
-    run, created = dispatch.create(api.store, api.dispatcher, body, now=api.clock(), idempotency_key=key)
+    run, created = lifecycle.create(api.store, api.dispatcher, body, now=api.clock(), idempotency_key=key)
     if not created:
-        dispatch.ensure_same_request(run, body)
+        lifecycle.ensure_same_request(run, body)
     return respond(RunView.of(run, request), 201 if created else 200)
 
 
@@ -111,7 +102,7 @@ def start_run(request: Request, run_id: str) -> Response:
     when the broker is down (the sweep enqueues it later).
     """
     api = services(request)
-    return _accepted(request, dispatch.start(api.store, api.dispatcher, run_id, now=api.clock()))
+    return _accepted(request, lifecycle.start(api.store, api.dispatcher, run_id, now=api.clock()))
 
 
 @routes.get("/api/podcast/runs", {200: RunList}, query=RunListQuery)
@@ -129,7 +120,7 @@ def list_runs(request: Request, query: RunListQuery) -> Response:
 @routes.get("/api/podcast/runs/{run_id}", {200: RunView})
 def get_run(request: Request, run_id: str) -> Response:
     """Get a run: status, attempt, progress, history, error, result and links."""
-    return respond(RunView.of(get_run_or_404(services(request).store, run_id), request))
+    return respond(RunView.of(lifecycle.get_run(services(request).store, run_id), request))
 
 
 @routes.post("/api/podcast/runs/{run_id}/cancel", {200: RunView}, errors=(409,))
@@ -140,7 +131,7 @@ def cancel_run(request: Request, run_id: str) -> Response:
     files are removed. 409 when the run is already finished.
     """
     api = services(request)
-    return respond(RunView.of(runs.cancel(api.store, run_id, now=api.clock()), request))
+    return respond(RunView.of(lifecycle.cancel(api.store, run_id, now=api.clock()), request))
 
 
 @routes.post(
@@ -157,10 +148,10 @@ def retry_run(request: Request, run_id: str) -> Response:
     """
     api = services(request)
     key = idempotency_key(request)
-    submission = runs.retry(api.store, api.dispatcher, run_id, now=api.clock(), idempotency_key=key)
+    submission = lifecycle.retry(api.store, api.dispatcher, run_id, now=api.clock(), idempotency_key=key)
     if not submission.created:
-        original = get_run_or_404(api.store, run_id)
-        run = dispatch.ensure_same_request(submission.run, original.request, retry_of=run_id)
+        original = lifecycle.get_run(api.store, run_id)
+        run = lifecycle.ensure_same_request(submission.run, original.request, retry_of=run_id)
         return respond(SubmitResponse.of(run, request), 200)
     return _accepted(request, submission)
 
@@ -169,5 +160,5 @@ def retry_run(request: Request, run_id: str) -> Response:
 def delete_run(request: Request, run_id: str) -> Response:
     """Delete a run's record and its files. 409 while it is STARTED (cancel it first)."""
     api = services(request)
-    runs.delete(api.store, run_id, data_dir=api.settings.data_dir)
+    lifecycle.delete(api.store, run_id, data_dir=api.settings.data_dir)
     return Response(status_code=204)

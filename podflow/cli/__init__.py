@@ -2,21 +2,21 @@
 
 Each subcommand lives in its own module exposing ``register(subparsers)``;
 the function it sets as ``handler`` takes the parsed arguments and returns an
-exit code. Settings are loaded here, once, and handed to the handler.
+exit code. The start-up sequence (:func:`podflow.boot.boot`) runs here, once,
+and the settings it loaded are handed to the handler.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 
-from ..errors import BrokerUnavailable, ConfigError, StoreUnavailable
-from ..exitcodes import RET_CONFIG, RET_UNAVAILABLE, RET_USAGE
-from ..settings import Settings, load_settings, unknown_variables
+from ..boot import boot
+from ..errors import BrokerUnavailable, StoreUnavailable
+from ..exitcodes import RET_UNAVAILABLE, RET_USAGE
+from ..settings import Settings
 
 __all__ = ["main"]
 
@@ -42,14 +42,6 @@ def fail(message: str, code: int) -> int:
     return code
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -57,13 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return RET_USAGE
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        return fail(str(exc), RET_CONFIG)
-    for note in unknown_variables(dict(os.environ)):
-        print(f"podflow: warning: unknown setting {note}", file=sys.stderr)
-    configure_logging(settings.log_level)
+    settings = boot()
     try:
         return handler(args, settings)
     except StoreUnavailable as exc:

@@ -8,11 +8,13 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..broker import build_broker
-from ..dispatch import Dispatcher, OutboxDispatcher, QueueDispatcher
+from ..dispatch import Dispatcher
+from ..dispatch.outbox import OutboxDispatcher
+from ..dispatch.queue import QueueDispatcher
 from ..settings import Settings
 from ..store import open_store
 from ..store.base import Store
+from ..worker.broker import build_broker
 
 __all__ = ["api_address", "dispatcher_for", "duration", "print_json", "redact", "store_for", "table"]
 

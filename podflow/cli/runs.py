@@ -1,7 +1,7 @@
 """``podflow runs list|show|cancel|retry``: the operator's view of runs, straight from the store.
 
-It talks to the store (and, to retry, the broker) through :mod:`podflow.runs`
-and :mod:`podflow.dispatch`, so it works while the API is down. A run that
+It talks to the store (and, to retry, the broker) through :mod:`podflow.lifecycle`,
+so it works while the API is down. A run that
 does not exist, or whose state forbids the change, exits 1 with one line.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 from ..errors import Conflict, InvalidInput, NotFound, RunNotFound
 from ..exitcodes import RET_FAILED_RUN, RET_OK, RET_UNAVAILABLE
+from ..lifecycle import cancel, retry
 from ..models import Run
-from ..runs import cancel, retry
 from ..settings import Settings
 from ..states import RunStatus
 from ..timeutil import utcnow

@@ -1,7 +1,7 @@
 """``podflow status``: queues, workers and runs at a glance (what ``celery inspect`` and Flower gave).
 
-Reads the broker (:func:`podflow.inspect.inspect_broker`) and the store
-(:func:`podflow.inspect.inspect_store`); prints what it could read, and exits
+Reads the broker (:func:`podflow.monitoring.snapshot.inspect_broker`) and the store
+(:func:`podflow.monitoring.snapshot.inspect_store`); prints what it could read, and exits
 69 (RET_UNAVAILABLE) naming whichever could not be reached.
 """
 
@@ -12,12 +12,12 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from ..broker import build_broker
 from ..errors import BrokerUnavailable, StoreError
 from ..exitcodes import RET_OK, RET_UNAVAILABLE
-from ..inspect import inspect_broker, inspect_store
+from ..monitoring.snapshot import inspect_broker, inspect_store
 from ..settings import Settings
 from ..timeutil import utcnow
+from ..worker.broker import build_broker
 from ._common import duration, print_json, redact, store_for, table
 
 __all__ = ["collect", "register", "render", "run"]

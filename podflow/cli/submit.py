@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from ..errors import PodflowError
 from ..exitcodes import RET_FAILED_RUN, RET_OK, RET_USAGE
-from ..runs import result_file
+from ..lifecycle import result_file
 from ..settings import Settings
 from ._client import ApiClient, ApiError, ApiUnreachable, Submitted, follow_run
 from ._common import api_address, duration, print_json, store_for

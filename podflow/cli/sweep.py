@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import BrokerUnavailable, StoreError
 from ..exitcodes import RET_OK, RET_UNAVAILABLE
 from ..settings import Settings
-from ..sweeper import build_sweeper, summary
+from ..sweep.service import build_sweeper, summary
 
 __all__ = ["register", "run_once"]
 

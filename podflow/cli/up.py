@@ -38,10 +38,10 @@ from honcho.environ import parse_procfile
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..broker import build_broker, ping_broker
 from ..errors import BrokerUnavailable
 from ..exitcodes import RET_OK, RET_UNAVAILABLE, RET_USAGE
 from ..settings import Settings
+from ..worker.broker import build_broker, ping_broker
 from ._common import api_address
 from ._process import run_relaying
 

@@ -20,7 +20,7 @@ the interrupted attempt counts), finishes its bookkeeping and exits;
 call that the interrupt cannot break. A service manager must allow longer
 than that before killing the worker (systemd ``TimeoutStopSec=90`` or more).
 Each process prefetches one message per thread
-(``podflow.broker.QueuePrefetch``), so a busy worker does not hold runs that
+(``podflow.worker.prefetch.QueuePrefetch``), so a busy worker does not hold runs that
 an idle host could execute. The systemd unit runs the same command without
 this wrapper (``deploy/systemd/podflow-worker.service``).
 """
@@ -32,11 +32,11 @@ import shlex
 import sys
 from typing import Any
 
-from ..broker import QUEUE_NAME
 from ..errors import ConfigError
 from ..exitcodes import RET_CONFIG, RET_OK
 from ..generation.loader import load_generator
 from ..settings import Settings
+from ..worker.broker import QUEUE_NAME
 from ._process import run_relaying
 
 __all__ = ["SHUTDOWN_TIMEOUT_S", "command"]

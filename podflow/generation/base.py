@@ -18,9 +18,10 @@ Failure contract:
   backoff until PODFLOW_MAX_ATTEMPTS;
 - any other exception fails the run at once, with its type and message;
 - podflow may interrupt the generator's thread at any time with a
-  :class:`podflow.errors.RunInterrupted` (cancellation, lost lease) or
-  dramatiq's ``TimeLimitExceeded`` (soft time limit). Both derive from
-  ``BaseException``: do not swallow them; clean up in ``finally``. Such an
+  :class:`podflow.errors.RunInterrupted` (cancellation, lost lease, soft time
+  limit, shutdown) or, in a Dramatiq worker, dramatiq's ``TimeLimitExceeded``
+  (soft time limit). Both derive from ``BaseException``: do not swallow them;
+  clean up in ``finally``. Such an
   asynchronous exception cannot break into a blocking call, so wait on
   subprocesses, futures and sockets with short timeouts in a loop.
 

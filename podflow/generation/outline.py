@@ -171,7 +171,8 @@ class _Scorer:
         distinct = set(content_words(sentence))
         if not distinct:
             return 0.0
-        base = sum(self._weight.get(w, 0.0) for w in distinct) / len(distinct) ** 0.5
+        norm: float = len(distinct) ** 0.5
+        base = sum(self._weight.get(w, 0.0) for w in distinct) / norm
         return base + _BRIEFING_BONUS * len(distinct & self._focus)
 
     def pick(self, sentences: Sequence[str], budget: float) -> tuple[str, ...]:

@@ -324,15 +324,15 @@ class Store(Protocol):
     def list_profiles(self, kind: ProfileKind) -> list[Profile]:
         """By name."""
 
-    def create_profile(self, profile: Profile) -> None:
+    def create_profile(self, profile: Profile, *, now: datetime) -> None:
         """Raises AlreadyExists."""
 
-    def update_profile(self, profile: Profile) -> None:
+    def update_profile(self, profile: Profile, *, now: datetime) -> None:
         """Raises ProfileNotFound."""
 
     def delete_profile(self, kind: ProfileKind, name: str) -> bool: ...
 
-    def seed_profiles(self, profiles: Sequence[Profile]) -> list[str]:
+    def seed_profiles(self, profiles: Sequence[Profile], *, now: datetime) -> list[str]:
         """Insert each bundled profile the first time it is ever seeded; never
         overwrite an existing one nor re-create a deleted one. Returns the
         names inserted now."""

@@ -303,7 +303,7 @@ class MongoStore:
     @_guarded
     def delete_run(self, run_id: str) -> bool:
         result = self.runs.delete_one({"run_id": run_id, "status": {"$ne": str(RunStatus.STARTED)}})
-        return result.deleted_count == 1
+        return bool(result.deleted_count == 1)
 
     @_guarded
     def count_by_status(self) -> dict[RunStatus, int]:
@@ -349,7 +349,7 @@ class MongoStore:
         )
         if first.matched_count:
             return True
-        return self.runs.update_one({"run_id": run_id}, {"$set": confirmed}).matched_count == 1
+        return bool(self.runs.update_one({"run_id": run_id}, {"$set": confirmed}).matched_count == 1)
 
     @_guarded
     def mark_enqueue_failed(self, run_id: str, *, error: str, now: datetime) -> bool:
@@ -357,7 +357,7 @@ class MongoStore:
             {"run_id": run_id, "outbox_at": {"$ne": None}},
             {"$set": {"enqueue_error": error, "updated_at": now}},
         )
-        return result.matched_count == 1
+        return bool(result.matched_count == 1)
 
     # -- execution --------------------------------------------------------------
     @_guarded
@@ -405,7 +405,7 @@ class MongoStore:
                 projection={"attempt": 1},
             )
             if updated is not None:
-                return attempt + 1
+                return int(attempt) + 1
         return None
 
     @_guarded
@@ -460,7 +460,7 @@ class MongoStore:
                 },
             },
         )
-        return result.modified_count == 1
+        return bool(result.modified_count == 1)
 
     @_guarded
     def finish(
@@ -650,7 +650,7 @@ class MongoStore:
 
     @_guarded
     def delete_source(self, source_id: str) -> bool:
-        return self.sources.delete_one({"source_id": source_id}).deleted_count == 1
+        return bool(self.sources.delete_one({"source_id": source_id}).deleted_count == 1)
 
     @_guarded
     def missing_sources(self, source_ids: Sequence[str]) -> list[str]:
@@ -674,26 +674,27 @@ class MongoStore:
         return [PROFILE_MODELS[kind].model_validate(doc) for doc in docs]
 
     @_guarded
-    def create_profile(self, profile: Profile) -> None:
+    def create_profile(self, profile: Profile, *, now: datetime) -> None:
         kind = profile_kind(profile)
         try:
-            self.profiles[kind].insert_one(profile.model_dump(mode="python"))
+            self.profiles[kind].insert_one({**profile.model_dump(mode="python"), "updated_at": now})
         except DuplicateKeyError:
             raise AlreadyExists(f"{kind} profile {profile.name!r} already exists") from None
 
     @_guarded
-    def update_profile(self, profile: Profile) -> None:
+    def update_profile(self, profile: Profile, *, now: datetime) -> None:
         kind = profile_kind(profile)
-        result = self.profiles[kind].replace_one({"name": profile.name}, profile.model_dump(mode="python"))
+        doc = {**profile.model_dump(mode="python"), "updated_at": now}
+        result = self.profiles[kind].replace_one({"name": profile.name}, doc)
         if result.matched_count == 0:
             raise ProfileNotFound(profile.name)
 
     @_guarded
     def delete_profile(self, kind: ProfileKind, name: str) -> bool:
-        return self.profiles[kind].delete_one({"name": name}).deleted_count == 1
+        return bool(self.profiles[kind].delete_one({"name": name}).deleted_count == 1)
 
     @_guarded
-    def seed_profiles(self, profiles: Sequence[Profile]) -> list[str]:
+    def seed_profiles(self, profiles: Sequence[Profile], *, now: datetime) -> list[str]:
         inserted = []
         for profile in profiles:
             kind = profile_kind(profile)
@@ -705,7 +706,7 @@ class MongoStore:
             if first_time is None:
                 continue
             try:
-                self.profiles[kind].insert_one(profile.model_dump(mode="python"))
+                self.profiles[kind].insert_one({**profile.model_dump(mode="python"), "updated_at": now})
                 inserted.append(profile.name)
             except DuplicateKeyError:  # the user made one of that name first: theirs wins
                 pass

@@ -749,7 +749,7 @@ class SqliteStore:
         error: ErrorInfo | None,
         reason: str,
     ) -> sqlite3.Row | None:
-        return (
+        row: sqlite3.Row | None = (
             self._conn()
             .execute(
                 "UPDATE runs SET status = :status, finished_at = :now, updated_at = :now,"
@@ -768,6 +768,7 @@ class SqliteStore:
             )
             .fetchone()
         )
+        return row
 
     @_guarded
     @_writes(durable=True)
@@ -982,23 +983,23 @@ class SqliteStore:
 
     @_guarded
     @_writes(durable=True)
-    def create_profile(self, profile: Profile) -> None:
+    def create_profile(self, profile: Profile, *, now: datetime) -> None:
         kind = profile_kind(profile)
         try:
             self._conn().execute(
-                f"INSERT INTO {self._table(kind)} (name, doc, updated_at) VALUES (?, ?, strftime('%s') * 1000)",
-                (profile.name, profile.model_dump_json()),
+                f"INSERT INTO {self._table(kind)} (name, doc, updated_at) VALUES (?, ?, ?)",
+                (profile.name, profile.model_dump_json(), to_ms(now)),
             )
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"{kind} profile {profile.name!r} already exists") from None
 
     @_guarded
     @_writes(durable=True)
-    def update_profile(self, profile: Profile) -> None:
+    def update_profile(self, profile: Profile, *, now: datetime) -> None:
         kind = profile_kind(profile)
         cur = self._conn().execute(
-            f"UPDATE {self._table(kind)} SET doc = ?, updated_at = strftime('%s') * 1000 WHERE name = ?",
-            (profile.model_dump_json(), profile.name),
+            f"UPDATE {self._table(kind)} SET doc = ?, updated_at = ? WHERE name = ?",
+            (profile.model_dump_json(), to_ms(now), profile.name),
         )
         if cur.rowcount == 0:
             raise ProfileNotFound(profile.name)
@@ -1010,7 +1011,7 @@ class SqliteStore:
 
     @_guarded
     @_writes(durable=True)
-    def seed_profiles(self, profiles: Sequence[Profile]) -> list[str]:
+    def seed_profiles(self, profiles: Sequence[Profile], *, now: datetime) -> list[str]:
         inserted = []
         with self._transaction() as conn:
             for profile in profiles:
@@ -1019,9 +1020,8 @@ class SqliteStore:
                     "INSERT OR IGNORE INTO seeded (kind, name) VALUES (?, ?)", (kind, profile.name)
                 ).rowcount
                 if first_time and conn.execute(
-                    f"INSERT OR IGNORE INTO {self._table(kind)} (name, doc, updated_at)"
-                    " VALUES (?, ?, strftime('%s') * 1000)",
-                    (profile.name, profile.model_dump_json()),
+                    f"INSERT OR IGNORE INTO {self._table(kind)} (name, doc, updated_at) VALUES (?, ?, ?)",
+                    (profile.name, profile.model_dump_json(), to_ms(now)),
                 ).rowcount:
                     inserted.append(profile.name)
         return inserted

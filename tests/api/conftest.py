@@ -24,7 +24,6 @@ import uvicorn
 from starlette.applications import Starlette
 
 from api.app import create_app
-from podflow.broker import ACTOR_NAME, QUEUE_NAME, build_broker, close_broker
 from podflow.generation.base import Generator
 from podflow.heartbeat import HeartbeatMonitor
 from podflow.models import RunResult
@@ -33,6 +32,7 @@ from podflow.settings import Settings, load_settings
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from podflow.timeutil import utcnow
+from podflow.worker.broker import ACTOR_NAME, QUEUE_NAME, build_broker, close_broker
 
 #: a run id that exists nowhere
 ABSENT = "run_" + "0" * 32
@@ -129,7 +129,7 @@ class InProcessWorker:
     """A Dramatiq worker in this process, executing ``generate_podcast`` with ``generator``."""
 
     def __init__(self, settings: Settings, store: Store, generator: Generator) -> None:
-        self.broker = build_broker(settings, role="worker")  # listed as a worker by podflow.inspect
+        self.broker = build_broker(settings, role="worker")  # listed as a worker by podflow.monitoring.snapshot
         self.monitor = HeartbeatMonitor(store=store, interval_s=settings.heartbeat_interval_s)
         runner = build_runner(settings, store=store, monitor=self.monitor, generator=generator)
 

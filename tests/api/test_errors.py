@@ -13,7 +13,6 @@ from starlette.responses import Response
 from api.app import ROUTE_TABLES, create_app
 from api.errors import RunNotEnqueued
 from api.routing import RouteTable
-from podflow.dispatch import Submission
 from podflow.errors import (
     AlreadyExists,
     BrokerUnavailable,
@@ -25,6 +24,7 @@ from podflow.errors import (
     StoreUnavailable,
     ToolMissing,
 )
+from podflow.lifecycle import Submission
 from tests.api.conftest import Api, error, serve, settings_for
 from tests.conftest import make_run
 

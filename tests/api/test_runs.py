@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from api.app import create_app
-from podflow.broker import build_broker, close_broker
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy, sweep
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker, close_broker
 from tests import generators
 from tests.api.conftest import ABSENT, Api, InProcessWorker, error, finish_with_files, serve, settings_for
 from tests.execution import wait_for
@@ -273,7 +273,7 @@ def test_a_run_submitted_while_the_broker_is_stopped_completes_after_it_returns_
             assert error(api.client.get("/readyz"), 503, "not_ready")["details"]["broker"].startswith("unavailable")
 
             redis.start()  # back, at the same address
-            policy = SweepPolicy(time_limit_s=60, heartbeat_timeout_s=1.5, pending_timeout_s=3600, outbox_grace_s=0)
+            policy = SweepPolicy(time_limit_s=60, pending_timeout_s=3600, outbox_grace_s=0)
             dispatcher = QueueDispatcher(broker=build_broker(settings))  # the scheduler's own
             with InProcessWorker(settings, api.store, generators.by_name):
                 assert sweep(api.store, now=utcnow(), policy=policy, dispatcher=dispatcher).enqueued == 1

@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from podflow.broker import build_broker
-from podflow.dispatch import QueueDispatcher, submit
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.lifecycle import submit
 from podflow.models import RunRequest
 from podflow.settings import load_settings
 from podflow.store import open_store
 from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker
 
 
 async def generate(request: Request) -> JSONResponse:

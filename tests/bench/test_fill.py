@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fill import POLICY, STALE_KINDS, fill
+from bench.fill import HEARTBEAT_TIMEOUT_S, POLICY, STALE_KINDS, fill
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import sweep
@@ -26,7 +26,7 @@ def filled(tmp_path: Path):
 
 @pytest.fixture
 def store(filled):
-    store = SqliteStore(filled.path, heartbeat_timeout_s=POLICY.heartbeat_timeout_s, max_attempts=3)
+    store = SqliteStore(filled.path, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, max_attempts=3)
     yield store
     store.close()
 

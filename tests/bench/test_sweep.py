@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.fill import POLICY, fill
+from bench.fill import HEARTBEAT_TIMEOUT_S, POLICY, fill
 from bench.sweep import _rows, explain_sweep
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import sweep
@@ -14,7 +14,7 @@ from tests.execution import FakeDispatcher
 
 def test_every_statement_of_a_sweep_searches_an_index(tmp_path: Path) -> None:
     filled = fill(tmp_path / "runs.sqlite3", total=2000, stale=50, now=T0)
-    store = SqliteStore(filled.path, heartbeat_timeout_s=POLICY.heartbeat_timeout_s, max_attempts=3)
+    store = SqliteStore(filled.path, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, max_attempts=3)
     statements: list[str] = []
     conn = store._conn()
     conn.set_trace_callback(statements.append)

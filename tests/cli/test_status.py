@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from podflow.broker import QUEUE_NAME, build_broker
 from podflow.cli import main
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.exitcodes import RET_UNAVAILABLE
 from podflow.models import Run
 from podflow.settings import load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
+from podflow.worker.broker import QUEUE_NAME, build_broker
 from tests.execution import WorkerProcess, request, wait_for, worker_env
 from tests.servers import free_port
 

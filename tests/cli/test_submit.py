@@ -26,7 +26,7 @@ from podflow.cli import main
 from podflow.cli._client import ApiClient, ApiUnreachable, follow_run, parse_sse
 from podflow.cli._progress import ProgressDisplay
 from podflow.exitcodes import RET_FAILED_RUN, RET_OK, RET_UNAVAILABLE, RET_USAGE
-from podflow.runs import cancel
+from podflow.lifecycle import cancel
 from podflow.states import RunStatus
 from podflow.timeutil import utcnow
 from tests.api.conftest import Api, serve, settings_for

@@ -18,7 +18,7 @@ from podflow.models import Run
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy
-from podflow.sweeper import Sweeper
+from podflow.sweep.service import Sweeper
 from podflow.timeutil import utcnow
 from scheduler.process import JOB_ID, SweepScheduler
 from tests.execution import ROOT, WorkerProcess, request, wait_for, worker_env
@@ -42,7 +42,7 @@ def scheduler_process(tmp_path: Path, broker_url: str, **settings: str) -> Worke
 
 
 def test_the_sweep_job_runs_at_intervals_with_jitter_coalesces_and_never_overlaps(tmp_path: Path) -> None:
-    sweeper = Sweeper(open_store=lambda: SqliteStore(tmp_path / "s.sqlite3"), policy=SweepPolicy(60, 60, 60),
+    sweeper = Sweeper(open_store=lambda: SqliteStore(tmp_path / "s.sqlite3"), policy=SweepPolicy(60, 60),
                       dispatcher=None, holder="h")  # fmt: skip
     job = SweepScheduler(sweeper, interval_s=300).scheduler.get_job(JOB_ID)
     assert job.trigger.interval == timedelta(seconds=300) and job.trigger.jitter == 10
@@ -51,7 +51,7 @@ def test_the_sweep_job_runs_at_intervals_with_jitter_coalesces_and_never_overlap
 
 
 def test_a_stop_signal_before_the_scheduler_runs_still_stops_it(tmp_path: Path) -> None:
-    sweeper = Sweeper(open_store=lambda: SqliteStore(tmp_path / "s.sqlite3"), policy=SweepPolicy(60, 60, 60),
+    sweeper = Sweeper(open_store=lambda: SqliteStore(tmp_path / "s.sqlite3"), policy=SweepPolicy(60, 60),
                       dispatcher=None, holder="h")  # fmt: skip
     process = SweepScheduler(sweeper, interval_s=300)
     before = signal.getsignal(signal.SIGTERM)

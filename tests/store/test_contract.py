@@ -409,36 +409,36 @@ SPEAKERS = SpeakerProfile(
 
 
 def test_profiles_are_created_updated_listed_and_deleted(store: Store) -> None:
-    store.create_profile(EPISODE)
-    store.create_profile(SPEAKERS)
+    store.create_profile(EPISODE, now=T0)
+    store.create_profile(SPEAKERS, now=T0)
     with pytest.raises(AlreadyExists):
-        store.create_profile(EPISODE)
+        store.create_profile(EPISODE, now=T0)
     edited = EPISODE.model_copy(update={"num_segments": 5})
-    store.update_profile(edited)
+    store.update_profile(edited, now=T0)
     assert store.get_profile("episode", "tech_news") == edited
     assert store.get_profile("speaker", "dual_host") == SPEAKERS
     assert store.get_profile("speaker", "tech_news") is None
     with pytest.raises(ProfileNotFound):
-        store.update_profile(EPISODE.model_copy(update={"name": "absent"}))
-    store.create_profile(EPISODE.model_copy(update={"name": "a_first"}))
+        store.update_profile(EPISODE.model_copy(update={"name": "absent"}), now=T0)
+    store.create_profile(EPISODE.model_copy(update={"name": "a_first"}), now=T0)
     assert [p.name for p in store.list_profiles("episode")] == ["a_first", "tech_news"]
     assert store.delete_profile("episode", "tech_news") and not store.delete_profile("episode", "tech_news")
 
 
 def test_seeding_never_overwrites_an_edit_nor_resurrects_a_deletion(store: Store) -> None:
     deep = EPISODE.model_copy(update={"name": "deep_dive"})
-    assert sorted(store.seed_profiles([EPISODE, deep, SPEAKERS])) == ["deep_dive", "dual_host", "tech_news"]
-    store.update_profile(EPISODE.model_copy(update={"description": "mine"}))
+    assert sorted(store.seed_profiles([EPISODE, deep, SPEAKERS], now=T0)) == ["deep_dive", "dual_host", "tech_news"]
+    store.update_profile(EPISODE.model_copy(update={"description": "mine"}), now=T0)
     store.delete_profile("episode", "deep_dive")
-    assert store.seed_profiles([EPISODE, deep, SPEAKERS]) == []
+    assert store.seed_profiles([EPISODE, deep, SPEAKERS], now=T0) == []
     assert store.get_profile("episode", "tech_news").description == "mine"
     assert store.get_profile("episode", "deep_dive") is None
 
 
 def test_seeding_keeps_a_user_profile_of_the_same_name(store: Store) -> None:
     mine = EPISODE.model_copy(update={"description": "made before seeding"})
-    store.create_profile(mine)
-    assert store.seed_profiles([EPISODE]) == []
+    store.create_profile(mine, now=T0)
+    assert store.seed_profiles([EPISODE], now=T0) == []
     assert store.get_profile("episode", "tech_news") == mine
 
 

@@ -11,6 +11,7 @@ import pytest
 from podflow.errors import StoreError
 from podflow.states import RunStatus, is_terminal
 from podflow.store.sqlite import MIGRATIONS, SqliteStore
+from podflow.timeutil import to_ms
 from tests.conftest import T0, at, make_run
 
 PROCESSES = 8
@@ -203,3 +204,18 @@ def test_runs_finished_per_minute_are_read_from_the_finished_at_index(tmp_path: 
     plan = store._conn().execute(f"EXPLAIN QUERY PLAN {_FINISHED_PER_MINUTE}", (0,)).fetchall()
     assert any("USING INDEX runs_finished" in row["detail"] for row in plan), [row["detail"] for row in plan]
     store.close()
+
+
+def test_profile_timestamps_are_the_callers_now_not_the_databases_clock(tmp_path: Path) -> None:
+    from podflow.profiles import BUNDLED_EPISODE_PROFILES
+
+    path = tmp_path / "profiles.sqlite3"
+    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
+    first, second = BUNDLED_EPISODE_PROFILES[:2]
+    store.seed_profiles([first], now=T0)
+    store.create_profile(second, now=at(5))
+    store.update_profile(first.model_copy(update={"description": "edited"}), now=at(9))
+    store.close()
+    with sqlite3.connect(path) as conn:
+        rows = dict(conn.execute("SELECT name, updated_at FROM episode_profiles").fetchall())
+    assert rows == {first.name: to_ms(at(9)), second.name: to_ms(at(5))}

@@ -1,0 +1,87 @@
+"""The start-up sequence every podflow entry point runs, and only they.
+
+:func:`boot`:
+
+1. loads and validates the settings (:func:`podflow.settings.load_settings`);
+   an invalid one prints one line naming the variable and exits 78
+   (``RET_CONFIG``), so systemd stops restarting a misconfigured unit
+   (``RestartPreventExitStatus=78``) instead of looping;
+2. sets up logging at PODFLOW_LOG_LEVEL: podflow's own format, or, in
+   processes whose logging Dramatiq configures (workers and their forks), only
+   the level of podflow's loggers;
+3. warns once about each ``PODFLOW_*`` variable no setting reads (usually a typo).
+
+The entry points: ``podflow`` (:mod:`podflow.cli`), ``dramatiq podflow.actors``
+(:mod:`podflow.worker.actors`), the workers' metrics exporter
+(:mod:`podflow.worker.exporter`), ``uvicorn api.app:app`` and ``python -m
+scheduler``. A later step of an entry point that can fail on configuration
+(loading PODFLOW_GENERATOR) runs under :func:`config_errors`, so it ends the
+same way. Everything below the entry points takes its settings as arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Literal
+
+from .errors import ConfigError
+from .exitcodes import RET_CONFIG
+from .settings import Settings, load_settings, unknown_variables
+
+__all__ = ["LogSetup", "boot", "config_errors", "configure_logging"]
+
+log = logging.getLogger(__name__)
+
+#: ``configure``: podflow's log format on stderr; ``level``: the process's
+#: logging is someone else's (Dramatiq's), only podflow's level is set
+LogSetup = Literal["configure", "level"]
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextlib.contextmanager
+def config_errors() -> Iterator[None]:
+    """A :class:`ConfigError` raised inside ends the process: one line on stderr, exit 78."""
+    try:
+        yield
+    except ConfigError as exc:
+        print(f"podflow: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(RET_CONFIG) from None
+
+
+def configure_logging(level: str) -> None:
+    """podflow's log format on stderr, at ``level``."""
+    logging.basicConfig(level=level, format=_FORMAT, stream=sys.stderr)
+
+
+def boot(
+    *,
+    logs: LogSetup = "configure",
+    warn_unknown: bool = True,
+    environ: Mapping[str, str] | None = None,
+    env_file: str | Path | None = ".env",
+) -> Settings:
+    """Run the start-up sequence (see the module docstring); the settings.
+
+    ``environ`` is where unknown variables are looked for (the process's
+    environment unless given); ``warn_unknown=False`` for a helper process
+    whose parent warned already.
+
+    Raises:
+      SystemExit: 78, after one line on stderr, when a setting is invalid.
+    """
+    with config_errors():
+        settings = load_settings(env_file)
+    if logs == "configure":
+        configure_logging(settings.log_level)
+    else:
+        logging.getLogger("podflow").setLevel(settings.log_level)
+    if warn_unknown:
+        for note in unknown_variables(dict(os.environ if environ is None else environ)):
+            log.warning("unknown setting %s", note)
+    return settings

@@ -1,0 +1,51 @@
+"""Who executes runs: the :class:`Dispatcher` protocol, and its three implementations.
+
+==================================  ===========================================
+:mod:`podflow.dispatch.queue`       PODFLOW_MODE=queue: a Dramatiq message for
+                                    ``generate_podcast``, to the workers
+:mod:`podflow.dispatch.thread`      PODFLOW_MODE=thread: the API process's own
+                                    pool, no broker
+:mod:`podflow.dispatch.outbox`      sends nothing: the run waits in the outbox
+                                    for the process that executes its mode; and
+                                    :func:`~podflow.dispatch.outbox.deliver`,
+                                    the transactional outbox every send goes through
+==================================  ===========================================
+
+The use-cases that dispatch (submit, start, retry) are in :mod:`podflow.lifecycle`;
+the sweep re-sends what a crash or an outage left unsent. Importing this
+package imports no broker: only ``queue`` needs Dramatiq.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from ..models import Mode
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher(Protocol):
+    """Something that executes runs somewhere.
+
+    ``durable``: a successful ``send`` means the run is safely queued (a
+    broker), so the outbox marker may be cleared.
+    """
+
+    mode: Mode
+    durable: bool
+
+    def new_message_id(self) -> str | None:
+        """A fresh message id (None when the dispatcher has no messages)."""
+
+    def send(self, run_id: str, message_id: str | None) -> None:
+        """Raises BrokerUnavailable when nothing was sent."""
+
+    def holds_nothing(self, *, now: datetime) -> bool | None:
+        """True when no message of its queue is anywhere in the broker (ready,
+        delayed or fetched by a worker) at ``now``; None when it cannot tell.
+
+        Raises:
+          BrokerUnavailable
+        """

@@ -1,0 +1,84 @@
+"""Record a run, then hand it to whoever executes it: a transactional outbox.
+
+A run to start is written with ``outbox_at`` (start requested) and its
+``message_id`` *before* anything is sent. Then the message is sent; once the
+broker has accepted it, ``mark_enqueued`` clears the outbox marker. If the
+send fails (broker down), the run stays PENDING in the outbox, the error is
+recorded with ``mark_enqueue_failed``, the caller is told — and the sweep
+sends it later (``podflow.sweep``). An accepted run is never lost, and a run
+sent twice is harmless: every delivery goes through ``claim``.
+
+A durable dispatcher (the queue: a send returns once the broker has the
+message) clears the marker with ``mark_enqueued``. A non-durable one (thread
+mode's in-memory queue, :class:`OutboxDispatcher`) leaves it in place until a
+claim clears it: a restart finds the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from ..errors import BrokerUnavailable, StoreError
+from ..models import Mode
+from ..store.base import Store
+from . import Dispatcher
+
+__all__ = ["OutboxDispatcher", "deliver", "redispatch"]
+
+log = logging.getLogger(__name__)
+
+
+class OutboxDispatcher:
+    """Sends nothing: the run stays in the outbox for the process that executes
+    its mode. A tool outside the API process in thread mode (``podflow runs
+    retry``) records the start this way; the API's thread-mode executor sends
+    it at its next sweep."""
+
+    durable = False
+
+    def __init__(self, *, mode: Mode = "thread") -> None:
+        self.mode = mode
+
+    def new_message_id(self) -> None:
+        return None
+
+    def send(self, run_id: str, message_id: str | None) -> None:
+        return None
+
+    def holds_nothing(self, *, now: datetime) -> None:
+        return None
+
+
+def deliver(store: Store, dispatcher: Dispatcher, run_id: str, message_id: str | None, *, now: datetime) -> str | None:
+    """Send a run whose start is recorded in the outbox, and record how it went.
+
+    Returns None when sent, else the error (also recorded on the run). Store
+    errors after a successful send are only logged: the sweep re-sends, and a
+    duplicate delivery is harmless.
+    """
+    try:
+        dispatcher.send(run_id, message_id)
+    except BrokerUnavailable as exc:
+        try:
+            store.mark_enqueue_failed(run_id, error=str(exc), now=now)
+        except StoreError as store_exc:
+            log.warning("run %s: enqueue failure not recorded: %s", run_id, store_exc)
+        return str(exc)
+    if dispatcher.durable:
+        try:
+            store.mark_enqueued(run_id, now=now)
+        except StoreError as exc:
+            log.warning("run %s: sent, but not marked enqueued (the sweep re-sends): %s", run_id, exc)
+    return None
+
+
+def redispatch(dispatcher: Dispatcher, run_id: str) -> None:
+    """Send a released (lost) run again, under a new message id: the original
+    message may still be delivered later (the broker requeues a dead worker's
+    messages), and each delivery's result must keep its own key.
+
+    Raises:
+      BrokerUnavailable
+    """
+    dispatcher.send(run_id, dispatcher.new_message_id())

@@ -1,0 +1,233 @@
+"""The use-cases on runs the API and the CLI call: submit, create, start, cancel, retry, delete, result files.
+
+Each status change is one store write (the state machine decides, see
+:mod:`podflow.states`); these functions validate the request, hand started
+runs to a :class:`~podflow.dispatch.Dispatcher` through the outbox
+(:func:`podflow.dispatch.outbox.deliver`), turn a refusal into the right error
+and tidy up files. Time is the ``now`` argument.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .dispatch import Dispatcher
+from .dispatch.outbox import deliver
+from .errors import IdempotencyConflict, InvalidTransition, ResultNotFound, RunNotFound
+from .generation.request import validate_request
+from .models import Run, RunRequest
+from .paths import RESULT_FILES, run_dir
+from .states import RunStatus
+from .store.base import Store
+
+__all__ = [
+    "RETRYABLE",
+    "Submission",
+    "cancel",
+    "create",
+    "delete",
+    "ensure_same_request",
+    "get_run",
+    "result_file",
+    "retry",
+    "start",
+    "submit",
+]
+
+#: statuses a run may be retried from (as a new run)
+RETRYABLE = frozenset({RunStatus.FAILURE, RunStatus.REVOKED})
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What became of a submit or start.
+
+    ``created`` is False when an idempotency key returned an existing run
+    (compare ``run.request_hash``). ``enqueued`` is False when the send failed:
+    the run is PENDING in the outbox and ``error`` says why; the sweep sends it.
+    For an existing run it says whether a failed send is on record.
+    """
+
+    run: Run
+    created: bool
+    enqueued: bool
+    error: str | None = None
+
+
+def get_run(store: Store, run_id: str) -> Run:
+    """The run ``run_id``.
+
+    Raises:
+      RunNotFound
+    """
+    run = store.get_run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
+
+
+def _new_run(dispatcher: Dispatcher, request: RunRequest, **fields: Any) -> Run:
+    return Run.new(request, mode=dispatcher.mode, **fields)
+
+
+def submit(
+    store: Store,
+    dispatcher: Dispatcher,
+    request: RunRequest,
+    *,
+    now: datetime,
+    idempotency_key: str | None = None,
+    retry_of: str | None = None,
+) -> Submission:
+    """Validate, record and start a run.
+
+    An existing run with the same ``idempotency_key`` is returned untouched
+    (``created=False``); the caller compares ``request_hash`` to refuse a
+    different body.
+
+    Raises:
+      InvalidInput: an unknown profile or source (``field`` names it); nothing
+        was stored or sent.
+      StoreUnavailable: nothing was stored.
+    """
+    validate_request(store, request)
+    run = _new_run(dispatcher, request, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
+    run = run.model_copy(update={"outbox_at": run.created_at, "message_id": dispatcher.new_message_id()})
+    stored, created = store.create_run(run)
+    if not created:
+        return Submission(stored, created=False, enqueued=stored.enqueue_error is None, error=stored.enqueue_error)
+    error = deliver(store, dispatcher, stored.run_id, stored.message_id, now=now)
+    return Submission(stored, created=True, enqueued=error is None, error=error)
+
+
+def create(
+    store: Store,
+    dispatcher: Dispatcher,
+    request: RunRequest,
+    *,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> tuple[Run, bool]:
+    """Validate and record a draft run, not started (``POST /runs``). ``(run, created)``.
+
+    Raises:
+      InvalidInput: an unknown profile or source.
+    """
+    validate_request(store, request)
+    return store.create_run(_new_run(dispatcher, request, now=now, idempotency_key=idempotency_key))
+
+
+def ensure_same_request(run: Run, request: RunRequest, *, retry_of: str | None = None) -> Run:
+    """Check that ``run``, found by its idempotency key, was made for this very
+    request (and, for a retry, of the same run); returns it.
+
+    Raises:
+      IdempotencyConflict: the key was used before for a different request.
+    """
+    if not request.matches(run.request_hash) or run.retry_of != retry_of:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {run.idempotency_key!r} was already used for a different request (run {run.run_id})"
+        )
+    return run
+
+
+def start(store: Store, dispatcher: Dispatcher, run_id: str, *, now: datetime) -> Submission:
+    """Start a draft run.
+
+    Raises:
+      RunNotFound: no such run.
+      InvalidTransition: the run is not PENDING, or its start was already requested.
+    """
+    run = store.request_start(run_id, message_id=dispatcher.new_message_id(), now=now)
+    if run is None:
+        current = store.get_run(run_id)
+        if current is None:
+            raise RunNotFound(run_id)
+        why = f"run is {current.status}" if current.status != "PENDING" else "run was already started"
+        raise InvalidTransition(f"cannot start: {why}", run_id=run_id, status=str(current.status))
+    error = deliver(store, dispatcher, run.run_id, run.message_id, now=now)
+    return Submission(run, created=False, enqueued=error is None, error=error)
+
+
+def cancel(store: Store, run_id: str, *, now: datetime, reason: str = "cancelled") -> Run:
+    """PENDING or STARTED → REVOKED at once. A running generation is interrupted
+    by its worker's heartbeat within two heartbeat intervals.
+
+    Raises:
+      RunNotFound
+      InvalidTransition: the run is already terminal.
+    """
+    revoked = store.cancel(run_id, now=now, reason=reason)
+    if revoked is None:
+        run = get_run(store, run_id)
+        raise InvalidTransition(f"cannot cancel: run is already {run.status}", run_id=run_id, status=str(run.status))
+    return revoked
+
+
+def retry(
+    store: Store,
+    dispatcher: Dispatcher,
+    run_id: str,
+    *,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> Submission:
+    """Submit a new run with the same request as a FAILURE or REVOKED one
+    (``retry_of`` names the original, which is left as it is).
+
+    Raises:
+      RunNotFound
+      InvalidTransition: the run is not FAILURE or REVOKED.
+      InvalidInput: a profile or source it names no longer exists.
+    """
+    run = get_run(store, run_id)
+    if run.status not in RETRYABLE:
+        raise InvalidTransition(
+            f"cannot retry: run is {run.status} (only FAILURE or REVOKED runs are retried)",
+            run_id=run_id,
+            status=str(run.status),
+        )
+    return submit(store, dispatcher, run.request, now=now, idempotency_key=idempotency_key, retry_of=run_id)
+
+
+def delete(store: Store, run_id: str, *, data_dir: Path) -> None:
+    """Delete the run's record and its files under ``podcasts/<run_id>/``.
+
+    Raises:
+      RunNotFound
+      InvalidTransition: the run is STARTED (cancel it first).
+    """
+    run = get_run(store, run_id)
+    if run.status is RunStatus.STARTED or not store.delete_run(run_id):
+        current = store.get_run(run_id)
+        if current is None:
+            raise RunNotFound(run_id)
+        raise InvalidTransition(
+            f"cannot delete: run is {current.status}; cancel it first", run_id=run_id, status=str(current.status)
+        )
+    shutil.rmtree(run_dir(data_dir, run_id), ignore_errors=True)
+
+
+def result_file(run: Run, name: str, *, data_dir: Path) -> Path:
+    """The absolute path of a SUCCESS run's result file ``name`` (a key of :data:`~podflow.paths.RESULT_FILES`).
+
+    The stored path is relative to ``data_dir``; one that resolves outside it
+    (a tampered record, a symlink) is refused as if absent.
+
+    Raises:
+      ResultNotFound: the run is not SUCCESS, produced no such file, or the
+        file is missing from disk.
+    """
+    if run.status is not RunStatus.SUCCESS or run.result is None:
+        raise ResultNotFound(run.run_id, name, f"the run is {run.status}")
+    relative: str | None = getattr(run.result, RESULT_FILES[name])
+    if not relative:
+        raise ResultNotFound(run.run_id, name, "the generator produced none")
+    root = Path(data_dir).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise ResultNotFound(run.run_id, name, "the file is missing from the data directory")
+    return path

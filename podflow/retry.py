@@ -1,0 +1,90 @@
+"""The retry policy: which failures are worth another attempt, how often, and how long to wait.
+
+- transient (:func:`is_transient`): TransientGenerationError, StoreUnavailable,
+  BrokerUnavailable and the broker clients' connection errors (redis-py,
+  pika): a later attempt may well succeed;
+- :class:`~podflow.errors.WorkerShutdown`: the process went away under the
+  run, which was released first, so another worker takes it;
+- anything else is permanent (a bug, bad input, a time limit): the run fails at once.
+
+The runner releases a retryable failure for the next attempt instead of
+failing the run (while PODFLOW_MAX_ATTEMPTS allows); then whoever executes it
+sends it again after :func:`backoff_ms`: Dramatiq's Retries middleware in a
+worker (:func:`podflow.worker.broker.retry_when`, which adds Dramatiq's own
+connection and shutdown errors), a timer in thread mode. Nothing here imports
+Dramatiq: thread mode runs without a broker.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import redis
+
+from .errors import BrokerUnavailable, StoreUnavailable, TransientGenerationError, WorkerShutdown
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "MAX_MESSAGE_RETRIES",
+    "TRANSIENT_ERRORS",
+    "backoff_ms",
+    "is_retryable",
+    "is_transient",
+    "should_retry",
+]
+
+#: Re-deliveries of one message, at most. Attempts of a run are bounded by
+#: PODFLOW_MAX_ATTEMPTS in the store; this caps the retries of failures that
+#: happen before a claim (the store or broker down), so an outage cannot make
+#: a message bounce forever (about 2 h with the defaults).
+MAX_MESSAGE_RETRIES = 20
+
+#: connection errors of the broker clients (redis-py, pika); re-trying later may succeed
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+try:  # pika is installed with dramatiq[rabbitmq]; stay importable without it
+    import pika.exceptions
+
+    CONNECTION_ERRORS += (pika.exceptions.AMQPConnectionError,)
+except ImportError:  # pragma: no cover
+    pass
+
+#: failures worth another attempt later: everything else is permanent
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientGenerationError,
+    StoreUnavailable,
+    BrokerUnavailable,
+    *CONNECTION_ERRORS,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is worth retrying (never a time limit, never a bug)."""
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether an execution that ended with ``exc`` should be tried again later:
+    a transient failure, or the executing process shutting down."""
+    return is_transient(exc) or isinstance(exc, WorkerShutdown)
+
+
+def should_retry(retries: int, exc: BaseException) -> bool:
+    """Whether to send a run again after ``retries`` retries ended with ``exc``."""
+    return retries < MAX_MESSAGE_RETRIES and is_retryable(exc)
+
+
+def backoff_ms(
+    retries: int, *, min_ms: int, max_ms: int, uniform: Callable[[float, float], float] = random.uniform
+) -> int:
+    """The delay before retry ``retries + 1``: ``min_ms`` doubled per retry, with
+    jitter up to twice that, kept within ``max_ms`` (and then 50-100 % of it).
+
+    The same delays as Dramatiq's Retries middleware (``dramatiq.common.compute_backoff``),
+    so a run waits as long in thread mode as in a worker.
+    """
+    delay = min_ms * 2 ** min(retries, 32)
+    delay = int(delay * uniform(1, 2))
+    if delay > max_ms:
+        delay = int(max_ms * uniform(0.5, 1))
+    return delay

@@ -1,0 +1,288 @@
+"""The sweep's rules with a fixed ``now``, on every store."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podflow.models import Run
+from podflow.states import RunStatus
+from podflow.store.base import Store
+from podflow.sweep import SweepPolicy, locked_sweep, sweep
+from tests.conftest import T0, at, open_test_store
+from tests.execution import FakeDispatcher, request, seed
+
+# the store fixture's heartbeat timeout is 60 s and max_attempts 3
+POLICY = SweepPolicy(time_limit_s=3600, pending_timeout_s=86400, outbox_grace_s=10)
+
+
+def add(store: Store, now=T0, mode: str = "queue", **fields: object) -> str:
+    run = Run.new(request(), now=now, mode=mode).model_copy(update=fields)  # type: ignore[arg-type]
+    return store.create_run(run)[0].run_id
+
+
+def started(store: Store, now=T0, mode: str = "queue") -> str:
+    run_id = add(store, now, mode=mode)
+    store.claim(run_id, now=now)
+    return run_id
+
+
+def test_a_run_past_the_time_limit_fails_with_time_limit(store: Store) -> None:
+    old, young = started(store, T0), started(store, at(3000))
+    store.heartbeat(old, 1, now=at(3600))
+    report = sweep(store, now=at(3601), policy=POLICY, dispatcher=FakeDispatcher())
+    assert report.time_limit == 1
+    run = store.get_run(old)
+    assert run.status is RunStatus.FAILURE and run.error.type == "time_limit"
+    assert store.get_run(young).status is RunStatus.STARTED
+
+
+def test_every_sweep_adds_its_report_to_the_store_counters(store: Store) -> None:
+    started(store, T0)
+    sweep(store, now=at(4000), policy=POLICY, dispatcher=FakeDispatcher())
+    sweep(store, now=at(4001), policy=POLICY)  # nothing left to do: still a sweep
+    stats = store.stats()
+    assert stats.sweeps == 2 and stats.last_sweep_at == at(4001)
+    assert stats.swept["time_limit"] == 1 and sum(stats.swept.values()) == 1
+
+
+def test_the_time_limit_comes_before_redispatching_a_lost_run(store: Store) -> None:
+    run_id = started(store, T0)  # both over the time limit and silent for an hour
+    dispatcher = FakeDispatcher()
+    report = sweep(store, now=at(4000), policy=POLICY, dispatcher=dispatcher)
+    assert (report.time_limit, report.redispatched) == (1, 0) and dispatcher.sent == []
+    assert store.get_run(run_id).error.type == "time_limit"
+
+
+def test_a_silent_run_with_attempts_left_is_released_and_sent_under_a_new_message_id(store: Store) -> None:
+    run_id = add(store, message_id="msg-first")
+    store.claim(run_id, now=T0)
+    dispatcher = FakeDispatcher()
+    assert sweep(store, now=at(59), policy=POLICY, dispatcher=dispatcher).redispatched == 0
+    report = sweep(store, now=at(61), policy=POLICY, dispatcher=dispatcher)
+    assert report.redispatched == 1 and dispatcher.sent == [(run_id, "msg-1")]
+    run = store.get_run(run_id)
+    assert run.released and run.message_id == "msg-first"
+    assert store.claim(run_id, now=at(62)) == 2
+
+
+def test_lost_means_silent_past_the_stores_own_heartbeat_timeout(tmp_path: Path) -> None:
+    store = seed(open_test_store("sqlite", tmp_path, heartbeat_timeout_s=30, max_attempts=1))
+    run_id = started(store, T0)
+    assert store.claim(run_id, now=at(29)) is None  # live for the claim...
+    assert sweep(store, now=at(29), policy=POLICY).worker_lost == 0  # ...and for the sweep
+    assert sweep(store, now=at(31), policy=POLICY).worker_lost == 1
+    assert store.get_run(run_id).error.message == "no heartbeat for 30 s, no attempts left"
+
+
+def test_a_silent_run_without_attempts_left_fails_with_worker_lost(store: Store) -> None:
+    run_id = started(store, T0)
+    store.claim(run_id, now=at(100))
+    store.claim(run_id, now=at(200))
+    dispatcher = FakeDispatcher()
+    report = sweep(store, now=at(300), policy=POLICY, dispatcher=dispatcher)
+    assert (report.worker_lost, report.redispatched) == (1, 0) and dispatcher.sent == []
+    assert store.get_run(run_id).error.type == "worker_lost"
+
+
+def test_an_unconfirmed_start_is_sent_after_a_grace_period(store: Store) -> None:
+    run_id = add(store, outbox_at=T0, message_id="msg-9")
+    dispatcher = FakeDispatcher()
+    assert sweep(store, now=at(5), policy=POLICY, dispatcher=dispatcher).enqueued == 0  # maybe still sending
+    report = sweep(store, now=at(11), policy=POLICY, dispatcher=dispatcher)
+    assert report.enqueued == 1 and dispatcher.sent == [(run_id, "msg-9")]
+    run = store.get_run(run_id)
+    assert run.outbox_at is None and run.enqueued_at == at(11)
+
+
+def test_a_broker_still_down_leaves_the_outbox_for_the_next_sweep(store: Store) -> None:
+    ids = [add(store, outbox_at=T0, message_id=f"m{i}") for i in range(3)]
+    dispatcher = FakeDispatcher()
+    dispatcher.down = True
+    report = sweep(store, now=at(20), policy=POLICY, dispatcher=dispatcher)
+    assert (report.enqueued, report.send_errors) == (0, 1)  # stops at the first failure
+    assert {r.run_id for r in store.list_outbox(requested_before=at(20))} == set(ids)
+    assert any(store.get_run(i).enqueue_error for i in ids)
+    dispatcher.down = False
+    assert sweep(store, now=at(30), policy=POLICY, dispatcher=dispatcher).enqueued == 3
+
+
+def test_a_pending_run_enqueued_too_long_ago_expires(store: Store) -> None:
+    old = add(store, enqueued_at=T0)
+    draft = add(store)
+    report = sweep(store, now=at(86401), policy=POLICY)
+    assert report.expired == 1 and store.get_run(old).error.type == "expired"
+    assert store.get_run(draft).status is RunStatus.PENDING
+
+
+def test_a_run_whose_message_the_broker_lost_is_sent_again_once_the_queue_is_empty(store: Store) -> None:
+    lost = add(store, enqueued_at=T0, message_id="msg-lost")
+    young = add(store, enqueued_at=at(100), message_id="msg-young")
+    dispatcher = FakeDispatcher()
+    dispatcher.empty = False  # messages still queued: a backlog, not a loss
+    assert sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher).requeued == 0
+    dispatcher.empty = None  # the broker cannot tell (RabbitMQ)
+    assert sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher).requeued == 0
+    dispatcher.empty = True
+    report = sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher)
+    assert report.requeued == 1 and [run_id for run_id, _ in dispatcher.sent] == [lost]
+    assert dispatcher.sent[0][1] != "msg-lost"  # a new message id
+    assert store.get_run(lost).enqueued_at == T0  # expiry still counts from the first enqueue
+    assert store.get_run(young).status is RunStatus.PENDING
+
+
+def test_a_broker_that_cannot_be_inspected_requeues_nothing(store: Store) -> None:
+    add(store, enqueued_at=T0)
+    dispatcher = FakeDispatcher()
+    dispatcher.down = True
+    report = sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher)
+    assert report.requeued == 0 and dispatcher.sent == []
+
+
+def test_without_a_dispatcher_only_the_failing_rules_run(store: Store) -> None:
+    lost = started(store, at(1000))
+    outbox = add(store, outbox_at=T0)
+    report = sweep(store, now=at(2000), policy=POLICY)
+    assert (report.redispatched, report.enqueued) == (0, 0)
+    assert not store.get_run(lost).released and store.get_run(outbox).outbox_at == T0
+
+
+def test_dispatch_rules_only_send_runs_of_the_dispatchers_mode(store: Store) -> None:
+    queued = add(store, outbox_at=T0, message_id="mq")
+    threaded = add(store, mode="thread", outbox_at=T0)
+    dispatcher = FakeDispatcher(mode="thread", durable=False)
+    report = sweep(store, now=at(20), policy=POLICY, dispatcher=dispatcher)
+    assert report.enqueued == 1 and dispatcher.sent == [(threaded, None)]
+    assert store.get_run(queued).outbox_at == T0  # left for the queue-mode sweep
+    assert store.get_run(threaded).outbox_at == T0  # not durable: stays until claimed
+
+
+def test_each_rule_works_through_every_batch(store: Store) -> None:
+    small = SweepPolicy(time_limit_s=3600, pending_timeout_s=86400, batch=2)
+    seed(store)
+    for _ in range(5):
+        started(store, T0)
+        add(store, outbox_at=T0, message_id=None)
+    dispatcher = FakeDispatcher()
+    report = sweep(store, now=at(100), policy=small, dispatcher=dispatcher)
+    assert (report.redispatched, report.enqueued) == (5, 5) and len(dispatcher.sent) == 10
+
+
+def test_a_second_sweep_finds_nothing_to_do(store: Store) -> None:
+    started(store, T0)
+    add(store, outbox_at=T0)
+    add(store, enqueued_at=T0)
+    dispatcher = FakeDispatcher()
+    first = sweep(store, now=at(86401), policy=POLICY, dispatcher=dispatcher)
+    assert first.total == 3
+    assert sweep(store, now=at(86401), policy=POLICY, dispatcher=dispatcher).total == 0
+
+
+def test_the_lease_keeps_a_second_scheduler_out(store: Store) -> None:
+    run_id = started(store, T0)
+    assert store.acquire_lease("sweep", holder="scheduler-a", now=at(99), ttl_s=60)
+    dispatcher = FakeDispatcher()
+    assert locked_sweep(store, now=at(100), policy=POLICY, holder="scheduler-b", dispatcher=dispatcher) is None
+    assert not store.get_run(run_id).released
+    store.release_lease("sweep", holder="scheduler-a")
+    report = locked_sweep(store, now=at(100), policy=POLICY, holder="scheduler-b", dispatcher=dispatcher)
+    assert report is not None and report.redispatched == 1
+    assert store.acquire_lease("sweep", holder="scheduler-a", now=at(101), ttl_s=60)  # released after
+
+
+def test_two_sweeps_at_once_dispatch_each_run_once(store: Store) -> None:
+    ids = {started(store, T0) for _ in range(6)} | {add(store, outbox_at=T0) for _ in range(6)}
+    dispatchers = [FakeDispatcher(), FakeDispatcher()]
+    barrier = threading.Barrier(2)
+
+    def go(dispatcher: FakeDispatcher) -> None:
+        barrier.wait()
+        sweep(store, now=at(100), policy=POLICY, dispatcher=dispatcher)
+
+    threads = [threading.Thread(target=go, args=(d,)) for d in dispatchers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lost_sent = [r for d in dispatchers for r, _ in d.sent if store.get_run(r).status is RunStatus.STARTED]
+    assert sorted(lost_sent) == sorted(set(lost_sent)) and len(lost_sent) == 6  # released once each
+    outbox_sent = {r for d in dispatchers for r, _ in d.sent} - set(lost_sent)
+    assert outbox_sent | set(lost_sent) == ids  # an outbox run may go twice: claim fences the copy
+
+
+class _FileDispatcher:
+    """Records each send as a line in a file shared by processes."""
+
+    mode = "queue"
+    durable = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._ids = 0
+
+    def new_message_id(self) -> str:
+        self._ids += 1
+        return f"msg-{os.getpid()}-{self._ids}"
+
+    def holds_nothing(self, *, now: datetime) -> None:
+        return None
+
+    def send(self, run_id: str, message_id: str | None) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"{run_id}\n")
+
+
+def _sweep_in_another_process(db: str, sent: str, start: Any) -> None:
+    from podflow.store.sqlite import SqliteStore
+
+    store = SqliteStore(db, heartbeat_timeout_s=60)
+    start.wait()  # both processes sweep at the same moment
+    sweep(store, now=at(100_000), policy=POLICY, dispatcher=_FileDispatcher(sent))
+    store.close()
+
+
+@pytest.mark.slow
+def test_two_sweeping_processes_at_once_leave_every_run_changed_once(tmp_path: Path) -> None:
+    from podflow.store.sqlite import SqliteStore
+
+    db = str(tmp_path / "podflow.sqlite3")
+    store = SqliteStore(db, heartbeat_timeout_s=60)
+    over_time = {started(store, at(0)) for _ in range(20)}  # started at T0: past the 3600 s limit
+    lost = set()
+    for _ in range(20):  # silent since 99 000 s, so lost but within the time limit
+        run_id = add(store, at(99_000))
+        store.claim(run_id, now=at(99_000))
+        lost.add(run_id)
+    unsent = {add(store, at(99_000), outbox_at=at(99_000), message_id="m") for _ in range(20)}
+    stale = {add(store, at(0), enqueued_at=at(0)) for _ in range(20)}  # never started: expires
+
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    sent = str(tmp_path / "sent.txt")
+    procs = [context.Process(target=_sweep_in_another_process, args=(db, sent, start)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    time.sleep(0.5)  # let both import and open the store
+    start.set()
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+
+    def failures(run_id: str) -> int:
+        return sum(h.status is RunStatus.FAILURE for h in store.get_run(run_id).history)
+
+    assert all(failures(r) == 1 and store.get_run(r).error.type == "time_limit" for r in over_time)
+    assert all(failures(r) == 1 and store.get_run(r).error.type == "expired" for r in stale)
+    sends = Path(sent).read_text().split()
+    assert sorted(r for r in sends if r in lost) == sorted(lost)  # each lost run released and sent once
+    assert all(store.get_run(r).released for r in lost)
+    assert set(sends) - lost == unsent  # outbox runs may go twice: claim fences the copy
+    assert all(store.get_run(r).enqueued_at is not None for r in unsent)
+    store.close()

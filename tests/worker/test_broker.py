@@ -1,0 +1,139 @@
+"""The broker: chosen by URL, explicit middleware, and which failures are retried."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.errors import ConnectionClosed
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    Shutdown,
+    ShutdownNotifications,
+    TimeLimit,
+    TimeLimitExceeded,
+)
+from dramatiq.results import Results
+from dramatiq.worker import Worker
+
+from podflow.dispatch.queue import QueueDispatcher
+from podflow.errors import (
+    BrokerUnavailable,
+    GenerationError,
+    InvalidInput,
+    RunCancelled,
+    SoftTimeLimitExceeded,
+    StoreUnavailable,
+    TransientGenerationError,
+    WorkerShutdown,
+)
+from podflow.retry import MAX_MESSAGE_RETRIES
+from podflow.settings import load_settings
+from podflow.worker.broker import build_broker, close_broker, ping_broker, retry_when
+from podflow.worker.prefetch import QueuePrefetch
+from tests.servers import RABBITMQ_URL, free_port, rabbitmq_up
+
+
+def settings(**overrides: object):
+    return load_settings(env_file=None, **overrides)
+
+
+def test_a_redis_url_gives_a_redis_broker_with_the_middleware_in_order(redis_url: str) -> None:
+    broker = build_broker(settings(broker_url=redis_url, soft_time_limit_s=90))
+    assert isinstance(broker, RedisBroker)
+    assert [type(m) for m in broker.middleware] == [
+        AgeLimit,
+        TimeLimit,
+        ShutdownNotifications,
+        Callbacks,
+        Pipelines,
+        Retries,
+        CurrentMessage,
+        QueuePrefetch,
+    ]
+    time_limit = next(m for m in broker.middleware if isinstance(m, TimeLimit))
+    assert time_limit.time_limit == 90_000  # never Dramatiq's 10 minutes
+    ping_broker(broker)
+
+
+def test_results_are_on_only_with_a_result_backend(redis_url: str) -> None:
+    broker = build_broker(settings(broker_url=redis_url, result_backend=redis_url))
+    assert isinstance(broker.middleware[-1], Results)
+
+
+def test_an_amqp_url_gives_a_rabbitmq_broker_without_connecting() -> None:
+    broker = build_broker(settings(broker_url=f"amqp://guest:guest@127.0.0.1:{free_port()}/"))
+    assert isinstance(broker, RabbitmqBroker) and broker.confirm_delivery
+
+
+def test_only_transient_failures_and_shutdowns_are_retried_and_not_forever() -> None:
+    for exc in (
+        TransientGenerationError("rate limited"),
+        StoreUnavailable("down"),
+        BrokerUnavailable("down"),
+        redis.ConnectionError("refused"),
+        ConnectionClosed(Exception("closed")),
+        Shutdown(),
+        WorkerShutdown(),
+    ):
+        assert retry_when(0, exc), exc
+        assert not retry_when(MAX_MESSAGE_RETRIES, exc), exc
+    permanent = (
+        TimeLimitExceeded(),
+        SoftTimeLimitExceeded(),
+        ValueError("bug"),
+        GenerationError("gone"),
+        InvalidInput("x"),
+        RunCancelled(),
+    )
+    for exc in permanent:
+        assert not retry_when(0, exc), exc
+
+
+def test_a_dead_broker_fails_the_ping_with_broker_unavailable() -> None:
+    with pytest.raises(BrokerUnavailable):
+        ping_broker(build_broker(settings(broker_url=f"redis://127.0.0.1:{free_port()}/0")))
+
+
+def test_closing_a_redis_broker_closes_its_connections(redis_url: str) -> None:
+    observer = redis.Redis.from_url(redis_url)
+    before = len(observer.client_list())
+    broker = build_broker(load_settings(env_file=None, broker_url=redis_url))
+    ping_broker(broker)
+    assert len(observer.client_list()) == before + 1
+    close_broker(broker)
+    assert len(observer.client_list()) == before
+    observer.close()
+
+
+def test_a_worker_prefetches_one_message_per_thread_and_polls_an_idle_queue_often() -> None:
+    broker = StubBroker(middleware=[QueuePrefetch()])
+    broker.declare_queue("podcast")
+    worker = Worker(broker, worker_threads=3, worker_timeout=1000)
+    worker.start()
+    try:
+        assert worker.consumers["podcast"].prefetch == 3
+        assert worker.worker_timeout == 100 and worker.consumers["podcast"].worker_timeout == 100
+    finally:
+        worker.stop()
+
+
+@pytest.mark.skipif(not rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_a_message_reaches_rabbitmq_through_the_queue_dispatcher() -> None:
+    broker = build_broker(settings(broker_url=RABBITMQ_URL))
+    queue = f"podflow-test-{uuid.uuid4().hex[:8]}"  # never the shared "podcast" queue
+    try:
+        QueueDispatcher(broker=broker, queue_name=queue).send("run_abc", "msg-1")
+        assert broker.get_queue_message_counts(queue)[0] == 1
+    finally:
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            broker.channel.queue_delete(name)
+        broker.close()
