@@ -14,6 +14,7 @@ status  code                      raised as
 409     conflict                  ``InvalidTransition`` (details: run_id, status)
 409     idempotency_conflict      ``IdempotencyConflict``
 409     already_exists            ``AlreadyExists``
+409     unreadable_profile        ``UnreadableProfile`` (details: kind, name, problems)
 413     payload_too_large         ``SourceTooLarge``, :class:`PayloadTooLarge`
 416     range_not_satisfiable     :class:`RangeNotSatisfiable` (``Content-Range``)
 422     validation_error          ``InvalidInput``: details ``[{field, message}]``
@@ -49,6 +50,7 @@ from podflow.errors import (
     NotFound,
     SourceTooLarge,
     StoreUnavailable,
+    UnreadableProfile,
 )
 
 from .schemas import ApiError, ErrorBody, respond
@@ -164,6 +166,11 @@ def _already_exists(request: Request, exc: AlreadyExists) -> Response:
     return error_response(409, "already_exists", str(exc))
 
 
+def _unreadable_profile(request: Request, exc: UnreadableProfile) -> Response:
+    details = {"kind": exc.kind, "name": exc.name, "problems": exc.problems}
+    return error_response(409, "unreadable_profile", str(exc), details)
+
+
 def _unauthorized(request: Request, exc: Unauthorized) -> Response:
     challenge = 'Bearer realm="podflow"' + (', error="invalid_token"' if exc.invalid else "")
     return error_response(401, "unauthorized", str(exc), headers={"WWW-Authenticate": challenge})
@@ -213,6 +220,7 @@ exception_handlers: dict[Any, Callable[[Request, Any], Response]] = {
     Conflict: _conflict,
     IdempotencyConflict: _idempotency_conflict,
     AlreadyExists: _already_exists,
+    UnreadableProfile: _unreadable_profile,
     Unauthorized: _unauthorized,
     RangeNotSatisfiable: _range_not_satisfiable,
     InvalidRange: _invalid_range,
