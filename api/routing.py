@@ -58,6 +58,8 @@ class Media:
 
     media_type: str
     schema: dict[str, Any] = field(default_factory=dict)
+    #: the models the schema refers to (``#/components/schemas/<name>``), which join the components
+    models: tuple[type[BaseModel], ...] = ()
 
 
 #: a response or request body: a JSON model, other media, or nothing (204)
