@@ -12,8 +12,9 @@ BENCH_ARGS ?=
 
 # command:debian-package pairs the runtime needs
 RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng
-# and what only the tests need on top (chromium: the dashboard's browser test)
-TEST_TOOLS := chromium:chromium
+# and what only the tests need on top (chromium: the dashboard's browser test;
+# curl: a client the 413 tests compare with)
+TEST_TOOLS := chromium:chromium curl:curl
 
 .PHONY: help setup run test bench bench-quick lint clean
 

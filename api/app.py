@@ -37,9 +37,10 @@ from podflow.timeutil import utcnow
 
 from .auth import BearerAuth
 from .errors import exception_handlers
+from .limits import DrainUnreadBody, drain_limit
 from .openapi import build_spec
 from .routes import dashboard, docs, events, health, monitor, profiles, results, runs, sources, tasks
-from .routing import Endpoint, RouteTable
+from .routing import Endpoint, RouteTable, allowed_methods
 from .services import open_services
 
 __all__ = ["API_PREFIX", "ROUTE_TABLES", "create_app", "mounted_routes"]
@@ -154,15 +155,20 @@ def create_app(
         finally:
             await run_in_threadpool(stack.close)
 
-    guarded = [e.route(prefix=API_PREFIX) for e in endpoints if e.path.startswith(API_PREFIX + "/")]
+    allow = allowed_methods(endpoints)
+    guarded = [
+        e.route(prefix=API_PREFIX, allow=allow[e.path]) for e in endpoints if e.path.startswith(API_PREFIX + "/")
+    ]
     auth = [Middleware(BearerAuth, token=settings.auth_token)] if settings.auth_token else []
     routes: list[BaseRoute] = [
-        e.route(middleware=auth if e.private else ()) for e in endpoints if not e.path.startswith(API_PREFIX + "/")
+        e.route(middleware=auth if e.private else (), allow=allow[e.path])
+        for e in endpoints
+        if not e.path.startswith(API_PREFIX + "/")
     ]
     routes.append(Mount(API_PREFIX, app=Router(guarded, redirect_slashes=False), middleware=auth))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_QuietStartupFailure)],
+        middleware=[Middleware(_QuietStartupFailure), Middleware(DrainUnreadBody, max_bytes=drain_limit(settings))],
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )

@@ -14,6 +14,7 @@ status  code                      raised as
 409     conflict                  ``InvalidTransition`` (details: run_id, status)
 409     idempotency_conflict      ``IdempotencyConflict``
 409     already_exists            ``AlreadyExists``
+409     unreadable_profile        ``UnreadableProfile`` (details: kind, name, problems)
 413     payload_too_large         ``SourceTooLarge``, :class:`PayloadTooLarge`
 416     range_not_satisfiable     :class:`RangeNotSatisfiable` (``Content-Range``)
 422     validation_error          ``InvalidInput``: details ``[{field, message}]``
@@ -48,6 +49,7 @@ from podflow.errors import (
     NotFound,
     SourceTooLarge,
     StoreUnavailable,
+    UnreadableProfile,
 )
 from podflow.lifecycle import Submission
 
@@ -80,12 +82,13 @@ class Unauthorized(Exception):
 
 
 class PayloadTooLarge(Exception):
-    """A request body over its limit (checked on Content-Length, then while reading)."""
+    """A request body over its limit (checked on Content-Length, then while reading),
+    made by :meth:`api.limits.BodyLimit.refuse`: ``details`` name the limit and the
+    setting behind it."""
 
-    def __init__(self, limit: int, size: int | None = None) -> None:
-        size_text = f"{size} bytes" if size is not None else "more"
-        super().__init__(f"request body too large: {size_text} > {limit} bytes")
-        self.limit = limit
+    def __init__(self, message: str, *, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class RangeNotSatisfiable(Exception):
@@ -143,7 +146,7 @@ def _invalid_input(request: Request, exc: InvalidInput) -> Response:
 
 
 def _too_large(request: Request, exc: Exception) -> Response:
-    details = _problems(exc) if isinstance(exc, InvalidInput) else None
+    details = _problems(exc) if isinstance(exc, InvalidInput) else getattr(exc, "details", None)
     return error_response(413, "payload_too_large", str(exc), details)
 
 
@@ -162,6 +165,11 @@ def _idempotency_conflict(request: Request, exc: IdempotencyConflict) -> Respons
 
 def _already_exists(request: Request, exc: AlreadyExists) -> Response:
     return error_response(409, "already_exists", str(exc))
+
+
+def _unreadable_profile(request: Request, exc: UnreadableProfile) -> Response:
+    details = {"kind": exc.kind, "name": exc.name, "problems": exc.problems}
+    return error_response(409, "unreadable_profile", str(exc), details)
 
 
 def _unauthorized(request: Request, exc: Unauthorized) -> Response:
@@ -194,7 +202,9 @@ def _http(request: Request, exc: HTTPException) -> Response:
     """Starlette's own errors (unknown path, wrong method, malformed form) in the same shape."""
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail
-    if message == http.HTTPStatus(exc.status_code).phrase:  # say which path
+    if exc.status_code == 405 and exc.headers and "Allow" in exc.headers:
+        message = f"{request.method} is not allowed on {request.url.path}; allowed: {exc.headers['Allow']}"
+    elif message == http.HTTPStatus(exc.status_code).phrase:  # say which path
         message = f"{message}: {request.url.path}"
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
@@ -213,6 +223,7 @@ exception_handlers: dict[Any, Callable[[Request, Any], Response]] = {
     Conflict: _conflict,
     IdempotencyConflict: _idempotency_conflict,
     AlreadyExists: _already_exists,
+    UnreadableProfile: _unreadable_profile,
     Unauthorized: _unauthorized,
     RangeNotSatisfiable: _range_not_satisfiable,
     InvalidRange: _invalid_range,

@@ -62,6 +62,9 @@ def _models(endpoints: Iterable[Endpoint]) -> list[tuple[type[BaseModel], JsonSc
         for content in endpoint.responses.values():
             if isinstance(content, type):
                 wanted[(content, "serialization")] = None
+            for media in content if isinstance(content, tuple) else (content,):
+                if isinstance(media, Media):
+                    wanted.update(dict.fromkeys((model, "serialization") for model in media.models))
         for model in (endpoint.body, endpoint.query, *(endpoint.content or {}).values()):
             if model is not None:
                 wanted[(model, "validation")] = None

@@ -5,15 +5,22 @@ API shows them as they are; the views here add links and hide what clients must
 not rely on (files' places on disk, the request fingerprint). The OpenAPI
 components are generated from these classes (:mod:`api.openapi`), and every
 response is serialized from one of them (:func:`respond`), so the two agree.
+
+Types are what the document says: a JSON body is validated in strict mode
+(:func:`validate_json`: an integer is a JSON number without a fraction, never
+``"10"``, ``"1_0"`` or ``true``), and a query string's integers are plain
+decimal digits (:data:`QueryInt`). As in :mod:`podflow.models`, text is stripped
+before its length is checked.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,6 +35,8 @@ from podflow.models import (
     SourceInfo,
     SpeakerProfile,
     Transition,
+    Verbatim,
+    problems,
 )
 from podflow.paths import RESULT_FILES
 from podflow.states import RunStatus
@@ -39,6 +48,7 @@ __all__ = [
     "ErrorBody",
     "Health",
     "Problem",
+    "QueryInt",
     "Readiness",
     "ResultView",
     "RunEvent",
@@ -57,19 +67,31 @@ __all__ = [
     "TaskView",
     "respond",
     "validate",
+    "validate_json",
 ]
 
 M = TypeVar("M", bound=BaseModel)
 
 
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def _decimal(value: Any) -> Any:
+    return int(value) if isinstance(value, str) and _DECIMAL.fullmatch(value) else value
+
+
+#: an integer in a query string: decimal digits (``?limit=10``), not ``1_0``, `` 10`` or ``1e1``
+QueryInt = Annotated[int, Strict(), BeforeValidator(_decimal)]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class _Query(BaseModel):
     """Query parameters: unknown ones are ignored (cache busters, tracking), not refused."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
 
 def respond(model: BaseModel, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -77,16 +99,8 @@ def respond(model: BaseModel, status: int = 200, headers: Mapping[str, str] | No
     return Response(model.model_dump_json(), status_code=status, headers=headers, media_type="application/json")
 
 
-def field_name(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as a field path: ``("speakers", 1, "voice")`` → ``speakers[1].voice``."""
-    name = ""
-    for part in loc:
-        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
-    return name
-
-
 def validate(model: type[M], data: Any, *, where: str = "body") -> M:
-    """``data`` validated as ``model``.
+    """``data`` (Python values: a query string's, or a model's own dump) validated as ``model``.
 
     Raises:
       InvalidInput: ``field`` names the first problem, ``details`` lists every
@@ -95,14 +109,31 @@ def validate(model: type[M], data: Any, *, where: str = "body") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            {
-                "field": field_name(tuple(error["loc"])) or where,
-                "message": "unknown field" if error["type"] == "extra_forbidden" else error["msg"],
-            }
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
-        raise InvalidInput(problems[0]["message"], field=problems[0]["field"], details=problems) from None
+        raise _invalid(exc, where) from None
+
+
+def validate_json(model: type[M], body: bytes) -> M:
+    """A JSON document validated as ``model``, in strict mode: each value must
+    have the JSON type the OpenAPI document gives it (an integer field takes
+    ``10``, and refuses ``"10"``, ``10.5`` and ``true``).
+
+    Raises:
+      InvalidInput: as :func:`validate`; ``field="body"`` when it is not JSON at all.
+    """
+    try:
+        return model.model_validate_json(body, strict=True)
+    except ValidationError as exc:
+        raise _invalid(exc, "body") from None
+
+
+def _invalid(exc: ValidationError, where: str) -> InvalidInput:
+    found = problems(exc, where=where)
+    for problem, error in zip(found, exc.errors(include_url=False), strict=True):
+        if error["type"] == "json_invalid":
+            problem["message"] = f"the body is not valid JSON: {error['ctx']['error']}"
+        elif error["type"] == "int_type" and where == "body":
+            problem["message"] = "must be an integer: a JSON number like 10, not a string, a fraction or a boolean"
+    return InvalidInput(found[0]["message"], field=found[0]["field"], details=found)
 
 
 # -- errors -----------------------------------------------------------------------
@@ -111,7 +142,7 @@ def validate(model: type[M], data: Any, *, where: str = "body") -> M:
 class Problem(BaseModel):
     """One problem with the input: the field (``speakers[1].voice``) and what is wrong."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
     field: str | None = None
     message: str
@@ -239,7 +270,7 @@ class RunList(_Model):
 
 class RunListQuery(_Query):
     status: RunStatus | None = None
-    limit: int = Field(default=50, ge=1, le=200)
+    limit: QueryInt = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=200)
 
 
@@ -288,9 +319,11 @@ class TaskView(_Model):
 
 
 class SourceCreate(_Model):
-    """A source document sent as JSON (at most 1 MiB; upload bigger ones as a file)."""
+    """A source document sent as JSON (at most PODFLOW_MAX_JSON_BYTES, 1 MiB by default;
+    upload bigger ones as a file)."""
 
-    content: str = Field(min_length=1)
+    #: the document, exactly as given
+    content: Verbatim = Field(min_length=1)
     title: str | None = Field(default=None, max_length=200)
     #: text/plain (default), text/markdown or text/html, optionally with a charset
     content_type: str | None = Field(default=None, max_length=200)
@@ -316,7 +349,7 @@ class SourceList(_Model):
 
 
 class SourceListQuery(_Query):
-    limit: int = Field(default=100, ge=1, le=500)
+    limit: QueryInt = Field(default=100, ge=1, le=500)
 
 
 # -- profiles ---------------------------------------------------------------------

@@ -17,7 +17,8 @@ one subtree per subsystem (like ``dramatiq.errors``)::
     ├── Conflict                    the request is valid but the state forbids it
     │   ├── InvalidTransition       e.g. cancel a terminal run, start a started one
     │   ├── IdempotencyConflict     same Idempotency-Key, different body
-    │   └── AlreadyExists
+    │   ├── AlreadyExists
+    │   └── UnreadableProfile       a stored profile this version refuses (replace or delete it)
     ├── InvalidInput                bad input; ``field`` names the culprit
     │   └── SourceTooLarge
     └── GenerationError             permanent: the run fails at once
@@ -67,6 +68,7 @@ __all__ = [
     "ToolMissing",
     "TransientGenerationError",
     "WorkerShutdown",
+    "UnreadableProfile",
 ]
 
 
@@ -155,6 +157,27 @@ class IdempotencyConflict(Conflict):
 
 class AlreadyExists(Conflict):
     """An object with this name already exists."""
+
+
+class UnreadableProfile(Conflict):
+    """A stored profile no longer validates (an older version wrote it, e.g. a
+    whitespace-only ``personality`` stored as ``""``). Replacing or deleting it,
+    which never reads it, repairs the store.
+
+    ``name`` is None when the store did not say which profile it was;
+    ``problems`` lists ``{field, message}``.
+    """
+
+    def __init__(self, kind: str, name: str | None, problems: list[dict[str, Any]]) -> None:
+        which = f"{kind} profile {name!r}" if name is not None else f"a stored {kind} profile"
+        first = problems[0] if problems else {"field": "?", "message": "invalid"}
+        super().__init__(
+            f"{which} cannot be read: {first['field']}: {first['message']}; "
+            "it was stored by an older version: replace it or delete it"
+        )
+        self.kind = kind
+        self.name = name
+        self.problems = problems
 
 
 class InvalidInput(PodflowError):

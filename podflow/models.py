@@ -3,6 +3,12 @@
 Timestamps are aware UTC datetimes at millisecond precision and serialize to
 ISO 8601. Paths in :class:`RunResult` are relative to PODFLOW_DATA_DIR, so a
 shared data directory may be mounted at different places on different hosts.
+
+Text is stripped of surrounding whitespace *before* its length and pattern are
+checked (``str_strip_whitespace``), in every model: what validates is what is
+stored, and it validates again when read back (a whitespace-only ``personality``
+is refused, never stored as ``""``). Only :data:`Verbatim` text, a document's
+own, is kept exactly as given.
 """
 
 from __future__ import annotations
@@ -12,9 +18,19 @@ import json
 import re
 import secrets
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .states import RunStatus
 from .timeutil import utc
@@ -36,12 +52,18 @@ __all__ = [
     "Speaker",
     "SpeakerProfile",
     "Transition",
+    "Verbatim",
+    "field_name",
     "new_run_id",
     "new_source_id",
+    "problems",
 ]
 
 UtcDatetime = Annotated[datetime, AfterValidator(utc)]
 Mode = Literal["queue", "thread"]
+#: text kept exactly as given, surrounding whitespace included: a document's own
+#: text (a Markdown source may well start with an indented code block)
+Verbatim = Annotated[str, StringConstraints(strip_whitespace=False)]
 
 _RUN_ID_RE = re.compile(r"^run_[0-9a-f]{32}$")
 PROFILE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -73,8 +95,32 @@ FINGERPRINT_FIELDS: dict[int, tuple[str, ...]] = {
 FINGERPRINT_VERSION = 1
 
 
+def field_name(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a field path: ``("speakers", 1, "voice")`` → ``speakers[1].voice``."""
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name
+
+
+def problems(exc: ValidationError, *, where: str = "body") -> list[dict[str, Any]]:
+    """Each problem of ``exc`` as ``{field, message}`` (``where`` names the whole input)."""
+    return [
+        {"field": field_name(tuple(error["loc"])) or where, "message": _message(error)}
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "string_too_short" and error.get("ctx", {}).get("min_length") == 1:
+        return "must not be empty or only whitespace"
+    return str(error["msg"])
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 # -- runs -----------------------------------------------------------------------
@@ -86,15 +132,8 @@ class RunRequest(_Model):
     episode_profile: str = Field(min_length=1, max_length=64)
     speaker_profile: str = Field(min_length=1, max_length=64)
     episode_name: str = Field(min_length=1, max_length=200)
-    source_ids: list[str] = Field(min_length=1, max_length=50)
+    source_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
     briefing_suffix: str | None = Field(default=None, max_length=4000)
-
-    @field_validator("episode_name")
-    @classmethod
-    def _name_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
 
     @field_validator("source_ids")
     @classmethod
@@ -284,7 +323,7 @@ class SourceInfo(_Model):
 class Source(SourceInfo):
     """A source document with its text (HTML already reduced to text)."""
 
-    text: str
+    text: Verbatim
 
     def info(self) -> SourceInfo:
         return SourceInfo(**self.model_dump(exclude={"text"}))
@@ -293,20 +332,42 @@ class Source(SourceInfo):
 # -- profiles -------------------------------------------------------------------
 
 
+class _Profile(_Model):
+    """A profile. Its validation errors carry its name (``ctx["profile"]``), so that
+    reading a store that holds a profile this version refuses (one written by an
+    older version) can say which profile it is (:func:`podflow.profiles.read_profiles`)."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _errors_name_the_profile(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            name = data.get("name") if isinstance(data, dict) else None
+            if not isinstance(name, str):
+                raise
+            errors = [{**error, "ctx": {**error.get("ctx", {}), "profile": name}} for error in exc.errors()]
+            try:
+                named = ValidationError.from_exception_data(exc.title, errors)  # type: ignore[arg-type]
+            except (KeyError, TypeError, ValueError):  # an error pydantic cannot rebuild: as it is
+                raise exc from None
+            raise named from None
+
+
 class Speaker(_Model):
     name: str = Field(min_length=1, max_length=40)
     voice: str = Field(min_length=1, max_length=64)
     personality: str = Field(min_length=1, max_length=200)
 
-    @field_validator("personality")
+    @field_validator("name", "personality")
     @classmethod
     def _one_line(cls, value: str) -> str:
-        if "\n" in value.strip():
+        if len(value.splitlines()) > 1:
             raise ValueError("must be one line")
-        return value.strip()
+        return value
 
 
-class SpeakerProfile(_Model):
+class SpeakerProfile(_Profile):
     name: str = Field(pattern=PROFILE_NAME_PATTERN)
     description: str = Field(default="", max_length=500)
     speakers: list[Speaker] = Field(min_length=1, max_length=4)
@@ -319,7 +380,7 @@ class SpeakerProfile(_Model):
         return self
 
 
-class EpisodeProfile(_Model):
+class EpisodeProfile(_Profile):
     name: str = Field(pattern=PROFILE_NAME_PATTERN)
     description: str = Field(default="", max_length=500)
     num_segments: int = Field(ge=1, le=12)

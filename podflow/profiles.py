@@ -7,6 +7,13 @@ never overwrites a user's edit nor brings back a profile the user deleted.
 The bundled voices are espeak-ng voices (language + variant, e.g.
 ``en-us+m3``); :func:`check_speaker_profile` refuses a voice the installed
 espeak-ng does not have.
+
+Read profiles with :func:`read_profile` and :func:`read_profiles`: a profile an
+older version stored that this one refuses (a whitespace-only ``personality``
+used to be stored as ``""``) is then :class:`~podflow.errors.UnreadableProfile`,
+naming it, rather than a pydantic error. It is not repaired on reading: nothing
+could stand in for the missing text. Replacing or deleting it, which never reads
+it, repairs the store.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from .errors import InvalidInput
+from pydantic import ValidationError
+
+from .errors import InvalidInput, UnreadableProfile
 from .generation.espeak import Voices, available_voices
-from .models import EpisodeProfile, Speaker, SpeakerProfile
-from .store.base import Profile, Store
+from .models import EpisodeProfile, Speaker, SpeakerProfile, problems
+from .store.base import Profile, ProfileKind, Store
 
 __all__ = [
     "BUNDLED_EPISODE_PROFILES",
@@ -25,6 +34,8 @@ __all__ = [
     "BUNDLED_SPEAKER_PROFILES",
     "available_voices",
     "check_speaker_profile",
+    "read_profile",
+    "read_profiles",
     "seed_defaults",
 ]
 
@@ -118,6 +129,36 @@ def seed_defaults(store: Store, profiles: Sequence[Profile] = BUNDLED_PROFILES, 
     An edited bundled profile keeps its edits; a deleted one stays deleted.
     """
     return store.seed_profiles(profiles, now=now)
+
+
+def read_profile(store: Store, kind: ProfileKind, name: str) -> Profile | None:
+    """The stored profile ``name`` of ``kind``; None when there is none.
+
+    Raises:
+      UnreadableProfile: it is stored, but no longer validates.
+    """
+    try:
+        return store.get_profile(kind, name)
+    except ValidationError as exc:
+        raise _unreadable(exc, kind, name) from None
+
+
+def read_profiles(store: Store, kind: ProfileKind) -> list[Profile]:
+    """Every stored profile of ``kind``, by name.
+
+    Raises:
+      UnreadableProfile: one of them no longer validates (the first one met is named).
+    """
+    try:
+        return store.list_profiles(kind)
+    except ValidationError as exc:
+        raise _unreadable(exc, kind, None) from None
+
+
+def _unreadable(exc: ValidationError, kind: ProfileKind, name: str | None) -> UnreadableProfile:
+    if name is None:  # a profile names itself in its errors (podflow.models._Profile)
+        name = next((e["ctx"]["profile"] for e in exc.errors() if "profile" in e.get("ctx", {})), None)
+    return UnreadableProfile(kind, name, problems(exc, where="profile"))
 
 
 def check_speaker_profile(profile: SpeakerProfile, *, tts: str) -> None:

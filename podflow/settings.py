@@ -171,6 +171,12 @@ class Settings(BaseSettings):
         ge=1,
         description="largest accepted source document, in bytes",
     )
+    max_json_bytes: int = _var(
+        "PODFLOW_MAX_JSON_BYTES",
+        default=_MiB,
+        ge=1024,
+        description="largest accepted JSON request body, in bytes (a bigger source goes up as a multipart file)",
+    )
 
     # -- API --------------------------------------------------------------------
     api_host: str = _var("PODFLOW_API_HOST", default="127.0.0.1", description="API bind address")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from podflow.errors import InvalidInput, ToolMissing
+from podflow.errors import GenerationError, InvalidInput, ToolMissing, UnreadableProfile
+from podflow.generation.request import build_request, validate_request
 from podflow.models import EpisodeProfile, Speaker, SpeakerProfile
 from podflow.profiles import (
     BUNDLED_EPISODE_PROFILES,
     BUNDLED_SPEAKER_PROFILES,
     available_voices,
     check_speaker_profile,
+    read_profile,
+    read_profiles,
     seed_defaults,
 )
 from podflow.store.base import Store
-from tests.conftest import T0
+from tests.conftest import T0, make_request, make_run
 
 ALL_NAMES = {"tech_news", "deep_dive", "quick_brief", "dual_host", "solo", "panel"}
 
@@ -80,3 +83,40 @@ def test_voice_check_without_espeak_names_the_tool_and_the_fix(monkeypatch: pyte
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ToolMissing, match=r"apt-get install espeak-ng .*PODFLOW_TTS=none"):
         check_speaker_profile(speakers("en-us"), tts="espeak")
+
+
+def store_as_an_older_version_did(store: Store, name: str = "blank") -> None:
+    """A speaker profile as versions before the strip-first rule stored a whitespace-only
+    personality: ``""``, which no version accepts (written without validation)."""
+    speaker = Speaker.model_construct(name="Ada", voice="en-us", personality="")
+    store.create_profile(SpeakerProfile.model_construct(name=name, description="", speakers=[speaker]), now=T0)
+
+
+def test_a_stored_profile_this_version_refuses_is_reported_by_name_not_as_a_crash(store: Store) -> None:
+    seed_defaults(store, now=T0)
+    store_as_an_older_version_did(store)
+    for read in (lambda: read_profile(store, "speaker", "blank"), lambda: read_profiles(store, "speaker")):
+        with pytest.raises(UnreadableProfile) as unreadable:
+            read()
+        assert (unreadable.value.kind, unreadable.value.name) == ("speaker", "blank")
+        assert unreadable.value.problems[0]["field"] == "speakers[0].personality"
+        assert str(unreadable.value).startswith("speaker profile 'blank' cannot be read: speakers[0].personality")
+    assert read_profile(store, "speaker", "solo") is not None  # the others read as ever
+
+
+def test_a_run_naming_an_unreadable_profile_is_refused_naming_the_field_or_fails_for_good(store: Store) -> None:
+    seed_defaults(store, now=T0)
+    store_as_an_older_version_did(store)
+    with pytest.raises(InvalidInput, match="speaker profile 'blank' cannot be read") as refused:
+        validate_request(store, make_request(speaker_profile="blank"))
+    assert refused.value.field == "speaker_profile"
+    with pytest.raises(GenerationError, match="speaker profile 'blank' cannot be read"):
+        build_request(store, make_run(speaker_profile="blank"))
+
+
+def test_replacing_or_deleting_an_unreadable_profile_repairs_the_store(store: Store) -> None:
+    store_as_an_older_version_did(store, "one")
+    store_as_an_older_version_did(store, "two")
+    store.update_profile(speakers("en-us").model_copy(update={"name": "one"}), now=T0)
+    assert store.delete_profile("speaker", "two")
+    assert [p.name for p in read_profiles(store, "speaker")] == ["one"]

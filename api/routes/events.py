@@ -10,7 +10,9 @@ from starlette.responses import Response, StreamingResponse
 
 from podflow import lifecycle
 
+from ..openapi import REF
 from ..routing import Media, RouteTable
+from ..schemas import RunEvent
 from ..services import services
 from ..sse import run_events
 
@@ -18,9 +20,24 @@ __all__ = ["routes"]
 
 routes = RouteTable("runs")
 
+#: the schema of each event (OpenAPI 3.1 has ``schema`` describe one event of a stream)
 EVENT_STREAM = Media(
     "text/event-stream",
-    {"type": "string", "description": "events `status` and `progress`, each with a RunEvent as JSON data"},
+    {
+        "type": "object",
+        "description": "events `status` and `progress`, each with a RunEvent as JSON data",
+        "properties": {
+            "event": {"enum": ["status", "progress"]},
+            "id": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": REF.format(model="RunEvent")},
+            },
+        },
+        "required": ["event", "id", "data"],
+    },
+    models=(RunEvent,),
 )
 
 

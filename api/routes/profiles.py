@@ -2,7 +2,9 @@
 
 A speaker profile's voices are checked against the speech engine
 (:func:`podflow.profiles.check_speaker_profile`): an unknown voice is a 422
-naming e.g. ``speakers[1].voice``.
+naming e.g. ``speakers[1].voice``. A stored profile this version cannot read
+(an older one stored it) is a 409 ``unreadable_profile`` naming it, for the
+listing too; replacing (PUT) or deleting it repairs it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from starlette.responses import Response
 
 from podflow.errors import InvalidInput, ProfileNotFound
 from podflow.models import EpisodeProfile, SpeakerProfile
-from podflow.profiles import check_speaker_profile
+from podflow.profiles import check_speaker_profile, read_profile, read_profiles
 from podflow.settings import Settings
 from podflow.store.base import Profile, ProfileKind
 
@@ -57,14 +59,16 @@ def _declare(
     label = f"{kind} profile"
 
     def get_or_404(request: Request, name: str) -> Profile:
-        profile = services(request).store.get_profile(kind, name)
+        profile = read_profile(services(request).store, kind, name)
         if profile is None:
             raise ProfileNotFound(name)
         return profile
 
-    @routes.get(collection, {200: listing}, name=f"list_{kind}_profiles", summary=f"List {label}s, by name")
+    @routes.get(
+        collection, {200: listing}, errors=(409,), name=f"list_{kind}_profiles", summary=f"List {label}s, by name"
+    )
     def list_profiles(request: Request) -> Response:
-        return respond(listing(profiles=services(request).store.list_profiles(kind)))  # type: ignore[arg-type]
+        return respond(listing(profiles=read_profiles(services(request).store, kind)))  # type: ignore[arg-type]
 
     @routes.post(
         collection, {201: model}, body=model, errors=(409,), name=f"create_{kind}_profile", summary=f"Create a {label}"
@@ -75,7 +79,7 @@ def _declare(
         api.store.create_profile(body, now=api.clock())
         return respond(body, 201)
 
-    @routes.get(item, {200: model}, name=f"get_{kind}_profile", summary=f"Get a {label}")
+    @routes.get(item, {200: model}, errors=(409,), name=f"get_{kind}_profile", summary=f"Get a {label}")
     def get(request: Request, name: str) -> Response:
         return respond(get_or_404(request, name))
 

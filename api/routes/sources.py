@@ -17,11 +17,12 @@ from starlette.responses import Response
 
 from podflow.errors import InvalidInput, SourceNotFound
 from podflow.models import Source
+from podflow.settings import Settings
 from podflow.sources import ingest_source
 
-from ..limits import MULTIPART_OVERHEAD_BYTES, limited, read_json
+from ..limits import MULTIPART_OVERHEAD_BYTES, json_limit, limited, read_json, upload_limit
 from ..routing import RouteTable
-from ..schemas import SourceCreate, SourceCreated, SourceList, SourceListQuery, SourceUpload, respond, validate
+from ..schemas import SourceCreate, SourceCreated, SourceList, SourceListQuery, SourceUpload, respond, validate_json
 from ..services import services
 
 __all__ = ["routes"]
@@ -29,9 +30,9 @@ __all__ = ["routes"]
 routes = RouteTable("sources")
 
 
-async def _read_upload(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The fields of a multipart upload, reading at most ``max_bytes`` plus the form's overhead."""
-    form_request = limited(request, limit=max_bytes + MULTIPART_OVERHEAD_BYTES)
+async def _read_upload(request: Request, settings: Settings) -> dict[str, Any]:
+    """The fields of a multipart upload, reading at most PODFLOW_MAX_SOURCE_BYTES plus the form's overhead."""
+    form_request = limited(request, limit=upload_limit(settings))
     try:
         form = await form_request.form(max_files=1, max_fields=8, max_part_size=MULTIPART_OVERHEAD_BYTES)
     except HTTPException as exc:  # Starlette's 400 for a form it cannot parse: like malformed JSON, a 422
@@ -51,8 +52,9 @@ async def _read_upload(request: Request, max_bytes: int) -> dict[str, Any]:
         await form.close()
 
 
-async def _read_json(request: Request) -> dict[str, Any]:
-    body = validate(SourceCreate, await read_json(request))
+async def _read_json(request: Request, settings: Settings) -> dict[str, Any]:
+    hint = f"upload a bigger source as a multipart file (up to PODFLOW_MAX_SOURCE_BYTES={settings.max_source_bytes})"
+    body = validate_json(SourceCreate, await read_json(request, limit=json_limit(settings, hint=hint)))
     return body.model_dump()
 
 
@@ -64,8 +66,9 @@ async def _read_json(request: Request) -> dict[str, Any]:
 async def create_source(request: Request) -> Response:
     """Add a source document: plain text, Markdown or HTML.
 
-    As JSON `{content, title?, content_type?, filename?}` (at most 1 MiB), or as a
-    multipart `file` (at most PODFLOW_MAX_SOURCE_BYTES) with an optional `title`.
+    As JSON `{content, title?, content_type?, filename?}` (at most
+    PODFLOW_MAX_JSON_BYTES, 1 MiB by default), or as a multipart `file` (at most
+    PODFLOW_MAX_SOURCE_BYTES) with an optional `title`.
     201 with the new source; 200 with the existing one (`created: false`) when the
     same text is already stored. Empty or binary content is a 422, too large a
     document a 413.
@@ -73,7 +76,7 @@ async def create_source(request: Request) -> Response:
     api = services(request)
     max_bytes = api.settings.max_source_bytes
     multipart = request.headers.get("content-type", "").lower().startswith("multipart/form-data")
-    fields = await (_read_upload(request, max_bytes) if multipart else _read_json(request))
+    fields = await (_read_upload(request, api.settings) if multipart else _read_json(request, api.settings))
     source = await run_in_threadpool(lambda: ingest_source(**fields, max_bytes=max_bytes, now=api.clock()))
     info, created = await run_in_threadpool(api.store.add_source, source)
     return respond(SourceCreated(**info.model_dump(), created=created), 201 if created else 200)

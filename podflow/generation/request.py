@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import GenerationError, InvalidInput
+from ..errors import GenerationError, InvalidInput, UnreadableProfile
 from ..models import EpisodeProfile, Run, RunRequest, SpeakerProfile
-from ..store.base import Store
+from ..profiles import read_profile
+from ..store.base import Profile, ProfileKind, Store
 from .base import GenerationRequest
 
 __all__ = ["build_request", "validate_request"]
@@ -15,12 +16,21 @@ def validate_request(store: Store, request: RunRequest) -> None:
 
     Raises:
       InvalidInput: ``field`` is ``episode_profile``, ``speaker_profile`` or
-        ``source_ids`` (``details`` lists the unknown ids).
+        ``source_ids`` (``details`` lists the unknown ids); a profile that is
+        stored but unreadable (:class:`UnreadableProfile`) is refused the same way.
     """
-    if store.get_profile("episode", request.episode_profile) is None:
-        raise InvalidInput(f"unknown episode profile {request.episode_profile!r}", field="episode_profile")
-    if store.get_profile("speaker", request.speaker_profile) is None:
-        raise InvalidInput(f"unknown speaker profile {request.speaker_profile!r}", field="speaker_profile")
+    named: tuple[tuple[ProfileKind, str], ...] = (
+        ("episode", request.episode_profile),
+        ("speaker", request.speaker_profile),
+    )
+    for kind, name in named:
+        field = f"{kind}_profile"
+        try:
+            found = read_profile(store, kind, name)
+        except UnreadableProfile as exc:
+            raise InvalidInput(str(exc), field=field, details={"problems": exc.problems}) from None
+        if found is None:
+            raise InvalidInput(f"unknown {kind} profile {name!r}", field=field)
     missing = store.missing_sources(request.source_ids)
     if missing:
         raise InvalidInput(
@@ -35,12 +45,13 @@ def build_request(store: Store, run: Run) -> GenerationRequest:
 
     Raises:
       GenerationError: a profile or source was deleted after the run was
-        accepted (a permanent failure: retrying cannot bring it back).
+        accepted, or a profile cannot be read (a permanent failure: retrying
+        cannot bring it back).
     """
-    episode = store.get_profile("episode", run.episode_profile)
+    episode = _profile(store, "episode", run.episode_profile)
     if not isinstance(episode, EpisodeProfile):
         raise GenerationError(f"episode profile {run.episode_profile!r} no longer exists")
-    speakers = store.get_profile("speaker", run.speaker_profile)
+    speakers = _profile(store, "speaker", run.speaker_profile)
     if not isinstance(speakers, SpeakerProfile):
         raise GenerationError(f"speaker profile {run.speaker_profile!r} no longer exists")
     sources = []
@@ -58,3 +69,10 @@ def build_request(store: Store, run: Run) -> GenerationRequest:
         sources=sources,
         briefing=briefing,
     )
+
+
+def _profile(store: Store, kind: ProfileKind, name: str) -> Profile | None:
+    try:
+        return read_profile(store, kind, name)
+    except UnreadableProfile as exc:
+        raise GenerationError(str(exc)) from None

@@ -46,6 +46,9 @@ def test_a_submit_is_accepted_with_the_run_id_status_and_message_id(api: Api) ->
         ({"episode_profile": "no_such_profile"}, "episode_profile"),
         ({"speaker_profile": "no_such_profile"}, "speaker_profile"),
         ({"source_ids": ["src_missing"]}, "source_ids"),
+        ({"episode_name": "   "}, "episode_name"),
+        ({"source_ids": [7]}, "source_ids[0]"),
+        ({"briefing_suffix": True}, "briefing_suffix"),
     ],
 )
 def test_a_bad_submit_is_a_422_naming_the_field_and_records_nothing(api: Api, change: dict, field: str) -> None:
@@ -167,7 +170,7 @@ def test_a_created_run_is_idempotent_too(api: Api) -> None:
 def test_runs_are_listed_newest_first_by_status_in_pages(api: Api) -> None:
     ids = [api.submit(episode_name=f"n{i}")["run_id"] for i in range(3)]
     api.client.post(f"/api/podcast/runs/{ids[0]}/cancel")
-    page = api.client.get("/api/podcast/runs", params={"limit": 2}).json()
+    page = api.client.get("/api/podcast/runs?limit=2").json()  # a query string's integer is parsed
     assert [r["run_id"] for r in page["runs"]] == ids[:0:-1] and page["next_cursor"]
     rest = api.client.get("/api/podcast/runs", params={"limit": 2, "cursor": page["next_cursor"]}).json()
     assert [r["run_id"] for r in rest["runs"]] == [ids[0]] and rest["next_cursor"] is None
@@ -177,7 +180,7 @@ def test_runs_are_listed_newest_first_by_status_in_pages(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("params", "field"), [({"limit": 201}, "limit"), ({"limit": "x"}, "limit"), ({"status": "DONE"}, "status"),
-                          ({"cursor": "garbage!"}, "cursor")]
+                          ({"cursor": "garbage!"}, "cursor"), ({"limit": "1_0"}, "limit"), ({"limit": "1e1"}, "limit")]
 )
 def test_a_bad_listing_query_is_a_422_naming_the_parameter(api: Api, params: dict, field: str) -> None:
     body = error(api.client.get("/api/podcast/runs", params=params), 422, "validation_error")
