@@ -100,7 +100,7 @@ def test_an_older_file_is_migrated_forward_on_open(tmp_path: Path, monkeypatch: 
     path = tmp_path / "podflow.sqlite3"
     SqliteStore(path).close()  # at version len(MIGRATIONS)
     added = ["CREATE TABLE extra (x INTEGER)"]
-    monkeypatch.setattr("podflow.store.sqlite.MIGRATIONS", [*MIGRATIONS, added])
+    monkeypatch.setattr("podflow.store.sqlite.migrations.MIGRATIONS", [*MIGRATIONS, added])
     store = SqliteStore(path)
     assert store.schema_version() == len(MIGRATIONS) + 1
     store._conn().execute("INSERT INTO extra VALUES (1)")
@@ -144,13 +144,13 @@ def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
 
 def _version_1_file(path: Path, runs: list) -> None:
     """A database as podflow wrote it before the counters (schema version 1)."""
-    from podflow.store.sqlite import _RUN_COLUMNS
+    from podflow.store.sqlite.rows import RUN_COLUMNS, run_values
 
     conn = sqlite3.connect(path)
     for statement in MIGRATIONS[0]:
         conn.execute(statement)
     for run in runs:
-        conn.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 26)})", SqliteStore._run_values(run))
+        conn.execute(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 26)})", run_values(run))
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -171,7 +171,7 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
         ],
     )
     store = SqliteStore(path)
-    assert store.schema_version() == len(MIGRATIONS) == 2
+    assert store.schema_version() == len(MIGRATIONS) == 3
     stats = store.stats()
     assert stats.created == 4
     assert stats.finished == {RunStatus.SUCCESS: 1, RunStatus.FAILURE: 1, RunStatus.REVOKED: 1}
@@ -198,8 +198,8 @@ def test_the_counters_change_in_the_statement_that_ends_the_run(tmp_path: Path) 
 
 def test_runs_finished_per_minute_are_read_from_the_finished_at_index(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "podflow.sqlite3")
-    from podflow.store.sqlite import _FINISHED_PER_MINUTE
+    from podflow.store.sqlite.telemetry import FINISHED_PER_MINUTE
 
-    plan = store._conn().execute(f"EXPLAIN QUERY PLAN {_FINISHED_PER_MINUTE}", (0,)).fetchall()
+    plan = store._conn().execute(f"EXPLAIN QUERY PLAN {FINISHED_PER_MINUTE}", (0,)).fetchall()
     assert any("USING INDEX runs_finished" in row["detail"] for row in plan), [row["detail"] for row in plan]
     store.close()

@@ -1,0 +1,509 @@
+"""Every write that changes a run's status or its lease, each written once, as data.
+
+A :class:`Write` says which runs it may touch (the statuses it leaves, derived
+from :data:`podflow.states.TRANSITIONS`, and the fence: the attempt, the
+released flag, a heartbeat or start cutoff, the attempts left), what it sets,
+and the history entry it appends. Backends render it and nothing else:
+
+- SQL (:mod:`podflow.store.sql`, for SQLite and PostgreSQL): one
+  ``UPDATE runs SET <sets>, history = <history + entry> WHERE <status IN (...)
+  AND fence> RETURNING ...``; a bulk write selects its batch in a sub-query;
+- MongoDB (:mod:`podflow.store.mongo.render`): the same condition as a
+  ``find_one_and_update`` filter and ``$set``/``$push`` update. A write whose
+  values depend on the row (``attempt + 1``, the history entry's attempt) reads
+  the row first and adds the values it read to the filter (compare-and-set).
+
+Expressions read the row as it was *before* the write (SQL's semantics for
+``SET`` and MongoDB's compare-and-set alike). Policy (``max_attempts``) and
+cutoffs are arguments of the write, never copies of a setting.
+
+The table, by target::
+
+    claim            PENDING | STARTED(released or stale, attempts left) -> STARTED, attempt + 1
+    release          STARTED(held by attempt)                            -> STARTED, released
+    finish:SUCCESS   STARTED(held by attempt)                            -> SUCCESS
+    finish:FAILURE   STARTED(held by attempt)                            -> FAILURE
+    cancel           PENDING | STARTED                                   -> REVOKED
+    time_limit       STARTED, started_at < cutoff                        -> FAILURE
+    worker_lost      STARTED, heartbeat_at < cutoff, no attempts left    -> FAILURE
+    release_lost     STARTED, heartbeat_at < cutoff, attempts left       -> STARTED, released
+    expired          PENDING, enqueued_at < cutoff                       -> FAILURE
+    heartbeat        STARTED(held by attempt): heartbeat_at              (no status change, no history)
+    progress         STARTED(held by attempt): progress, heartbeat_at    (no status change, no history)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
+
+from ..states import TERMINAL, RunStatus, allowed_sources
+
+__all__ = [
+    "BY_NAME",
+    "CANCEL",
+    "CLAIM",
+    "EXPIRED",
+    "FINISH",
+    "HEARTBEAT",
+    "PROGRESS",
+    "RELEASE",
+    "RELEASE_LOST",
+    "TIME_LIMIT",
+    "WORKER_LOST",
+    "WRITES",
+    "And",
+    "Case",
+    "Coalesce",
+    "Cond",
+    "Entry",
+    "Eq",
+    "Expr",
+    "Field",
+    "Ge",
+    "In",
+    "Inc",
+    "Lit",
+    "Lt",
+    "Or",
+    "Param",
+    "ParamKind",
+    "Returning",
+    "Truthy",
+    "Write",
+    "evaluate",
+    "holds",
+]
+
+#: how a parameter is encoded by a backend
+ParamKind = Literal["text", "int", "time", "json"]
+
+
+# -- expressions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A column (document field) of the run, as it was before the write."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """An argument of the write."""
+
+    name: str
+    kind: ParamKind = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Lit:
+    """A constant: a status, a boolean, None or a string."""
+
+    value: str | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inc:
+    """``field + 1``."""
+
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
+class Coalesce:
+    """The field's value, or ``default`` where it is null."""
+
+    field: str
+    default: Param
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """The value of the first branch whose condition holds, else ``default``."""
+
+    branches: tuple[tuple[Cond, Lit], ...]
+    default: Lit
+
+
+Expr = Field | Param | Lit | Inc | Coalesce | Case
+
+
+# -- conditions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Eq:
+    field: str
+    value: Param | Lit
+
+
+@dataclass(frozen=True, slots=True)
+class Lt:
+    """``field < value``; never true where the field is null."""
+
+    field: str
+    value: Param
+
+
+@dataclass(frozen=True, slots=True)
+class Ge:
+    """``field >= value``; never true where the field is null."""
+
+    field: str
+    value: Param
+
+
+@dataclass(frozen=True, slots=True)
+class In:
+    """The status is one of ``statuses``."""
+
+    field: str
+    statuses: tuple[RunStatus, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Truthy:
+    """A boolean field is ``value``."""
+
+    field: str
+    value: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    conds: tuple[Cond, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    conds: tuple[Cond, ...]
+
+
+Cond = Eq | Lt | Ge | In | Truthy | And | Or
+
+
+def _and(*conds: Cond) -> Cond:
+    return conds[0] if len(conds) == 1 else And(conds)
+
+
+# -- writes ----------------------------------------------------------------------------
+
+
+class Returning(Enum):
+    """What a write gives back for each run it changed."""
+
+    NOTHING = "nothing"  # a flag: written or not
+    ATTEMPT = "attempt"  # the new attempt
+    REF = "ref"  # a RunRef (run_id, attempt, mode, message_id)
+    RUN_ID = "run_id"
+    RUN = "run"  # the whole run, after the write
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """The history entry a write appends: {status, at: now, attempt, reason}."""
+
+    status: Lit
+    attempt: Field | Inc
+    reason: Param | Case
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Write:
+    """One conditional write of the ``runs`` table/collection.
+
+    ``sources`` are the statuses it may leave and ``target`` the one it writes
+    (None: the status is unchanged). ``guard`` is the rest of the precondition.
+    A ``bulk`` write has no ``run_id`` argument: it takes up to ``limit`` runs
+    matching, in ``order`` when given.
+    """
+
+    name: str
+    sources: tuple[RunStatus, ...]
+    target: RunStatus | None
+    guard: Cond | None
+    sets: Mapping[str, Expr]
+    entry: Entry | None
+    returning: Returning
+    bulk: bool = False
+
+    @property
+    def where(self) -> Cond:
+        """The whole precondition: run_id (unless bulk), status, and the guard."""
+        conds: list[Cond] = []
+        if not self.bulk:
+            conds.append(Eq("run_id", Param("run_id")))
+        conds.append(Eq("status", Lit(str(self.sources[0]))) if len(self.sources) == 1 else In("status", self.sources))
+        if self.guard is not None:
+            conds.append(self.guard)
+        return _and(*conds)
+
+    @property
+    def ends_run(self) -> bool:
+        return self.target in TERMINAL
+
+    def param_kinds(self) -> dict[str, ParamKind]:
+        """Every argument the write reads, with how it is encoded."""
+        found: dict[str, ParamKind] = {}
+        parts: list[Expr | Cond] = [self.where, *self.sets.values()]
+        if self.entry is not None:
+            parts += [self.entry.reason, _NOW]
+        for part in parts:
+            found.update((p.name, p.kind) for p in _params_of(part))
+        return found
+
+    def reads(self) -> tuple[str, ...]:
+        """The row's fields the sets and the entry read (a compare-and-set must pin them)."""
+        found: list[str] = []
+        for expr in [*self.sets.values(), *((self.entry.attempt, self.entry.reason) if self.entry else ())]:
+            found += _fields_of(expr)
+        return tuple(dict.fromkeys(found))
+
+
+def _fields_of(expr: Expr | Cond) -> Iterator[str]:
+    match expr:
+        case Field(name) | Inc(name) | Coalesce(name, _):
+            yield name
+        case Case(branches, _):
+            for cond, _value in branches:
+                yield from _fields_of(cond)
+        case Eq(name, _) | Lt(name, _) | Ge(name, _) | In(name, _) | Truthy(name, _):
+            yield name
+        case And(conds) | Or(conds):
+            for cond in conds:
+                yield from _fields_of(cond)
+
+
+def _params_of(part: Expr | Cond) -> Iterator[Param]:
+    match part:
+        case Param():
+            yield part
+        case Coalesce(_, default):
+            yield default
+        case Case(branches, _):
+            for cond, _value in branches:
+                yield from _params_of(cond)
+        case Eq(_, value) | Lt(_, value) | Ge(_, value):
+            if isinstance(value, Param):
+                yield value
+        case And(conds) | Or(conds):
+            for cond in conds:
+                yield from _params_of(cond)
+
+
+def _from(target: RunStatus, *only: RunStatus) -> tuple[RunStatus, ...]:
+    """The statuses ``target`` may be reached from (``states.TRANSITIONS``),
+    narrowed to ``only``; import fails if the table no longer allows one of them."""
+    allowed = allowed_sources(target)
+    chosen = tuple(s for s in allowed if not only or s in only)
+    missing = set(only) - set(allowed)
+    if missing or not chosen:
+        raise AssertionError(f"states.TRANSITIONS does not allow {sorted(missing)} -> {target}")
+    return chosen
+
+
+_NOW = Param("now", "time")
+_STARTED = Lit(str(RunStatus.STARTED))
+#: the run is held by the attempt that writes
+_HELD = And((Eq("attempt", Param("attempt", "int")), Truthy("released", False)))
+#: what ending a run resets (neither a retry nor a pending send survive it)
+_CLOSED: dict[str, Expr] = {"finished_at": _NOW, "updated_at": _NOW, "released": Lit(False), "outbox_at": Lit(None)}
+
+
+def _fail_bulk(name: str, source: RunStatus, guard: Cond) -> Write:
+    """A sweep rule that fails the runs it matches, with the error it is given."""
+    return Write(
+        name=name,
+        sources=_from(RunStatus.FAILURE, source),
+        target=RunStatus.FAILURE,
+        guard=guard,
+        sets={"status": Lit(str(RunStatus.FAILURE)), **_CLOSED, "error": Param("error", "json")},
+        entry=Entry(Lit(str(RunStatus.FAILURE)), Field("attempt"), Param("reason")),
+        returning=Returning.RUN_ID,
+        bulk=True,
+    )
+
+
+_CAN_RETRY = Lt("attempt", Param("max_attempts", "int"))
+
+CLAIM = Write(
+    name="claim",
+    sources=_from(RunStatus.STARTED, RunStatus.PENDING, RunStatus.STARTED),
+    target=RunStatus.STARTED,
+    guard=Or(
+        (
+            Eq("status", Lit(str(RunStatus.PENDING))),
+            And((_CAN_RETRY, Or((Truthy("released"), Lt("heartbeat_at", Param("stale_before", "time")))))),
+        )
+    ),
+    sets={
+        "status": _STARTED,
+        "attempt": Inc("attempt"),
+        "started_at": _NOW,
+        "heartbeat_at": _NOW,
+        "updated_at": _NOW,
+        "released": Lit(False),
+        "progress": Lit(None),
+        "outbox_at": Lit(None),
+        # a claim proves the message arrived, whether or not its enqueue was marked
+        "enqueued_at": Coalesce("enqueued_at", _NOW),
+    },
+    entry=Entry(
+        _STARTED,
+        Inc("attempt"),
+        Case(
+            ((Eq("status", Lit(str(RunStatus.PENDING))), Lit("claimed")), (Truthy("released"), Lit("retry"))),
+            Lit("reclaimed: heartbeat stale"),
+        ),
+    ),
+    returning=Returning.ATTEMPT,
+)
+
+RELEASE = Write(
+    name="release",
+    sources=_from(RunStatus.STARTED, RunStatus.STARTED),
+    target=RunStatus.STARTED,
+    guard=_HELD,
+    sets={"released": Lit(True), "heartbeat_at": _NOW, "updated_at": _NOW, "error": Param("error", "json")},
+    entry=Entry(_STARTED, Field("attempt"), Param("reason")),
+    returning=Returning.NOTHING,
+)
+
+FINISH: dict[RunStatus, Write] = {
+    status: Write(
+        name=f"finish:{status}",
+        sources=_from(status, RunStatus.STARTED),
+        target=status,
+        guard=_HELD,
+        sets={
+            "status": Lit(str(status)),
+            "finished_at": _NOW,
+            "updated_at": _NOW,
+            "result": Param("result", "json"),
+            "error": Param("error", "json"),
+        },
+        entry=Entry(Lit(str(status)), Field("attempt"), Param("reason")),
+        returning=Returning.RUN,
+    )
+    for status in (RunStatus.SUCCESS, RunStatus.FAILURE)
+}
+
+CANCEL = Write(
+    name="cancel",
+    sources=_from(RunStatus.REVOKED),
+    target=RunStatus.REVOKED,
+    guard=None,
+    sets={"status": Lit(str(RunStatus.REVOKED)), **_CLOSED, "error": Param("error", "json")},
+    entry=Entry(Lit(str(RunStatus.REVOKED)), Field("attempt"), Param("reason")),
+    returning=Returning.RUN,
+)
+
+TIME_LIMIT = _fail_bulk("time_limit", RunStatus.STARTED, Lt("started_at", Param("cutoff", "time")))
+WORKER_LOST = _fail_bulk(
+    "worker_lost",
+    RunStatus.STARTED,
+    And((Lt("heartbeat_at", Param("cutoff", "time")), Ge("attempt", Param("max_attempts", "int")))),
+)
+EXPIRED = _fail_bulk("expired", RunStatus.PENDING, Lt("enqueued_at", Param("cutoff", "time")))
+
+RELEASE_LOST = Write(
+    name="release_lost",
+    sources=_from(RunStatus.STARTED, RunStatus.STARTED),
+    target=RunStatus.STARTED,
+    guard=And((Lt("heartbeat_at", Param("cutoff", "time")), _CAN_RETRY)),
+    # heartbeat_at = now: the next sweep waits a full timeout before sending it again
+    sets={"released": Lit(True), "heartbeat_at": _NOW, "updated_at": _NOW},
+    entry=Entry(_STARTED, Field("attempt"), Param("reason")),
+    returning=Returning.REF,
+    bulk=True,
+)
+
+HEARTBEAT = Write(
+    name="heartbeat",
+    sources=(RunStatus.STARTED,),
+    target=None,
+    guard=_HELD,
+    sets={"heartbeat_at": _NOW},
+    entry=None,
+    returning=Returning.NOTHING,
+)
+
+PROGRESS = Write(
+    name="progress",
+    sources=(RunStatus.STARTED,),
+    target=None,
+    guard=_HELD,
+    sets={"progress": Param("progress", "json"), "heartbeat_at": _NOW, "updated_at": _NOW},
+    entry=None,
+    returning=Returning.NOTHING,
+)
+
+#: every write, in the order of the table above
+WRITES: tuple[Write, ...] = (
+    CLAIM,
+    RELEASE,
+    *FINISH.values(),
+    CANCEL,
+    TIME_LIMIT,
+    WORKER_LOST,
+    RELEASE_LOST,
+    EXPIRED,
+    HEARTBEAT,
+    PROGRESS,
+)
+BY_NAME: dict[str, Write] = {w.name: w for w in WRITES}
+
+
+# -- evaluation in Python (MongoDB's compare-and-set computes values with it) ------------
+
+
+def _operand(value: Param | Lit, args: Mapping[str, Any]) -> Any:
+    return args[value.name] if isinstance(value, Param) else value.value
+
+
+def holds(cond: Cond, row: Mapping[str, Any], args: Mapping[str, Any]) -> bool:
+    """Whether ``row`` meets ``cond`` (nulls compare false, as in SQL)."""
+    match cond:
+        case Eq(name, value):
+            return bool(row.get(name) == _operand(value, args))
+        case Lt(name, value):
+            have = row.get(name)
+            return have is not None and bool(have < args[value.name])
+        case Ge(name, value):
+            have = row.get(name)
+            return have is not None and bool(have >= args[value.name])
+        case In(name, statuses):
+            return row.get(name) in {str(s) for s in statuses}
+        case Truthy(name, value):
+            return bool(row.get(name)) is value
+        case And(conds):
+            return all(holds(c, row, args) for c in conds)
+        case Or(conds):
+            return any(holds(c, row, args) for c in conds)
+    raise TypeError(f"not a condition: {cond!r}")
+
+
+def evaluate(expr: Expr, row: Mapping[str, Any], args: Mapping[str, Any]) -> Any:
+    """The value ``expr`` takes for ``row`` (read before the write)."""
+    match expr:
+        case Field(name):
+            return row.get(name)
+        case Param(name, _):
+            return args[name]
+        case Lit(constant):
+            return constant
+        case Inc(name):
+            return int(row.get(name) or 0) + 1
+        case Coalesce(name, default):
+            have = row.get(name)
+            return args[default.name] if have is None else have
+        case Case(branches, default):
+            for cond, chosen in branches:
+                if holds(cond, row, args):
+                    return chosen.value
+            return default.value
+    raise TypeError(f"not an expression: {expr!r}")
