@@ -6,9 +6,9 @@ Each :class:`~podflow.store.transitions.Write` becomes ONE statement::
     WHERE <run_id = ? AND status IN (...) AND fence>
     RETURNING <what the write returns>
 
-A bulk write picks its batch in a sub-query (``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL, so two sweeps never wait on each other's rows) and repeats the
-condition outside it, so a row changed since the sub-query is left alone.
+A bulk write picks its batch in a sub-query (on PostgreSQL a materialized
+CTE with ``FOR UPDATE SKIP LOCKED``, so two sweeps never wait on each other's
+rows) and repeats the condition outside it, so a row changed since is left alone.
 What differs between the two databases -- placeholders, JSON functions, how
 times and JSON travel -- is a :class:`Dialect`.
 """
@@ -136,10 +136,17 @@ def returning(write: t.Write, run_columns: str) -> str:
 @cache
 def _update_sql(write: t.Write, d: Dialect, run_columns: str) -> str:
     where = cond(write.where, d)
-    if write.bulk:
-        batch = f"SELECT run_id FROM runs WHERE {where} LIMIT {d.placeholder('limit', 'int')}{d.bulk_lock}"
-        where = f"run_id IN ({batch}) AND {where}"
-    return f"UPDATE runs SET {_sets(write, d)} WHERE {where} RETURNING {returning(write, run_columns)}"
+    update = f"UPDATE runs SET {_sets(write, d)} WHERE {{}} RETURNING {returning(write, run_columns)}"
+    if not write.bulk:
+        return update.format(where)
+    batch = f"SELECT run_id FROM runs WHERE {where} LIMIT {d.placeholder('limit', 'int')}"
+    if d.bulk_lock:
+        # a CTE, materialized: an IN sub-query may be scanned again, and locking
+        # rows as it goes, would then take more than its LIMIT
+        return f"WITH batch AS MATERIALIZED ({batch}{d.bulk_lock}) " + update.format(
+            f"run_id IN (SELECT run_id FROM batch) AND {where}"
+        )
+    return update.format(f"run_id IN ({batch}) AND {where}")
 
 
 def update_sql(write: t.Write, d: Dialect, run_columns: str) -> str:

@@ -2,79 +2,26 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from podflow.errors import StoreError
-from podflow.states import RunStatus, is_terminal
+from podflow.states import RunStatus
 from podflow.store.sqlite import MIGRATIONS, SqliteStore
 from tests.conftest import T0, at, make_run
-
-PROCESSES = 8
-
-
-def _claimer(path: str, run_id: str, barrier, results) -> None:
-    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
-    barrier.wait()
-    results.put(store.claim(run_id, now=at(1)))
-    store.close()
-
-
-def _finisher_or_canceller(path: str, run_id: str, index: int, barrier, results) -> None:
-    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
-    barrier.wait()
-    if index % 2:
-        outcome = store.cancel(run_id, now=at(2), reason=f"cancel {index}")
-    else:
-        outcome = store.finish(run_id, 1, status=RunStatus.SUCCESS, now=at(2), reason=f"finish {index}")
-    results.put(None if outcome is None else outcome.status)
-    store.close()
-
-
-def _race(target, args_for) -> list:
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args_for(i), barrier, results)) for i in range(PROCESSES)]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
-    return outcomes
+from tests.store.races import eight_processes_claim_one_run, eight_processes_race_finish_and_cancel
 
 
 @pytest.mark.slow
 def test_eight_processes_claiming_one_pending_run_let_exactly_one_attempt_win(tmp_path: Path) -> None:
-    path = str(tmp_path / "race.sqlite3")
-    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
-    run, _ = store.create_run(make_run())
-    outcomes = _race(_claimer, lambda i: (path, run.run_id))
-    assert sorted(outcomes, key=str) == [1] + [None] * (PROCESSES - 1)
-    loaded = store.get_run(run.run_id)
-    assert loaded.attempt == 1 and [h.status for h in loaded.history].count(RunStatus.STARTED) == 1
+    eight_processes_claim_one_run(("sqlite", str(tmp_path / "race.sqlite3")))
 
 
 @pytest.mark.slow
 def test_eight_processes_racing_finish_and_cancel_leave_exactly_one_terminal_state(tmp_path: Path) -> None:
-    path = str(tmp_path / "race.sqlite3")
-    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
-    run, _ = store.create_run(make_run())
-    assert store.claim(run.run_id, now=at(1)) == 1
-    outcomes = _race(_finisher_or_canceller, lambda i: (path, run.run_id, i))
-    winners = [o for o in outcomes if o is not None]
-    assert len(winners) == 1
-    final = store.get_run(run.run_id)
-    assert final.status == winners[0]
-    assert sum(is_terminal(h.status) for h in final.history) == 1
-    # and it is never overwritten afterwards
-    assert store.cancel(run.run_id, now=at(3)) is None
-    assert store.finish(run.run_id, 1, status=RunStatus.FAILURE, now=at(3)) is None
-    assert store.claim(run.run_id, now=at(10_000)) is None
-    assert store.get_run(run.run_id) == final
+    eight_processes_race_finish_and_cancel(("sqlite", str(tmp_path / "race.sqlite3")))
 
 
 def test_runs_survive_closing_and_reopening_the_file(tmp_path: Path) -> None:
