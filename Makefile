@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 # command:debian-package pairs the runtime needs
 RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng
 # and what only the tests need on top (chromium: the dashboard's browser test)
-TEST_TOOLS := chromium:chromium
+TEST_TOOLS := chromium:chromium ip:iproute2 runuser:util-linux
 
 .PHONY: help setup run test postgres _install-postgres bench bench-quick lint clean
 
