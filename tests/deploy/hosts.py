@@ -8,6 +8,7 @@ Needs root and iproute2.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -100,15 +101,11 @@ class Host:
         """SIGKILL every process in the namespace, as a host losing power; how many."""
         pids = self.pids()
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for proc in self.procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
         self.procs.clear()
         return len(pids)
 

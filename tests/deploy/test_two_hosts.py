@@ -17,6 +17,7 @@ the attempts B was running when it was cut off write nothing afterwards.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -85,12 +86,15 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, object]]:
         podflow = str(Path(sys.executable).parent / "podflow")
         api = WorkerProcess(env("127.0.0.1", PODFLOW_API_PORT=str(api_port)), tmp_path / "api.log", [podflow, "api"])
         scheduler = WorkerProcess(
-            env("127.0.0.1", PODFLOW_SWEEP_INTERVAL="0.5"), tmp_path / "scheduler.log", [sys.executable, "-m", "scheduler"]
+            env("127.0.0.1", PODFLOW_SWEEP_INTERVAL="0.5"),
+            tmp_path / "scheduler.log",
+            [sys.executable, "-m", "scheduler"],
         )
         services += [api.start(ready=False), scheduler.start(ready=False)]
         base = f"http://127.0.0.1:{api_port}"
         wait_for(lambda: _answers(f"{base}/healthz"), timeout=30, what="the API")
-        dramatiq = [str(Path(sys.executable).parent / "dramatiq"), "podflow.actors", "--processes", "2", "--threads", "2"]
+        dramatiq = [str(Path(sys.executable).parent / "dramatiq"), "podflow.actors"]
+        dramatiq += ["--processes", "2", "--threads", "2"]
 
         def start_workers(host: Host) -> None:
             log = tmp_path / f"host-{host.tag}.log"
@@ -183,7 +187,7 @@ def test_two_hosts_lose_nothing_through_a_kill_and_a_network_cut(deployment: dic
         spans[run_id][attempt][1] = killed_at
     for run_id, attempts in spans.items():
         ordered = sorted(attempts.items())
-        for (a, (_, end)), (b, (start, _)) in zip(ordered, ordered[1:], strict=False):
+        for (a, (_, end)), (b, (start, _)) in itertools.pairwise(ordered):
             assert end and end < start, f"{run_id}: attempt {a} ran until {end}, attempt {b} began at {start}"
 
     # the cut-off host's attempts wrote nothing once cut: no history entry of theirs after

@@ -104,7 +104,8 @@ class PostgresRuns(PostgresConnection, WriteStore):
 
     @guarded
     def _runs_page(self, status: RunStatus | None, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
-        where, params = [], {"limit": limit}
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": limit}
         if status is not None:
             where.append("status = %(status)s")
             params["status"] = str(status)
