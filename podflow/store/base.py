@@ -104,7 +104,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, StoreError
 from ..models import (
     EpisodeProfile,
     ErrorInfo,
@@ -133,7 +133,9 @@ __all__ = [
     "encode_cursor",
     "finish_status",
     "lease_of",
+    "newer_schema",
     "profile_kind",
+    "profile_table",
 ]
 
 ProfileKind = Literal["episode", "speaker"]
@@ -150,6 +152,24 @@ PROFILE_MODELS: dict[str, type[EpisodeProfile] | type[SpeakerProfile]] = {
 
 def profile_kind(profile: Profile) -> ProfileKind:
     return "episode" if isinstance(profile, EpisodeProfile) else "speaker"
+
+
+def profile_table(kind: ProfileKind) -> str:
+    """The table (collection) of ``kind``'s profiles.
+
+    Raises:
+      ValueError: not a profile kind.
+    """
+    if kind not in PROFILE_MODELS:
+        raise ValueError(f"unknown profile kind {kind!r}")
+    return f"{kind}_profiles"
+
+
+def newer_schema(where: str, version: int, known: int) -> StoreError:
+    """The error for a database whose schema ``version`` is past the ``known`` one."""
+    return StoreError(
+        f"{where} has schema version {version}, newer than this podflow understands ({known}); upgrade podflow"
+    )
 
 
 def lease_of(row: Mapping[str, Any] | None, attempt: int) -> Lease:

@@ -57,6 +57,10 @@ class WriteStore(ABC):
         """:data:`transitions.HEARTBEAT` for many runs at once; the run_ids it wrote."""
 
     @abstractmethod
+    def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
+        """PENDING runs whose ``column`` (outbox_at or enqueued_at) is before ``cutoff``, oldest first."""
+
+    @abstractmethod
     def _runs_page(self, status: RunStatus | None, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
         """Up to ``limit`` runs, newest first (created_at, run_id), strictly after ``after``."""
 
@@ -130,6 +134,12 @@ class WriteStore(ABC):
         return run
 
     # -- sweep ---------------------------------------------------------------------------
+    def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        return self._pending_before("outbox_at", requested_before, limit)
+
+    def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        return self._pending_before("enqueued_at", enqueued_before, limit)
+
     def _fail(self, write: t.Write, cutoff: datetime, error: ErrorInfo, now: datetime, limit: int) -> list[str]:
         args = {"cutoff": cutoff, "now": now, "error": error, "reason": error.type, "max_attempts": self.max_attempts}
         return [str(run_id) for run_id in self._write_many(write, args, limit)]

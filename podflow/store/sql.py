@@ -22,10 +22,32 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from ..models import Run, RunRef
 from ..timeutil import to_ms
+from . import expressions as e
 from . import transitions as t
 
-__all__ = ["POSTGRES", "SQLITE", "Dialect", "encode", "heartbeat_many_sql", "returning", "update_sql"]
+__all__ = [
+    "POSTGRES",
+    "RUN_COLUMNS",
+    "SOURCE_INFO_COLUMNS",
+    "SQLITE",
+    "Dialect",
+    "encode",
+    "heartbeat_many_sql",
+    "returned",
+    "returning",
+    "update_sql",
+]
+
+#: the columns of ``runs`` (the same in both databases), in the order rows are built from
+RUN_COLUMNS = (
+    "run_id, status, episode_profile, speaker_profile, episode_name, source_ids, briefing_suffix, mode,"
+    " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, released, message_id,"
+    " outbox_at, enqueued_at, enqueue_error, progress, error, result, history, idempotency_key,"
+    " request_hash, retry_of"
+)
+SOURCE_INFO_COLUMNS = "source_id, title, filename, content_type, byte_size, sha256, created_at"
 
 #: what each kind of RETURNING clause selects (RUN: the backend's full column list)
 _RETURNING = {
@@ -42,7 +64,7 @@ class Dialect:
 
     name: str
     #: a named placeholder for a parameter of that kind
-    placeholder: Callable[[str, t.ParamKind], str]
+    placeholder: Callable[[str, e.ParamKind], str]
     #: the JSON object for a history entry from SQL expressions status, at, attempt, reason
     entry: Callable[[str, str, str, str], str]
     #: ``history`` with that object appended
@@ -82,40 +104,40 @@ def _literal(value: str | bool | None) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _expr(expr: t.Expr, d: Dialect) -> str:
+def _expr(expr: e.Expr, d: Dialect) -> str:
     match expr:
-        case t.Field(name):
+        case e.Field(name):
             return name
-        case t.Param(name, kind):
+        case e.Param(name, kind):
             return d.placeholder(name, kind)
-        case t.Lit(value):
+        case e.Lit(value):
             return _literal(value)
-        case t.Inc(name):
+        case e.Inc(name):
             return f"{name} + 1"
-        case t.Coalesce(name, default):
+        case e.Coalesce(name, default):
             return f"coalesce({name}, {_expr(default, d)})"
-        case t.Case(branches, default):
+        case e.Case(branches, default):
             whens = " ".join(f"WHEN {cond(c, d)} THEN {_literal(v.value)}" for c, v in branches)
             return f"CASE {whens} ELSE {_literal(default.value)} END"
     raise TypeError(f"not an expression: {expr!r}")
 
 
-def cond(c: t.Cond, d: Dialect) -> str:
+def cond(c: e.Cond, d: Dialect) -> str:
     """``c`` as a SQL boolean expression."""
     match c:
-        case t.Eq(name, value):
+        case e.Eq(name, value):
             return f"{name} = {_expr(value, d)}"
-        case t.Lt(name, value):
+        case e.Lt(name, value):
             return f"{name} < {_expr(value, d)}"
-        case t.Ge(name, value):
+        case e.Ge(name, value):
             return f"{name} >= {_expr(value, d)}"
-        case t.In(name, statuses):
+        case e.In(name, statuses):
             return f"{name} IN ({', '.join(_literal(str(s)) for s in statuses)})"
-        case t.Truthy(name, value):
+        case e.Truthy(name, value):
             return name if value else f"NOT {name}"
-        case t.And(conds):
+        case e.And(conds):
             return "(" + " AND ".join(cond(x, d) for x in conds) + ")"
-        case t.Or(conds):
+        case e.Or(conds):
             return "(" + " OR ".join(cond(x, d) for x in conds) + ")"
     raise TypeError(f"not a condition: {c!r}")
 
@@ -123,8 +145,8 @@ def cond(c: t.Cond, d: Dialect) -> str:
 def _sets(write: t.Write, d: Dialect) -> str:
     parts = [f"{column} = {_expr(value, d)}" for column, value in write.sets.items()]
     if write.entry is not None:
-        e = write.entry
-        obj = d.entry(_expr(e.status, d), _expr(t.Param("now", "time"), d), _expr(e.attempt, d), _expr(e.reason, d))
+        spec, now = write.entry, e.Param("now", "time")
+        obj = d.entry(_expr(spec.status, d), _expr(now, d), _expr(spec.attempt, d), _expr(spec.reason, d))
         parts.append(f"history = {d.append(obj)}")
     return ", ".join(parts)
 
@@ -152,6 +174,20 @@ def _update_sql(write: t.Write, d: Dialect, run_columns: str) -> str:
 def update_sql(write: t.Write, d: Dialect, run_columns: str) -> str:
     """The one statement that performs ``write`` (bulk writes take a ``limit`` parameter)."""
     return _update_sql(write, d, run_columns)
+
+
+def returned(write: t.Write, row: Mapping[str, Any], run_of: Callable[[Any], Run]) -> Any:
+    """What ``write`` gives back for one RETURNING row (``run_of`` builds a whole run)."""
+    match write.returning:
+        case t.Returning.RUN:
+            return run_of(row)
+        case t.Returning.REF:
+            return RunRef(**{k: row[k] for k in ("run_id", "attempt", "mode", "message_id")})
+        case t.Returning.ATTEMPT:
+            return int(row["attempt"])
+        case t.Returning.RUN_ID:
+            return row["run_id"]
+    return True
 
 
 def encode(write: t.Write, d: Dialect, args: Mapping[str, Any], limit: int | None = None) -> dict[str, Any]:

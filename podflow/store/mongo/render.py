@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .. import expressions as e
 from .. import transitions as t
 
 __all__ = ["entry", "mongo_filter", "needed_reads", "pinned", "sets", "update"]
 
 
-def _value(value: t.Param | t.Lit, args: Mapping[str, Any]) -> Any:
-    return encode(args[value.name]) if isinstance(value, t.Param) else value.value
+def _value(value: e.Param | e.Lit, args: Mapping[str, Any]) -> Any:
+    return encode(args[value.name]) if isinstance(value, e.Param) else value.value
 
 
 def encode(value: Any) -> Any:
@@ -29,56 +30,56 @@ def encode(value: Any) -> Any:
     return value.model_dump(mode="python") if hasattr(value, "model_dump") else value
 
 
-def mongo_filter(cond: t.Cond, args: Mapping[str, Any]) -> dict[str, Any]:
+def mongo_filter(cond: e.Cond, args: Mapping[str, Any]) -> dict[str, Any]:
     """``cond`` as a query filter."""
     match cond:
-        case t.Eq(name, value):
+        case e.Eq(name, value):
             return {name: _value(value, args)}
-        case t.Lt(name, value):
+        case e.Lt(name, value):
             return {name: {"$lt": args[value.name]}}
-        case t.Ge(name, value):
+        case e.Ge(name, value):
             return {name: {"$gte": args[value.name]}}
-        case t.In(name, statuses):
+        case e.In(name, statuses):
             return {name: {"$in": [str(s) for s in statuses]}}
-        case t.Truthy(name, value):
+        case e.Truthy(name, value):
             return {name: value}
-        case t.And(conds):
+        case e.And(conds):
             parts = [mongo_filter(c, args) for c in conds]
             keys = [k for part in parts for k in part]
             if len(keys) == len(set(keys)):  # disjoint: one plain document reads (and plans) best
                 return {k: v for part in parts for k, v in part.items()}
             return {"$and": parts}
-        case t.Or(conds):
+        case e.Or(conds):
             return {"$or": [mongo_filter(c, args) for c in conds]}
     raise TypeError(f"not a condition: {cond!r}")
 
 
 def pinned(write: t.Write, args: Mapping[str, Any]) -> dict[str, Any]:
     """Fields whose value the precondition fixes (top-level equalities)."""
-    top = write.where.conds if isinstance(write.where, t.And) else (write.where,)
-    return {c.field: _value(c.value, args) for c in top if isinstance(c, t.Eq)}
+    top = write.where.conds if isinstance(write.where, e.And) else (write.where,)
+    return {c.field: _value(c.value, args) for c in top if isinstance(c, e.Eq)}
 
 
 def needed_reads(write: t.Write) -> tuple[str, ...]:
     """The fields the write's values read that the precondition does not fix."""
-    fixed = {c.field for c in (write.where.conds if isinstance(write.where, t.And) else ()) if isinstance(c, t.Eq)}
+    fixed = {c.field for c in (write.where.conds if isinstance(write.where, e.And) else ()) if isinstance(c, e.Eq)}
     return tuple(f for f in write.reads() if f not in fixed)
 
 
 def sets(write: t.Write, row: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, Any]:
     """The ``$set`` document for ``row`` (as read before the write)."""
-    return {column: encode(t.evaluate(expr, row, args)) for column, expr in write.sets.items()}
+    return {column: encode(e.evaluate(expr, row, args)) for column, expr in write.sets.items()}
 
 
 def entry(write: t.Write, row: Mapping[str, Any], args: Mapping[str, Any], now: datetime) -> dict[str, Any] | None:
-    e = write.entry
-    if e is None:
+    spec = write.entry
+    if spec is None:
         return None
     return {
-        "status": t.evaluate(e.status, row, args),
+        "status": e.evaluate(spec.status, row, args),
         "at": now,
-        "attempt": t.evaluate(e.attempt, row, args),
-        "reason": t.evaluate(e.reason, row, args),
+        "attempt": e.evaluate(spec.attempt, row, args),
+        "reason": e.evaluate(spec.reason, row, args),
     }
 
 

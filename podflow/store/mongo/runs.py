@@ -20,8 +20,9 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from ...errors import StoreError
 from ...models import Run, RunRef
 from ...states import RunStatus
+from .. import expressions as e
 from .. import transitions as t
-from ..base import DEFAULT_BATCH, lease_of
+from ..base import lease_of
 from ..counters import CREATED, finished_increments
 from ..shared import WriteStore
 from . import render
@@ -72,7 +73,7 @@ class MongoRuns(MongoConnection, WriteStore):
             case t.Returning.REF:
                 return RunRef(**{k: row[k] for k in ("run_id", "attempt", "mode", "message_id")})
             case t.Returning.ATTEMPT:
-                return int(t.evaluate(write.sets["attempt"], row, args))
+                return int(e.evaluate(write.sets["attempt"], row, args))
             case t.Returning.RUN_ID:
                 return row["run_id"]
         return True
@@ -138,7 +139,7 @@ class MongoRuns(MongoConnection, WriteStore):
     @guarded
     def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
         # HEARTBEAT's fence for many (run_id, attempt) pairs at once
-        fence = render.mongo_filter(t.HEARTBEAT.guard or t.And(()), {"attempt": 0})
+        fence = render.mongo_filter(t.HEARTBEAT.guard or e.And(()), {"attempt": 0})
         fence.pop("attempt", None)
         self.runs.update_many(
             {
@@ -241,6 +242,7 @@ class MongoRuns(MongoConnection, WriteStore):
         )
         return bool(result.matched_count == 1)
 
+    @guarded
     def _pending_before(self, field: str, cutoff: datetime, limit: int) -> list[RunRef]:
         """PENDING runs whose ``field`` (outbox_at or enqueued_at) is before the cutoff, oldest first."""
         docs = (
@@ -250,10 +252,3 @@ class MongoRuns(MongoConnection, WriteStore):
         )
         return [RunRef(**doc) for doc in docs]
 
-    @guarded
-    def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
-        return self._pending_before("outbox_at", requested_before, limit)
-
-    @guarded
-    def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
-        return self._pending_before("enqueued_at", enqueued_before, limit)

@@ -9,17 +9,11 @@ from psycopg.types.json import Jsonb
 
 from ...errors import AlreadyExists, ProfileNotFound
 from ...models import Source, SourceInfo
-from ..base import PROFILE_MODELS, Profile, ProfileKind, profile_kind
+from ..base import PROFILE_MODELS, Profile, ProfileKind, profile_kind, profile_table
 from .connection import PostgresConnection, guarded
 from .rows import SOURCE_INFO_COLUMNS, source_info
 
 __all__ = ["PostgresCatalog"]
-
-
-def _table(kind: ProfileKind) -> str:
-    if kind not in PROFILE_MODELS:
-        raise ValueError(f"unknown profile kind {kind!r}")
-    return f"{kind}_profiles"
 
 
 class PostgresCatalog(PostgresConnection):
@@ -66,12 +60,12 @@ class PostgresCatalog(PostgresConnection):
     # -- profiles ---------------------------------------------------------------------
     @guarded
     def get_profile(self, kind: ProfileKind, name: str) -> Profile | None:
-        row = self._one(f"SELECT doc FROM {_table(kind)} WHERE name = %s", (name,))
+        row = self._one(f"SELECT doc FROM {profile_table(kind)} WHERE name = %s", (name,))
         return None if row is None else PROFILE_MODELS[kind].model_validate(row["doc"])
 
     @guarded
     def list_profiles(self, kind: ProfileKind) -> list[Profile]:
-        rows = self._all(f"SELECT doc FROM {_table(kind)} ORDER BY name COLLATE \"C\"")
+        rows = self._all(f"SELECT doc FROM {profile_table(kind)} ORDER BY name COLLATE \"C\"")
         return [PROFILE_MODELS[kind].model_validate(row["doc"]) for row in rows]
 
     @guarded
@@ -79,7 +73,7 @@ class PostgresCatalog(PostgresConnection):
         kind = profile_kind(profile)
         try:
             self._one(
-                f"INSERT INTO {_table(kind)} (name, doc, updated_at) VALUES (%s, %s, now())",
+                f"INSERT INTO {profile_table(kind)} (name, doc, updated_at) VALUES (%s, %s, now())",
                 (profile.name, Jsonb(profile.model_dump(mode="json"))),
             )
         except psycopg.errors.UniqueViolation:
@@ -89,7 +83,7 @@ class PostgresCatalog(PostgresConnection):
     def update_profile(self, profile: Profile) -> None:
         kind = profile_kind(profile)
         row = self._one(
-            f"UPDATE {_table(kind)} SET doc = %s, updated_at = now() WHERE name = %s RETURNING 1",
+            f"UPDATE {profile_table(kind)} SET doc = %s, updated_at = now() WHERE name = %s RETURNING 1",
             (Jsonb(profile.model_dump(mode="json")), profile.name),
         )
         if row is None:
@@ -97,7 +91,7 @@ class PostgresCatalog(PostgresConnection):
 
     @guarded
     def delete_profile(self, kind: ProfileKind, name: str) -> bool:
-        return self._one(f"DELETE FROM {_table(kind)} WHERE name = %s RETURNING 1", (name,)) is not None
+        return self._one(f"DELETE FROM {profile_table(kind)} WHERE name = %s RETURNING 1", (name,)) is not None
 
     @guarded
     def seed_profiles(self, profiles: Sequence[Profile]) -> list[str]:
@@ -110,7 +104,7 @@ class PostgresCatalog(PostgresConnection):
                     (kind, profile.name),
                 ).fetchone()
                 if first_time and conn.execute(
-                    f"INSERT INTO {_table(kind)} (name, doc, updated_at) VALUES (%s, %s, now())"
+                    f"INSERT INTO {profile_table(kind)} (name, doc, updated_at) VALUES (%s, %s, now())"
                     " ON CONFLICT DO NOTHING RETURNING 1",
                     (profile.name, Jsonb(profile.model_dump(mode="json"))),
                 ).fetchone():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import StoreError
+from ..base import newer_schema
 from ..counters import CREATED, DURATION_BUCKETS_S
 
 __all__ = ["LOCK_KEY", "MIGRATIONS", "migrate", "schema_version"]
@@ -143,10 +143,7 @@ def migrate(conn: Any, *, where: str) -> int:
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)")
         version = schema_version(conn)
         if version > len(MIGRATIONS):
-            raise StoreError(
-                f"{where} has schema version {version}, newer than this podflow "
-                f"understands ({len(MIGRATIONS)}); upgrade podflow"
-            )
+            raise newer_schema(where, version, len(MIGRATIONS))
         for statements in MIGRATIONS[version:]:
             for statement in statements:
                 conn.execute(statement)

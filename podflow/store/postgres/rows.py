@@ -9,16 +9,10 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from ...models import Run, SourceInfo
+from ..sql import RUN_COLUMNS, SOURCE_INFO_COLUMNS
 
 __all__ = ["RUN_COLUMNS", "SOURCE_INFO_COLUMNS", "jsonb", "run_of", "run_values", "source_info"]
 
-RUN_COLUMNS = (
-    "run_id, status, episode_profile, speaker_profile, episode_name, source_ids, briefing_suffix, mode,"
-    " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, released, message_id,"
-    " outbox_at, enqueued_at, enqueue_error, progress, error, result, history, idempotency_key,"
-    " request_hash, retry_of"
-)
-SOURCE_INFO_COLUMNS = "source_id, title, filename, content_type, byte_size, sha256, created_at"
 
 
 def jsonb(model: Any) -> Jsonb | None:

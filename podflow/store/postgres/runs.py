@@ -17,7 +17,6 @@ from ...models import Run, RunRef
 from ...states import RunStatus
 from .. import sql
 from .. import transitions as t
-from ..base import DEFAULT_BATCH
 from ..shared import WriteStore
 from .connection import PostgresConnection, guarded
 from .rows import RUN_COLUMNS, run_of, run_values
@@ -41,29 +40,16 @@ LIST_ENQUEUED = (
 
 class PostgresRuns(PostgresConnection, WriteStore):
     # -- the transition table --------------------------------------------------------
-    @staticmethod
-    def _returned(write: t.Write, row: Mapping[str, Any]) -> Any:
-        match write.returning:
-            case t.Returning.RUN:
-                return run_of(row)
-            case t.Returning.REF:
-                return RunRef(**row)
-            case t.Returning.ATTEMPT:
-                return int(row["attempt"])
-            case t.Returning.RUN_ID:
-                return row["run_id"]
-        return True
-
     @guarded
     def _write_one(self, write: t.Write, args: Mapping[str, Any]) -> Any:
         row = self._one(sql.update_sql(write, sql.POSTGRES, RUN_COLUMNS), sql.encode(write, sql.POSTGRES, args))
-        return None if row is None else self._returned(write, row)
+        return None if row is None else sql.returned(write, row, run_of)
 
     @guarded
     def _write_many(self, write: t.Write, args: Mapping[str, Any], limit: int) -> list[Any]:
         statement = sql.update_sql(write, sql.POSTGRES, RUN_COLUMNS)
         rows = self._all(statement, sql.encode(write, sql.POSTGRES, args, limit))
-        return [self._returned(write, row) for row in rows]
+        return [sql.returned(write, row, run_of) for row in rows]
 
     @guarded
     def _lease_rows(self, run_ids: list[str]) -> dict[str, Mapping[str, Any]]:
@@ -170,9 +156,6 @@ class PostgresRuns(PostgresConnection, WriteStore):
         return row is not None
 
     @guarded
-    def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
-        return [RunRef(**row) for row in self._all(LIST_OUTBOX, {"cutoff": requested_before, "limit": limit})]
-
-    @guarded
-    def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
-        return [RunRef(**row) for row in self._all(LIST_ENQUEUED, {"cutoff": enqueued_before, "limit": limit})]
+    def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
+        query = {"outbox_at": LIST_OUTBOX, "enqueued_at": LIST_ENQUEUED}[column]
+        return [RunRef(**row) for row in self._all(query, {"cutoff": cutoff, "limit": limit})]

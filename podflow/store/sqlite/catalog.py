@@ -8,17 +8,11 @@ from collections.abc import Sequence
 from ...errors import AlreadyExists, ProfileNotFound
 from ...models import Source, SourceInfo
 from ...timeutil import from_ms, to_ms
-from ..base import PROFILE_MODELS, Profile, ProfileKind, profile_kind
+from ..base import PROFILE_MODELS, Profile, ProfileKind, profile_kind, profile_table
 from .connection import SqliteConnection, guarded, writes
 from .rows import SOURCE_INFO_COLUMNS, placeholders, source_info
 
 __all__ = ["SqliteCatalog"]
-
-
-def _table(kind: ProfileKind) -> str:
-    if kind not in PROFILE_MODELS:
-        raise ValueError(f"unknown profile kind {kind!r}")
-    return f"{kind}_profiles"
 
 
 class SqliteCatalog(SqliteConnection):
@@ -85,12 +79,12 @@ class SqliteCatalog(SqliteConnection):
     # -- profiles ---------------------------------------------------------------------
     @guarded
     def get_profile(self, kind: ProfileKind, name: str) -> Profile | None:
-        row = self._conn().execute(f"SELECT doc FROM {_table(kind)} WHERE name = ?", (name,)).fetchone()
+        row = self._conn().execute(f"SELECT doc FROM {profile_table(kind)} WHERE name = ?", (name,)).fetchone()
         return None if row is None else PROFILE_MODELS[kind].model_validate_json(row["doc"])
 
     @guarded
     def list_profiles(self, kind: ProfileKind) -> list[Profile]:
-        rows = self._conn().execute(f"SELECT doc FROM {_table(kind)} ORDER BY name").fetchall()
+        rows = self._conn().execute(f"SELECT doc FROM {profile_table(kind)} ORDER BY name").fetchall()
         return [PROFILE_MODELS[kind].model_validate_json(row["doc"]) for row in rows]
 
     @guarded
@@ -99,7 +93,7 @@ class SqliteCatalog(SqliteConnection):
         kind = profile_kind(profile)
         try:
             self._conn().execute(
-                f"INSERT INTO {_table(kind)} (name, doc, updated_at) VALUES (?, ?, strftime('%s') * 1000)",
+                f"INSERT INTO {profile_table(kind)} (name, doc, updated_at) VALUES (?, ?, strftime('%s') * 1000)",
                 (profile.name, profile.model_dump_json()),
             )
         except sqlite3.IntegrityError:
@@ -110,7 +104,7 @@ class SqliteCatalog(SqliteConnection):
     def update_profile(self, profile: Profile) -> None:
         kind = profile_kind(profile)
         cur = self._conn().execute(
-            f"UPDATE {_table(kind)} SET doc = ?, updated_at = strftime('%s') * 1000 WHERE name = ?",
+            f"UPDATE {profile_table(kind)} SET doc = ?, updated_at = strftime('%s') * 1000 WHERE name = ?",
             (profile.model_dump_json(), profile.name),
         )
         if cur.rowcount == 0:
@@ -119,7 +113,7 @@ class SqliteCatalog(SqliteConnection):
     @guarded
     @writes(durable=True)
     def delete_profile(self, kind: ProfileKind, name: str) -> bool:
-        return self._conn().execute(f"DELETE FROM {_table(kind)} WHERE name = ?", (name,)).rowcount == 1
+        return self._conn().execute(f"DELETE FROM {profile_table(kind)} WHERE name = ?", (name,)).rowcount == 1
 
     @guarded
     @writes(durable=True)
@@ -132,7 +126,7 @@ class SqliteCatalog(SqliteConnection):
                     "INSERT OR IGNORE INTO seeded (kind, name) VALUES (?, ?)", (kind, profile.name)
                 ).rowcount
                 if first_time and conn.execute(
-                    f"INSERT OR IGNORE INTO {_table(kind)} (name, doc, updated_at)"
+                    f"INSERT OR IGNORE INTO {profile_table(kind)} (name, doc, updated_at)"
                     " VALUES (?, ?, strftime('%s') * 1000)",
                     (profile.name, profile.model_dump_json()),
                 ).rowcount:

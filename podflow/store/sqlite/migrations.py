@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from ...errors import StoreError
+from ..base import newer_schema
 from ..counters import CREATED, DURATION_BUCKETS_S
 
 __all__ = ["MIGRATIONS", "migrate"]
@@ -133,10 +133,7 @@ def migrate(conn: sqlite3.Connection, *, where: str) -> None:
     """
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):
-        raise StoreError(
-            f"{where} has schema version {version}, newer than this podflow "
-            f"understands ({len(MIGRATIONS)}); upgrade podflow"
-        )
+        raise newer_schema(where, version, len(MIGRATIONS))
     for statements in MIGRATIONS[version:]:
         for statement in statements:
             conn.execute(statement)

@@ -17,7 +17,6 @@ from ...states import RunStatus
 from ...timeutil import to_ms
 from .. import sql
 from .. import transitions as t
-from ..base import DEFAULT_BATCH
 from ..shared import WriteStore
 from .connection import SqliteConnection, guarded, writes
 from .rows import RUN_COLUMNS, dt, placeholders, run_of, run_values
@@ -32,31 +31,19 @@ _PAIRS_PER_STATEMENT = 400
 
 class SqliteRuns(SqliteConnection, WriteStore):
     # -- the transition table --------------------------------------------------------
-    def _returned(self, write: t.Write, row: sqlite3.Row) -> Any:
-        match write.returning:
-            case t.Returning.RUN:
-                return run_of(row)
-            case t.Returning.REF:
-                return RunRef(**dict(row))
-            case t.Returning.ATTEMPT:
-                return int(row["attempt"])
-            case t.Returning.RUN_ID:
-                return row["run_id"]
-        return True
-
     @guarded
     def _write_one(self, write: t.Write, args: Mapping[str, Any]) -> Any:
         statement = sql.update_sql(write, sql.SQLITE, RUN_COLUMNS)
         with self.writing(durable=write.name in _DURABLE):
             row = self._conn().execute(statement, sql.encode(write, sql.SQLITE, args)).fetchone()
-        return None if row is None else self._returned(write, row)
+        return None if row is None else sql.returned(write, row, run_of)
 
     @guarded
     def _write_many(self, write: t.Write, args: Mapping[str, Any], limit: int) -> list[Any]:
         statement = sql.update_sql(write, sql.SQLITE, RUN_COLUMNS)
         with self.writing():
             rows = self._conn().execute(statement, sql.encode(write, sql.SQLITE, args, limit)).fetchall()
-        return [self._returned(write, row) for row in rows]
+        return [sql.returned(write, row, run_of) for row in rows]
 
     @guarded
     def _lease_rows(self, run_ids: list[str]) -> dict[str, Mapping[str, Any]]:
@@ -191,6 +178,7 @@ class SqliteRuns(SqliteConnection, WriteStore):
         )
         return cur.rowcount == 1
 
+    @guarded
     def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
         """PENDING runs whose ``column`` (outbox_at or enqueued_at) is before the cutoff, oldest first."""
         assert column in ("outbox_at", "enqueued_at")
@@ -201,10 +189,3 @@ class SqliteRuns(SqliteConnection, WriteStore):
         )
         return [RunRef(**dict(row)) for row in rows]
 
-    @guarded
-    def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
-        return self._pending_before("outbox_at", requested_before, limit)
-
-    @guarded
-    def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
-        return self._pending_before("enqueued_at", enqueued_before, limit)
