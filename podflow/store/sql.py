@@ -210,14 +210,20 @@ def encode(write: t.Write, d: Dialect, args: Mapping[str, Any], limit: int | Non
 
 def heartbeat_many_sql(pairs: int, d: Dialect) -> str:
     """:data:`transitions.HEARTBEAT` for ``pairs`` (run_id, attempt) at once: its
-    fence, with the pair matched as a row value. Parameters: now, then the pairs."""
+    precondition, with the pair matched as a row value. Parameters (positional):
+    now, then the pairs."""
     if d is SQLITE:
         now, pair = "?", "(?, ?)"
     else:
         now, pair = "%s::timestamptz", "(%s::text, %s::integer)"
-    sets = ", ".join(f"{column} = {now}" for column in t.HEARTBEAT.sets)
-    statuses = ", ".join(_literal(str(s)) for s in t.HEARTBEAT.sources)
+    write = t.HEARTBEAT
+    sets = ", ".join(f"{column} = {now}" for column in write.sets)
+    assert isinstance(write.guard, e.And)
+    assert all(isinstance(x, e.Param) and x.name == "now" for x in write.sets.values())
+    # the guard but its attempt, which the pair carries
+    rest = [c for c in write.guard.conds if not (isinstance(c, e.Eq) and c.field == "attempt")]
+    where = " AND ".join([cond(e.In("status", write.sources), d), *(cond(c, d) for c in rest)])
     return (
-        f"UPDATE runs SET {sets} WHERE status IN ({statuses}) AND NOT released"
+        f"UPDATE runs SET {sets} WHERE {where}"
         f" AND (run_id, attempt) IN (VALUES {', '.join([pair] * pairs)}) RETURNING run_id"
     )

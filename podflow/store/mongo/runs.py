@@ -138,17 +138,9 @@ class MongoRuns(MongoConnection, WriteStore):
 
     @guarded
     def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
-        # HEARTBEAT's fence for many (run_id, attempt) pairs at once
-        fence = render.mongo_filter(t.HEARTBEAT.guard or e.And(()), {"attempt": 0})
-        fence.pop("attempt", None)
-        self.runs.update_many(
-            {
-                "$or": [{"run_id": run_id, "attempt": attempt} for run_id, attempt in leases.items()],
-                "status": {"$in": [str(s) for s in t.HEARTBEAT.sources]},
-                **fence,
-            },
-            {"$set": render.sets(t.HEARTBEAT, {}, {"now": now})},
-        )
+        # HEARTBEAT's precondition for each (run_id, attempt), in one update
+        pairs = [render.mongo_filter(t.HEARTBEAT.where, {"run_id": r, "attempt": a}) for r, a in leases.items()]
+        self.runs.update_many({"$or": pairs}, {"$set": render.sets(t.HEARTBEAT, {}, {"now": now})})
         rows = self._lease_rows(list(leases))
         return {run_id for run_id, attempt in leases.items() if lease_of(rows.get(run_id), attempt).owned}
 

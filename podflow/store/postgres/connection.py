@@ -67,6 +67,7 @@ class PostgresConnection:
         self._pool_lock = threading.Lock()
         self._pool_obj: ConnectionPool[Any] | None = None
         self._pool_pid = 0
+        self._inherited: list[ConnectionPool[Any]] = []
         self._closed = False
         try:
             self._migrate()
@@ -83,6 +84,10 @@ class PostgresConnection:
                 if self._closed:
                     raise StoreUnavailable("the store is closed")
                 if self._pool_obj is None or self._pool_pid != os.getpid():
+                    # a forked child never touches the parent's connections, nor lets
+                    # them be collected (which would close them under the parent)
+                    if self._pool_obj is not None:
+                        self._inherited.append(self._pool_obj)
                     self._pool_obj = ConnectionPool(
                         self.url,
                         min_size=1,

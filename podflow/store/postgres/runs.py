@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from ...errors import StoreError
 from ...models import Run, RunRef
 from ...states import RunStatus
 from .. import sql
@@ -76,7 +77,7 @@ class PostgresRuns(PostgresConnection, WriteStore):
             row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = %s", (run.idempotency_key,))
             if row is not None:  # else the key's holder was deleted in between: try again
                 return run_of(row), False
-        raise psycopg.errors.UniqueViolation(f"idempotency key {run.idempotency_key!r} keeps changing hands")
+        raise StoreError(f"could not create run {run.run_id}: idempotency key keeps changing hands")
 
     @guarded
     def get_run(self, run_id: str) -> Run | None:
