@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.fill import POLICY, fill
-from bench.sweep import sweep_rows, explain_sweep
+from bench.sweep import explain_sweep, sweep_rows
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import sweep
 from tests.conftest import T0
