@@ -35,7 +35,7 @@ The table, by target::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from ..states import TERMINAL, RunStatus, allowed_sources
@@ -122,16 +122,31 @@ class Write:
     returning: Returning
     bulk: bool = False
 
-    @property
-    def where(self) -> Cond:
-        """The whole precondition: run_id (unless bulk), status, and the guard."""
+    #: the whole precondition: run_id (unless bulk), status, and the guard
+    where: Cond = field(init=False)
+    _kinds: tuple[tuple[str, ParamKind], ...] = field(init=False, repr=False)
+    _reads: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # derived once: backends consult them on every write
         conds: list[Cond] = []
         if not self.bulk:
             conds.append(Eq("run_id", Param("run_id")))
         conds.append(Eq("status", Lit(str(self.sources[0]))) if len(self.sources) == 1 else In("status", self.sources))
         if self.guard is not None:
             conds.append(self.guard)
-        return and_(*conds)
+        object.__setattr__(self, "where", and_(*conds))
+        kinds: dict[str, ParamKind] = {}
+        parts: list[Expr | Cond] = [self.where, *self.sets.values()]
+        if self.entry is not None:
+            parts += [self.entry.reason, _NOW]
+        for part in parts:
+            kinds.update((p.name, p.kind) for p in params_of(part))
+        object.__setattr__(self, "_kinds", tuple(kinds.items()))
+        reads: list[str] = []
+        for expr in [*self.sets.values(), *((self.entry.attempt, self.entry.reason) if self.entry else ())]:
+            reads += fields_of(expr)
+        object.__setattr__(self, "_reads", tuple(dict.fromkeys(reads)))
 
     @property
     def ends_run(self) -> bool:
@@ -139,20 +154,11 @@ class Write:
 
     def param_kinds(self) -> dict[str, ParamKind]:
         """Every argument the write reads, with how it is encoded."""
-        found: dict[str, ParamKind] = {}
-        parts: list[Expr | Cond] = [self.where, *self.sets.values()]
-        if self.entry is not None:
-            parts += [self.entry.reason, _NOW]
-        for part in parts:
-            found.update((p.name, p.kind) for p in params_of(part))
-        return found
+        return dict(self._kinds)
 
     def reads(self) -> tuple[str, ...]:
         """The row's fields the sets and the entry read (a compare-and-set must pin them)."""
-        found: list[str] = []
-        for expr in [*self.sets.values(), *((self.entry.attempt, self.entry.reason) if self.entry else ())]:
-            found += fields_of(expr)
-        return tuple(dict.fromkeys(found))
+        return self._reads
 
 
 def _from(target: RunStatus, *only: RunStatus) -> tuple[RunStatus, ...]:
