@@ -8,7 +8,8 @@ Each :class:`~podflow.store.transitions.Write` becomes ONE statement::
 
 A bulk write picks its batch in a sub-query (on PostgreSQL a materialized
 CTE with ``FOR UPDATE SKIP LOCKED``, so two sweeps never wait on each other's
-rows) and repeats the condition outside it, so a row changed since is left alone.
+rows, looked up by primary key) and repeats the condition outside it, so a row
+changed since is left alone.
 What differs between the two databases -- placeholders, JSON functions, how
 times and JSON travel -- is a :class:`Dialect`.
 """
@@ -163,10 +164,12 @@ def _update_sql(write: t.Write, d: Dialect, run_columns: str) -> str:
         return update.format(where)
     batch = f"SELECT run_id FROM runs WHERE {where} LIMIT {d.placeholder('limit', 'int')}"
     if d.bulk_lock:
-        # a CTE, materialized: an IN sub-query may be scanned again, and locking
-        # rows as it goes, would then take more than its LIMIT
+        # The batch is taken once, in a materialized CTE (an IN sub-query may be
+        # scanned again, locking more rows than its LIMIT as it goes), then looked
+        # up by primary key as one array: a join would let the planner, misled by
+        # the cutoff's selectivity, rescan the batch for every candidate row.
         return f"WITH batch AS MATERIALIZED ({batch}{d.bulk_lock}) " + update.format(
-            f"run_id IN (SELECT run_id FROM batch) AND {where}"
+            f"run_id = ANY(ARRAY(SELECT run_id FROM batch)) AND {where}"
         )
     return update.format(f"run_id IN ({batch}) AND {where}")
 

@@ -164,3 +164,5 @@ def test_each_sweep_statement_reads_an_index_not_the_table(filled: str, name: st
         plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {statement}", params).fetchall())
         conn.rollback()
     assert "Index" in plan and "Seq Scan on runs" not in plan, plan
+    # a bulk write looks its batch up once, never rescans it per candidate row
+    assert "Nested Loop" not in plan, plan
