@@ -13,10 +13,10 @@ BENCH_ARGS ?=
 # command:debian-package pairs the runtime needs
 RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng
 # and what only the tests need on top (chromium: the dashboard's browser test;
-# curl: a client the 413 tests compare with)
-TEST_TOOLS := chromium:chromium curl:curl
+# curl: a client the 413 tests compare with; ip, runuser: the two-host test)
+TEST_TOOLS := chromium:chromium curl:curl ip:iproute2 runuser:util-linux
 
-.PHONY: help setup run test bench bench-quick lint clean
+.PHONY: help setup run test postgres _install-postgres bench bench-quick lint clean
 
 help:
 	@echo "make run    set up and start the local stack (API, worker, scheduler)"
@@ -60,9 +60,40 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/podflow up
 
-test: setup
+test: setup postgres
 	$(call ensure_tools,$(TEST_TOOLS))
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A PostgreSQL server for the store tests: PODFLOW_TEST_POSTGRES_URL's, else the one at
+# 127.0.0.1:5432 (trust auth). Where none answers, as root: Debian's postgresql, a
+# cluster started, and trust for 127.0.0.1 (tests create and drop their own databases).
+# The two-host test starts a private server of its own with these binaries, as user postgres.
+PG_UP := $(BIN)/python -c "import os, psycopg; psycopg.connect(os.environ.get('PODFLOW_TEST_POSTGRES_URL') or 'postgresql://postgres@127.0.0.1:5432/postgres', connect_timeout=3).close()"
+postgres: setup
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory _install-postgres; \
+	fi
+	@if ! $(PG_UP) 2>/dev/null; then \
+	  if [ -n "$$PODFLOW_TEST_POSTGRES_URL" ]; then \
+	    echo "podflow: PODFLOW_TEST_POSTGRES_URL does not answer" >&2; exit 1; \
+	  fi; \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "podflow: no PostgreSQL at 127.0.0.1:5432; start one (trust auth) or set PODFLOW_TEST_POSTGRES_URL" >&2; \
+	    exit 1; \
+	  fi; \
+	  ver=$$(ls /etc/postgresql | sort -V | tail -1); \
+	  [ -n "$$ver" ] || pg_createcluster "$$(ls /usr/lib/postgresql | sort -V | tail -1)" main; \
+	  ver=$$(ls /etc/postgresql | sort -V | tail -1); \
+	  hba=/etc/postgresql/$$ver/main/pg_hba.conf; \
+	  grep -q podflow-tests "$$hba" || sed -i '1i host all all 127.0.0.1/32 trust # podflow-tests' "$$hba"; \
+	  echo "podflow: starting PostgreSQL $$ver"; \
+	  pg_ctlcluster --skip-systemctl-redirect "$$ver" main start || pg_ctlcluster "$$ver" main reload; \
+	  for i in $$(seq 30); do $(PG_UP) 2>/dev/null && break; sleep 1; done; \
+	  $(PG_UP); \
+	fi
+
+_install-postgres:
+	$(call ensure_tools,pg_ctlcluster:postgresql)
 
 # the benchmark-only extra (Celery, psutil, py-spy) on top of the test one
 $(BENCH_STAMP): pyproject.toml $(STAMP)

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.postgres import scratch_database
 from tests.servers import RedisServer
 
-from . import latency, submit, sweep, throughput
+from . import latency, submit, sweep, sweep_postgres, throughput
 from .machine import describe_machine, load_average, pressure
 from .report import Report, Row
 from .scale import SCALES, Scale
@@ -30,7 +31,7 @@ from .systems import CelerySystem, DramatiqSystem, PodflowSystem, System, celery
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("throughput", "latency", "sweep", "submit")
 #: Redis databases of the private server: one per benchmark, so each flushes only its own
-_DB = {"pipeline": 0, "sweep": 1, "submit": 2}
+_DB = {"pipeline": 0, "sweep": 1, "submit": 2, "pipeline_postgres": 3}
 
 METHOD_NOTES = [
     "Each figure is the median of its repetitions (reps), with the min and max; a target is judged on the median.",
@@ -79,6 +80,22 @@ def _pipeline(scale: Scale, work_dir: Path, redis: RedisServer, db: int, selecte
     options = {"work_dir": work_dir, "redis_url": redis_url, "processes": scale.processes, "threads": scale.threads}
     podflow_system, dramatiq_system = PodflowSystem(**options), DramatiqSystem(**options)
     systems: list[System] = [podflow_system, dramatiq_system]
+    with contextlib.ExitStack() as databases:
+        try:
+            postgres_url = databases.enter_context(scratch_database("bench"))
+            # a Redis database of its own: both podflows use the same queue names
+            pg_options = {**options, "redis_url": f"{redis.url.rsplit('/', 1)[0]}/{_DB['pipeline_postgres']}"}
+            systems.insert(1, PodflowSystem(**pg_options, store_url=postgres_url))
+        except RuntimeError as exc:  # no server answers
+            report.notes.append(f"podflow on PostgreSQL was not measured: {exc}")
+        _run_pipeline(scale, systems, podflow_system, dramatiq_system, redis, selected, profile, work_dir, report)
+
+
+def _run_pipeline(scale: Scale, systems: list[System], podflow_system: PodflowSystem,
+                  dramatiq_system: DramatiqSystem, redis: RedisServer, selected: set[str], profile: bool,
+                  work_dir: Path, report: Report) -> None:
+    options = {"work_dir": work_dir, "processes": scale.processes, "threads": scale.threads,
+               "redis_url": podflow_system.settings.broker_url}
     if celery_available():
         systems.append(CelerySystem(**options))
         systems.append(CelerySystem(**options, style="module"))
@@ -155,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         if "sweep" in selected:
             _run_step(report, "Sweep cost",
                       lambda: (*sweep.measure(scale, work_dir, f"{base_url}/{_DB['sweep']}", _log), []))
+        if "sweep" in selected:
+            _run_step(report, "Sweep cost (PostgreSQL)",
+                      lambda: (*sweep_postgres.measure(scale, f"{base_url}/{_DB['sweep']}", _log), []))
         if "submit" in selected:
             submit_url = f"{base_url}/{_DB['submit']}"
             _run_step(report, "Submit path",

@@ -42,7 +42,7 @@ from .scale import Scale
 from .stats import Figure, format_value
 from .systems import BenchError
 
-__all__ = ["FLAT_TARGET", "explain_sweep", "measure"]
+__all__ = ["FLAT_TARGET", "explain_sweep", "measure", "sweep_rows"]
 
 #: a sweep over 10x the stored runs (same stale count) may take at most this much longer
 FLAT_TARGET = 1.5
@@ -149,11 +149,12 @@ def measure(
     finally:
         client.flushdb()
         client.close()
-    return _rows(seconds, plans), {"sweep_seconds": {f"{t}/{s}": v for (t, s), v in seconds.items()},
+    return sweep_rows(seconds, plans), {"sweep_seconds": {f"{t}/{s}": v for (t, s), v in seconds.items()},
                                    "sweep_query_plans": plans}
 
 
-def _rows(seconds: dict[tuple[int, int], list[float]], plans: list[dict[str, Any]]) -> list[Row]:
+def sweep_rows(seconds: dict[tuple[int, int], list[float]], plans: list[dict[str, Any]]) -> list[Row]:
+    """The figures of each (stored, stale) point, the flatness ratio, and the plans' verdict."""
     rows = []
     for (total, stale), values in seconds.items():
         label = f"{format_value(total)} stored, {format_value(stale)} stale"

@@ -34,13 +34,13 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from podflow.cli.worker import command as podflow_worker_command
 from podflow.dispatch.queue import QueueDispatcher
 from podflow.lifecycle import submit
 from podflow.settings import Settings, load_settings
-from podflow.store.sqlite import SqliteStore
+from podflow.store import Store, open_store
 from podflow.timeutil import utcnow
 from podflow.worker.broker import build_broker
 from tests.execution import WorkerProcess, request, seed
@@ -169,16 +169,21 @@ class _CountedSystem(_WorkerSystem):
 
 
 class PodflowSystem(_WorkerSystem):
-    """podflow: submit into SQLite, ``podflow worker`` processes execute ``bench.generators:noop``."""
+    """podflow: submit into SQLite (or the store at ``store_url``), ``podflow worker``
+    processes execute ``bench.generators:noop``."""
 
     name = "podflow"
 
-    def __init__(self, *, work_dir: Path, redis_url: str, processes: int, threads: int) -> None:
-        self.data_dir = work_dir / "podflow"
+    def __init__(self, *, work_dir: Path, redis_url: str, processes: int, threads: int, store_url: str = "") -> None:
+        tag = "-postgres" if store_url else ""
+        self.data_dir = work_dir / f"podflow{tag}"
+        if store_url:
+            self.name = "podflow (PostgreSQL)"
         self.settings: Settings = load_settings(
             env_file=None,
             data_dir=self.data_dir,
             broker_url=redis_url,
+            store_url=store_url,
             generator="bench.generators:noop",
             worker_processes=processes,
             concurrency=threads,
@@ -186,28 +191,49 @@ class PodflowSystem(_WorkerSystem):
         self.env = clean_env(
             PODFLOW_DATA_DIR=str(self.data_dir),
             PODFLOW_BROKER_URL=redis_url,
+            PODFLOW_STORE_URL=store_url,
             PODFLOW_GENERATOR=self.settings.generator,
             PODFLOW_WORKER_PROCESSES=str(processes),
             PODFLOW_CONCURRENCY=str(threads),
         )
         super().__init__()
-        self.log = work_dir / "podflow-worker.log"
-        self.store: SqliteStore | None = None
+        self.log = work_dir / f"podflow{tag}-worker.log"
+        self.store: Store | None = None
         self.dispatcher: QueueDispatcher | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._reader: Any = None
 
     def start(self) -> None:
-        self.store = SqliteStore(
-            self.settings.sqlite_path,
-            heartbeat_timeout_s=self.settings.heartbeat_timeout_s,
-            max_attempts=self.settings.max_attempts,
-        )
+        self.store = open_store(self.settings)
         seed(self.store)
         self.dispatcher = QueueDispatcher(broker=build_broker(self.settings))
         # exactly what `podflow worker` execs, with these settings
         argv = podflow_worker_command(self.settings)
         self.workers.spawn(argv, self.env, self.log, "ready for action", self.settings.worker_processes)
-        self._reader = sqlite3.connect(self.settings.sqlite_path, isolation_level=None)
+        if self.settings.store_kind == "postgres":
+            import psycopg
+
+            self._reader = psycopg.connect(self.settings.store_url, autocommit=True)
+        else:
+            self._reader = sqlite3.connect(self.settings.sqlite_path, isolation_level=None)
+
+    #: the completion and latency reads, per store: (status, count, last finished ms) and
+    #: (status, created ms, started ms)
+    _READS: ClassVar[dict[str, tuple[str, str]]] = {
+        "sqlite": (
+            "SELECT status, count(*), max(finished_at) FROM runs WHERE created_at >= ? GROUP BY status",
+            "SELECT status, created_at, started_at FROM runs WHERE run_id = ?",
+        ),
+        "postgres": (
+            "SELECT status, count(*), (extract(epoch FROM max(finished_at)) * 1000)::bigint FROM runs"
+            " WHERE created_at >= to_timestamp(%s / 1000.0) GROUP BY status",
+            "SELECT status, (extract(epoch FROM created_at) * 1000)::bigint,"
+            " (extract(epoch FROM started_at) * 1000)::bigint FROM runs WHERE run_id = %s",
+        ),
+    }
+
+    def _read(self, which: int, param: Any) -> list[tuple[Any, ...]]:
+        kind = "postgres" if self.settings.store_kind == "postgres" else "sqlite"
+        return list(self._reader.execute(self._READS[kind][which], (param,)).fetchall())
 
     def stop(self) -> None:
         super().stop()
@@ -233,10 +259,7 @@ class PodflowSystem(_WorkerSystem):
 
         def done() -> float | None:
             assert self._reader is not None
-            rows = self._reader.execute(
-                "SELECT status, count(*), max(finished_at) FROM runs WHERE created_at >= ? GROUP BY status",
-                (since_ms,),
-            ).fetchall()
+            rows = self._read(0, since_ms)
             by_status = {status: (count, last) for status, count, last in rows}
             failed = sum(count for status, (count, _) in by_status.items() if status in ("FAILURE", "REVOKED"))
             if failed:
@@ -253,9 +276,7 @@ class PodflowSystem(_WorkerSystem):
 
         def started() -> tuple[int, int] | None:
             assert self._reader is not None
-            row = self._reader.execute(
-                "SELECT status, created_at, started_at FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
+            row = self._read(1, run_id)[0]
             if row[0] in ("FAILURE", "REVOKED"):
                 raise BenchError(f"podflow run {run_id} ended {row[0]}; see {self.log}")
             return (row[1], row[2]) if row[0] == "SUCCESS" else None

@@ -87,6 +87,10 @@ def measure(
         ratio = Figure.of(p / o for p, o in zip(rates["podflow"], rates[other], strict=True))
         rows.append(Row("Pipeline throughput", f"podflow / {other}", "x", ratio, bound,
                         met=None if target is None else ratio.median >= target))
+    postgres, dramatiq = "podflow (PostgreSQL)", "Dramatiq"
+    if postgres in rates and dramatiq in rates:
+        ratio = Figure.of(p / o for p, o in zip(rates[postgres], rates[dramatiq], strict=True))
+        rows.append(Row("Pipeline throughput", f"{postgres} / {dramatiq}", "x", ratio, ""))
     for name, parts in cpu_us.items():
         rows += [Row("CPU per job", f"{name}: {part}", "µs", Figure.of(values)) for part, values in parts.items()]
     for name in rates:

@@ -20,7 +20,11 @@ from the window itself, not later.
 
 A store error during a heartbeat is logged and retried at the next tick: a
 blip must not kill runs. A run whose heartbeat stays stale past
-PODFLOW_HEARTBEAT_TIMEOUT is handled by the sweep.
+PODFLOW_HEARTBEAT_TIMEOUT is handled by the sweep -- so with ``lease_timeout_s``
+(that timeout) an attempt that has not heard "you still own it" from the store
+for ``lease_timeout_s - interval_s`` gives the run up itself (``LeaseLost``):
+a host cut off from the store stops executing before the sweep can hand the
+run to another attempt, instead of running on beside it, fenced but wasteful.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class Tracked:
         self.thread_id = thread_id
         #: monotonic time of the soft time limit, or None
         self.deadline = deadline
+        #: monotonic time the store last confirmed this attempt owns the run
+        self.confirmed = 0.0
         self._lock = threading.Lock()
         self._armed = False
         self._raised = False
@@ -140,6 +146,9 @@ class HeartbeatMonitor:
       interval_s: seconds between two heartbeats (PODFLOW_HEARTBEAT_INTERVAL).
       soft_time_limit_s: when set (thread mode), raise ``SoftTimeLimitExceeded`` in
         runs that have been tracked this long.
+      lease_timeout_s: when set (PODFLOW_HEARTBEAT_TIMEOUT), raise ``LeaseLost``
+        in runs whose ownership the store has not confirmed for this long, less
+        one interval (see the module docstring).
       clock: wall-clock time for the store; monotonic: for deadlines.
     """
 
@@ -149,12 +158,14 @@ class HeartbeatMonitor:
         store: Store,
         interval_s: float,
         soft_time_limit_s: float | None = None,
+        lease_timeout_s: float | None = None,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.interval_s = interval_s
         self.soft_time_limit_s = soft_time_limit_s
+        self.lease_timeout_s = lease_timeout_s
         self._clock = clock
         self._monotonic = monotonic
         self._runs: dict[str, Tracked] = {}
@@ -184,6 +195,7 @@ class HeartbeatMonitor:
         """
         deadline = None if self.soft_time_limit_s is None else self._monotonic() + self.soft_time_limit_s
         tracked = Tracked(run_id, attempt, thread_id=threading.get_ident(), deadline=deadline)
+        tracked.confirmed = self._monotonic()  # the claim just succeeded
         with self._lock:
             previous = self._runs.get(run_id)
             self._runs[run_id] = tracked
@@ -217,12 +229,17 @@ class HeartbeatMonitor:
             except Exception as exc:  # a blip: the next tick tries again
                 log.warning("heartbeat of %d run(s) failed, retrying: %s", len(runs), exc)
                 leases = {}
+            confirmed_at = self._monotonic()
             for tracked in runs:
                 lease = leases.get(tracked.run_id)
                 if lease is not None:
                     tracked.note(lease)
+                    if lease.owned:
+                        tracked.confirmed = confirmed_at
         now = self._monotonic()
         for tracked in runs:
+            if self.lease_timeout_s is not None and now - tracked.confirmed >= self.lease_timeout_s - self.interval_s:
+                tracked.mark(LeaseLost, f"the store has not confirmed the lease for {now - tracked.confirmed:.1f} s")
             if tracked.deadline is not None and now >= tracked.deadline:
                 tracked.mark(SoftTimeLimitExceeded, f"soft time limit of {self.soft_time_limit_s:g} s exceeded")
 

@@ -22,6 +22,14 @@ from .errors import ConfigError
 __all__ = ["Settings", "env_var", "load_settings", "unknown_variables"]
 
 _MiB = 1024 * 1024
+#: PODFLOW_STORE_URL schemes, by store kind
+_STORE_SCHEMES = {
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "sqlite": "sqlite",
+    "mongodb": "mongo",
+    "mongodb+srv": "mongo",
+}
 _GENERATOR_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -58,10 +66,16 @@ class Settings(BaseSettings):
         default="",
         description="optional Redis URL for Dramatiq results; empty = results off",
     )
+    store_url: str = _var(
+        "PODFLOW_STORE_URL",
+        default="",
+        description="the store: postgresql://..., sqlite:///path or mongodb://...;"
+        " empty = MONGODB_URI if set, else SQLite under PODFLOW_DATA_DIR",
+    )
     mongodb_uri: str = _var(
         "MONGODB_URI",
         default="",
-        description="MongoDB connection string; empty = embedded SQLite store",
+        description="MongoDB connection string (the same as PODFLOW_STORE_URL=mongodb://...)",
     )
     mongodb_database: str = _var(
         "MONGODB_DATABASE", default="podcast_db", description="MongoDB database name", min_length=1
@@ -234,6 +248,18 @@ class Settings(BaseSettings):
             raise ValueError("must be empty or start with mongodb:// or mongodb+srv://")
         return value
 
+    @field_validator("store_url")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        scheme = value.partition("://")[0].lower() if "://" in value else value
+        if value and scheme not in _STORE_SCHEMES:
+            raise ValueError(
+                f"unknown store scheme {scheme!r}: use postgresql://user@host/db, sqlite:///path or mongodb://host"
+            )
+        if scheme == "sqlite" and not value.removeprefix("sqlite://").removeprefix("/"):
+            raise ValueError("a sqlite:// URL needs a path: sqlite:///relative/file or sqlite:////absolute/file")
+        return value
+
     @field_validator("generator")
     @classmethod
     def _generator_ref(cls, value: str) -> str:
@@ -243,6 +269,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.store_url and self.mongodb_uri and self.store_url != self.mongodb_uri:
+            raise ValueError("PODFLOW_STORE_URL and MONGODB_URI name different stores: set only one")
         if self.time_limit_s <= self.soft_time_limit_s:
             raise ValueError(
                 "PODFLOW_TIME_LIMIT must be greater than PODFLOW_SOFT_TIME_LIMIT "
@@ -257,11 +285,24 @@ class Settings(BaseSettings):
 
     # -- derived values ---------------------------------------------------------
     @property
-    def store_kind(self) -> Literal["mongo", "sqlite"]:
+    def store_kind(self) -> Literal["mongo", "postgres", "sqlite"]:
+        if self.store_url:
+            kind = _STORE_SCHEMES[self.store_url.partition("://")[0].lower()]
+            return "mongo" if kind == "mongo" else "postgres" if kind == "postgres" else "sqlite"
         return "mongo" if self.mongodb_uri else "sqlite"
 
     @property
+    def store_location(self) -> str:
+        """The store's URL (or the SQLite file), password included: redact before showing it."""
+        if self.store_kind == "sqlite":
+            return str(self.sqlite_path)
+        return self.store_url or self.mongodb_uri
+
+    @property
     def sqlite_path(self) -> Path:
+        """``sqlite:///var/x.db`` is relative, ``sqlite:////srv/x.db`` absolute (SQLAlchemy's spelling)."""
+        if self.store_url.lower().startswith("sqlite://"):
+            return Path(self.store_url[len("sqlite:///") :])
         return self.data_dir / "podflow.sqlite3"
 
     @property

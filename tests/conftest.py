@@ -56,11 +56,15 @@ def metric_samples(text: str) -> Samples:
     }
 
 
-STORE_BACKENDS = ["sqlite", "mongomock", "mongo"]
+STORE_BACKENDS = ["sqlite", "mongomock", "postgres", "mongo"]
 
 
-def open_test_store(kind: str, tmp_path: os.PathLike[str], **policy: float) -> Store:
+def open_test_store(kind: str, tmp_path: os.PathLike[str], *, postgres_url: str = "", **policy: float) -> Store:
     policy = {"heartbeat_timeout_s": 60.0, "max_attempts": 3, **policy}
+    if kind == "postgres":
+        from podflow.store.postgres import PostgresStore
+
+        return PostgresStore(postgres_url, pool_size=4, **policy)  # type: ignore[arg-type]
     if kind == "sqlite":
         from podflow.store.sqlite import SqliteStore
 
@@ -77,14 +81,29 @@ def open_test_store(kind: str, tmp_path: os.PathLike[str], **policy: float) -> S
     return MongoStore(uri, database=f"podflow_test_{uuid.uuid4().hex[:12]}", **policy)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A database of this module's own on the test PostgreSQL server, dropped afterwards."""
+    from tests.postgres import scratch_database
+
+    with scratch_database() as url:
+        yield url
+
+
 @pytest.fixture(params=STORE_BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[Store]:
-    """Every backend, with heartbeat_timeout_s=60 and max_attempts=3."""
-    backend = open_test_store(request.param, tmp_path)
+    """Every backend, with heartbeat_timeout_s=60 and max_attempts=3. PostgreSQL
+    tests of a module share its database, emptied after each test."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else ""
+    backend = open_test_store(request.param, tmp_path, postgres_url=url)
     yield backend
     if request.param == "mongo":
         backend.client.drop_database(backend.runs.database.name)  # type: ignore[attr-defined]
     backend.close()
+    if request.param == "postgres":
+        from tests.postgres import truncate
+
+        truncate(url)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ one worker process can serve many tests.
 Settings read (test-only; the settings typo check ignores PODFLOW_TEST_*):
   PODFLOW_TEST_EVENTS   file to append events to
   PODFLOW_TEST_SLOW_S   how long ``slow`` runs (default 3 s)
+  PODFLOW_TEST_HOST     which (simulated) host the worker runs on, recorded in each event
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def _event(ctx: GenerationContext, event: str, **fields: object) -> None:
             "pid": os.getpid(),
             "thread": threading.get_ident(),
             "t": time.time(),
+            "host": os.environ.get("PODFLOW_TEST_HOST", ""),
             **fields,
         }
     )

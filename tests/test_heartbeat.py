@@ -163,6 +163,40 @@ def test_store_errors_during_a_heartbeat_are_logged_and_retried_next_tick(
     assert flaky.calls == 2 and store.get_run(run_id).heartbeat_at == at(5)
 
 
+def test_an_attempt_the_store_has_not_confirmed_for_a_lease_timeout_gives_the_run_up(store: Store) -> None:
+    ticks = [100.0]
+    unreachable = CountingStore(store, failures=100)
+    monitor = HeartbeatMonitor(
+        store=unreachable,  # type: ignore[arg-type]
+        interval_s=10,
+        lease_timeout_s=60,
+        clock=lambda: at(1),
+        monotonic=lambda: ticks[0],
+    )
+    run_id, attempt = started(store)
+    tracked = monitor.track(run_id, attempt)
+    ticks[0] = 149.0  # 49 s unconfirmed: a blip, not yet a lost lease
+    monitor.beat()
+    assert tracked.interrupted is None
+    ticks[0] = 150.0  # one interval before the sweep may call it lost: stop executing
+    monitor.beat()
+    assert tracked.interrupted is LeaseLost
+    assert store.get_run(run_id).heartbeat_at == T0  # it wrote nothing
+
+
+def test_a_confirmed_heartbeat_restarts_the_lease_clock(store: Store) -> None:
+    ticks = [100.0]
+    monitor = HeartbeatMonitor(
+        store=store, interval_s=10, lease_timeout_s=60, clock=lambda: at(1), monotonic=lambda: ticks[0]
+    )
+    run_id, attempt = started(store)
+    tracked = monitor.track(run_id, attempt)
+    for tick in (140.0, 180.0, 220.0):
+        ticks[0] = tick
+        monitor.beat()
+    assert tracked.interrupted is None
+
+
 def test_the_soft_time_limit_marks_a_run_at_its_deadline(store: Store) -> None:
     ticks = [100.0]
     monitor = HeartbeatMonitor(

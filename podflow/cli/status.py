@@ -32,7 +32,7 @@ def collect(settings: Settings, *, now: datetime) -> dict[str, Any]:
     """The status as a JSON-ready dict; a part that could not be read has an ``error``."""
     report: dict[str, Any] = {"at": now.isoformat(), "mode": settings.mode}
     report["broker"] = None if settings.mode == "thread" else _broker_part(settings, now)
-    location = redact(settings.mongodb_uri) if settings.store_kind == "mongo" else str(settings.sqlite_path)
+    location = redact(settings.store_location)
     store: dict[str, Any] = {"kind": settings.store_kind, "location": location}
     try:
         with store_for(settings) as opened:

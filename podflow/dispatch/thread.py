@@ -221,7 +221,10 @@ def build_thread_executor(
       ConfigError: PODFLOW_GENERATOR cannot be loaded.
     """
     monitor = HeartbeatMonitor(
-        store=store, interval_s=settings.heartbeat_interval_s, soft_time_limit_s=settings.soft_time_limit_s
+        store=store,
+        interval_s=settings.heartbeat_interval_s,
+        soft_time_limit_s=settings.soft_time_limit_s,
+        lease_timeout_s=settings.heartbeat_timeout_s,
     )
     runner = build_runner(
         settings, store=store, monitor=monitor, generator=generator or load_generator(settings.generator)

@@ -1,15 +1,20 @@
-"""The run store: one small protocol, two backends (SQLite and MongoDB).
+"""The run store: one small protocol, three backends (SQLite, PostgreSQL, MongoDB).
 
 Every status change is ONE atomic conditional write whose precondition is the
 state machine's (``podflow.states.allowed_sources``) plus, for writes made by
 an execution, the attempt that makes it (the fence). The same write appends
 the transition to the run's ``history``. Nothing reads a status and then
-writes it back unconditionally.
+writes it back unconditionally. Each such write is defined once, as data, in
+:mod:`podflow.store.transitions`; :mod:`podflow.store.sql` renders it for
+SQLite and PostgreSQL, :mod:`podflow.store.mongo.render` for MongoDB, and
+:mod:`podflow.store.shared` holds what the backends do alike.
 
 Layout
 ======
-Both backends keep the same records; MongoDB as collections, SQLite as tables
-(timestamps as INTEGER milliseconds since the epoch, nested values as JSON text).
+Every backend keeps the same records; MongoDB as collections, SQLite and
+PostgreSQL as tables (SQLite: timestamps as INTEGER milliseconds since the
+epoch, nested values as JSON text; PostgreSQL: ``timestamptz`` and ``jsonb``,
+history entries' ``at`` as ISO-8601 text).
 
 ``runs`` -- one record per run (model: ``podflow.models.Run``)
     run_id            ``run_`` + 32 hex; unique
@@ -73,8 +78,8 @@ Both backends keep the same records; MongoDB as collections, SQLite as tables
     sweep_last_at                  the last recorded sweep, ms since the epoch (the
                                    one value that is not a counter: it moves to the latest)
 
-    SQLite maintains the run counters with triggers on ``runs`` (AFTER INSERT;
-    AFTER UPDATE OF status into a terminal status), so they change in the very
+    SQLite and PostgreSQL maintain the run counters with triggers on ``runs`` (AFTER
+    INSERT; AFTER UPDATE OF status into a terminal status), so they change in the very
     statement, and transaction, that changes the run. MongoDB ``$inc``s the
     counters document right after each transition it wrote, best effort: a
     failure is logged, never reported as a failed transition, and a process
@@ -82,8 +87,13 @@ Both backends keep the same records; MongoDB as collections, SQLite as tables
     without the document counts the existing runs once to create it (the
     SQLite migration that added the table does the same).
 
+``meta`` -- facts about the store itself (key -> value; SQLite and PostgreSQL).
+    PostgreSQL keeps its ``schema_version`` there.
+
 SQLite keeps its schema version in ``PRAGMA user_version`` and migrates
-forward on open; MongoDB indexes are created idempotently on open.
+forward on open; PostgreSQL migrates forward on open under an advisory lock
+(:mod:`podflow.store.postgres.migrations`); MongoDB indexes are created
+idempotently on open.
 """
 
 from __future__ import annotations
@@ -94,7 +104,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, StoreError
 from ..models import (
     EpisodeProfile,
     ErrorInfo,
@@ -123,7 +133,9 @@ __all__ = [
     "encode_cursor",
     "finish_status",
     "lease_of",
+    "newer_schema",
     "profile_kind",
+    "profile_table",
 ]
 
 ProfileKind = Literal["episode", "speaker"]
@@ -140,6 +152,24 @@ PROFILE_MODELS: dict[str, type[EpisodeProfile] | type[SpeakerProfile]] = {
 
 def profile_kind(profile: Profile) -> ProfileKind:
     return "episode" if isinstance(profile, EpisodeProfile) else "speaker"
+
+
+def profile_table(kind: ProfileKind) -> str:
+    """The table (collection) of ``kind``'s profiles.
+
+    Raises:
+      ValueError: not a profile kind.
+    """
+    if kind not in PROFILE_MODELS:
+        raise ValueError(f"unknown profile kind {kind!r}")
+    return f"{kind}_profiles"
+
+
+def newer_schema(where: str, version: int, known: int) -> StoreError:
+    """The error for a database whose schema ``version`` is past the ``known`` one."""
+    return StoreError(
+        f"{where} has schema version {version}, newer than this podflow understands ({known}); upgrade podflow"
+    )
 
 
 def lease_of(row: Mapping[str, Any] | None, attempt: int) -> Lease:
@@ -181,7 +211,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 @runtime_checkable
 class Store(Protocol):
-    """What podflow needs from a store. Both backends pass tests/store/test_contract.py.
+    """What podflow needs from a store. Every backend passes tests/store/test_contract.py.
 
     Execution policy is fixed at construction (keyword-only):
     ``heartbeat_timeout_s`` (a STARTED run silent this long may be re-claimed)

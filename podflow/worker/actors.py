@@ -68,7 +68,11 @@ class WorkerResources(Middleware):
         with self._lock:
             if self._runner is None:
                 store = open_store(self.settings)
-                monitor = HeartbeatMonitor(store=store, interval_s=self.settings.heartbeat_interval_s)
+                monitor = HeartbeatMonitor(
+                    store=store,
+                    interval_s=self.settings.heartbeat_interval_s,
+                    lease_timeout_s=self.settings.heartbeat_timeout_s,
+                )
                 monitor.start()
                 self._runner = build_runner(
                     self.settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.fill import HEARTBEAT_TIMEOUT_S, POLICY, fill
-from bench.sweep import _rows, explain_sweep
+from bench.sweep import explain_sweep, sweep_rows
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import sweep
 from tests.conftest import T0
@@ -35,7 +35,7 @@ def test_a_table_scan_is_reported_as_a_missed_target(tmp_path: Path) -> None:
     SqliteStore(db).close()
     plans = explain_sweep(["SELECT run_id FROM runs WHERE episode_name = 'x'"], db)
     assert plans[0]["indexed"] is False
-    rows = _rows({(1000, 10): [0.010, 0.012], (10_000, 10): [0.011, 0.013]}, plans)
+    rows = sweep_rows({(1000, 10): [0.010, 0.012], (10_000, 10): [0.011, 0.013]}, plans)
     flat = next(row for row in rows if "stored (10 stale)" in row.figure_name)
     assert flat.met is True and flat.status == "met"
     scan = rows[-1]

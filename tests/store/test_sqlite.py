@@ -2,80 +2,27 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from podflow.errors import StoreError
-from podflow.states import RunStatus, is_terminal
+from podflow.states import RunStatus
 from podflow.store.sqlite import MIGRATIONS, SqliteStore
 from podflow.timeutil import to_ms
 from tests.conftest import T0, at, make_run
-
-PROCESSES = 8
-
-
-def _claimer(path: str, run_id: str, barrier, results) -> None:
-    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
-    barrier.wait()
-    results.put(store.claim(run_id, now=at(1)))
-    store.close()
-
-
-def _finisher_or_canceller(path: str, run_id: str, index: int, barrier, results) -> None:
-    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
-    barrier.wait()
-    if index % 2:
-        outcome = store.cancel(run_id, now=at(2), reason=f"cancel {index}")
-    else:
-        outcome = store.finish(run_id, 1, status=RunStatus.SUCCESS, now=at(2), reason=f"finish {index}")
-    results.put(None if outcome is None else outcome.status)
-    store.close()
-
-
-def _race(target, args_for) -> list:
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args_for(i), barrier, results)) for i in range(PROCESSES)]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=60) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
-    return outcomes
+from tests.store.races import eight_processes_claim_one_run, eight_processes_race_finish_and_cancel
 
 
 @pytest.mark.slow
 def test_eight_processes_claiming_one_pending_run_let_exactly_one_attempt_win(tmp_path: Path) -> None:
-    path = str(tmp_path / "race.sqlite3")
-    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
-    run, _ = store.create_run(make_run())
-    outcomes = _race(_claimer, lambda i: (path, run.run_id))
-    assert sorted(outcomes, key=str) == [1] + [None] * (PROCESSES - 1)
-    loaded = store.get_run(run.run_id)
-    assert loaded.attempt == 1 and [h.status for h in loaded.history].count(RunStatus.STARTED) == 1
+    eight_processes_claim_one_run(("sqlite", str(tmp_path / "race.sqlite3")))
 
 
 @pytest.mark.slow
 def test_eight_processes_racing_finish_and_cancel_leave_exactly_one_terminal_state(tmp_path: Path) -> None:
-    path = str(tmp_path / "race.sqlite3")
-    store = SqliteStore(path, heartbeat_timeout_s=60, max_attempts=3)
-    run, _ = store.create_run(make_run())
-    assert store.claim(run.run_id, now=at(1)) == 1
-    outcomes = _race(_finisher_or_canceller, lambda i: (path, run.run_id, i))
-    winners = [o for o in outcomes if o is not None]
-    assert len(winners) == 1
-    final = store.get_run(run.run_id)
-    assert final.status == winners[0]
-    assert sum(is_terminal(h.status) for h in final.history) == 1
-    # and it is never overwritten afterwards
-    assert store.cancel(run.run_id, now=at(3)) is None
-    assert store.finish(run.run_id, 1, status=RunStatus.FAILURE, now=at(3)) is None
-    assert store.claim(run.run_id, now=at(10_000)) is None
-    assert store.get_run(run.run_id) == final
+    eight_processes_race_finish_and_cancel(("sqlite", str(tmp_path / "race.sqlite3")))
 
 
 def test_runs_survive_closing_and_reopening_the_file(tmp_path: Path) -> None:
@@ -101,7 +48,7 @@ def test_an_older_file_is_migrated_forward_on_open(tmp_path: Path, monkeypatch: 
     path = tmp_path / "podflow.sqlite3"
     SqliteStore(path).close()  # at version len(MIGRATIONS)
     added = ["CREATE TABLE extra (x INTEGER)"]
-    monkeypatch.setattr("podflow.store.sqlite.MIGRATIONS", [*MIGRATIONS, added])
+    monkeypatch.setattr("podflow.store.sqlite.migrations.MIGRATIONS", [*MIGRATIONS, added])
     store = SqliteStore(path)
     assert store.schema_version() == len(MIGRATIONS) + 1
     store._conn().execute("INSERT INTO extra VALUES (1)")
@@ -145,13 +92,13 @@ def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
 
 def _version_1_file(path: Path, runs: list) -> None:
     """A database as podflow wrote it before the counters (schema version 1)."""
-    from podflow.store.sqlite import _RUN_COLUMNS
+    from podflow.store.sqlite.rows import RUN_COLUMNS, run_values
 
     conn = sqlite3.connect(path)
     for statement in MIGRATIONS[0]:
         conn.execute(statement)
     for run in runs:
-        conn.execute(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 26)})", SqliteStore._run_values(run))
+        conn.execute(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 26)})", run_values(run))
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -172,7 +119,7 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
         ],
     )
     store = SqliteStore(path)
-    assert store.schema_version() == len(MIGRATIONS) == 2
+    assert store.schema_version() == len(MIGRATIONS) == 3
     stats = store.stats()
     assert stats.created == 4
     assert stats.finished == {RunStatus.SUCCESS: 1, RunStatus.FAILURE: 1, RunStatus.REVOKED: 1}
@@ -199,9 +146,9 @@ def test_the_counters_change_in_the_statement_that_ends_the_run(tmp_path: Path) 
 
 def test_runs_finished_per_minute_are_read_from_the_finished_at_index(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "podflow.sqlite3")
-    from podflow.store.sqlite import _FINISHED_PER_MINUTE
+    from podflow.store.sqlite.telemetry import FINISHED_PER_MINUTE
 
-    plan = store._conn().execute(f"EXPLAIN QUERY PLAN {_FINISHED_PER_MINUTE}", (0,)).fetchall()
+    plan = store._conn().execute(f"EXPLAIN QUERY PLAN {FINISHED_PER_MINUTE}", (0,)).fetchall()
     assert any("USING INDEX runs_finished" in row["detail"] for row in plan), [row["detail"] for row in plan]
     store.close()
 

@@ -1,0 +1,57 @@
+"""MongoDB's schema: the indexes, created idempotently on open, and the counters
+document, counted from the runs once when it is missing."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from ...states import TERMINAL
+from ..counters import CREATED
+from .connection import MongoConnection, guarded
+from .documents import COUNTERS, finished_increments_of
+
+__all__ = ["MongoMigrations"]
+
+
+class MongoMigrations(MongoConnection):
+    @guarded
+    def ensure_indexes(self) -> None:
+        """Create every index; a no-op when they exist."""
+        self.runs.create_index("run_id", unique=True)
+        self.runs.create_index("idempotency_key", unique=True, sparse=True)
+        self.runs.create_index("message_id")
+        self.runs.create_index([("status", ASCENDING), ("heartbeat_at", ASCENDING)])
+        self.runs.create_index([("status", ASCENDING), ("started_at", ASCENDING)])
+        self.runs.create_index([("status", ASCENDING), ("outbox_at", ASCENDING)])
+        self.runs.create_index([("status", ASCENDING), ("enqueued_at", ASCENDING)])
+        self.runs.create_index([("status", ASCENDING), ("created_at", DESCENDING), ("run_id", DESCENDING)])
+        self.runs.create_index([("created_at", DESCENDING), ("run_id", DESCENDING)])
+        self.runs.create_index("finished_at", sparse=True)
+        self.sources.create_index("source_id", unique=True)
+        self.sources.create_index("sha256", unique=True)
+        self.sources.create_index([("created_at", DESCENDING), ("source_id", DESCENDING)])
+        for collection in self.profiles.values():
+            collection.create_index("name", unique=True)
+        self.seeded.create_index([("kind", ASCENDING), ("name", ASCENDING)], unique=True)
+        self.leases.create_index("name", unique=True)
+
+    @guarded
+    def ensure_counters(self) -> None:
+        """Create the counters document from the runs already there, if it is missing
+        (a database from before it existed). Best effort under concurrency: another
+        process's ``$inc`` may create it first, and then the existing runs go uncounted."""
+        if self.stats_collection.find_one(COUNTERS, {"_id": 1}) is not None:
+            return
+        counts: Counter[str] = Counter({CREATED: self.runs.count_documents({})})
+        ended = self.runs.find(
+            {"status": {"$in": [str(s) for s in TERMINAL]}},
+            {"_id": 0, "status": 1, "started_at": 1, "finished_at": 1, "updated_at": 1, "error.type": 1},
+        )
+        for doc in ended:
+            counts.update(finished_increments_of(doc))
+        with contextlib.suppress(DuplicateKeyError):  # another process made it first
+            self.stats_collection.insert_one({**COUNTERS, **counts})

@@ -1,0 +1,246 @@
+"""Run records, the outbox marks, and the transition table applied on MongoDB.
+
+Every status change is one ``find_one_and_update`` (in the sweep, one
+``update_many`` per group of runs that read alike) whose filter carries the
+whole precondition (:mod:`.render`). The counters are ``$inc``-ed right after,
+best effort (see :mod:`podflow.store.base`, ``stats``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from ...errors import StoreError
+from ...models import Run, RunRef
+from ...states import RunStatus
+from .. import expressions as e
+from .. import transitions as t
+from ..base import lease_of
+from ..counters import CREATED, finished_increments
+from ..shared import WriteStore
+from . import render
+from .connection import MongoConnection, guarded
+from .documents import COUNTERS, LEASE_FIELDS, RUN_REF, run_doc, run_of
+
+__all__ = ["MongoRuns"]
+
+log = logging.getLogger("podflow.store.mongo")
+
+#: a read-then-conditional-write loses a race at most this often before giving up
+_CAS_ROUNDS = 8
+
+
+class MongoRuns(MongoConnection, WriteStore):
+    # -- counters ---------------------------------------------------------------------
+    def _count(self, increments: Mapping[str, int]) -> None:
+        """``$inc`` the counters after a transition was written: best effort (see
+        podflow.store.base, ``stats``), so the transition is never reported as failed."""
+        if not increments:
+            return
+        try:
+            self.stats_collection.update_one(COUNTERS, {"$inc": dict(increments)}, upsert=True)
+        except PyMongoError as exc:
+            log.warning("counters not updated (%s): %s", ", ".join(increments), exc)
+
+    def _count_ended(self, write: t.Write, docs: list[Mapping[str, Any]], args: Mapping[str, Any]) -> None:
+        if not write.ends_run or not docs:
+            return
+        error = args.get("error")
+        counts: Counter[str] = Counter()
+        for doc in docs:  # started_at as read: the write changed neither attempt nor start
+            counts.update(
+                finished_increments(
+                    str(write.target),
+                    started_at=doc.get("started_at"),
+                    finished_at=args["now"],
+                    error_type=None if error is None else error.type,
+                )
+            )
+        self._count(counts)
+
+    # -- the transition table ---------------------------------------------------------
+    def _returned(self, write: t.Write, doc: Mapping[str, Any], row: Mapping[str, Any], args: Mapping[str, Any]) -> Any:
+        match write.returning:
+            case t.Returning.RUN:
+                return run_of(doc)
+            case t.Returning.REF:
+                return RunRef(**{k: row[k] for k in ("run_id", "attempt", "mode", "message_id")})
+            case t.Returning.ATTEMPT:
+                return int(e.evaluate(write.sets["attempt"], row, args))
+            case t.Returning.RUN_ID:
+                return row["run_id"]
+        return True
+
+    @guarded
+    def _write_one(self, write: t.Write, args: Mapping[str, Any]) -> Any:
+        reads = render.needed_reads(write)
+        where = render.mongo_filter(write.where, args)
+        whole = write.returning is t.Returning.RUN
+        projection = None if whole else {"_id": 1, "started_at": 1}
+        after = ReturnDocument.AFTER
+        for _ in range(_CAS_ROUNDS if reads else 1):
+            row: dict[str, Any] = render.pinned(write, args)
+            query = where
+            if reads:
+                read = self.runs.find_one(where, {"_id": 0, **{f: 1 for f in reads}})
+                if read is None:
+                    return None
+                row.update({f: read.get(f) for f in reads})
+                query = {"$and": [where, {f: read.get(f) for f in reads}]}
+            doc = self.runs.find_one_and_update(
+                query, render.update(write, row, args), projection=projection, return_document=after
+            )
+            if doc is not None:
+                self._count_ended(write, [doc], args)
+                return self._returned(write, doc, row, args)
+        return None
+
+    @guarded
+    def _write_many(self, write: t.Write, args: Mapping[str, Any], limit: int) -> list[Any]:
+        reads = render.needed_reads(write)
+        where = render.mongo_filter(write.where, args)
+        fields = {"_id": 0, "run_id": 1, "attempt": 1, "mode": 1, "message_id": 1, "started_at": 1}
+        candidates = list(self.runs.find(where, {**fields, **{f: 1 for f in reads}}).limit(limit))
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for doc in candidates:
+            groups.setdefault(tuple(doc.get(f) for f in reads), []).append(doc)
+        modified = 0
+        marks: list[dict[str, Any]] = []
+        for values, docs in groups.items():
+            row = {**render.pinned(write, args), **dict(zip(reads, values, strict=True))}
+            change = render.update(write, row, args)
+            batch = {"run_id": {"$in": [d["run_id"] for d in docs]}}
+            query = {"$and": [where, batch, dict(zip(reads, values, strict=True))]}
+            modified += self.runs.update_many(query, change).modified_count
+            marks.append(change["$set"])
+        written = candidates
+        if modified != len(candidates):  # a concurrent writer won some: ours carry every value we set
+            ids = [d["run_id"] for d in candidates]
+            ours = {
+                d["run_id"]
+                for mark in marks
+                for d in self.runs.find({"run_id": {"$in": ids}, **mark}, {"run_id": 1})
+            }
+            written = [d for d in candidates if d["run_id"] in ours]
+        self._count_ended(write, written, args)
+        return [self._returned(write, d, d, args) for d in written]
+
+    @guarded
+    def _lease_rows(self, run_ids: list[str]) -> dict[str, Mapping[str, Any]]:
+        return {doc["run_id"]: doc for doc in self.runs.find({"run_id": {"$in": run_ids}}, LEASE_FIELDS)}
+
+    @guarded
+    def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
+        # HEARTBEAT's precondition for each (run_id, attempt), in one update
+        pairs = [render.mongo_filter(t.HEARTBEAT.where, {"run_id": r, "attempt": a}) for r, a in leases.items()]
+        self.runs.update_many({"$or": pairs}, {"$set": render.sets(t.HEARTBEAT, {}, {"now": now})})
+        rows = self._lease_rows(list(leases))
+        return {run_id for run_id, attempt in leases.items() if lease_of(rows.get(run_id), attempt).owned}
+
+    # -- run records ------------------------------------------------------------------
+    @guarded
+    def create_run(self, run: Run) -> tuple[Run, bool]:
+        for _ in range(_CAS_ROUNDS):
+            try:
+                self.runs.insert_one(run_doc(run))
+                self._count({CREATED: 1})
+                return run, True
+            except DuplicateKeyError:
+                if run.idempotency_key is None:
+                    raise
+                existing = self.runs.find_one({"idempotency_key": run.idempotency_key})
+                if existing is not None:
+                    return run_of(existing), False
+        raise StoreError(f"could not create run {run.run_id}: idempotency key keeps changing hands")
+
+    @guarded
+    def get_run(self, run_id: str) -> Run | None:
+        doc = self.runs.find_one({"run_id": run_id})
+        return None if doc is None else run_of(doc)
+
+    @guarded
+    def get_run_by_message_id(self, message_id: str) -> Run | None:
+        doc = self.runs.find_one({"message_id": message_id})
+        return None if doc is None else run_of(doc)
+
+    @guarded
+    def _runs_page(self, status: RunStatus | None, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        query: dict[str, Any] = {}
+        if status is not None:
+            query["status"] = str(status)
+        if after is not None:
+            created_at, run_id = after
+            query["$or"] = [{"created_at": {"$lt": created_at}}, {"created_at": created_at, "run_id": {"$lt": run_id}}]
+        docs = self.runs.find(query).sort([("created_at", DESCENDING), ("run_id", DESCENDING)]).limit(limit)
+        return [run_of(doc) for doc in docs]
+
+    @guarded
+    def delete_run(self, run_id: str) -> bool:
+        result = self.runs.delete_one({"run_id": run_id, "status": {"$ne": str(RunStatus.STARTED)}})
+        return bool(result.deleted_count == 1)
+
+    @guarded
+    def count_by_status(self) -> dict[RunStatus, int]:
+        counts = {status: 0 for status in RunStatus}
+        for row in self.runs.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]):
+            counts[RunStatus(row["_id"])] = row["n"]
+        return counts
+
+    @guarded
+    def oldest_pending_created_at(self) -> datetime | None:
+        doc = self.runs.find_one(
+            {"status": str(RunStatus.PENDING), "$or": [{"outbox_at": {"$ne": None}}, {"enqueued_at": {"$ne": None}}]},
+            {"created_at": 1},
+            sort=[("created_at", ASCENDING)],
+        )
+        return None if doc is None else doc["created_at"]
+
+    # -- dispatch bookkeeping ---------------------------------------------------------
+    @guarded
+    def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
+        startable = {"run_id": run_id, "status": str(RunStatus.PENDING), "outbox_at": None, "enqueued_at": None}
+        stamp = {"outbox_at": now, "updated_at": now}
+        # Keep a message id the run already has; else take the caller's.
+        doc = self.runs.find_one_and_update(
+            {**startable, "message_id": None},
+            {"$set": {**stamp, "message_id": message_id}},
+            return_document=ReturnDocument.AFTER,
+        ) or self.runs.find_one_and_update(
+            {**startable, "message_id": {"$ne": None}}, {"$set": stamp}, return_document=ReturnDocument.AFTER
+        )
+        return None if doc is None else run_of(doc)
+
+    @guarded
+    def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
+        confirmed = {"outbox_at": None, "enqueue_error": None}
+        first = self.runs.update_one(
+            {"run_id": run_id, "enqueued_at": None}, {"$set": {**confirmed, "enqueued_at": now}}
+        )
+        if first.matched_count:
+            return True
+        return bool(self.runs.update_one({"run_id": run_id}, {"$set": confirmed}).matched_count == 1)
+
+    @guarded
+    def mark_enqueue_failed(self, run_id: str, *, error: str, now: datetime) -> bool:
+        result = self.runs.update_one(
+            {"run_id": run_id, "outbox_at": {"$ne": None}}, {"$set": {"enqueue_error": error, "updated_at": now}}
+        )
+        return bool(result.matched_count == 1)
+
+    @guarded
+    def _pending_before(self, field: str, cutoff: datetime, limit: int) -> list[RunRef]:
+        """PENDING runs whose ``field`` (outbox_at or enqueued_at) is before the cutoff, oldest first."""
+        docs = (
+            self.runs.find({"status": str(RunStatus.PENDING), field: {"$lt": cutoff}}, RUN_REF)
+            .sort(field, ASCENDING)
+            .limit(limit)
+        )
+        return [RunRef(**doc) for doc in docs]
+

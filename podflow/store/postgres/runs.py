@@ -1,0 +1,162 @@
+"""Run records, the outbox marks, and the transition table rendered for PostgreSQL.
+
+Every status change is ONE ``UPDATE ... WHERE <precondition> RETURNING``
+(:mod:`podflow.store.sql`); the history append is in that statement and the
+counters in its triggers, so all three commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from ...errors import StoreError
+from ...models import Run, RunRef
+from ...states import RunStatus
+from .. import sql
+from .. import transitions as t
+from ..shared import WriteStore
+from .connection import PostgresConnection, guarded
+from .rows import RUN_COLUMNS, run_of, run_values
+
+__all__ = ["LIST_ENQUEUED", "LIST_OUTBOX", "PostgresRuns"]
+
+_REF_COLUMNS = "run_id, attempt, mode, message_id"
+_INSERT = (
+    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join(f'%({c.strip()})s' for c in RUN_COLUMNS.split(','))})"
+)
+#: the sweep's reads of the outbox and of enqueued runs (each served by its partial index)
+LIST_OUTBOX = (
+    f"SELECT {_REF_COLUMNS} FROM runs WHERE status = 'PENDING' AND outbox_at < %(cutoff)s"
+    " ORDER BY outbox_at LIMIT %(limit)s"
+)
+LIST_ENQUEUED = (
+    f"SELECT {_REF_COLUMNS} FROM runs WHERE status = 'PENDING' AND enqueued_at < %(cutoff)s"
+    " ORDER BY enqueued_at LIMIT %(limit)s"
+)
+
+
+class PostgresRuns(PostgresConnection, WriteStore):
+    # -- the transition table --------------------------------------------------------
+    @guarded
+    def _write_one(self, write: t.Write, args: Mapping[str, Any]) -> Any:
+        row = self._one(sql.update_sql(write, sql.POSTGRES, RUN_COLUMNS), sql.encode(write, sql.POSTGRES, args))
+        return None if row is None else sql.returned(write, row, run_of)
+
+    @guarded
+    def _write_many(self, write: t.Write, args: Mapping[str, Any], limit: int) -> list[Any]:
+        statement = sql.update_sql(write, sql.POSTGRES, RUN_COLUMNS)
+        rows = self._all(statement, sql.encode(write, sql.POSTGRES, args, limit))
+        return [sql.returned(write, row, run_of) for row in rows]
+
+    @guarded
+    def _lease_rows(self, run_ids: list[str]) -> dict[str, Mapping[str, Any]]:
+        rows = self._all("SELECT run_id, status, attempt, released FROM runs WHERE run_id = ANY(%s)", (run_ids,))
+        return {row["run_id"]: row for row in rows}
+
+    @guarded
+    def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
+        params: list[Any] = [now]
+        for run_id, attempt in leases.items():
+            params += [run_id, attempt]
+        return {row["run_id"] for row in self._all(sql.heartbeat_many_sql(len(leases), sql.POSTGRES), params)}
+
+    # -- run records ------------------------------------------------------------------
+    @guarded
+    def create_run(self, run: Run) -> tuple[Run, bool]:
+        for _ in range(8):
+            try:
+                self._one(_INSERT, run_values(run))
+                return run, True
+            except psycopg.errors.UniqueViolation:
+                if run.idempotency_key is None:
+                    raise
+            row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = %s", (run.idempotency_key,))
+            if row is not None:  # else the key's holder was deleted in between: try again
+                return run_of(row), False
+        raise StoreError(f"could not create run {run.run_id}: idempotency key keeps changing hands")
+
+    @guarded
+    def get_run(self, run_id: str) -> Run | None:
+        row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
+        return None if row is None else run_of(row)
+
+    @guarded
+    def get_run_by_message_id(self, message_id: str) -> Run | None:
+        row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE message_id = %s LIMIT 1", (message_id,))
+        return None if row is None else run_of(row)
+
+    @guarded
+    def _runs_page(self, status: RunStatus | None, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            where.append("status = %(status)s")
+            params["status"] = str(status)
+        if after is not None:
+            where.append("(created_at, run_id) < (%(created_at)s, %(run_id)s)")
+            params.update(created_at=after[0], run_id=after[1])
+        query = f"SELECT {RUN_COLUMNS} FROM runs"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY created_at DESC, run_id DESC LIMIT %(limit)s"
+        return [run_of(row) for row in self._all(query, params)]
+
+    @guarded
+    def delete_run(self, run_id: str) -> bool:
+        deleted = self._one("DELETE FROM runs WHERE run_id = %s AND status != 'STARTED' RETURNING 1", (run_id,))
+        return deleted is not None
+
+    @guarded
+    def count_by_status(self) -> dict[RunStatus, int]:
+        counts = {status: 0 for status in RunStatus}
+        for row in self._all("SELECT status, count(*) AS n FROM runs GROUP BY status"):
+            counts[RunStatus(row["status"])] = row["n"]
+        return counts
+
+    @guarded
+    def oldest_pending_created_at(self) -> datetime | None:
+        row = self._one(
+            "SELECT min(created_at) AS t FROM runs WHERE status = 'PENDING'"
+            " AND (outbox_at IS NOT NULL OR enqueued_at IS NOT NULL)"
+        )
+        value: datetime | None = row["t"]
+        return value
+
+    # -- dispatch bookkeeping ---------------------------------------------------------
+    @guarded
+    def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
+        row = self._one(
+            "UPDATE runs SET outbox_at = %(now)s, updated_at = %(now)s,"
+            " message_id = coalesce(message_id, %(message_id)s)"
+            " WHERE run_id = %(run_id)s AND status = 'PENDING' AND outbox_at IS NULL AND enqueued_at IS NULL"
+            f" RETURNING {RUN_COLUMNS}",
+            {"now": now, "message_id": message_id, "run_id": run_id},
+        )
+        return None if row is None else run_of(row)
+
+    @guarded
+    def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
+        row = self._one(
+            "UPDATE runs SET enqueued_at = coalesce(enqueued_at, %(now)s), outbox_at = NULL, enqueue_error = NULL"
+            " WHERE run_id = %(run_id)s RETURNING 1",
+            {"now": now, "run_id": run_id},
+        )
+        return row is not None
+
+    @guarded
+    def mark_enqueue_failed(self, run_id: str, *, error: str, now: datetime) -> bool:
+        row = self._one(
+            "UPDATE runs SET enqueue_error = %s, updated_at = %s"
+            " WHERE run_id = %s AND outbox_at IS NOT NULL RETURNING 1",
+            (error, now, run_id),
+        )
+        return row is not None
+
+    @guarded
+    def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
+        query = {"outbox_at": LIST_OUTBOX, "enqueued_at": LIST_ENQUEUED}[column]
+        return [RunRef(**row) for row in self._all(query, {"cutoff": cutoff, "limit": limit})]

@@ -1,0 +1,164 @@
+"""What every backend does the same way, written once over a few primitives.
+
+A backend subclasses :class:`WriteStore` and renders :mod:`podflow.store.transitions`
+through two primitives, ``_write_one`` and ``_write_many``; the execution and
+sweep methods of the :class:`~podflow.store.base.Store` protocol, the "fenced
+write, then read the lease on a miss" replies, and the listing cursor live
+here and only here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..models import ErrorInfo, Lease, Progress, Run, RunPage, RunRef, RunResult
+from ..states import RunStatus
+from . import transitions as t
+from .base import DEFAULT_BATCH, decode_cursor, encode_cursor, finish_status, lease_of
+
+__all__ = ["OWNED", "WriteStore"]
+
+#: the reply to a fenced write that matched
+OWNED = Lease(owned=True, status=RunStatus.STARTED)
+
+#: history reasons written by the store itself
+_LOST_REASON = "lost: heartbeat stale; re-dispatched"
+
+
+class WriteStore(ABC):
+    """The Store protocol's execution, sweep and listing methods, over primitives.
+
+    Subclasses set ``heartbeat_timeout_s`` and ``max_attempts`` and implement
+    the abstract methods below.
+    """
+
+    heartbeat_timeout_s: float
+    max_attempts: int
+
+    # -- primitives ------------------------------------------------------------------
+    @abstractmethod
+    def _write_one(self, write: t.Write, args: Mapping[str, Any]) -> Any:
+        """Apply ``write`` to the run ``args["run_id"]``: what ``write.returning``
+        names (True for NOTHING), or None when the precondition refused it."""
+
+    @abstractmethod
+    def _write_many(self, write: t.Write, args: Mapping[str, Any], limit: int) -> list[Any]:
+        """Apply the bulk ``write`` to at most ``limit`` matching runs; what it returns for each."""
+
+    @abstractmethod
+    def _lease_rows(self, run_ids: list[str]) -> dict[str, Mapping[str, Any]]:
+        """status, attempt and released of each run that exists, by run_id."""
+
+    @abstractmethod
+    def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
+        """:data:`transitions.HEARTBEAT` for many runs at once; the run_ids it wrote."""
+
+    @abstractmethod
+    def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
+        """PENDING runs whose ``column`` (outbox_at or enqueued_at) is before ``cutoff``, oldest first."""
+
+    @abstractmethod
+    def _runs_page(self, status: RunStatus | None, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        """Up to ``limit`` runs, newest first (created_at, run_id), strictly after ``after``."""
+
+    # -- listing -----------------------------------------------------------------------
+    def list_runs(self, *, status: RunStatus | None = None, limit: int = 50, cursor: str | None = None) -> RunPage:
+        after = decode_cursor(cursor) if cursor else None
+        runs = self._runs_page(status, after, limit + 1)
+        shown = runs[:limit]
+        more = len(runs) > limit
+        return RunPage(runs=shown, next_cursor=encode_cursor(shown[-1].created_at, shown[-1].run_id) if more else None)
+
+    # -- execution ---------------------------------------------------------------------
+    def claim(self, run_id: str, *, now: datetime) -> int | None:
+        args = {
+            "run_id": run_id,
+            "now": now,
+            "max_attempts": self.max_attempts,
+            "stale_before": now - timedelta(seconds=self.heartbeat_timeout_s),
+        }
+        attempt = self._write_one(t.CLAIM, args)
+        return None if attempt is None else int(attempt)
+
+    def _fenced(self, write: t.Write, run_id: str, attempt: int, **args: Any) -> Lease:
+        if self._write_one(write, {"run_id": run_id, "attempt": attempt, **args}) is not None:
+            return OWNED
+        return self.lease(run_id, attempt)
+
+    def heartbeat(self, run_id: str, attempt: int, *, now: datetime) -> Lease:
+        return self._fenced(t.HEARTBEAT, run_id, attempt, now=now)
+
+    def set_progress(self, run_id: str, attempt: int, progress: Progress, *, now: datetime) -> Lease:
+        return self._fenced(t.PROGRESS, run_id, attempt, now=now, progress=progress)
+
+    def lease(self, run_id: str, attempt: int) -> Lease:
+        return lease_of(self._lease_rows([run_id]).get(run_id), attempt)
+
+    def heartbeat_many(self, leases: Mapping[str, int], *, now: datetime) -> dict[str, Lease]:
+        if not leases:
+            return {}
+        owned = self._heartbeat_owned(leases, now=now)
+        missed = [run_id for run_id in leases if run_id not in owned]
+        rows = self._lease_rows(missed) if missed else {}
+        return {
+            run_id: OWNED if run_id in owned else lease_of(rows.get(run_id), attempt)
+            for run_id, attempt in leases.items()
+        }
+
+    def release(self, run_id: str, attempt: int, *, error: ErrorInfo, now: datetime) -> bool:
+        args = {"run_id": run_id, "attempt": attempt, "now": now, "error": error}
+        return self._write_one(t.RELEASE, {**args, "reason": f"released for retry: {error.type}"}) is not None
+
+    def finish(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        status: RunStatus,
+        now: datetime,
+        result: RunResult | None = None,
+        error: ErrorInfo | None = None,
+        reason: str = "",
+    ) -> Run | None:
+        status = finish_status(status)
+        args = {"run_id": run_id, "attempt": attempt, "now": now, "result": result, "error": error}
+        run: Run | None = self._write_one(t.FINISH[status], {**args, "reason": reason or status.lower()})
+        return run
+
+    def cancel(self, run_id: str, *, now: datetime, reason: str = "cancelled") -> Run | None:
+        error = ErrorInfo(type="revoked", message=reason)
+        run: Run | None = self._write_one(t.CANCEL, {"run_id": run_id, "now": now, "error": error, "reason": reason})
+        return run
+
+    # -- sweep ---------------------------------------------------------------------------
+    def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        return self._pending_before("outbox_at", requested_before, limit)
+
+    def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        return self._pending_before("enqueued_at", enqueued_before, limit)
+
+    def _fail(self, write: t.Write, cutoff: datetime, error: ErrorInfo, now: datetime, limit: int) -> list[str]:
+        args = {"cutoff": cutoff, "now": now, "error": error, "reason": error.type, "max_attempts": self.max_attempts}
+        return [str(run_id) for run_id in self._write_many(write, args, limit)]
+
+    def fail_started_before(
+        self, *, started_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
+    ) -> list[str]:
+        return self._fail(t.TIME_LIMIT, started_before, error, now, limit)
+
+    def fail_lost(
+        self, *, heartbeat_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
+    ) -> list[str]:
+        return self._fail(t.WORKER_LOST, heartbeat_before, error, now, limit)
+
+    def fail_pending_enqueued_before(
+        self, *, enqueued_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
+    ) -> list[str]:
+        return self._fail(t.EXPIRED, enqueued_before, error, now, limit)
+
+    def release_lost(self, *, heartbeat_before: datetime, now: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
+        args = {"cutoff": heartbeat_before, "now": now, "max_attempts": self.max_attempts, "reason": _LOST_REASON}
+        return list(self._write_many(t.RELEASE_LOST, args, limit))

@@ -1,0 +1,232 @@
+"""The transition table rendered as SQL, for SQLite and PostgreSQL alike.
+
+Each :class:`~podflow.store.transitions.Write` becomes ONE statement::
+
+    UPDATE runs SET <sets>, history = <history + entry>
+    WHERE <run_id = ? AND status IN (...) AND fence>
+    RETURNING <what the write returns>
+
+A bulk write picks its batch in a sub-query (on PostgreSQL a materialized
+CTE with ``FOR UPDATE SKIP LOCKED``, so two sweeps never wait on each other's
+rows, looked up by primary key) and repeats the condition outside it, so a row
+changed since is left alone.
+What differs between the two databases -- placeholders, JSON functions, how
+times and JSON travel -- is a :class:`Dialect`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from ..models import Run, RunRef
+from ..timeutil import to_ms
+from . import expressions as e
+from . import transitions as t
+
+__all__ = [
+    "POSTGRES",
+    "RUN_COLUMNS",
+    "SOURCE_INFO_COLUMNS",
+    "SQLITE",
+    "Dialect",
+    "encode",
+    "heartbeat_many_sql",
+    "returned",
+    "returning",
+    "update_sql",
+]
+
+#: the columns of ``runs`` (the same in both databases), in the order rows are built from
+RUN_COLUMNS = (
+    "run_id, status, episode_profile, speaker_profile, episode_name, source_ids, briefing_suffix, mode,"
+    " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, released, message_id,"
+    " outbox_at, enqueued_at, enqueue_error, progress, error, result, history, idempotency_key,"
+    " request_hash, retry_of"
+)
+SOURCE_INFO_COLUMNS = "source_id, title, filename, content_type, byte_size, sha256, created_at"
+
+#: what each kind of RETURNING clause selects (RUN: the backend's full column list)
+_RETURNING = {
+    t.Returning.NOTHING: "run_id",
+    t.Returning.ATTEMPT: "attempt",
+    t.Returning.REF: "run_id, attempt, mode, message_id",
+    t.Returning.RUN_ID: "run_id",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one database spells what the table needs."""
+
+    name: str
+    #: a named placeholder for a parameter of that kind
+    placeholder: Callable[[str, e.ParamKind], str]
+    #: the JSON object for a history entry from SQL expressions status, at, attempt, reason
+    entry: Callable[[str, str, str, str], str]
+    #: ``history`` with that object appended
+    append: Callable[[str], str]
+    #: after the bulk sub-query's LIMIT
+    bulk_lock: str
+    #: a time parameter as the database stores it
+    time: Callable[[datetime], Any]
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    placeholder=lambda name, kind: f":{name}",
+    entry=lambda s, at, a, r: f"json_object('status', {s}, 'at', {at}, 'attempt', {a}, 'reason', {r})",
+    append=lambda obj: f"json_insert(history, '$[#]', {obj})",
+    bulk_lock="",
+    time=to_ms,
+)
+
+_PG_TYPES = {"text": "text", "int": "integer", "time": "timestamptz", "json": "jsonb"}
+
+POSTGRES = Dialect(
+    name="postgres",
+    placeholder=lambda name, kind: f"%({name})s::{_PG_TYPES[kind]}",
+    entry=lambda s, at, a, r: f"jsonb_build_object('status', {s}, 'at', {at}, 'attempt', {a}, 'reason', {r})",
+    append=lambda obj: f"history || jsonb_build_array({obj})",
+    bulk_lock=" FOR UPDATE SKIP LOCKED",
+    time=lambda dt: dt,
+)
+
+
+def _literal(value: str | bool | None) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _expr(expr: e.Expr, d: Dialect) -> str:
+    match expr:
+        case e.Field(name):
+            return name
+        case e.Param(name, kind):
+            return d.placeholder(name, kind)
+        case e.Lit(value):
+            return _literal(value)
+        case e.Inc(name):
+            return f"{name} + 1"
+        case e.Coalesce(name, default):
+            return f"coalesce({name}, {_expr(default, d)})"
+        case e.Case(branches, default):
+            whens = " ".join(f"WHEN {cond(c, d)} THEN {_literal(v.value)}" for c, v in branches)
+            return f"CASE {whens} ELSE {_literal(default.value)} END"
+    raise TypeError(f"not an expression: {expr!r}")
+
+
+def cond(c: e.Cond, d: Dialect) -> str:
+    """``c`` as a SQL boolean expression."""
+    match c:
+        case e.Eq(name, value):
+            return f"{name} = {_expr(value, d)}"
+        case e.Lt(name, value):
+            return f"{name} < {_expr(value, d)}"
+        case e.Ge(name, value):
+            return f"{name} >= {_expr(value, d)}"
+        case e.In(name, statuses):
+            return f"{name} IN ({', '.join(_literal(str(s)) for s in statuses)})"
+        case e.Truthy(name, value):
+            return name if value else f"NOT {name}"
+        case e.And(conds):
+            return "(" + " AND ".join(cond(x, d) for x in conds) + ")"
+        case e.Or(conds):
+            return "(" + " OR ".join(cond(x, d) for x in conds) + ")"
+    raise TypeError(f"not a condition: {c!r}")
+
+
+def _sets(write: t.Write, d: Dialect) -> str:
+    parts = [f"{column} = {_expr(value, d)}" for column, value in write.sets.items()]
+    if write.entry is not None:
+        spec, now = write.entry, e.Param("now", "time")
+        obj = d.entry(_expr(spec.status, d), _expr(now, d), _expr(spec.attempt, d), _expr(spec.reason, d))
+        parts.append(f"history = {d.append(obj)}")
+    return ", ".join(parts)
+
+
+def returning(write: t.Write, run_columns: str) -> str:
+    return run_columns if write.returning is t.Returning.RUN else _RETURNING[write.returning]
+
+
+@cache
+def _update_sql(write: t.Write, d: Dialect, run_columns: str) -> str:
+    where = cond(write.where, d)
+    update = f"UPDATE runs SET {_sets(write, d)} WHERE {{}} RETURNING {returning(write, run_columns)}"
+    if not write.bulk:
+        return update.format(where)
+    batch = f"SELECT run_id FROM runs WHERE {where} LIMIT {d.placeholder('limit', 'int')}"
+    if d.bulk_lock:
+        # The batch is taken once, in a materialized CTE (an IN sub-query may be
+        # scanned again, locking more rows than its LIMIT as it goes), then looked
+        # up by primary key as one array: a join would let the planner, misled by
+        # the cutoff's selectivity, rescan the batch for every candidate row.
+        return f"WITH batch AS MATERIALIZED ({batch}{d.bulk_lock}) " + update.format(
+            f"run_id = ANY(ARRAY(SELECT run_id FROM batch)) AND {where}"
+        )
+    return update.format(f"run_id IN ({batch}) AND {where}")
+
+
+def update_sql(write: t.Write, d: Dialect, run_columns: str) -> str:
+    """The one statement that performs ``write`` (bulk writes take a ``limit`` parameter)."""
+    return _update_sql(write, d, run_columns)
+
+
+def returned(write: t.Write, row: Mapping[str, Any], run_of: Callable[[Any], Run]) -> Any:
+    """What ``write`` gives back for one RETURNING row (``run_of`` builds a whole run)."""
+    match write.returning:
+        case t.Returning.RUN:
+            return run_of(row)
+        case t.Returning.REF:
+            return RunRef(**{k: row[k] for k in ("run_id", "attempt", "mode", "message_id")})
+        case t.Returning.ATTEMPT:
+            return int(row["attempt"])
+        case t.Returning.RUN_ID:
+            return row["run_id"]
+    return True
+
+
+def encode(write: t.Write, d: Dialect, args: Mapping[str, Any], limit: int | None = None) -> dict[str, Any]:
+    """The statement's parameters from the write's arguments."""
+    params: dict[str, Any] = {}
+    for name, kind in write.param_kinds().items():
+        value = args[name]
+        if value is None:
+            params[name] = None
+        elif kind == "time":
+            params[name] = d.time(value)
+        elif kind == "json":
+            params[name] = value.model_dump_json() if hasattr(value, "model_dump_json") else json.dumps(value)
+        else:
+            params[name] = value
+    if limit is not None:
+        params["limit"] = limit
+    return params
+
+
+def heartbeat_many_sql(pairs: int, d: Dialect) -> str:
+    """:data:`transitions.HEARTBEAT` for ``pairs`` (run_id, attempt) at once: its
+    precondition, with the pair matched as a row value. Parameters (positional):
+    now, then the pairs."""
+    if d is SQLITE:
+        now, pair = "?", "(?, ?)"
+    else:
+        now, pair = "%s::timestamptz", "(%s::text, %s::integer)"
+    write = t.HEARTBEAT
+    sets = ", ".join(f"{column} = {now}" for column in write.sets)
+    assert isinstance(write.guard, e.And)
+    assert all(isinstance(x, e.Param) and x.name == "now" for x in write.sets.values())
+    # the guard but its attempt, which the pair carries
+    rest = [c for c in write.guard.conds if not (isinstance(c, e.Eq) and c.field == "attempt")]
+    where = " AND ".join([cond(e.In("status", write.sources), d), *(cond(c, d) for c in rest)])
+    return (
+        f"UPDATE runs SET {sets} WHERE {where}"
+        f" AND (run_id, attempt) IN (VALUES {', '.join([pair] * pairs)}) RETURNING run_id"
+    )

@@ -1,0 +1,191 @@
+"""Run records, the outbox marks, and the transition table rendered for SQLite.
+
+Every status change is one ``UPDATE ... WHERE <precondition> RETURNING``
+(:mod:`podflow.store.sql`), which SQLite executes atomically under its write
+lock; the counters change in the same statement, by trigger.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ...models import Run, RunRef
+from ...states import RunStatus
+from ...timeutil import to_ms
+from .. import sql
+from .. import transitions as t
+from ..shared import WriteStore
+from .connection import SqliteConnection, guarded, writes
+from .rows import RUN_COLUMNS, dt, placeholders, run_of, run_values
+
+__all__ = ["SqliteRuns"]
+
+#: what a client was told was accepted survives a power cut (see .connection)
+_DURABLE = frozenset({t.CANCEL.name})
+#: SQLite's limit on host parameters allows this many (run_id, attempt) pairs per statement
+_PAIRS_PER_STATEMENT = 400
+
+
+class SqliteRuns(SqliteConnection, WriteStore):
+    # -- the transition table --------------------------------------------------------
+    @guarded
+    def _write_one(self, write: t.Write, args: Mapping[str, Any]) -> Any:
+        statement = sql.update_sql(write, sql.SQLITE, RUN_COLUMNS)
+        with self.writing(durable=write.name in _DURABLE):
+            row = self._conn().execute(statement, sql.encode(write, sql.SQLITE, args)).fetchone()
+        return None if row is None else sql.returned(write, row, run_of)
+
+    @guarded
+    def _write_many(self, write: t.Write, args: Mapping[str, Any], limit: int) -> list[Any]:
+        statement = sql.update_sql(write, sql.SQLITE, RUN_COLUMNS)
+        with self.writing():
+            rows = self._conn().execute(statement, sql.encode(write, sql.SQLITE, args, limit)).fetchall()
+        return [sql.returned(write, row, run_of) for row in rows]
+
+    @guarded
+    def _lease_rows(self, run_ids: list[str]) -> dict[str, Mapping[str, Any]]:
+        rows = self._conn().execute(
+            f"SELECT run_id, status, attempt, released FROM runs WHERE run_id IN ({placeholders(len(run_ids))})",
+            run_ids,
+        )
+        return {row["run_id"]: row for row in rows}
+
+    @guarded
+    @writes()
+    def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
+        owned: set[str] = set()
+        items = list(leases.items())
+        for start in range(0, len(items), _PAIRS_PER_STATEMENT):
+            chunk = items[start : start + _PAIRS_PER_STATEMENT]
+            params: list[Any] = [to_ms(now)]
+            for run_id, attempt in chunk:
+                params += [run_id, attempt]
+            rows = self._conn().execute(sql.heartbeat_many_sql(len(chunk), sql.SQLITE), params).fetchall()
+            owned.update(row["run_id"] for row in rows)
+        return owned
+
+    # -- run records ------------------------------------------------------------------
+    @guarded
+    @writes(durable=True)
+    def create_run(self, run: Run) -> tuple[Run, bool]:
+        conn = self._conn()
+        try:
+            conn.execute(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({placeholders(26)})", run_values(run))
+        except sqlite3.IntegrityError:
+            if run.idempotency_key is None:
+                raise
+            row = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = ?", (run.idempotency_key,)
+            ).fetchone()
+            if row is None:  # the key's holder was deleted in between; try once more
+                return self.create_run(run)
+            return run_of(row), False
+        return run, True
+
+    @guarded
+    def get_run(self, run_id: str) -> Run | None:
+        row = self._conn().execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else run_of(row)
+
+    @guarded
+    def get_run_by_message_id(self, message_id: str) -> Run | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE message_id = ? LIMIT 1", (message_id,))
+            .fetchone()
+        )
+        return None if row is None else run_of(row)
+
+    @guarded
+    def _runs_page(self, status: RunStatus | None, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(str(status))
+        if after is not None:
+            created_at, run_id = after
+            where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
+            params += [to_ms(created_at), to_ms(created_at), run_id]
+        query = f"SELECT {RUN_COLUMNS} FROM runs"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
+        return [run_of(row) for row in self._conn().execute(query, (*params, limit)).fetchall()]
+
+    @guarded
+    @writes(durable=True)
+    def delete_run(self, run_id: str) -> bool:
+        cur = self._conn().execute("DELETE FROM runs WHERE run_id = ? AND status != 'STARTED'", (run_id,))
+        return cur.rowcount == 1
+
+    @guarded
+    def count_by_status(self) -> dict[RunStatus, int]:
+        counts = {status: 0 for status in RunStatus}
+        for row in self._conn().execute("SELECT status, count(*) AS n FROM runs GROUP BY status"):
+            counts[RunStatus(row["status"])] = row["n"]
+        return counts
+
+    @guarded
+    def oldest_pending_created_at(self) -> datetime | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT min(created_at) AS t FROM runs WHERE status = 'PENDING'"
+                " AND (outbox_at IS NOT NULL OR enqueued_at IS NOT NULL)"
+            )
+            .fetchone()
+        )
+        return dt(row["t"])
+
+    # -- dispatch bookkeeping ---------------------------------------------------------
+    @guarded
+    @writes(durable=True)
+    def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
+        row = (
+            self._conn()
+            .execute(
+                "UPDATE runs SET outbox_at = :now, updated_at = :now,"
+                " message_id = coalesce(message_id, :message_id)"
+                " WHERE run_id = :run_id AND status = 'PENDING'"
+                " AND outbox_at IS NULL AND enqueued_at IS NULL"
+                f" RETURNING {RUN_COLUMNS}",
+                {"now": to_ms(now), "message_id": message_id, "run_id": run_id},
+            )
+            .fetchone()
+        )
+        return None if row is None else run_of(row)
+
+    @guarded
+    @writes()
+    def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
+        cur = self._conn().execute(
+            "UPDATE runs SET enqueued_at = coalesce(enqueued_at, :now), outbox_at = NULL,"
+            " enqueue_error = NULL WHERE run_id = :run_id",
+            {"now": to_ms(now), "run_id": run_id},
+        )
+        return cur.rowcount == 1
+
+    @guarded
+    @writes()
+    def mark_enqueue_failed(self, run_id: str, *, error: str, now: datetime) -> bool:
+        cur = self._conn().execute(
+            "UPDATE runs SET enqueue_error = ?, updated_at = ? WHERE run_id = ? AND outbox_at IS NOT NULL",
+            (error, to_ms(now), run_id),
+        )
+        return cur.rowcount == 1
+
+    @guarded
+    def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
+        """PENDING runs whose ``column`` (outbox_at or enqueued_at) is before the cutoff, oldest first."""
+        assert column in ("outbox_at", "enqueued_at")
+        rows = self._conn().execute(
+            "SELECT run_id, attempt, mode, message_id FROM runs"
+            f" WHERE status = 'PENDING' AND {column} < ? ORDER BY {column} LIMIT ?",
+            (to_ms(cutoff), limit),
+        )
+        return [RunRef(**dict(row)) for row in rows]
+

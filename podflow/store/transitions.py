@@ -1,0 +1,324 @@
+"""Every write that changes a run's status or its lease, each written once, as data.
+
+A :class:`Write` says which runs it may touch (the statuses it leaves, derived
+from :data:`podflow.states.TRANSITIONS`, and the fence: the attempt, the
+released flag, a heartbeat or start cutoff, the attempts left), what it sets,
+and the history entry it appends. Backends render it and nothing else:
+
+- SQL (:mod:`podflow.store.sql`, for SQLite and PostgreSQL): one
+  ``UPDATE runs SET <sets>, history = <history + entry> WHERE <status IN (...)
+  AND fence> RETURNING ...``; a bulk write selects its batch in a sub-query;
+- MongoDB (:mod:`podflow.store.mongo.render`): the same condition as a
+  ``find_one_and_update`` filter and ``$set``/``$push`` update. A write whose
+  values depend on the row (``attempt + 1``, the history entry's attempt) reads
+  the row first and adds the values it read to the filter (compare-and-set).
+
+Expressions read the row as it was *before* the write (SQL's semantics for
+``SET`` and MongoDB's compare-and-set alike). Policy (``max_attempts``) and
+cutoffs are arguments of the write, never copies of a setting.
+
+The table, by target::
+
+    claim            PENDING | STARTED(released or stale, attempts left) -> STARTED, attempt + 1
+    release          STARTED(held by attempt)                            -> STARTED, released
+    finish:SUCCESS   STARTED(held by attempt)                            -> SUCCESS
+    finish:FAILURE   STARTED(held by attempt)                            -> FAILURE
+    cancel           PENDING | STARTED                                   -> REVOKED
+    time_limit       STARTED, started_at < cutoff                        -> FAILURE
+    worker_lost      STARTED, heartbeat_at < cutoff, no attempts left    -> FAILURE
+    release_lost     STARTED, heartbeat_at < cutoff, attempts left       -> STARTED, released
+    expired          PENDING, enqueued_at < cutoff                       -> FAILURE
+    heartbeat        STARTED(held by attempt): heartbeat_at              (no status change, no history)
+    progress         STARTED(held by attempt): progress, heartbeat_at    (no status change, no history)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ..states import TERMINAL, RunStatus, allowed_sources
+from .expressions import (
+    And,
+    Case,
+    Coalesce,
+    Cond,
+    Eq,
+    Expr,
+    Field,
+    Ge,
+    In,
+    Inc,
+    Lit,
+    Lt,
+    Or,
+    Param,
+    ParamKind,
+    Truthy,
+    and_,
+    fields_of,
+    params_of,
+)
+
+__all__ = [
+    "BY_NAME",
+    "CANCEL",
+    "CLAIM",
+    "EXPIRED",
+    "FINISH",
+    "HEARTBEAT",
+    "PROGRESS",
+    "RELEASE",
+    "RELEASE_LOST",
+    "TIME_LIMIT",
+    "WORKER_LOST",
+    "WRITES",
+    "Entry",
+    "Returning",
+    "Write",
+]
+
+
+
+# -- writes ----------------------------------------------------------------------------
+
+
+class Returning(Enum):
+    """What a write gives back for each run it changed."""
+
+    NOTHING = "nothing"  # a flag: written or not
+    ATTEMPT = "attempt"  # the new attempt
+    REF = "ref"  # a RunRef (run_id, attempt, mode, message_id)
+    RUN_ID = "run_id"
+    RUN = "run"  # the whole run, after the write
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """The history entry a write appends: {status, at: now, attempt, reason}."""
+
+    status: Lit
+    attempt: Field | Inc
+    reason: Param | Case
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Write:
+    """One conditional write of the ``runs`` table/collection.
+
+    ``sources`` are the statuses it may leave and ``target`` the one it writes
+    (None: the status is unchanged). ``guard`` is the rest of the precondition.
+    A ``bulk`` write has no ``run_id`` argument: it takes up to ``limit`` runs
+    matching, in ``order`` when given.
+    """
+
+    name: str
+    sources: tuple[RunStatus, ...]
+    target: RunStatus | None
+    guard: Cond | None
+    sets: Mapping[str, Expr]
+    entry: Entry | None
+    returning: Returning
+    bulk: bool = False
+
+    #: the whole precondition: run_id (unless bulk), status, and the guard
+    where: Cond = field(init=False)
+    _kinds: tuple[tuple[str, ParamKind], ...] = field(init=False, repr=False)
+    _reads: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # derived once: backends consult them on every write
+        conds: list[Cond] = []
+        if not self.bulk:
+            conds.append(Eq("run_id", Param("run_id")))
+        conds.append(Eq("status", Lit(str(self.sources[0]))) if len(self.sources) == 1 else In("status", self.sources))
+        if self.guard is not None:
+            conds.append(self.guard)
+        object.__setattr__(self, "where", and_(*conds))
+        kinds: dict[str, ParamKind] = {}
+        parts: list[Expr | Cond] = [self.where, *self.sets.values()]
+        if self.entry is not None:
+            parts += [self.entry.reason, _NOW]
+        for part in parts:
+            kinds.update((p.name, p.kind) for p in params_of(part))
+        object.__setattr__(self, "_kinds", tuple(kinds.items()))
+        reads: list[str] = []
+        for expr in [*self.sets.values(), *((self.entry.attempt, self.entry.reason) if self.entry else ())]:
+            reads += fields_of(expr)
+        object.__setattr__(self, "_reads", tuple(dict.fromkeys(reads)))
+
+    @property
+    def ends_run(self) -> bool:
+        return self.target in TERMINAL
+
+    def param_kinds(self) -> dict[str, ParamKind]:
+        """Every argument the write reads, with how it is encoded."""
+        return dict(self._kinds)
+
+    def reads(self) -> tuple[str, ...]:
+        """The row's fields the sets and the entry read (a compare-and-set must pin them)."""
+        return self._reads
+
+
+def _from(target: RunStatus, *only: RunStatus) -> tuple[RunStatus, ...]:
+    """The statuses ``target`` may be reached from (``states.TRANSITIONS``),
+    narrowed to ``only``; import fails if the table no longer allows one of them."""
+    allowed = allowed_sources(target)
+    chosen = tuple(s for s in allowed if not only or s in only)
+    missing = set(only) - set(allowed)
+    if missing or not chosen:
+        raise AssertionError(f"states.TRANSITIONS does not allow {sorted(missing)} -> {target}")
+    return chosen
+
+
+_NOW = Param("now", "time")
+_STARTED = Lit(str(RunStatus.STARTED))
+#: the run is held by the attempt that writes
+_HELD = And((Eq("attempt", Param("attempt", "int")), Truthy("released", False)))
+#: what ending a run resets (neither a retry nor a pending send survive it)
+_CLOSED: dict[str, Expr] = {"finished_at": _NOW, "updated_at": _NOW, "released": Lit(False), "outbox_at": Lit(None)}
+
+
+def _fail_bulk(name: str, source: RunStatus, guard: Cond) -> Write:
+    """A sweep rule that fails the runs it matches, with the error it is given."""
+    return Write(
+        name=name,
+        sources=_from(RunStatus.FAILURE, source),
+        target=RunStatus.FAILURE,
+        guard=guard,
+        sets={"status": Lit(str(RunStatus.FAILURE)), **_CLOSED, "error": Param("error", "json")},
+        entry=Entry(Lit(str(RunStatus.FAILURE)), Field("attempt"), Param("reason")),
+        returning=Returning.RUN_ID,
+        bulk=True,
+    )
+
+
+_CAN_RETRY = Lt("attempt", Param("max_attempts", "int"))
+
+CLAIM = Write(
+    name="claim",
+    sources=_from(RunStatus.STARTED, RunStatus.PENDING, RunStatus.STARTED),
+    target=RunStatus.STARTED,
+    guard=Or(
+        (
+            Eq("status", Lit(str(RunStatus.PENDING))),
+            And((_CAN_RETRY, Or((Truthy("released"), Lt("heartbeat_at", Param("stale_before", "time")))))),
+        )
+    ),
+    sets={
+        "status": _STARTED,
+        "attempt": Inc("attempt"),
+        "started_at": _NOW,
+        "heartbeat_at": _NOW,
+        "updated_at": _NOW,
+        "released": Lit(False),
+        "progress": Lit(None),
+        "outbox_at": Lit(None),
+        # a claim proves the message arrived, whether or not its enqueue was marked
+        "enqueued_at": Coalesce("enqueued_at", _NOW),
+    },
+    entry=Entry(
+        _STARTED,
+        Inc("attempt"),
+        Case(
+            ((Eq("status", Lit(str(RunStatus.PENDING))), Lit("claimed")), (Truthy("released"), Lit("retry"))),
+            Lit("reclaimed: heartbeat stale"),
+        ),
+    ),
+    returning=Returning.ATTEMPT,
+)
+
+RELEASE = Write(
+    name="release",
+    sources=_from(RunStatus.STARTED, RunStatus.STARTED),
+    target=RunStatus.STARTED,
+    guard=_HELD,
+    sets={"released": Lit(True), "heartbeat_at": _NOW, "updated_at": _NOW, "error": Param("error", "json")},
+    entry=Entry(_STARTED, Field("attempt"), Param("reason")),
+    returning=Returning.NOTHING,
+)
+
+FINISH: dict[RunStatus, Write] = {
+    status: Write(
+        name=f"finish:{status}",
+        sources=_from(status, RunStatus.STARTED),
+        target=status,
+        guard=_HELD,
+        sets={
+            "status": Lit(str(status)),
+            "finished_at": _NOW,
+            "updated_at": _NOW,
+            "result": Param("result", "json"),
+            "error": Param("error", "json"),
+        },
+        entry=Entry(Lit(str(status)), Field("attempt"), Param("reason")),
+        returning=Returning.RUN,
+    )
+    for status in (RunStatus.SUCCESS, RunStatus.FAILURE)
+}
+
+CANCEL = Write(
+    name="cancel",
+    sources=_from(RunStatus.REVOKED),
+    target=RunStatus.REVOKED,
+    guard=None,
+    sets={"status": Lit(str(RunStatus.REVOKED)), **_CLOSED, "error": Param("error", "json")},
+    entry=Entry(Lit(str(RunStatus.REVOKED)), Field("attempt"), Param("reason")),
+    returning=Returning.RUN,
+)
+
+TIME_LIMIT = _fail_bulk("time_limit", RunStatus.STARTED, Lt("started_at", Param("cutoff", "time")))
+WORKER_LOST = _fail_bulk(
+    "worker_lost",
+    RunStatus.STARTED,
+    And((Lt("heartbeat_at", Param("cutoff", "time")), Ge("attempt", Param("max_attempts", "int")))),
+)
+EXPIRED = _fail_bulk("expired", RunStatus.PENDING, Lt("enqueued_at", Param("cutoff", "time")))
+
+RELEASE_LOST = Write(
+    name="release_lost",
+    sources=_from(RunStatus.STARTED, RunStatus.STARTED),
+    target=RunStatus.STARTED,
+    guard=And((Lt("heartbeat_at", Param("cutoff", "time")), _CAN_RETRY)),
+    # heartbeat_at = now: the next sweep waits a full timeout before sending it again
+    sets={"released": Lit(True), "heartbeat_at": _NOW, "updated_at": _NOW},
+    entry=Entry(_STARTED, Field("attempt"), Param("reason")),
+    returning=Returning.REF,
+    bulk=True,
+)
+
+HEARTBEAT = Write(
+    name="heartbeat",
+    sources=(RunStatus.STARTED,),
+    target=None,
+    guard=_HELD,
+    sets={"heartbeat_at": _NOW},
+    entry=None,
+    returning=Returning.NOTHING,
+)
+
+PROGRESS = Write(
+    name="progress",
+    sources=(RunStatus.STARTED,),
+    target=None,
+    guard=_HELD,
+    sets={"progress": Param("progress", "json"), "heartbeat_at": _NOW, "updated_at": _NOW},
+    entry=None,
+    returning=Returning.NOTHING,
+)
+
+#: every write, in the order of the table above
+WRITES: tuple[Write, ...] = (
+    CLAIM,
+    RELEASE,
+    *FINISH.values(),
+    CANCEL,
+    TIME_LIMIT,
+    WORKER_LOST,
+    RELEASE_LOST,
+    EXPIRED,
+    HEARTBEAT,
+    PROGRESS,
+)
+BY_NAME: dict[str, Write] = {w.name: w for w in WRITES}

@@ -1,0 +1,168 @@
+"""PostgreSQL-specific behaviour on a real server: processes sharing one database,
+migrations under an advisory lock, exact counters, the sweep's indexes."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from podflow.errors import StoreError, StoreUnavailable
+from podflow.models import ErrorInfo
+from podflow.states import RunStatus
+from podflow.store import sql
+from podflow.store import transitions as t
+from podflow.store.postgres import MIGRATIONS, PostgresStore
+from podflow.store.postgres.rows import RUN_COLUMNS
+from podflow.store.postgres.runs import LIST_ENQUEUED, LIST_OUTBOX
+from podflow.store.postgres.telemetry import FINISHED_PER_MINUTE
+from tests.conftest import T0, at, make_run
+from tests.postgres import scratch_database, truncate
+from tests.store.races import eight_processes_claim_one_run, eight_processes_race_finish_and_cancel
+
+
+@pytest.fixture
+def url(postgres_url: str) -> Iterator[str]:
+    """This module's database, emptied after each test."""
+    yield postgres_url
+    truncate(postgres_url)
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[PostgresStore]:
+    store = PostgresStore(url, heartbeat_timeout_s=60, max_attempts=3, pool_size=2)
+    yield store
+    store.close()
+
+
+@pytest.mark.slow
+def test_eight_processes_claiming_one_pending_run_let_exactly_one_attempt_win(url: str) -> None:
+    eight_processes_claim_one_run(("postgres", url))
+
+
+@pytest.mark.slow
+def test_eight_processes_racing_finish_and_cancel_leave_exactly_one_terminal_state(url: str) -> None:
+    eight_processes_race_finish_and_cancel(("postgres", url))
+
+
+def _open(url: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        store = PostgresStore(url, pool_size=1)
+        results.put(store.schema_version())
+        store.close()
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put(repr(exc))
+
+
+@pytest.mark.slow
+def test_processes_starting_at_once_on_a_new_database_migrate_it_exactly_once() -> None:
+    with scratch_database("migrate") as fresh:
+        ctx = multiprocessing.get_context("spawn")
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open, args=(fresh, barrier, results)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        assert outcomes == [len(MIGRATIONS)] * 6
+        with psycopg.connect(fresh) as conn:
+            assert conn.execute("SELECT key, value FROM meta").fetchall() == [("schema_version", str(len(MIGRATIONS)))]
+
+
+def test_a_database_from_a_newer_podflow_is_refused(url: str) -> None:
+    PostgresStore(url).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (str(len(MIGRATIONS) + 1),))
+    try:
+        with pytest.raises(StoreError, match="newer than this podflow"):
+            PostgresStore(url)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (str(len(MIGRATIONS)),))
+
+
+def test_an_unreachable_server_is_unavailable_at_open() -> None:
+    with pytest.raises(StoreUnavailable, match="PostgreSQL unavailable"):
+        PostgresStore("postgresql://postgres@127.0.0.1:1/none", connect_timeout_s=1)
+
+
+def test_the_counters_change_in_the_transaction_that_ends_the_run(store: PostgresStore, url: str) -> None:
+    run, _ = store.create_run(make_run())
+    with psycopg.connect(url) as conn:  # one transaction, rolled back
+        conn.execute("UPDATE runs SET status = 'REVOKED', finished_at = now() WHERE run_id = %s", (run.run_id,))
+        inside = dict(conn.execute("SELECT name, value FROM stats").fetchall())
+        conn.rollback()
+    assert inside["finished:REVOKED"] == 1
+    assert store.stats().finished[RunStatus.REVOKED] == 0 and store.stats().created == 1
+
+
+def _fill(url: str, live: int = 200, ended: int = 20_000) -> None:
+    """A table the planner takes seriously: mostly ended runs, a few live ones of each kind."""
+    values = (
+        "'run_' || md5(i::text || %(tag)s), %(status)s, 'p', 's', 'e', '[]'::jsonb, 'queue', 1,"
+        " %(t0)s + i * interval '1 ms', %(t0)s, %(started)s, %(finished)s, %(started)s,"
+        " %(outbox)s, %(enqueued)s, '[]'::jsonb"
+    )
+    insert = (
+        "INSERT INTO runs (run_id, status, episode_profile, speaker_profile, episode_name, source_ids, mode,"
+        " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, outbox_at, enqueued_at, history)"
+        f" SELECT {values} FROM generate_series(1, %(n)s) AS i"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        for tag, status, n, started, finished, outbox, enqueued in [
+            ("ended", "SUCCESS", ended, T0, at(60), None, T0),
+            ("started", "STARTED", live, T0, None, None, T0),
+            ("outbox", "PENDING", live, None, None, T0, None),
+            ("enqueued", "PENDING", live, None, None, None, T0),
+        ]:
+            conn.execute(
+                insert,
+                {"tag": tag, "status": status, "n": n, "t0": T0, "started": started, "finished": finished,
+                 "outbox": outbox, "enqueued": enqueued},
+            )
+        conn.execute("ANALYZE runs")
+
+
+#: every statement the sweep runs, with its parameters
+_SWEEP = {
+    write.name: (
+        sql.update_sql(write, sql.POSTGRES, RUN_COLUMNS),
+        sql.encode(
+            write,
+            sql.POSTGRES,
+            {"cutoff": at(30), "now": at(100), "error": ErrorInfo(type="x", message="y"), "reason": "r",
+             "max_attempts": 3},
+            limit=1000,
+        ),
+    )
+    for write in (t.TIME_LIMIT, t.WORKER_LOST, t.RELEASE_LOST, t.EXPIRED)
+} | {
+    "list_outbox": (LIST_OUTBOX, {"cutoff": at(30), "limit": 1000}),
+    "list_enqueued": (LIST_ENQUEUED, {"cutoff": at(30), "limit": 1000}),
+    "finished_per_minute": (FINISHED_PER_MINUTE, {"since": at(3600)}),
+}
+
+
+@pytest.fixture(scope="module")
+def filled() -> Iterator[str]:
+    """A database of its own, filled once for every plan below."""
+    with scratch_database("plans") as url:
+        PostgresStore(url).close()
+        _fill(url)
+        yield url
+
+
+@pytest.mark.parametrize("name", list(_SWEEP))
+def test_each_sweep_statement_reads_an_index_not_the_table(filled: str, name: str) -> None:
+    statement, params = _SWEEP[name]
+    with psycopg.connect(filled) as conn:  # EXPLAIN only plans; the rollback undoes nothing
+        plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {statement}", params).fetchall())
+        conn.rollback()
+    assert "Index" in plan and "Seq Scan on runs" not in plan, plan
+    # a bulk write looks its batch up once, never rescans it per candidate row
+    assert "Nested Loop" not in plan, plan

@@ -1,0 +1,102 @@
+"""The transition table: every edge of states.TRANSITIONS, taken or refused, on every backend."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from podflow.models import ErrorInfo, Progress, RunResult
+from podflow.states import TERMINAL, TRANSITIONS, RunStatus, can_transition
+from podflow.store import transitions as t
+from podflow.store.base import Store
+from tests.conftest import T0, at, make_run
+
+ERROR = ErrorInfo(type="edge", message="walking the table")
+DONE = RunResult()
+#: far past every cutoff and heartbeat timeout of a run prepared at T0
+LATE = at(10_000)
+MAX_ATTEMPTS = 3  # the store fixture's
+
+Apply = Callable[[Store, str, int], bool]
+
+#: each write through the public Store API, on (store, run_id, attempt): True if it changed the run
+APPLY: dict[str, Apply] = {
+    "claim": lambda s, r, a: s.claim(r, now=LATE) is not None,
+    "release": lambda s, r, a: s.release(r, a, error=ERROR, now=LATE),
+    "finish:SUCCESS": lambda s, r, a: s.finish(r, a, status=RunStatus.SUCCESS, now=LATE, result=DONE) is not None,
+    "finish:FAILURE": lambda s, r, a: s.finish(r, a, status=RunStatus.FAILURE, now=LATE, error=ERROR) is not None,
+    "cancel": lambda s, r, a: s.cancel(r, now=LATE, reason="edge") is not None,
+    "time_limit": lambda s, r, a: r in s.fail_started_before(started_before=LATE, error=ERROR, now=LATE),
+    "worker_lost": lambda s, r, a: r in s.fail_lost(heartbeat_before=LATE, error=ERROR, now=LATE),
+    "release_lost": lambda s, r, a: r in {ref.run_id for ref in s.release_lost(heartbeat_before=LATE, now=LATE)},
+    "expired": lambda s, r, a: r in s.fail_pending_enqueued_before(enqueued_before=LATE, error=ERROR, now=LATE),
+    "heartbeat": lambda s, r, a: s.heartbeat(r, a, now=LATE).owned,
+    "progress": lambda s, r, a: s.set_progress(r, a, Progress(stage="edge", percent=50), now=LATE).owned,
+}
+
+
+def prepared(store: Store, status: RunStatus, write: t.Write) -> tuple[str, int]:
+    """A run in ``status`` that meets every part of ``write``'s precondition but the status:
+    started, beating and enqueued at T0 (stale by LATE), attempts left unless the write
+    needs none. Returns the run and its attempt."""
+    attempt = 0 if status is RunStatus.PENDING else (MAX_ATTEMPTS if write is t.WORKER_LOST else 1)
+    run = make_run(
+        T0,
+        status=status,
+        attempt=attempt,
+        started_at=None if status is RunStatus.PENDING else T0,
+        heartbeat_at=None if status is RunStatus.PENDING else T0,
+        enqueued_at=T0,
+        finished_at=T0 if status in TERMINAL else None,
+    )
+    store.create_run(run)
+    return run.run_id, attempt
+
+
+def test_the_table_takes_exactly_the_edges_of_the_state_machine() -> None:
+    taken = {(source, w.target) for w in t.WRITES if w.target is not None for source in w.sources}
+    allowed = {(source, target) for source, targets in TRANSITIONS.items() for target in targets}
+    assert taken == allowed
+    assert set(APPLY) == set(t.BY_NAME)  # the walk below covers every write
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(RunStatus, RunStatus)), ids=str)
+def test_every_edge_is_taken_or_refused_as_the_state_machine_says(
+    store: Store, source: RunStatus, target: RunStatus
+) -> None:
+    taken = []
+    for write in (w for w in t.WRITES if w.target is target):
+        run_id, attempt = prepared(store, source, write)
+        before = store.get_run(run_id)
+        assert before is not None
+        changed = APPLY[write.name](store, run_id, attempt)
+        after = store.get_run(run_id)
+        assert after is not None
+        assert changed == (source in write.sources), write.name
+        if changed:
+            taken.append(write.name)
+            assert after.status is target
+            assert after.history[-1].status is target and after.history[-1].at == LATE
+            assert len(after.history) == len(before.history) + 1
+        else:
+            assert after == before, f"{write.name} refused but wrote"
+    assert bool(taken) == can_transition(source, target)
+
+
+@pytest.mark.parametrize("source", list(RunStatus), ids=str)
+@pytest.mark.parametrize("write", [t.HEARTBEAT, t.PROGRESS], ids=lambda w: w.name)
+def test_fenced_writes_without_a_status_change_only_touch_a_held_started_run(
+    store: Store, source: RunStatus, write: t.Write
+) -> None:
+    run_id, attempt = prepared(store, source, write)
+    before = store.get_run(run_id)
+    changed = APPLY[write.name](store, run_id, attempt)
+    after = store.get_run(run_id)
+    assert changed == (source is RunStatus.STARTED)
+    assert after is not None and before is not None
+    if changed:
+        assert after.status is source and after.heartbeat_at == LATE and after.history == before.history
+    else:
+        assert after == before
