@@ -22,9 +22,9 @@ NEW: dict[str, dict[str, Any]] = {
 
 def test_the_bundled_profiles_are_listed_by_name(api: Api) -> None:
     episodes = api.client.get("/api/podcast/episode-profiles").json()["profiles"]
-    assert [p["name"] for p in episodes] == ["deep_dive", "quick_brief", "tech_news"]
+    assert [p["name"] for p in episodes] == ["deep_dive", "quick_brief", "tech_news", "tech_news_zh"]
     speakers = api.client.get("/api/podcast/speaker-profiles").json()["profiles"]
-    assert [p["name"] for p in speakers] == ["dual_host", "panel", "solo"]
+    assert [p["name"] for p in speakers] == ["dual_host", "dual_host_zh", "panel", "solo"]
 
 
 @pytest.mark.parametrize("kind", ["episode", "speaker"])
