@@ -10,8 +10,8 @@ BENCH_STAMP := $(VENV)/.podflow-bench-installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-# command:debian-package pairs the runtime needs
-RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng
+# command:debian-package pairs the runtime needs (ffmpeg: MP3 episodes and provider speech)
+RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng ffmpeg:ffmpeg
 # and what only the tests need on top (chromium: the dashboard's browser test)
 TEST_TOOLS := chromium:chromium
 

@@ -41,6 +41,7 @@ from .broker import is_transient
 from .errors import GenerationError, LeaseLost, RunCancelled, RunInterrupted, StoreError
 from .generation.base import GenerationResult, Generator, GeneratorConfig
 from .generation.request import build_request
+from .generation.setup import generator_config
 from .heartbeat import HeartbeatMonitor, Tracked
 from .models import ErrorInfo, Progress, RunResult
 from .states import RunStatus
@@ -377,6 +378,6 @@ def build_runner(settings: Settings, *, store: Store, monitor: HeartbeatMonitor,
         generator=generator,
         monitor=monitor,
         data_dir=settings.data_dir,
-        config=GeneratorConfig(tts=settings.tts, tts_timeout_s=settings.tts_timeout_s),
+        config=generator_config(settings),  # providers, caps and audio format (issue 13)
         soft_time_limit_s=settings.soft_time_limit_s,
     )

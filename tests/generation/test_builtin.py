@@ -19,7 +19,7 @@ from podflow.generation.text import words
 from podflow.models import Speaker
 from tests.generation.conftest import espeak_children, generation_request
 
-SPEAK = GeneratorConfig(tts="espeak", tts_timeout_s=30, tts_parallelism=2)
+SPEAK = GeneratorConfig(tts="espeak", tts_timeout_s=30, tts_parallelism=2, audio_format="wav")
 
 
 def context(work_dir: Path, config: GeneratorConfig = SPEAK, **kw: object) -> LocalContext:
@@ -99,7 +99,7 @@ def test_an_asynchronous_interrupt_mid_synthesis_is_cleaned_up(tmp_path: Path) -
     """What podflow does on cancel or soft time limit: raise in the generator's thread."""
     first_turn = threading.Event()
     outcome: list[BaseException] = []
-    config = GeneratorConfig(tts="espeak", tts_timeout_s=30, tts_parallelism=3)
+    config = GeneratorConfig(tts="espeak", tts_timeout_s=30, tts_parallelism=3, audio_format="wav")
     request = generation_request(episode="deep_dive", speakers="panel")
 
     def run() -> None:
