@@ -110,6 +110,8 @@ def run(ctx: GenerationContext, work: Callable[[Reporter], Awaitable[T]], *, sta
     """
     reporter = Reporter(stage, percent)
     finished = threading.Event()
+    result: concurrent.futures.Future[T] = concurrent.futures.Future()
+    tasks: list[asyncio.Task[T]] = []
     started = False  # read and written on the loop's thread only
 
     async def guarded() -> T:
@@ -120,24 +122,38 @@ def run(ctx: GenerationContext, work: Callable[[Reporter], Awaitable[T]], *, sta
         finally:
             finished.set()
 
-    def cancel() -> None:  # on the loop's thread, so `started` cannot change meanwhile
-        future.cancel()
-        if not started:  # never ran, and a cancelled task never will: nothing to clean up
+    def start() -> None:  # on the loop's thread
+        task = event_loop.create_task(guarded())
+        task.add_done_callback(lambda done: _settle(done, result))
+        tasks.append(task)
+
+    def cancel() -> None:  # on the loop's thread, after start(): `started` cannot change meanwhile
+        tasks[0].cancel()
+        if not started:  # a task cancelled before its first step never runs its body
             finished.set()
 
     event_loop = loop()
-    future = asyncio.run_coroutine_threadsafe(guarded(), event_loop)
+    event_loop.call_soon_threadsafe(start)
     try:
         while True:
-            done, _ = concurrent.futures.wait([future], timeout=POLL_S)
+            done, _ = concurrent.futures.wait([result], timeout=POLL_S)
             reporter.drain(ctx)
             if done:
-                return future.result()
+                return result.result()
             ctx.check_cancelled()
     except BaseException:
         event_loop.call_soon_threadsafe(cancel)
         _wait(finished)
         raise
+
+
+def _settle(task: asyncio.Task[T], result: concurrent.futures.Future[T]) -> None:
+    if task.cancelled():
+        result.cancel()
+    elif (exc := task.exception()) is not None:
+        result.set_exception(exc)
+    else:
+        result.set_result(task.result())
 
 
 def _wait(finished: threading.Event) -> None:

@@ -72,6 +72,7 @@ class Provider:
         self._clock = clock
         self._jitter = jitter
         self._client: openai.AsyncOpenAI | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
         self._not_before = 0.0  # monotonic: no request before (the last Retry-After)
 
     @property
@@ -81,6 +82,7 @@ class Provider:
     def client(self) -> openai.AsyncOpenAI:
         """The SDK client (made on the loop, where it is used), with the SDK's retries off."""
         if self._client is None:
+            self._client_loop = asyncio.get_running_loop()
             self._client = openai.AsyncOpenAI(
                 base_url=self.endpoint.base_url,
                 api_key=self.endpoint.api_key or "unused",  # local servers take none; the SDK wants one
@@ -88,6 +90,18 @@ class Provider:
                 max_retries=0,
             )
         return self._client
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections (on the loop that used it); the next call opens anew."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """:meth:`aclose` from any thread, on the loop the client was made on (if it still runs)."""
+        event_loop = self._client_loop
+        if self._client is not None and event_loop is not None and event_loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.aclose(), event_loop).result(timeout_s)
 
     async def call(
         self,

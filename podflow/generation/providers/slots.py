@@ -116,18 +116,14 @@ def shared_backend(url: str) -> RedisBackend:
 
 
 class _SharedSlot:
-    def __init__(self, pool: SharedSlots, index: int, holding: object) -> None:
+    def __init__(self, pool: SharedSlots, index: int) -> None:
         self._pool: SharedSlots | None = pool
         self.index = index
-        self._holding = holding  # the limiter's acquire() context, entered
 
     def release(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool._give_back(self)
-
-    def exit_holding(self) -> None:
-        self._holding.__exit__(None, None, None)  # type: ignore[attr-defined]
 
 
 class SharedSlots:
@@ -178,25 +174,28 @@ class SharedSlots:
         free = [i for i, value in enumerate(values) if not value or int(value) <= 0]
         random.shuffle(free)  # spread contending processes over the free slots
         for index in free:
-            holding = self._limiters[index].acquire(raise_on_failure=False)
-            if holding.__enter__():
-                slot = _SharedSlot(self, index, holding)
+            # The limiter's own acquire/release steps: its ``acquire()`` context manager
+            # cannot be held across an await and released from elsewhere.
+            if self._limiters[index]._acquire():  # type: ignore[no-untyped-call,unused-ignore]
+                slot = _SharedSlot(self, index)
                 with self._lock:
                     self._held[index] = slot
                 self._keep()
                 return slot
-            holding.__exit__(None, None, None)  # taken since the MGET
-        return None
+        return None  # all taken (or taken since the MGET)
 
     def close(self) -> None:
-        """Stop the keeper (held slots then expire after ``ttl_s``)."""
+        """Stop the keeper and close the connection (slots still held expire after ``ttl_s``)."""
         self._stop.set()
+        if self._keeper is not None:
+            self._keeper.join(self.refresh_s + 5)
+        self.backend.client.close()
 
     def _give_back(self, slot: _SharedSlot) -> None:
         with self._lock:
             self._held.pop(slot.index, None)
         try:
-            slot.exit_holding()
+            self._limiters[slot.index]._release()  # type: ignore[no-untyped-call,unused-ignore]
         except redis.RedisError as exc:  # it expires by itself after the TTL
             log.warning("slot %s:%d not released (expires in %d ms): %s", self.name, slot.index, self.ttl_ms, exc)
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, ValidationInfo, field_validator
-from pydantic import model_validator as _model_validator
 
 from ....models import EpisodeProfile
 from ...framing import phrases_for
@@ -190,13 +189,15 @@ class TranscriptReply(_Reply):
     segments: list[SegmentTurns]
     outro: list[TurnReply]
 
-    @_model_validator(mode="after")
-    def _counted(self, info: ValidationInfo) -> TranscriptReply:
+    @field_validator("intro", "segments", "outro")
+    @classmethod
+    def _counted(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
         counts = _counts(info)
-        _within(self.intro, counts.intro_turns, "intro turns")
-        _within(self.segments, (counts.segments,) * 2, "segments")
-        _within(self.outro, counts.outro_turns, "outro turns")
-        return self
+        bounds = {"intro": counts.intro_turns, "segments": (counts.segments,) * 2, "outro": counts.outro_turns}
+        what = {"intro": "intro turns", "segments": "segments", "outro": "outro turns"}
+        assert info.field_name is not None
+        _within(value, bounds[info.field_name], what[info.field_name])
+        return value
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
