@@ -46,9 +46,8 @@ def test_scripted_replies_latency_and_counters(fake: FakeProvider) -> None:
 
 def test_a_hang_ends_when_the_client_leaves(fake: FakeProvider) -> None:
     fake.script("chat", Reply(hang_s=30))
-    with httpx.Client(base_url=fake.url, timeout=0.3) as client:
-        with pytest.raises(httpx.ReadTimeout):
-            client.post("/chat/completions", json={})
+    with httpx.Client(base_url=fake.url, timeout=0.3) as client, pytest.raises(httpx.ReadTimeout):
+        client.post("/chat/completions", json={})
     deadline = time.monotonic() + 2
     while not fake.calls("chat")[0].aborted and time.monotonic() < deadline:
         time.sleep(0.02)
