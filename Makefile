@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.podflow-installed
 BENCH_STAMP := $(VENV)/.podflow-bench-installed
+PC_STAMP := $(VENV)/.podflow-podcast-creator-installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -59,7 +60,12 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/podflow up
 
-test: setup
+# the podcast-creator extra: its adapter is tested against the fake provider
+$(PC_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,podcast-creator]'
+	@touch $@
+
+test: setup $(PC_STAMP)
 	$(call ensure_tools,$(TEST_TOOLS))
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -26,7 +26,7 @@ from typing import Literal
 from ..errors import GenerationError, ToolMissing
 from .files import partial_path
 
-__all__ = ["AudioFormat", "CLIP_RATE", "INSTALL_HINT", "decode_to_wav", "encode", "find_ffmpeg"]
+__all__ = ["AudioFormat", "CLIP_RATE", "INSTALL_HINT", "decode_to_wav", "encode", "find_ffmpeg", "measure_seconds"]
 
 AudioFormat = Literal["mp3", "wav"]
 PROGRAM = "ffmpeg"
@@ -75,6 +75,35 @@ async def encode(wav: Path, out: Path, *, fmt: AudioFormat) -> None:
         return
     args = ["-i", str(wav), "-c:a", "libmp3lame", "-q:a", _MP3_QUALITY, *_BITEXACT, "-f", "mp3"]
     await _ffmpeg(args, out, what="the episode")
+
+
+async def measure_seconds(path: Path) -> float:
+    """The duration of the audio file at ``path``, as decoded (gapless) by ffmpeg: samples over rate.
+
+    Raises:
+      ToolMissing: no ffmpeg.
+      GenerationError: ffmpeg cannot decode it.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        find_ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
+        "-f", "s16le", "-ac", "1", "-ar", str(CLIP_RATE), "pipe:1",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    size = 0
+    try:
+        while chunk := await proc.stdout.read(1 << 16):
+            size += len(chunk)
+        stderr = await proc.stderr.read()
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await asyncio.shield(proc.wait())
+    if proc.returncode != 0:
+        raise GenerationError(f"ffmpeg could not read {path.name}: {stderr.decode(errors='replace')[:_STDERR_CHARS]}")
+    return size / 2 / CLIP_RATE
 
 
 async def _ffmpeg(args: list[str], out: Path, *, stdin: bytes | None = None, what: str) -> None:

@@ -15,6 +15,7 @@ one segment per sentence rather than repeating material
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -177,7 +178,7 @@ class _Scorer:
         distinct = set(content_words(sentence))
         if not distinct:
             return 0.0
-        base = sum(self._weight.get(w, 0.0) for w in distinct) / len(distinct) ** 0.5
+        base = sum(self._weight.get(w, 0.0) for w in distinct) / math.sqrt(len(distinct))
         return base + _BRIEFING_BONUS * len(distinct & self._focus)
 
     def pick(self, sentences: Sequence[str], budget: float) -> tuple[str, ...]:
