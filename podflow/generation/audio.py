@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import shutil
+import wave
 from pathlib import Path
 from typing import Literal
 
@@ -54,13 +56,39 @@ def find_ffmpeg() -> str:
 async def decode_to_wav(data: bytes, out: Path, *, rate: int = CLIP_RATE, what: str = "audio") -> None:
     """Decode ``data`` (any format ffmpeg reads) into ``out``: mono 16-bit PCM WAV at ``rate``.
 
+    A WAV that already is exactly that (what podflow asks servers for) is
+    written as it is, without starting a process.
+
     Raises:
       ToolMissing: no ffmpeg.
       GenerationError: ``data`` is not audio ffmpeg can decode (``what`` names it).
     """
+    if _is_pcm_wav(data, rate):
+        tmp = partial_path(out)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
     args = ["-f", "wav", "-i", "pipe:0"] if data[:4] == b"RIFF" else ["-i", "pipe:0"]
     args += ["-vn", "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s16le", *_BITEXACT, "-f", "wav"]
     await _ffmpeg(args, out, stdin=data, what=what)
+
+
+def _is_pcm_wav(data: bytes, rate: int) -> bool:
+    """Whether ``data`` is a complete mono 16-bit PCM WAV at ``rate`` (a streamed header's
+    unknown sizes, or any other layout, go through ffmpeg)."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return False
+    try:
+        with wave.open(io.BytesIO(data)) as source:
+            params = (source.getnchannels(), source.getsampwidth(), source.getframerate(), source.getcomptype())
+            frames = source.getnframes()
+            complete = len(source.readframes(frames)) == 2 * frames
+    except (wave.Error, EOFError):
+        return False
+    return params == (1, 2, rate, "NONE") and complete and int.from_bytes(data[4:8], "little") == len(data) - 8
 
 
 async def encode(wav: Path, out: Path, *, fmt: AudioFormat) -> None:
