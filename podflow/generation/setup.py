@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from .base import GeneratorConfig
 from .providers import Endpoint, LocalSlots, Provider, RetryPolicy, SharedSlots, SlotPool
+from .providers.endpoint import Kind
 from .providers.slots import shared_backend
 
 if TYPE_CHECKING:
@@ -28,20 +29,7 @@ def generator_config(settings: Settings) -> GeneratorConfig:
         backoff_s=settings.provider_backoff_s,
         rate_limit_wait_s=settings.provider_rate_limit_wait_s,
     )
-    llm = Endpoint(
-        kind="llm",
-        base_url=settings.llm_base_url,
-        model=settings.llm_model,
-        api_key=settings.llm_api_key.get_secret_value(),
-        timeout_s=settings.llm_timeout_s,
-    )
-    tts = Endpoint(
-        kind="tts",
-        base_url=settings.tts_base_url,
-        model=settings.tts_model,
-        api_key=settings.tts_api_key.get_secret_value(),
-        timeout_s=settings.tts_timeout_s,
-    )
+    llm, tts = _endpoint(settings, "llm"), _endpoint(settings, "tts")
     return GeneratorConfig(
         tts=settings.tts,
         tts_timeout_s=settings.tts_timeout_s,
@@ -52,6 +40,17 @@ def generator_config(settings: Settings) -> GeneratorConfig:
         tts_provider=Provider(endpoint=tts, policy=policy, slots=_slots(settings, tts, settings.tts_max_concurrency)),
         llm_reasks=settings.llm_reasks,
         llm_source_chars=settings.llm_source_chars,
+    )
+
+
+def _endpoint(settings: Settings, kind: Kind) -> Endpoint:
+    """PODFLOW_<KIND>_BASE_URL, _MODEL, _API_KEY and _TIMEOUT."""
+    return Endpoint(
+        kind=kind,
+        base_url=getattr(settings, f"{kind}_base_url"),
+        model=getattr(settings, f"{kind}_model"),
+        api_key=getattr(settings, f"{kind}_api_key").get_secret_value(),
+        timeout_s=getattr(settings, f"{kind}_timeout_s"),
     )
 
 

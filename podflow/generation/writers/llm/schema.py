@@ -21,6 +21,7 @@ grounds to reject a reply.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -135,6 +136,20 @@ def _within(items: list[Any], bounds: Range, what: str) -> None:
         raise ValueError(f"{len(items)} {what}; the schema asks for {wanted}")
 
 
+def _counted(field: str, bounds: Callable[[Counts], Range], what: str) -> Any:
+    """A validator of ``field``'s length: the same bounds the schema states."""
+
+    def check(cls: type[BaseModel], value: list[Any], info: ValidationInfo) -> list[Any]:
+        _within(value, bounds(_counts(info)), what)
+        return value
+
+    return field_validator(field)(classmethod(check))
+
+
+def _segment_count(counts: Counts) -> Range:
+    return (counts.segments, counts.segments)
+
+
 class _Reply(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -144,21 +159,13 @@ class SegmentOutline(_Reply):
     points: list[NonBlank]
     sources: list[str]
 
-    @field_validator("points")
-    @classmethod
-    def _enough_points(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        _within(value, _counts(info).points, "points")
-        return value
+    _points = _counted("points", lambda counts: counts.points, "points")
 
 
 class OutlineReply(_Reply):
     segments: list[SegmentOutline]
 
-    @field_validator("segments")
-    @classmethod
-    def _all_segments(cls, value: list[SegmentOutline], info: ValidationInfo) -> list[SegmentOutline]:
-        _within(value, (_counts(info).segments,) * 2, "segments")
-        return value
+    _segments = _counted("segments", _segment_count, "segments")
 
 
 class TurnReply(_Reply):
@@ -177,11 +184,7 @@ class TurnReply(_Reply):
 class SegmentTurns(_Reply):
     turns: list[TurnReply]
 
-    @field_validator("turns")
-    @classmethod
-    def _enough_turns(cls, value: list[TurnReply], info: ValidationInfo) -> list[TurnReply]:
-        _within(value, _counts(info).segment_turns, "turns")
-        return value
+    _turns = _counted("turns", lambda counts: counts.segment_turns, "turns")
 
 
 class TranscriptReply(_Reply):
@@ -189,15 +192,9 @@ class TranscriptReply(_Reply):
     segments: list[SegmentTurns]
     outro: list[TurnReply]
 
-    @field_validator("intro", "segments", "outro")
-    @classmethod
-    def _counted(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
-        counts = _counts(info)
-        bounds = {"intro": counts.intro_turns, "segments": (counts.segments,) * 2, "outro": counts.outro_turns}
-        what = {"intro": "intro turns", "segments": "segments", "outro": "outro turns"}
-        assert info.field_name is not None
-        _within(value, bounds[info.field_name], what[info.field_name])
-        return value
+    _intro = _counted("intro", lambda counts: counts.intro_turns, "intro turns")
+    _segments = _counted("segments", _segment_count, "segments")
+    _outro = _counted("outro", lambda counts: counts.outro_turns, "outro turns")
 
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)

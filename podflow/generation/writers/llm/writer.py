@@ -17,7 +17,7 @@ request at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from openai import AsyncOpenAI
@@ -76,12 +76,7 @@ class LLMWriter:
         ctx.progress("outline", percent, f"asking {job.model} for {counts.segments} segment(s); {material.note()}")
         schema = outline_schema(counts, [source.source_id for source in job.sources])
         messages = outline_messages(job, material, counts)
-        reply = run(
-            ctx,
-            lambda reporter: self._ask(reporter, job.model, "outline", schema, messages, counts, parse_outline),
-            stage="outline",
-            percent=percent,
-        )
+        reply = self._reply(ctx, "outline", percent, job.model, schema, messages, counts, parse_outline)
         segments = tuple(
             Segment(
                 index=i,
@@ -104,12 +99,7 @@ class LLMWriter:
         )  # fmt: skip
         schema = transcript_schema(counts)
         messages = transcript_messages(job, material, counts)
-        reply = run(
-            ctx,
-            lambda reporter: self._ask(reporter, job.model, "transcript", schema, messages, counts, parse_transcript),
-            stage="transcript",
-            percent=percent,
-        )
+        reply = self._reply(ctx, "transcript", percent, job.model, schema, messages, counts, parse_transcript)
         turns = [Turn(t.speaker, t.text, "intro") for t in reply.intro]
         for segment, said in zip(job.outline.segments, reply.segments, strict=True):
             turns += [Turn(t.speaker, t.text, "segment", segment.index) for t in said.turns]
@@ -125,6 +115,24 @@ class LLMWriter:
     # -- one structured completion, asked again until usable ------------------------------------
     def _material(self, job: OutlineJob) -> Material:
         return condense(job.sources, budget_chars=self.source_chars)
+
+    def _reply(
+        self,
+        ctx: GenerationContext,
+        what: str,
+        percent: float,
+        model: str,
+        schema: dict[str, Any],
+        messages: list[Message],
+        counts: Counts,
+        parse: Callable[[str, Counts], R],
+    ) -> R:
+        """The usable reply for stage ``what``, asked on the background loop (interruptible)."""
+
+        def ask(reporter: Reporter) -> Awaitable[R]:
+            return self._ask(reporter, model, what, schema, messages, counts, parse)
+
+        return run(ctx, ask, stage=what, percent=percent)
 
     async def _ask(
         self,
