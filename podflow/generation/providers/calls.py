@@ -24,6 +24,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -32,7 +33,7 @@ import openai
 from ...timeutil import utcnow
 from ..loop import Reporter
 from .endpoint import Endpoint
-from .errors import classify
+from .errors import Failure, classify
 from .policy import RetryPolicy, Tries, next_wait
 from .slots import Slot, SlotPool
 
@@ -130,7 +131,7 @@ class Provider:
                         raise
                     wait = next_wait(failure, tries, self.policy, jitter=self._jitter())
                     if wait is None:
-                        raise failure.error() from None
+                        raise _given_up(failure, tries, self.policy).error() from None
                     if failure.kind == "rate_limited":
                         self._not_before = max(self._not_before, time.monotonic() + wait)
                     reporter.note(f"{failure.message} (trying again in {wait:.1f} s)")
@@ -157,3 +158,15 @@ class Provider:
                 reported, last = in_use, now
             await asyncio.sleep(pause * (1 + self._jitter()))
             pause = min(_SLOT_POLL_MAX_S, pause * 2)
+
+
+def _given_up(failure: Failure, tries: Tries, policy: RetryPolicy) -> Failure:
+    """``failure`` with what was tried before giving up, when something was."""
+    if failure.kind == "rate_limited":
+        bound = f"PODFLOW_PROVIDER_RATE_LIMIT_WAIT={policy.rate_limit_wait_s:g}"
+        why = f"after waiting {tries.rate_limit_waited_s:g} s of {bound}"
+    elif failure.kind == "transient":
+        why = f"after {tries.transient + 1} tries (PODFLOW_PROVIDER_RETRIES={policy.retries})"
+    else:
+        return failure
+    return replace(failure, message=f"{failure.message} ({why})")
