@@ -7,11 +7,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.podflow-installed
 BENCH_STAMP := $(VENV)/.podflow-bench-installed
+PC_STAMP := $(VENV)/.podflow-podcast-creator-installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-# command:debian-package pairs the runtime needs
-RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng
+# command:debian-package pairs the runtime needs (ffmpeg: MP3 episodes and provider speech)
+RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng ffmpeg:ffmpeg
 # and what only the tests need on top (chromium: the dashboard's browser test;
 # curl: a client the 413 tests compare with; ip, runuser: the two-host test)
 TEST_TOOLS := chromium:chromium curl:curl ip:iproute2 runuser:util-linux
@@ -60,7 +61,12 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/podflow up
 
-test: setup postgres
+# the podcast-creator extra: its adapter is tested against the fake provider
+$(PC_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,podcast-creator]'
+	@touch $@
+
+test: setup postgres $(PC_STAMP)
 	$(call ensure_tools,$(TEST_TOOLS))
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -22,16 +22,16 @@ from typing import Any
 from tests.postgres import scratch_database
 from tests.servers import RedisServer
 
-from . import latency, submit, sweep, sweep_postgres, throughput
+from . import latency, providers, submit, sweep, sweep_postgres, throughput
 from .machine import describe_machine, load_average, pressure
 from .report import Report, Row
 from .scale import SCALES, Scale
 from .systems import CelerySystem, DramatiqSystem, PodflowSystem, System, celery_available
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("throughput", "latency", "sweep", "submit")
+BENCHMARKS = ("throughput", "latency", "sweep", "submit", "providers")
 #: Redis databases of the private server: one per benchmark, so each flushes only its own
-_DB = {"pipeline": 0, "sweep": 1, "submit": 2, "pipeline_postgres": 3}
+_DB = {"pipeline": 0, "sweep": 1, "submit": 2, "pipeline_postgres": 3, "providers": 4}
 
 METHOD_NOTES = [
     "Each figure is the median of its repetitions (reps), with the min and max; a target is judged on the median.",
@@ -45,6 +45,9 @@ METHOD_NOTES = [
     "Celery: `celery worker -P threads -c T`, one instance per process, without gossip, mingle and heartbeat, "
     "results ignored, INFO logs; \"old module's settings\": with a result backend, STARTED tracked, late acks "
     "and a prefetch of one, as the replaced module ran Celery.",
+    "Provider overhead: the fake provider (its own process) answers each chat completion and speech request "
+    "after a fixed latency; ideal = 2 chat latencies + ceil(turns / TTS parallelism) speech latencies, the "
+    "provider's time alone; makespan = first submit to last finished_at (real workers, MP3 encoded by ffmpeg).",
     "Memory: RSS summed over each worker tree (main process and children); forked children share pages, so the "
     "sum is an upper bound. Idle after the warm-up; peak sampled every 100 ms during the throughput batches.",
 ]
@@ -179,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             submit_url = f"{base_url}/{_DB['submit']}"
             _run_step(report, "Submit path",
                       lambda: (*submit.measure(scale, work_dir, submit_url, _log, app=args.api_app), []))
+        if "providers" in selected:
+            providers_url = f"{base_url}/{_DB['providers']}"
+            _run_step(report, "Provider overhead",
+                      lambda: (*providers.measure(scale, work_dir, providers_url, _log), []))
     finally:
         redis.stop()
         if not args.keep:

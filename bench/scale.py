@@ -29,6 +29,11 @@ class Scale:
     sweep_reps: int
     #: profile podflow (statement counts, py-spy) unless told otherwise (--no-profile)
     profile: bool
+    #: provider overhead: the fake's latency per chat completion and per speech request,
+    #: and the runs of the concurrent batch
+    provider_chat_s: float = 2.0
+    provider_speech_s: float = 0.5
+    provider_concurrent: int = 8
 
 
 #: the reference run: about 5 minutes on 2 cores
@@ -59,5 +64,7 @@ QUICK = replace(
     sweep_points=((10_000, 100), (50_000, 100), (50_000, 1_000)),
     sweep_reps=3,
     profile=False,
+    provider_chat_s=0.5,
+    provider_speech_s=0.2,
 )
 SCALES: dict[str, Scale] = {scale.name: scale for scale in (FULL, QUICK)}

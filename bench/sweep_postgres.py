@@ -22,7 +22,7 @@ from datetime import timedelta
 import psycopg
 import redis
 
-from podflow.dispatch import QueueDispatcher
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.settings import load_settings
 from podflow.store.postgres import PostgresStore
 from podflow.sweep import SweepPolicy, sweep

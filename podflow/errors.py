@@ -23,7 +23,14 @@ one subtree per subsystem (like ``dramatiq.errors``)::
     │   └── SourceTooLarge
     └── GenerationError             permanent: the run fails at once
         ├── TransientGenerationError  retried with backoff
-        └── ToolMissing             a required program (espeak-ng) is absent
+        │   ├── ProviderUnavailable   a provider's 5xx/timeouts outlasted the in-attempt retries
+        │   └── ProviderRateLimited   429s past PODFLOW_PROVIDER_RATE_LIMIT_WAIT
+        ├── ProviderRejected        a provider's 4xx: the message names the setting to fix
+        ├── UnusableReply           the LLM's replies failed validation after re-asks
+        └── ToolMissing             a required program (espeak-ng, ffmpeg) is absent
+
+The provider errors live in :mod:`podflow.generation.providers.errors`, with
+the one function that classifies the SDK's errors into them.
 
 Interrupts that must not be swallowed by ``except Exception`` derive from
 :class:`RunInterrupted`, a ``BaseException`` like dramatiq's ``Interrupt``::

@@ -67,6 +67,10 @@ Verbatim = Annotated[str, StringConstraints(strip_whitespace=False)]
 
 _RUN_ID_RE = re.compile(r"^run_[0-9a-f]{32}$")
 PROFILE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: a BCP 47 language tag: a language subtag, then script, region or variant subtags
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+#: a provider's model name (``gpt-4o-mini``, ``qwen2.5:7b``, ``speaches-ai/Kokoro-82M-v1.0-ONNX``)
+MODEL_PATTERN = r"^\S+$"
 
 
 def new_run_id() -> str:
@@ -371,6 +375,8 @@ class SpeakerProfile(_Profile):
     name: str = Field(pattern=PROFILE_NAME_PATTERN)
     description: str = Field(default="", max_length=500)
     speakers: list[Speaker] = Field(min_length=1, max_length=4)
+    #: the TTS model for this profile's voices (PODFLOW_TTS=openai); None = PODFLOW_TTS_MODEL
+    tts_model: str | None = Field(default=None, min_length=1, max_length=200, pattern=MODEL_PATTERN)
 
     @model_validator(mode="after")
     def _unique_speakers(self) -> SpeakerProfile:
@@ -386,4 +392,9 @@ class EpisodeProfile(_Profile):
     num_segments: int = Field(ge=1, le=12)
     default_briefing: str = Field(default="", max_length=4000)
     words_per_segment: int = Field(default=150, ge=20, le=2000)
+    #: BCP 47 tag of the episode's language (``en``, ``zh``, ``pt-BR``); in Chinese and
+    #: Japanese ``words_per_segment`` counts characters
+    language: str = Field(default="en", max_length=35, pattern=LANGUAGE_PATTERN)
+    #: the LLM for this profile's episodes (PODFLOW_LLM=openai); None = PODFLOW_LLM_MODEL
+    llm_model: str | None = Field(default=None, min_length=1, max_length=200, pattern=MODEL_PATTERN)
 

@@ -5,8 +5,9 @@ on start-up): the store remembers every name it ever seeded, so seeding again
 never overwrites a user's edit nor brings back a profile the user deleted.
 
 The bundled voices are espeak-ng voices (language + variant, e.g.
-``en-us+m3``); :func:`check_speaker_profile` refuses a voice the installed
-espeak-ng does not have.
+``en-us+m3``, ``cmn+f3``); :func:`check_speaker_profile` refuses a voice the
+installed espeak-ng does not have. ``tech_news_zh`` and ``dual_host_zh`` are a
+Chinese episode (科技周报) and its Mandarin hosts.
 
 Read profiles with :func:`read_profile` and :func:`read_profiles`: a profile an
 older version stored that this one refuses (a whitespace-only ``personality``
@@ -67,6 +68,14 @@ BUNDLED_EPISODE_PROFILES: tuple[EpisodeProfile, ...] = (
         default_briefing="Summarise the essentials briefly and skip the digressions.",
         words_per_segment=80,
     ),
+    EpisodeProfile(
+        name="tech_news_zh",
+        description="科技周报: a brisk roundup of technology news, in Mandarin Chinese.",
+        num_segments=4,
+        default_briefing="先讲最重要的进展，说明每一项为什么重要，语气轻松易懂。",
+        words_per_segment=200,  # characters: a Chinese "word" is a character
+        language="zh",
+    ),
 )
 
 BUNDLED_SPEAKER_PROFILES: tuple[SpeakerProfile, ...] = (
@@ -118,6 +127,14 @@ BUNDLED_SPEAKER_PROFILES: tuple[SpeakerProfile, ...] = (
             ),
         ],
     ),
+    SpeakerProfile(
+        name="dual_host_zh",
+        description="Two Mandarin-speaking hosts (espeak-ng's cmn voices).",
+        speakers=[
+            Speaker(name="小明", voice="cmn+m3", personality="好奇的主持人，替听众提问，引导对话。"),
+            Speaker(name="小红", voice="cmn+f3", personality="博学的搭档，用具体的例子讲清细节。"),
+        ],
+    ),
 )
 
 BUNDLED_PROFILES: tuple[Profile, ...] = (*BUNDLED_EPISODE_PROFILES, *BUNDLED_SPEAKER_PROFILES)
@@ -165,13 +182,15 @@ def check_speaker_profile(profile: SpeakerProfile, *, tts: str) -> None:
     """Refuse a speaker profile whose voices the speech engine ``tts`` lacks.
 
     Unique speaker names and 1 to 4 speakers are checked by the model itself.
-    With ``tts="none"`` any voice is accepted (nothing is spoken).
+    Only espeak-ng's voices are known in advance: with ``tts="none"`` any voice
+    is accepted (nothing is spoken), and with ``tts="openai"`` a voice is the
+    provider's voice name, which the provider itself checks when it speaks.
 
     Raises:
       InvalidInput: ``field`` is ``speakers[i].voice`` for the first unknown voice.
       ToolMissing: ``tts="espeak"`` and espeak-ng is not installed.
     """
-    if tts == "none":
+    if tts != "espeak":
         return
     voices = available_voices()
     for i, speaker in enumerate(profile.speakers):

@@ -46,6 +46,7 @@ from .errors import (
 )
 from .generation.base import GenerationResult, Generator, GeneratorConfig
 from .generation.request import build_request
+from .generation.setup import generator_config
 from .heartbeat import HeartbeatMonitor, Tracked
 from .models import ErrorInfo, Progress, RunResult
 from .paths import RESULT_FILES, run_dir, staging_attempts, staging_dir, stored_path
@@ -390,7 +391,7 @@ def build_runner(
         generator=generator,
         monitor=monitor,
         data_dir=settings.data_dir,
-        config=GeneratorConfig(tts=settings.tts, tts_timeout_s=settings.tts_timeout_s),
+        config=generator_config(settings),  # providers, caps and audio format (issue 13)
         soft_time_limit_s=settings.soft_time_limit_s,
         time_limit_errors=time_limit_errors,
     )

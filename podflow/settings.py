@@ -30,6 +30,7 @@ _STORE_SCHEMES = {
     "mongodb": "mongo",
     "mongodb+srv": "mongo",
 }
+_SECRETS = ("PODFLOW_API_TOKEN", "PODFLOW_LLM_API_KEY", "PODFLOW_TTS_API_KEY")
 _GENERATOR_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -168,16 +169,115 @@ class Settings(BaseSettings):
         default="podflow.generation.builtin:generate",
         description="the generator, as module:callable",
     )
-    tts: Literal["espeak", "none"] = _var(
+    llm: Literal["none", "openai"] = _var(
+        "PODFLOW_LLM",
+        default="none",
+        description="who writes outline and transcript: none = the built-in extractive writer, "
+        "openai = an OpenAI-compatible chat-completions endpoint",
+    )
+    llm_base_url: str = _var(
+        "PODFLOW_LLM_BASE_URL",
+        default="https://api.openai.com/v1",
+        description="the LLM endpoint's base URL, ending in /v1 (Ollama: http://localhost:11434/v1)",
+    )
+    llm_api_key: SecretStr = _var(
+        "PODFLOW_LLM_API_KEY", default=SecretStr(""), description="the LLM endpoint's API key (a bearer token)"
+    )
+    llm_model: str = _var(
+        "PODFLOW_LLM_MODEL",
+        default="gpt-4o-mini",
+        min_length=1,
+        description="the LLM model; an episode profile's llm_model overrides it",
+    )
+    llm_timeout_s: float = _var(
+        "PODFLOW_LLM_TIMEOUT", default=300.0, gt=0, description="seconds one chat completion may take"
+    )
+    llm_max_concurrency: int = _var(
+        "PODFLOW_LLM_MAX_CONCURRENCY",
+        default=0,
+        ge=0,
+        le=10000,
+        description="LLM calls in flight across every worker process and host; 0 = no cap",
+    )
+    llm_reasks: int = _var(
+        "PODFLOW_LLM_REASKS",
+        default=2,
+        ge=0,
+        le=5,
+        description="times an unusable LLM reply is asked again (with the problem) before the run fails",
+    )
+    llm_source_chars: int = _var(
+        "PODFLOW_LLM_SOURCE_CHARS",
+        default=60_000,
+        ge=1000,
+        description="characters of source text sent to the LLM at most; longer sources are truncated",
+    )
+    tts: Literal["espeak", "openai", "none"] = _var(
         "PODFLOW_TTS",
         default="espeak",
-        description="speech engine of the built-in generator; none = outline and transcript only",
+        description="who speaks: espeak (espeak-ng), openai (an OpenAI-compatible /audio/speech endpoint), "
+        "none = outline and transcript only",
+    )
+    tts_base_url: str = _var(
+        "PODFLOW_TTS_BASE_URL",
+        default="https://api.openai.com/v1",
+        description="the TTS endpoint's base URL, ending in /v1 (Kokoro-FastAPI: http://localhost:8880/v1)",
+    )
+    tts_api_key: SecretStr = _var(
+        "PODFLOW_TTS_API_KEY", default=SecretStr(""), description="the TTS endpoint's API key (a bearer token)"
+    )
+    tts_model: str = _var(
+        "PODFLOW_TTS_MODEL",
+        default="tts-1",
+        min_length=1,
+        description="the TTS model; a speaker profile's tts_model overrides it",
     )
     tts_timeout_s: float = _var(
         "PODFLOW_TTS_TIMEOUT",
         default=120.0,
         gt=0,
-        description="timeout of one speech-synthesis subprocess",
+        description="seconds one turn's speech may take (an espeak-ng process or a TTS request)",
+    )
+    tts_max_concurrency: int = _var(
+        "PODFLOW_TTS_MAX_CONCURRENCY",
+        default=0,
+        ge=0,
+        le=10000,
+        description="TTS calls in flight across every worker process and host; 0 = no cap",
+    )
+    tts_parallelism: int = _var(
+        "PODFLOW_TTS_PARALLELISM",
+        default=4,
+        ge=1,
+        le=64,
+        description="turns one run speaks at once (espeak-ng processes or TTS requests)",
+    )
+    audio_format: Literal["mp3", "wav"] = _var(
+        "PODFLOW_AUDIO_FORMAT", default="mp3", description="the episode file: mp3 or wav"
+    )
+    provider_retries: int = _var(
+        "PODFLOW_PROVIDER_RETRIES",
+        default=2,
+        ge=0,
+        le=10,
+        description="in-attempt retries of a provider call after a 5xx, timeout or connection error",
+    )
+    provider_backoff_s: float = _var(
+        "PODFLOW_PROVIDER_BACKOFF",
+        default=1.0,
+        gt=0,
+        description="seconds before the first in-attempt retry of a provider call; doubles each retry",
+    )
+    provider_rate_limit_wait_s: float = _var(
+        "PODFLOW_PROVIDER_RATE_LIMIT_WAIT",
+        default=300.0,
+        ge=0,
+        description="seconds one provider call may spend waiting out 429s before the attempt gives up",
+    )
+    limits_url: str = _var(
+        "PODFLOW_LIMITS_URL",
+        default="",
+        description="Redis holding the cluster-wide provider caps; empty = the broker's, when it is Redis",
     )
     max_source_bytes: int = _var(
         "PODFLOW_MAX_SOURCE_BYTES",
@@ -260,6 +360,20 @@ class Settings(BaseSettings):
             raise ValueError("a sqlite:// URL needs a path: sqlite:///relative/file or sqlite:////absolute/file")
         return value
 
+    @field_validator("limits_url")
+    @classmethod
+    def _limits_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty or a redis:// URL")
+        return value
+
+    @field_validator("llm_base_url", "tts_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL ending in /v1")
+        return value.rstrip("/")
+
     @field_validator("generator")
     @classmethod
     def _generator_ref(cls, value: str) -> str:
@@ -280,6 +394,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "PODFLOW_HEARTBEAT_TIMEOUT must be greater than PODFLOW_HEARTBEAT_INTERVAL "
                 f"(got {self.heartbeat_timeout_s:g} <= {self.heartbeat_interval_s:g})"
+            )
+        capped = [
+            f"{env_var(name)}={getattr(self, name)}"
+            for name in ("llm_max_concurrency", "tts_max_concurrency")
+            if getattr(self, name)
+        ]
+        if capped and self.mode == "queue" and not self.caps_url:
+            raise ValueError(
+                f"{' and '.join(capped)} must hold across hosts, which needs Redis: set PODFLOW_LIMITS_URL "
+                "to a redis:// URL (the broker is RabbitMQ, which cannot hold the slots)"
             )
         return self
 
@@ -313,6 +437,13 @@ class Settings(BaseSettings):
     def auth_token(self) -> str:
         return self.api_token.get_secret_value()
 
+    @property
+    def caps_url(self) -> str:
+        """The Redis holding the provider caps: PODFLOW_LIMITS_URL, else a Redis broker's URL."""
+        if self.limits_url:
+            return self.limits_url
+        return "" if self.broker_url.startswith(("amqp://", "amqps://")) else self.broker_url
+
 
 def env_var(field_name: str) -> str:
     """The environment variable behind the setting ``field_name``."""
@@ -335,7 +466,7 @@ def _describe(error: Mapping[str, Any], env_names: Mapping[str, str]) -> str:
     if var in env_names.values():  # constructed by field name, e.g. in tests
         var = next(env for env, name in env_names.items() if name == var)
     if "input" in error and not isinstance(error["input"], dict):
-        shown = "<hidden>" if var == "PODFLOW_API_TOKEN" else repr(error["input"])
+        shown = "<hidden>" if var in _SECRETS else repr(error["input"])
         return f"{var}={shown}: {message[:1].lower()}{message[1:]}"
     return f"{var}: {message[:1].lower()}{message[1:]}"
 

@@ -14,6 +14,7 @@ from podflow.models import Run, RunRequest
 from podflow.store.base import Store
 
 if TYPE_CHECKING:
+    from tests.fake_provider import FakeProvider
     from tests.servers import RedisServer
 
 #: a fixed "now" for time logic; tests move it explicitly instead of sleeping
@@ -140,6 +141,15 @@ def worker_redis_url(redis_server: RedisServer) -> Iterator[str]:
     yield url
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    """A fake OpenAI-compatible provider on a free port (real HTTP; :mod:`tests.fake_provider`)."""
+    from tests.fake_provider import FakeProvider
+
+    with FakeProvider() as server:
+        yield server
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -116,6 +116,8 @@ MODELS = sorted(
 WHITESPACE = (" ", " \t\n ", "\u3000", "\u00a0\u2003")  # ASCII, and the wide spaces of CJK and typeset text
 #: values the generic example builder cannot guess (a field whose "x" does not validate)
 OVERRIDES: dict[tuple[str, str], Any] = {}
+#: text the audit pads and blanks, for a field whose pattern refuses "x"
+TEXT_SAMPLES: dict[str, str] = {"language": "pt-BR"}
 
 
 def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
@@ -238,8 +240,9 @@ def test_every_text_field_is_stripped_before_it_is_checked_and_reads_back(
         assert model.model_validate_json(stored) == model.model_validate(data), "what is stored reads back the same"
         return _read(model, name, slot, data)
 
-    assert check(" x \t") == (" x \t" if verbatim else "x"), "stripped before it is stored"
-    if max_length and not verbatim:
+    sample = TEXT_SAMPLES.get(name, "x")
+    assert check(f" {sample} \t") == (f" {sample} \t" if verbatim else sample), "stripped before it is stored"
+    if max_length and not verbatim and not _constraint(metadata, "pattern"):
         assert check(" " + "x" * max_length + " ") == "x" * max_length, "stripped before the length is checked"
     for blank in WHITESPACE:
         if min_length and not verbatim:

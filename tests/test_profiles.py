@@ -19,7 +19,7 @@ from podflow.profiles import (
 from podflow.store.base import Store
 from tests.conftest import T0, make_request, make_run
 
-ALL_NAMES = {"tech_news", "deep_dive", "quick_brief", "dual_host", "solo", "panel"}
+ALL_NAMES = {"tech_news", "deep_dive", "quick_brief", "tech_news_zh", "dual_host", "solo", "panel", "dual_host_zh"}
 
 
 def speakers(*voices: str) -> SpeakerProfile:
@@ -30,11 +30,23 @@ def speakers(*voices: str) -> SpeakerProfile:
 
 
 def test_the_bundled_profiles_are_the_promised_ones() -> None:
-    assert {p.name for p in BUNDLED_EPISODE_PROFILES} == {"tech_news", "deep_dive", "quick_brief"}
+    assert {p.name for p in BUNDLED_EPISODE_PROFILES} == {"tech_news", "deep_dive", "quick_brief", "tech_news_zh"}
     counts = {p.name: len(p.speakers) for p in BUNDLED_SPEAKER_PROFILES}
     assert counts["dual_host"] == 2 and counts["solo"] == 1 and 3 <= counts["panel"] <= 4
+    assert counts["dual_host_zh"] == 2
     for profile in BUNDLED_EPISODE_PROFILES:
         assert profile.description and profile.default_briefing
+
+
+def test_the_chinese_profiles_speak_mandarin_with_espeak_cmn_voices() -> None:
+    episode = next(p for p in BUNDLED_EPISODE_PROFILES if p.name == "tech_news_zh")
+    speakers = next(p for p in BUNDLED_SPEAKER_PROFILES if p.name == "dual_host_zh")
+    assert episode.language == "zh"
+    assert all(s.voice.startswith("cmn") for s in speakers.speakers)
+
+
+def test_provider_voices_are_not_checked_against_espeak() -> None:
+    check_speaker_profile(speakers("alloy", "af_bella"), tts="openai")  # the provider checks its own
 
 
 def test_bundled_speakers_have_real_and_distinct_voices() -> None:
@@ -56,7 +68,7 @@ def test_seeding_twice_keeps_an_edit_and_does_not_resurrect_a_deletion(store: St
     assert isinstance(edited, EpisodeProfile)
     assert (edited.num_segments, edited.description) == (9, "edited")
     assert store.get_profile("speaker", "panel") is None
-    assert {p.name for p in store.list_profiles("speaker")} == {"dual_host", "solo"}
+    assert {p.name for p in store.list_profiles("speaker")} == {"dual_host", "solo", "dual_host_zh"}
 
 
 def test_an_unknown_voice_is_refused_naming_the_field() -> None:

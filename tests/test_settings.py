@@ -56,6 +56,12 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path, monkeypa
         ("PODFLOW_TIME_LIMIT", "60", "PODFLOW_TIME_LIMIT must be greater than PODFLOW_SOFT_TIME_LIMIT"),
         ("PODFLOW_HEARTBEAT_TIMEOUT", "5", "PODFLOW_HEARTBEAT_TIMEOUT must be greater than PODFLOW_HEARTBEAT_INTERVAL"),
         ("PODFLOW_GENERATOR", "not a ref", "PODFLOW_GENERATOR='not a ref': must look like package.module:callable"),
+        ("PODFLOW_LLM", "gpt", "PODFLOW_LLM='gpt': input should be 'none' or 'openai'"),
+        ("PODFLOW_TTS", "say", "PODFLOW_TTS='say': input should be 'espeak', 'openai' or 'none'"),
+        ("PODFLOW_LLM_BASE_URL", "localhost:11434/v1", "PODFLOW_LLM_BASE_URL='localhost:11434/v1': must be an http://"),
+        ("PODFLOW_AUDIO_FORMAT", "ogg", "PODFLOW_AUDIO_FORMAT='ogg': input should be 'mp3' or 'wav'"),
+        ("PODFLOW_TTS_MAX_CONCURRENCY", "-1", "PODFLOW_TTS_MAX_CONCURRENCY='-1': input should be greater than"),
+        ("PODFLOW_LIMITS_URL", "amqp://x", "PODFLOW_LIMITS_URL='amqp://x': must be empty or a redis:// URL"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -72,6 +78,37 @@ def test_the_api_token_is_never_echoed_in_errors(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigError) as err:
         load_settings(None, api_token=123)
     assert "123" not in str(err.value) and "PODFLOW_API_TOKEN" in str(err.value)
+
+
+def test_the_provider_settings_default_to_the_offline_generator() -> None:
+    s = load_settings(None)
+    assert (s.llm, s.tts, s.audio_format) == ("none", "espeak", "mp3")
+    assert s.llm_base_url == s.tts_base_url == "https://api.openai.com/v1"
+    assert (s.llm_model, s.tts_model) == ("gpt-4o-mini", "tts-1")
+    assert (s.llm_max_concurrency, s.tts_max_concurrency, s.tts_parallelism) == (0, 0, 4)
+    assert (s.provider_retries, s.provider_backoff_s, s.provider_rate_limit_wait_s) == (2, 1.0, 300.0)
+    assert (s.llm_reasks, s.llm_source_chars, s.llm_timeout_s) == (2, 60_000, 300.0)
+    assert s.caps_url == s.broker_url  # a Redis broker holds the caps' slots
+
+
+def test_api_keys_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, llm_api_key=12345, tts_api_key=67890)
+    assert "12345" not in str(err.value) and "67890" not in str(err.value)
+    monkeypatch.setenv("PODFLOW_LLM_API_KEY", "sk-secret")
+    assert "sk-secret" not in repr(load_settings(None))
+
+
+def test_a_cap_on_a_rabbitmq_deployment_needs_a_redis_to_hold_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PODFLOW_BROKER_URL", "amqp://guest:guest@localhost:5672/")
+    monkeypatch.setenv("PODFLOW_TTS_MAX_CONCURRENCY", "3")
+    with pytest.raises(ConfigError, match=r"PODFLOW_TTS_MAX_CONCURRENCY=3 must hold across hosts.*PODFLOW_LIMITS_URL"):
+        load_settings(None)
+    monkeypatch.setenv("PODFLOW_LIMITS_URL", "redis://caps:6379/2")
+    assert load_settings(None).caps_url == "redis://caps:6379/2"
+    monkeypatch.delenv("PODFLOW_LIMITS_URL")
+    monkeypatch.setenv("PODFLOW_MODE", "thread")  # one process: the cap is held in memory
+    assert load_settings(None).caps_url == ""
 
 
 def test_misspelt_podflow_variables_are_pointed_out() -> None:

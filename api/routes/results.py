@@ -61,7 +61,7 @@ def _serve(request: Request, run_id: str, name: str) -> Response:
 
 @routes.get("/api/podcast/runs/{run_id}/audio", {200: AUDIO, 206: AUDIO}, errors=(400, 416), name="run_audio")
 def audio(request: Request, run_id: str) -> Response:
-    """The episode's audio (audio/wav from the built-in generator).
+    """The episode's audio: audio/mpeg from the built-in generator (audio/wav with PODFLOW_AUDIO_FORMAT=wav).
 
     HTTP Range requests are answered with 206 (Accept-Ranges: bytes); a range
     beyond the file is a 416. 404 until the run is SUCCESS with audio.

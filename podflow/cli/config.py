@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from pydantic import SecretStr
+
 from ..exitcodes import RET_OK
 from ..settings import Settings, env_var
 
@@ -21,8 +23,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for name in Settings.model_fields:
         env = env_var(name)
         value = getattr(settings, name)
-        if name == "api_token":
-            value = "<set>" if settings.auth_token else ""
+        if isinstance(value, SecretStr):
+            value = "<set>" if value.get_secret_value() else ""
         values[env] = value if isinstance(value, int | float | str | type(None)) else str(value)
     if args.json:
         print(json.dumps(values, indent=2))

@@ -9,7 +9,9 @@ thread (or a thread-mode pool thread) with everything it needs:
 - ``ctx`` (:class:`GenerationContext`): ``ctx.progress(stage, percent,
   message)`` to report progress, ``ctx.check_cancelled()`` to stop early when
   the run was cancelled or lost, ``ctx.work_dir`` where files go, and
-  ``ctx.config`` with generator options from the settings.
+  ``ctx.config`` with generator options from the settings, including the
+  configured providers (``ctx.config.llm_provider``, ``ctx.config.tts_provider``:
+  endpoint, cluster-wide cap, retry policy; see :mod:`.providers`).
 
 Failure contract:
 
@@ -23,7 +25,9 @@ Failure contract:
   (soft time limit). Both derive from ``BaseException``: do not swallow them;
   clean up in ``finally``. Such an
   asynchronous exception cannot break into a blocking call, so wait on
-  subprocesses, futures and sockets with short timeouts in a loop.
+  subprocesses, futures and sockets with short timeouts in a loop, or run
+  the blocking work on the background loop with :func:`.loop.run`, which
+  cancels it (closing its connections) when the generator is interrupted.
 
 Files are written under ``ctx.work_dir``, the attempt's own staging directory
 (``PODFLOW_DATA_DIR/podcasts/<run_id>/.attempt-<n>/``); the returned paths must
@@ -36,9 +40,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..models import EpisodeProfile, Source, SpeakerProfile
+
+if TYPE_CHECKING:
+    from .providers.calls import Provider
 
 __all__ = [
     "GenerationContext",
@@ -74,15 +81,25 @@ class GenerationResult:
 
 @dataclass(frozen=True, slots=True)
 class GeneratorConfig:
-    """Generator options, filled from the settings at the edge."""
+    """Generator options, filled from the settings at the edge (:func:`.setup.generator_config`)."""
 
-    #: PODFLOW_TTS: "espeak" or "none" (outline and transcript only)
+    #: PODFLOW_TTS: "espeak", "openai" or "none" (outline and transcript only)
     tts: str = "espeak"
-    #: PODFLOW_TTS_TIMEOUT: timeout of one speech-synthesis subprocess
+    #: PODFLOW_TTS_TIMEOUT: timeout of one espeak-ng process (provider calls: the endpoint's)
     tts_timeout_s: float = 120.0
-    #: synthesis subprocesses run at once (per run)
+    #: PODFLOW_TTS_PARALLELISM: speech processes or requests of one run at once
     tts_parallelism: int = 2
     extra: dict[str, str] = field(default_factory=dict)
+    #: PODFLOW_LLM: "none" (the built-in extractive writer) or "openai"
+    llm: str = "none"
+    #: PODFLOW_AUDIO_FORMAT: "mp3" or "wav"
+    audio_format: str = "mp3"
+    #: the providers behind PODFLOW_LLM=openai and PODFLOW_TTS=openai
+    llm_provider: Provider | None = None
+    tts_provider: Provider | None = None
+    #: PODFLOW_LLM_REASKS, PODFLOW_LLM_SOURCE_CHARS
+    llm_reasks: int = 2
+    llm_source_chars: int = 60_000
 
 
 @runtime_checkable

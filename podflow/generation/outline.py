@@ -15,14 +15,19 @@ one segment per sentence rather than repeating material
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError
 from .base import GenerationRequest
-from .text import Section, content_words, join_words, sections, words
+from .framing import Phrases, phrases_for
+from .text import Section, content_words, sections, words
+
+if TYPE_CHECKING:
+    from .writers.base import OutlineJob
 
 __all__ = ["Outline", "Segment", "build_outline"]
 
@@ -67,8 +72,8 @@ class Outline:
         }
 
 
-def build_outline(request: GenerationRequest) -> Outline:
-    """The outline of the episode ``request`` describes.
+def build_outline(request: GenerationRequest | OutlineJob) -> Outline:
+    """The outline of the episode ``request`` describes, titled in its profile's language.
 
     Raises:
       GenerationError: the sources hold no sentence at all.
@@ -78,13 +83,14 @@ def build_outline(request: GenerationRequest) -> Outline:
     if not total:
         raise GenerationError("the sources contain no text to build an episode from")
     wanted = request.episode_profile.num_segments
-    groups = _group(found, min(wanted, total))
+    phrases = phrases_for(request.episode_profile.language)
+    groups = _group(found, min(wanted, total), phrases)
     scorer = _Scorer([sentence for s in found for sentence in s.sentences], focus=request.briefing)
     budget = request.episode_profile.words_per_segment * _KEY_POINT_SHARE
     segments = tuple(
         Segment(
             index=i,
-            title=_title(group),
+            title=_title(group, phrases),
             source_ids=tuple(dict.fromkeys(s.source_id for s in group)),
             key_points=scorer.pick([sentence for s in group for sentence in s.sentences], budget),
             keywords=_keywords(group),
@@ -97,7 +103,7 @@ def build_outline(request: GenerationRequest) -> Outline:
 # -- grouping ----------------------------------------------------------------------
 
 
-def _group(found: list[Section], count: int) -> list[list[Section]]:
+def _group(found: list[Section], count: int, phrases: Phrases) -> list[list[Section]]:
     """Exactly ``count`` groups of consecutive sections (``count`` <= sentences)."""
     parts = list(found)
     if len(parts) >= count:
@@ -107,21 +113,22 @@ def _group(found: list[Section], count: int) -> list[list[Section]]:
         middle = (len(parts[i].sentences) + 1) // 2
         first, second = parts[i].sentences[:middle], parts[i].sentences[middle:]
         parts[i : i + 1] = [_with(parts[i], first), _with(parts[i], second)]
-    return [[part] for part in _number_parts(parts)]
+    return [[part] for part in _number_parts(parts, phrases)]
 
 
 def _with(section: Section, sentences: tuple[str, ...]) -> Section:
     return Section(section.source_id, section.title, sentences)
 
 
-def _number_parts(parts: list[Section]) -> list[Section]:
+def _number_parts(parts: list[Section], phrases: Phrases) -> list[Section]:
     """Titles shared by split-off parts become "title (part k)"."""
     totals = Counter(p.title for p in parts)
     seen: Counter[str] = Counter()
     numbered = []
     for part in parts:
         seen[part.title] += 1
-        title = f"{part.title} (part {seen[part.title]})" if totals[part.title] > 1 else part.title
+        split = totals[part.title] > 1
+        title = phrases.part.format(title=part.title, number=seen[part.title]) if split else part.title
         numbered.append(Section(part.source_id, title, part.sentences))
     return numbered
 
@@ -146,8 +153,8 @@ def _merge(parts: list[Section], count: int) -> list[list[Section]]:
     return groups
 
 
-def _title(group: Sequence[Section]) -> str:
-    return join_words(dict.fromkeys(s.title for s in group), most=3)
+def _title(group: Sequence[Section], phrases: Phrases) -> str:
+    return phrases.join(dict.fromkeys(s.title for s in group), most=3)
 
 
 def _keywords(group: Sequence[Section]) -> tuple[str, ...]:
@@ -171,8 +178,7 @@ class _Scorer:
         distinct = set(content_words(sentence))
         if not distinct:
             return 0.0
-        norm: float = len(distinct) ** 0.5
-        base = sum(self._weight.get(w, 0.0) for w in distinct) / norm
+        base = sum(self._weight.get(w, 0.0) for w in distinct) / math.sqrt(len(distinct))
         return base + _BRIEFING_BONUS * len(distinct & self._focus)
 
     def pick(self, sentences: Sequence[str], budget: float) -> tuple[str, ...]:

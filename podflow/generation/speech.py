@@ -1,4 +1,4 @@
-"""Speech: every turn spoken by espeak-ng, then joined into ``episode.wav``.
+"""Speech: every turn spoken by espeak-ng, into a WAV file each.
 
 Interrupt safety. podflow stops a generation by raising an exception in its
 thread asynchronously (cancellation, lost lease, soft time limit). Such an
@@ -11,8 +11,8 @@ one per turn the generator's thread allows (after that thread's
 cancellation check), polls them, enforces their deadlines and kills what is
 still running when it is told to stop. The generator's thread only waits on
 the supervisor's events with short timeouts, and in ``finally`` stops it and
-waits until it is gone. The turn files are deleted however this ends, and
-``episode.wav`` only appears, by rename, once complete.
+waits until it is gone. The caller owns the turn files (see
+:mod:`podflow.generation.episode`, which removes them however it ends).
 
 A turn that outlives ``tts_timeout_s`` fails the attempt with
 :class:`TransientGenerationError`: espeak-ng speaks a turn in well under a
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import shutil
 import subprocess
 import threading
 import time
@@ -36,9 +35,8 @@ from pathlib import Path
 
 from ..errors import GenerationError, TransientGenerationError
 from .espeak import espeak_command, find_espeak
-from .wav import join_wavs
 
-__all__ = ["POLL_S", "SpeechJob", "render_audio", "synthesize"]
+__all__ = ["POLL_S", "SpeechJob", "synthesize"]
 
 #: the longest the generator's thread and the supervisor wait at a time
 POLL_S = 0.02
@@ -106,33 +104,6 @@ def synthesize(
     finally:
         supervisor.stop()
     return supervisor.wavs
-
-
-def render_audio(
-    jobs: Sequence[SpeechJob],
-    out: Path,
-    *,
-    pauses_s: Sequence[float],
-    timeout_s: float,
-    parallelism: int,
-    check: Callable[[], None] = lambda: None,
-    on_done: Callable[[int, int], None] = lambda done, total: None,
-) -> float:
-    """Speak ``jobs`` and join them into ``out`` (see :func:`synthesize` and
-    :func:`podflow.generation.wav.join_wavs`); the duration in seconds.
-
-    The turn files live in a hidden directory next to ``out``, removed
-    however this ends.
-    """
-    scratch = out.with_name(f".{out.stem}.turns")
-    shutil.rmtree(scratch, ignore_errors=True)  # left by a killed process
-    try:
-        wavs = synthesize(
-            jobs, out_dir=scratch, timeout_s=timeout_s, parallelism=parallelism, check=check, on_done=on_done
-        )
-        return join_wavs(wavs, out, pauses_s=pauses_s, check=check)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # -- the supervisor ------------------------------------------------------------------

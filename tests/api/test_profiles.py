@@ -23,9 +23,9 @@ NEW: dict[str, dict[str, Any]] = {
 
 def test_the_bundled_profiles_are_listed_by_name(api: Api) -> None:
     episodes = api.client.get("/api/podcast/episode-profiles").json()["profiles"]
-    assert [p["name"] for p in episodes] == ["deep_dive", "quick_brief", "tech_news"]
+    assert [p["name"] for p in episodes] == ["deep_dive", "quick_brief", "tech_news", "tech_news_zh"]
     speakers = api.client.get("/api/podcast/speaker-profiles").json()["profiles"]
-    assert [p["name"] for p in speakers] == ["dual_host", "panel", "solo"]
+    assert [p["name"] for p in speakers] == ["dual_host", "dual_host_zh", "panel", "solo"]
 
 
 @pytest.mark.parametrize("kind", ["episode", "speaker"])
@@ -102,7 +102,7 @@ def test_text_is_stored_stripped_and_reads_back(api: Api) -> None:
     ]}
     created = api.client.post("/api/podcast/speaker-profiles", json=padded)
     assert created.status_code == 201, created.text
-    expected = {"name": "duo", "description": "Two.", "speakers": [
+    expected = {"name": "duo", "description": "Two.", "tts_model": None, "speakers": [
         {"name": "Ada", "voice": "en-us", "personality": "Curious."},
     ]}
     assert created.json() == expected

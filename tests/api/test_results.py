@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import wave
 from io import BytesIO
 from pathlib import Path
@@ -74,8 +75,12 @@ def test_a_recorded_path_outside_the_data_dir_is_never_served(api: Api) -> None:
 
 
 @pytest.mark.slow
-def test_an_episode_made_by_the_built_in_generator_is_served(tmp_path: Path) -> None:
-    with serve(create_app(settings_for(tmp_path, mode="thread"))) as api:  # espeak-ng, for real
+@pytest.mark.parametrize(("audio_format", "media_type"), [("mp3", "audio/mpeg"), ("wav", "audio/wav")])
+def test_an_episode_made_by_the_built_in_generator_is_served(
+    tmp_path: Path, audio_format: str, media_type: str
+) -> None:
+    settings = settings_for(tmp_path, mode="thread", audio_format=audio_format)
+    with serve(create_app(settings)) as api:  # espeak-ng and ffmpeg, for real
         request = api.request(episode_profile="quick_brief", speaker_profile="solo", episode_name="Queues")
         run_id = api.client.post("/api/podcast/generate", json=request).json()["run_id"]
         done = wait_for(
@@ -83,7 +88,26 @@ def test_an_episode_made_by_the_built_in_generator_is_served(tmp_path: Path) -> 
             what="the episode",
         )
         assert done["status"] == "SUCCESS", done["error"]
+        whole = api.client.get(done["result"]["audio_url"])
+        assert whole.headers["content-type"] == media_type and whole.headers["accept-ranges"] == "bytes"
         audio = api.client.get(done["result"]["audio_url"], headers={"Range": "bytes=0-11"})
-        assert audio.status_code == 206 and audio.content[:4] == b"RIFF" and audio.content[8:12] == b"WAVE"
+        assert audio.status_code == 206 and audio.headers["content-type"] == media_type
+        assert audio.content == whole.content[:12]
+        assert audio.headers["content-range"] == f"bytes 0-11/{len(whole.content)}"
+        if audio_format == "wav":
+            assert audio.content[:4] == b"RIFF" and audio.content[8:12] == b"WAVE"
+        else:
+            assert audio.content[:3] == b"ID3"  # ffmpeg's MP3, its LAME header in the first frame
+            # duration_s is the joined PCM's: a gapless decoder gets it back to a few samples
+            assert decoded_seconds(whole.content, tmp_path) == pytest.approx(done["result"]["duration_s"], abs=0.005)
         transcript = api.client.get(done["result"]["transcript_url"]).json()
         assert {turn["speaker"] for turn in transcript["turns"]} == {"Sam"}
+
+
+def decoded_seconds(mp3: bytes, tmp_path: Path) -> float:
+    """What a gapless decoder (ffmpeg, from a file: it reads the LAME header) makes of ``mp3``."""
+    path = tmp_path / "decoded.mp3"
+    path.write_bytes(mp3)
+    command = ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "22050", "pipe:1"]
+    pcm = subprocess.run(command, capture_output=True, check=True).stdout
+    return len(pcm) / 2 / 22050

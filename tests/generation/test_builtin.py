@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import subprocess
 import threading
+import time
 import wave
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 from dramatiq.threading import raise_thread_exception
 
 from podflow.errors import GenerationError, RunCancelled, ToolMissing
-from podflow.generation.base import GenerationContext, GeneratorConfig
+from podflow.generation.base import GenerationContext, GenerationRequest, GeneratorConfig
 from podflow.generation.builtin import generate
 from podflow.generation.context import LocalContext
 from podflow.generation.text import words
 from podflow.models import Speaker
-from tests.generation.conftest import espeak_children, generation_request
+from podflow.profiles import BUNDLED_EPISODE_PROFILES, BUNDLED_SPEAKER_PROFILES
+from tests.execution import wait_for
+from tests.fake_provider import FakeProvider, Reply
+from tests.generation.conftest import ConfigFactory, espeak_children, generation_request, make_source
 
-SPEAK = GeneratorConfig(tts="espeak", tts_timeout_s=30, tts_parallelism=2)
+SPEAK = GeneratorConfig(tts="espeak", tts_timeout_s=30, tts_parallelism=2, audio_format="wav")
 
 
 def context(work_dir: Path, config: GeneratorConfig = SPEAK, **kw: object) -> LocalContext:
@@ -99,7 +106,7 @@ def test_an_asynchronous_interrupt_mid_synthesis_is_cleaned_up(tmp_path: Path) -
     """What podflow does on cancel or soft time limit: raise in the generator's thread."""
     first_turn = threading.Event()
     outcome: list[BaseException] = []
-    config = GeneratorConfig(tts="espeak", tts_timeout_s=30, tts_parallelism=3)
+    config = GeneratorConfig(tts="espeak", tts_timeout_s=30, tts_parallelism=3, audio_format="wav")
     request = generation_request(episode="deep_dive", speakers="panel")
 
     def run() -> None:
@@ -149,3 +156,113 @@ def test_without_espeak_the_run_fails_naming_the_tool(
 def test_an_unknown_speech_engine_is_refused(tmp_path: Path) -> None:
     with pytest.raises(GenerationError, match="unknown PODFLOW_TTS='say'"):
         generate(generation_request(), context(tmp_path, GeneratorConfig(tts="say")))
+
+
+# -- MP3, languages, providers -------------------------------------------------------------------
+
+CHINESE_ARTICLE = """# 科技周报
+
+## 可回收火箭
+轨道助推器第二十次成功降落在无人船上。可回收火箭把进入轨道的成本降低了很多。
+
+## 固态电池
+固态电池有望让电动汽车跑得更远。由于固态电解质不会燃烧，安全性也更高。
+"""
+MIXED = re.compile(r"[。！？，、；：][.!?,;:]|[.!?,;:][。！？，、；：]")
+
+
+def decoded_seconds(path: Path) -> float:
+    command = ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "24000", "pipe:1"]
+    return len(subprocess.run(command, capture_output=True, check=True).stdout) / 2 / 24000
+
+
+def test_the_episode_is_an_mp3_by_default_whose_duration_is_exact(tmp_path: Path) -> None:
+    result = generate(generation_request(speakers="solo", num_segments=1), context(tmp_path, GeneratorConfig()))
+    assert result.audio_path == tmp_path / "episode.mp3" and result.duration_s is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["episode.mp3", "outline.json", "transcript.json"]
+    assert decoded_seconds(result.audio_path) == pytest.approx(result.duration_s, abs=0.005)
+
+
+def test_a_chinese_episode_is_framed_in_chinese_counted_in_characters_without_mixed_punctuation(
+    tmp_path: Path,
+) -> None:
+    episode = next(p for p in BUNDLED_EPISODE_PROFILES if p.name == "tech_news_zh")
+    episode = episode.model_copy(update={"num_segments": 2})
+    speakers = next(p for p in BUNDLED_SPEAKER_PROFILES if p.name == "dual_host_zh")
+    request = GenerationRequest(
+        run_id="run_" + "0" * 32,
+        episode_name="科技周报",
+        episode_profile=episode,
+        speaker_profile=speakers,
+        sources=[make_source(CHINESE_ARTICLE, "zh.md")],
+        briefing=episode.default_briefing,
+    )
+    ctx = context(tmp_path, dataclasses.replace(SPEAK, audio_format="mp3"))
+    result = generate(request, ctx)
+    transcript = json.loads((tmp_path / "transcript.json").read_text(encoding="utf-8"))
+    turns = [turn["text"] for turn in transcript["turns"]]
+    welcome = "欢迎收听科技周报。我是小明。今天和我一起的有小红。本期内容：首先是可回收火箭；最后是固态电池。"
+    assert turns[0].startswith(welcome)
+    assert "Welcome" not in "".join(turns) and not any(MIXED.search(text) for text in turns)
+    assert turns[-1] == "感谢收听，再见！"
+    characters = sum(len(re.findall(r"[\u4e00-\u9fff]", text)) for text in turns)
+    assert transcript["word_count"] == characters and transcript["language"] == "zh"
+    assert ctx.events[-1].message.startswith(f"{characters:,} characters, ")
+    assert result.duration_s and result.duration_s > 5
+
+
+def test_the_llm_writer_with_espeak(fake: FakeProvider, configs: ConfigFactory, tmp_path: Path) -> None:
+    config = configs(tts="espeak", audio_format="wav")
+    result = generate(generation_request(num_segments=1), context(tmp_path, config))
+    transcript = json.loads((tmp_path / "transcript.json").read_text())
+    assert all(turn["text"].startswith("Fake text") for turn in transcript["turns"])
+    assert len(fake.calls("chat")) == 2 and not fake.calls("speech")
+    assert result.audio_path == tmp_path / "episode.wav" and result.duration_s
+
+
+def test_the_built_in_writer_with_provider_voices(fake: FakeProvider, configs: ConfigFactory, tmp_path: Path) -> None:
+    result = generate(generation_request(num_segments=1), context(tmp_path, configs(llm="none")))
+    transcript = json.loads((tmp_path / "transcript.json").read_text())
+    assert not fake.calls("chat") and len(fake.calls("speech")) == len(transcript["turns"])
+    assert {c.body["voice"] for c in fake.calls("speech")} == {"en-us+m3", "en-us+f3"}  # the profile's voices
+    assert result.duration_s == pytest.approx(decoded_seconds(tmp_path / "episode.mp3"), abs=0.005)
+
+
+def test_the_llm_writer_without_speech(fake: FakeProvider, configs: ConfigFactory, tmp_path: Path) -> None:
+    ctx = context(tmp_path, configs(tts="none"))
+    result = generate(generation_request(num_segments=1), ctx)
+    assert result.audio_path is None and len(fake.calls("chat")) == 2 and not fake.calls("speech")
+    assert ctx.events[-1].message.endswith("no audio (PODFLOW_TTS=none)")
+
+
+def test_llm_and_provider_voices_make_an_episode_of_the_joined_clips(
+    fake: FakeProvider, configs: ConfigFactory, tmp_path: Path
+) -> None:
+    ctx = context(tmp_path, configs())
+    result = generate(generation_request(num_segments=2, speakers="panel"), ctx)
+    transcript = json.loads((tmp_path / "transcript.json").read_text())
+    turns = transcript["turns"]
+    assert {t["speaker"] for t in turns} <= {"Morgan", "Priya", "Leo"}
+    assert [c.body["input"] for c in sorted(fake.calls("speech"), key=lambda c: c.body["input"])] == sorted(
+        t["text"] for t in turns
+    )
+    clip_s = sum(min(30.0, max(0.2, len(t["text"]) * fake.seconds_per_char)) for t in turns)
+    pauses = [0.35 if (a["part"], a["segment"]) == (b["part"], b["segment"]) else 0.8 for a, b in pairwise(turns)]
+    assert result.duration_s == pytest.approx(clip_s + sum(pauses), abs=0.002)
+    assert decoded_seconds(tmp_path / "episode.mp3") == pytest.approx(result.duration_s, abs=0.005)
+    stages = [e.stage for e in ctx.events]
+    assert stages[0] == "outline" and stages[-1] == "done" and "encoding MP3" in ctx.events[-2].message
+
+
+def test_cancelling_while_the_llm_hangs_returns_at_once_and_closes_the_request(
+    fake: FakeProvider, configs: ConfigFactory, tmp_path: Path
+) -> None:
+    fake.script("chat", Reply(hang_s=60))
+    cancel = threading.Event()
+    ctx = context(tmp_path, configs(), cancel_event=cancel)
+    threading.Timer(0.3, cancel.set).start()
+    began = time.monotonic()
+    with pytest.raises(RunCancelled):
+        generate(generation_request(), ctx)
+    assert time.monotonic() - began < 1.5
+    wait_for(lambda: fake.calls("chat")[0].aborted, timeout=2, what="the request to be closed")

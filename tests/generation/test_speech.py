@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from podflow.errors import GenerationError, RunCancelled, ToolMissing, TransientGenerationError
-from podflow.generation.speech import SpeechJob, render_audio, synthesize
+from podflow.generation.speech import SpeechJob, synthesize
 from tests.generation.conftest import espeak_children
 
 LONG_TEXT = " ".join(["The quick brown fox jumps over the lazy dog."] * 40)
@@ -64,29 +64,6 @@ def test_a_cancellation_check_stops_before_the_next_turn(tmp_path: Path) -> None
         )
     assert espeak_children() == []
     assert sorted(p.suffix for p in tmp_path.iterdir()).count(".txt") == 2  # the third never started
-
-
-def test_render_audio_leaves_only_the_episode(tmp_path: Path) -> None:
-    out = tmp_path / "episode.wav"
-    duration = render_audio(
-        [SpeechJob("en-us+m3", "One two three."), SpeechJob("en-us+f3", "Four five six.")],
-        out,
-        pauses_s=[0.5],
-        timeout_s=30,
-        parallelism=2,
-    )
-    assert [p.name for p in tmp_path.iterdir()] == ["episode.wav"]
-    with wave.open(str(out)) as w:
-        assert w.getnframes() / w.getframerate() == pytest.approx(duration)
-    assert 1.0 < duration < 5.0
-
-
-def test_render_audio_cleans_up_when_synthesis_fails(tmp_path: Path) -> None:
-    with pytest.raises(GenerationError):
-        render_audio(
-            [SpeechJob("zz", "x")], tmp_path / "episode.wav", pauses_s=[], timeout_s=30, parallelism=1
-        )
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_without_espeak_the_error_names_the_tool_and_its_install(
