@@ -115,11 +115,15 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
             make_run(status=RunStatus.SUCCESS, **ended),
             make_run(status=RunStatus.FAILURE, error=ErrorInfo(type="worker_lost", message="m"), **ended),
             make_run(status=RunStatus.REVOKED, finished_at=at(3)),  # cancelled before it started
-            make_run(),
+            make_run(episode_name="Ältere Folge"),
         ],
     )
     store = SqliteStore(path)
-    assert store.schema_version() == len(MIGRATIONS) == 3
+    assert store.schema_version() == len(MIGRATIONS) == 4
+    # schema 4 folded the names of the runs already there: search finds them
+    from podflow.store.base import RunFilter
+
+    assert [r.episode_name for r in store.list_runs(where=RunFilter(search="ält")).runs] == ["Ältere Folge"]
     stats = store.stats()
     assert stats.created == 4
     assert stats.finished == {RunStatus.SUCCESS: 1, RunStatus.FAILURE: 1, RunStatus.REVOKED: 1}
