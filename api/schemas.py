@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
@@ -40,6 +40,7 @@ from podflow.models import (
 )
 from podflow.paths import RESULT_FILES
 from podflow.states import RunStatus
+from podflow.store.base import RunFilter
 
 __all__ = [
     "ApiError",
@@ -65,7 +66,9 @@ __all__ = [
     "SpeakerProfileUpdate",
     "SubmitResponse",
     "TaskView",
+    "CeleryTaskView",
     "respond",
+    "run_path",
     "validate",
     "validate_json",
 ]
@@ -171,6 +174,11 @@ def _path(request: Request, name: str, **params: str) -> str:
     return root + str(request.app.url_path_for(name, **params))
 
 
+def run_path(request: Request, run_id: str) -> str:
+    """The path of a run (``Location`` of the responses that made it)."""
+    return _path(request, "get_run", run_id=run_id)
+
+
 class RunLinks(_Model):
     self: str
     events: str
@@ -221,10 +229,13 @@ class SubmitResponse(_Model):
     mode: Mode
     retry_of: str | None = None
     links: RunLinks
+    #: ``message_id`` again, under the old module's name (deprecated: read ``message_id``)
+    celery_task_id: str | None = Field(default=None, json_schema_extra={"deprecated": True})
 
     @classmethod
     def of(cls, run: Run, request: Request) -> SubmitResponse:
-        return cls(**run.model_dump(include=set(cls.model_fields) - {"links"}), links=RunLinks.of(run, request))
+        fields = run.model_dump(include=set(cls.model_fields) - {"links", "celery_task_id"})
+        return cls(**fields, links=RunLinks.of(run, request), celery_task_id=run.message_id)
 
 
 class RunView(_Model):
@@ -268,10 +279,45 @@ class RunList(_Model):
     next_cursor: str | None = None
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _iso_time(value: Any) -> Any:
+    """An ISO 8601 time (a time without an offset is UTC); not a number of seconds."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 time, like 2026-01-31T12:00:00Z") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+#: a time in a query string: ISO 8601 (``2026-01-31T12:00:00Z``; UTC without an offset)
+QueryTime = Annotated[datetime | None, BeforeValidator(_iso_time)]
+
+
 class RunListQuery(_Query):
-    status: RunStatus | None = None
+    #: any case: ``failure`` is FAILURE
+    status: Annotated[RunStatus | None, BeforeValidator(_upper)] = None
     limit: QueryInt = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=200)
+    #: the start of the run id, or of the episode name in any case
+    q: str | None = Field(default=None, max_length=200)
+    episode_profile: str | None = Field(default=None, max_length=64)
+    speaker_profile: str | None = Field(default=None, max_length=64)
+    error_type: str | None = Field(default=None, max_length=200)
+    #: the retries of this run
+    retry_of: str | None = Field(default=None, max_length=64)
+    #: created at or after (ISO 8601)
+    created_after: QueryTime = None
+    #: created before (ISO 8601)
+    created_before: QueryTime = None
+
+    def filter(self) -> RunFilter:
+        fields = self.model_dump(exclude={"limit", "cursor", "q"}, exclude_none=True)
+        return RunFilter(search=self.q or None, **fields)
 
 
 class RunEvent(_Model):
@@ -312,6 +358,36 @@ class TaskView(_Model):
             successful=run.status is RunStatus.SUCCESS,
             result=ResultView.of(run, request) if run.status is RunStatus.SUCCESS else None,
             error=run.error if run.is_terminal and run.status is not RunStatus.SUCCESS else None,
+        )
+
+
+class CeleryTaskView(_Model):
+    """The old module's ``GET /api/podcast/celery/task/{celery_task_id}`` answer, read
+    from the store (deprecated: use ``GET /api/podcast/runs/{run_id}``)."""
+
+    celery_task_id: str
+    #: PENDING, STARTED, SUCCESS, FAILURE or REVOKED, as Celery spelled them
+    status: RunStatus
+    ready: bool
+    successful: bool
+    #: SUCCESS: the run and its file URLs; FAILURE or REVOKED: the error as
+    #: ``"Type: message"`` (Celery's result of a failed task); otherwise null
+    result: dict[str, Any] | str | None = None
+
+    @classmethod
+    def of(cls, celery_task_id: str, run: Run, request: Request) -> CeleryTaskView:
+        result: dict[str, Any] | str | None = None
+        files = ResultView.of(run, request)
+        if run.status is RunStatus.SUCCESS and files is not None:
+            result = {"run_id": run.run_id, **files.model_dump()}
+        elif run.is_terminal and run.error is not None:
+            result = f"{run.error.type}: {run.error.message}"
+        return cls(
+            celery_task_id=celery_task_id,
+            status=run.status,
+            ready=run.is_terminal,
+            successful=run.status is RunStatus.SUCCESS,
+            result=result,
         )
 
 

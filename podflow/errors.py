@@ -17,6 +17,7 @@ one subtree per subsystem (like ``dramatiq.errors``)::
     ├── Conflict                    the request is valid but the state forbids it
     │   ├── InvalidTransition       e.g. cancel a terminal run, start a started one
     │   ├── IdempotencyConflict     same Idempotency-Key, different body
+    │   ├── RequestInFlight         same Idempotency-Key, the first request still being processed
     │   ├── AlreadyExists
     │   └── UnreadableProfile       a stored profile this version refuses (replace or delete it)
     ├── InvalidInput                bad input; ``field`` names the culprit
@@ -63,6 +64,7 @@ __all__ = [
     "NotFound",
     "PodflowError",
     "ProfileNotFound",
+    "RequestInFlight",
     "ResultNotFound",
     "RunCancelled",
     "RunInterrupted",
@@ -160,6 +162,15 @@ class InvalidTransition(Conflict):
 
 class IdempotencyConflict(Conflict):
     """An Idempotency-Key was reused with a different request body."""
+
+
+class RequestInFlight(Conflict):
+    """A request with this Idempotency-Key is still being processed: its run is
+    recorded but not yet handed to the broker. Try again shortly."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class AlreadyExists(Conflict):

@@ -124,7 +124,7 @@ class Known:
                 if operation == "retry_run":  # only a finished run can be retried
                     assert self.api.client.post(f"/api/podcast/runs/{run_id}/cancel").status_code == 200
                 values[name] = run_id
-            elif name == "message_id":
+            elif name in ("message_id", "celery_task_id"):
                 values[name] = self.finished["message_id"]
             elif name == "source_id":
                 values[name] = self.api.source(f"A source of its own: {uuid.uuid4()}")
