@@ -28,6 +28,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     # By import string, as ``uvicorn api.app:app`` does: podflow/ never imports
     # the api package; the app loads the same settings from the same environment
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        # JSON logs: uvicorn's lines go to the root handler podflow set up, in its format
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
     )
     try:
         uvicorn.Server(config).run()

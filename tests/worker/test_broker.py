@@ -37,7 +37,7 @@ from podflow.errors import (
 )
 from podflow.retry import MAX_MESSAGE_RETRIES
 from podflow.settings import load_settings
-from podflow.worker.broker import build_broker, close_broker, ping_broker, retry_when
+from podflow.worker.broker import RunLogContext, build_broker, close_broker, ping_broker, retry_when
 from podflow.worker.prefetch import QueuePrefetch
 from tests.servers import RABBITMQ_URL, free_port, rabbitmq_up
 
@@ -50,6 +50,7 @@ def test_a_redis_url_gives_a_redis_broker_with_the_middleware_in_order(redis_url
     broker = build_broker(settings(broker_url=redis_url, soft_time_limit_s=90))
     assert isinstance(broker, RedisBroker)
     assert [type(m) for m in broker.middleware] == [
+        RunLogContext,
         AgeLimit,
         TimeLimit,
         ShutdownNotifications,
