@@ -19,6 +19,7 @@ status  code                      raised as
 416     range_not_satisfiable     :class:`RangeNotSatisfiable` (``Content-Range``)
 422     validation_error          ``InvalidInput``: details ``[{field, message}]``
 422     idempotency_conflict      ``IdempotencyConflict`` (a key reused with another body)
+501     not_supported             ``NotSupported`` (dead letters on RabbitMQ or in thread mode)
 503     store_unavailable         ``StoreUnavailable`` (``Retry-After``)
 503     broker_unavailable        ``BrokerUnavailable``; :class:`RunNotEnqueued`
                                   names the run that was recorded all the same
@@ -48,6 +49,7 @@ from podflow.errors import (
     InvalidInput,
     InvalidTransition,
     NotFound,
+    NotSupported,
     RequestInFlight,
     SourceTooLarge,
     StoreUnavailable,
@@ -196,6 +198,10 @@ def _invalid_range(request: Request, exc: InvalidRange) -> Response:
     return error_response(400, "invalid_range", str(exc))
 
 
+def _not_supported(request: Request, exc: NotSupported) -> Response:
+    return error_response(501, "not_supported", str(exc))
+
+
 def _unavailable(code: str) -> Callable[[Request, Exception], Response]:
     def handler(request: Request, exc: Exception) -> Response:
         details = getattr(exc, "details", None) if code == "broker_unavailable" else None
@@ -241,6 +247,7 @@ exception_handlers: dict[Any, Callable[[Request, Any], Response]] = {
     InvalidRange: _invalid_range,
     StoreUnavailable: _unavailable("store_unavailable"),
     BrokerUnavailable: _unavailable("broker_unavailable"),
+    NotSupported: _not_supported,
     NotReady: _unavailable("not_ready"),
     GenerationError: _unavailable("tool_unavailable"),
     HTTPException: _http,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -40,7 +41,8 @@ from podflow.models import (
 )
 from podflow.paths import RESULT_FILES
 from podflow.states import RunStatus
-from podflow.store.base import RunFilter
+from podflow.store.base import RunFilter, Store
+from podflow.worker.deadletter import DeadMessage
 
 __all__ = [
     "ApiError",
@@ -67,6 +69,9 @@ __all__ = [
     "SubmitResponse",
     "TaskView",
     "CeleryTaskView",
+    "DeadLetterList",
+    "DeadLetterQuery",
+    "DeadLetterView",
     "respond",
     "run_path",
     "validate",
@@ -449,6 +454,42 @@ class SpeakerProfileUpdate(SpeakerProfile):
     """A speaker profile to replace the one named in the path; ``name``, if given, must match it."""
 
     name: str | None = Field(default=None, pattern=PROFILE_NAME_PATTERN)  # type: ignore[assignment]
+
+
+# -- dead letters -----------------------------------------------------------------
+
+
+class DeadLetterView(_Model):
+    """A message Dramatiq gave up on (see :mod:`podflow.worker.deadletter`)."""
+
+    #: its entry in the dead-letter queue (requeue by it, or by ``message_id``)
+    id: str
+    message_id: str
+    queue: str
+    actor: str
+    run_id: str | None
+    #: the run's status now; null when the run is gone (or the message is not a run's)
+    run_status: RunStatus | None
+    dead_at: datetime
+    enqueued_at: datetime | None
+    retries: int
+    error: str | None
+
+    @classmethod
+    def of(cls, message: DeadMessage, store: Store) -> DeadLetterView:
+        run = store.get_run(message.run_id) if message.run_id else None
+        return cls(**asdict(message), run_status=run.status if run else None)
+
+
+class DeadLetterList(_Model):
+    queue: str
+    #: dead messages in the queue (``messages`` shows the newest ``limit``)
+    total: int
+    messages: list[DeadLetterView]
+
+
+class DeadLetterQuery(_Query):
+    limit: QueryInt = Field(default=100, ge=1, le=500)
 
 
 # -- health -----------------------------------------------------------------------

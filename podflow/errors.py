@@ -8,7 +8,8 @@ one subtree per subsystem (like ``dramatiq.errors``)::
     ├── StoreError
     │   └── StoreUnavailable        the store cannot be reached (transient)
     ├── BrokerError
-    │   └── BrokerUnavailable       the broker cannot be reached (transient)
+    │   ├── BrokerUnavailable       the broker cannot be reached (transient)
+    │   └── NotSupported            the broker cannot do it (dead letters on RabbitMQ)
     ├── NotFound
     │   ├── RunNotFound
     │   ├── SourceNotFound
@@ -62,6 +63,7 @@ __all__ = [
     "InvalidTransition",
     "LeaseLost",
     "NotFound",
+    "NotSupported",
     "PodflowError",
     "ProfileNotFound",
     "RequestInFlight",
@@ -112,6 +114,10 @@ class BrokerUnavailable(BrokerError):
 
 
 # -- domain ---------------------------------------------------------------------
+
+
+class NotSupported(BrokerError):
+    """The configured broker cannot do this (the message says what can)."""
 
 
 class NotFound(PodflowError):

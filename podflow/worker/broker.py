@@ -200,7 +200,8 @@ def build_broker(settings: Settings, *, role: str = "client") -> dramatiq.Broker
     """The broker PODFLOW_BROKER_URL names, with podflow's middleware. Connects lazily.
 
     ``role`` names the process in the broker's heartbeats (Redis only):
-    ``worker`` for ``podflow.actors``; ``api``, ``scheduler``, ``cli`` for senders.
+    ``worker`` for ``podflow.actors``, which also keeps a presence record
+    (:mod:`podflow.worker.presence`); ``api``, ``scheduler``, ``cli`` for senders.
     """
     url = settings.broker_url
     if url.startswith(("amqp://", "amqps://")):
@@ -223,6 +224,12 @@ def build_broker(settings: Settings, *, role: str = "client") -> dramatiq.Broker
     )
     broker = RedisBroker(client=client, middleware=_middleware(settings))
     broker.broker_id = client_id(role)
+    if role == "worker":
+        from .presence import WorkerPresence
+
+        broker.add_middleware(
+            WorkerPresence(processes=settings.worker_processes, interval_s=settings.heartbeat_interval_s)
+        )
     return broker
 
 
