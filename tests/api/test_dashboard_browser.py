@@ -172,7 +172,7 @@ def test_the_dashboard_follows_runs_live_and_cancels_one_with_its_button(
             expect(row(page, broken).locator(".outcome")).to_contain_text("ValueError: boom: the generator has a bug")
             row(page, broken).locator("button.retry").click()  # a new run, failing the same way
             expect(page.locator("#runs .episode").filter(has_text=re.compile("^broken$"))).to_have_count(2)
-            expect(page.locator("#workers")).to_contain_text("1 \u00d7 2 threads")  # processes x threads, from its presence
+            expect(page.locator("#workers")).to_contain_text("1 \u00d7 2 threads")
             assert any(run.retry_of == broken for run in api.store.list_runs(limit=200).runs)
 
             api.client.post("/api/podcast/runs", json=api.request(episode_name="Draft, never started"))
