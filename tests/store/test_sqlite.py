@@ -194,10 +194,8 @@ def test_each_listing_filter_searches_an_index(tmp_path: Path, where: dict[str, 
     store._conn().execute("ANALYZE")
     filt = RunFilter(**where)  # type: ignore[arg-type]
     statement = sql.listing_sql(filt, None, sql.SQLITE, RUN_COLUMNS)
-    plan = " | ".join(
-        row["detail"]
-        for row in store._conn().execute(f"EXPLAIN QUERY PLAN {statement}", sql.listing_params(filt, None, sql.SQLITE, 51))
-    )
+    params = sql.listing_params(filt, None, sql.SQLITE, 51)
+    plan = " | ".join(row["detail"] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {statement}", params))
     store.close()
     assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
     assert "runs_created" not in plan and not re.search(r"SCAN runs($| )", plan), plan
