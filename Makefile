@@ -14,8 +14,9 @@ BENCH_ARGS ?=
 # command:debian-package pairs the runtime needs (ffmpeg: MP3 episodes and provider speech)
 RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng ffmpeg:ffmpeg
 # and what only the tests need on top (chromium: the dashboard's browser test;
-# curl: a client the 413 tests compare with; ip, runuser: the two-host test)
-TEST_TOOLS := chromium:chromium curl:curl ip:iproute2 runuser:util-linux
+# curl: a client the 413 tests compare with; ip, runuser: the two-host test;
+# supervisord: the deploy/supervisor test)
+TEST_TOOLS := chromium:chromium curl:curl ip:iproute2 runuser:util-linux supervisord:supervisor
 
 .PHONY: help setup run test postgres _install-postgres bench bench-quick lint clean
 

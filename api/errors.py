@@ -12,12 +12,14 @@ status  code                      raised as
 404     not_found                 ``NotFound`` (run, source, profile, result), unknown path
 405     method_not_allowed        a known path with another method
 409     conflict                  ``InvalidTransition`` (details: run_id, status)
-409     idempotency_conflict      ``IdempotencyConflict``
+409     request_in_flight         ``RequestInFlight`` (details: run_id; ``Retry-After``)
 409     already_exists            ``AlreadyExists``
 409     unreadable_profile        ``UnreadableProfile`` (details: kind, name, problems)
 413     payload_too_large         ``SourceTooLarge``, :class:`PayloadTooLarge`
 416     range_not_satisfiable     :class:`RangeNotSatisfiable` (``Content-Range``)
 422     validation_error          ``InvalidInput``: details ``[{field, message}]``
+422     idempotency_conflict      ``IdempotencyConflict`` (a key reused with another body)
+501     not_supported             ``NotSupported`` (dead letters on RabbitMQ or in thread mode)
 503     store_unavailable         ``StoreUnavailable`` (``Retry-After``)
 503     broker_unavailable        ``BrokerUnavailable``; :class:`RunNotEnqueued`
                                   names the run that was recorded all the same
@@ -47,6 +49,8 @@ from podflow.errors import (
     InvalidInput,
     InvalidTransition,
     NotFound,
+    NotSupported,
+    RequestInFlight,
     SourceTooLarge,
     StoreUnavailable,
     UnreadableProfile,
@@ -56,6 +60,7 @@ from podflow.lifecycle import Submission
 from .schemas import ApiError, ErrorBody, respond
 
 __all__ = [
+    "POLL_AFTER_S",
     "RETRY_AFTER_S",
     "InvalidRange",
     "NotReady",
@@ -71,6 +76,8 @@ log = logging.getLogger(__name__)
 
 #: what a 503 tells clients to wait before trying again
 RETRY_AFTER_S = 5
+#: what a 202 (and a 409 for a request in flight) suggests between two polls of the run
+POLL_AFTER_S = 2
 
 
 class Unauthorized(Exception):
@@ -160,7 +167,13 @@ def _conflict(request: Request, exc: Conflict) -> Response:
 
 
 def _idempotency_conflict(request: Request, exc: IdempotencyConflict) -> Response:
-    return error_response(409, "idempotency_conflict", str(exc))
+    # 422, as the IETF draft "The Idempotency-Key HTTP Header Field" asks for a key reused with another body
+    return error_response(422, "idempotency_conflict", str(exc))
+
+
+def _in_flight(request: Request, exc: RequestInFlight) -> Response:
+    headers = {"Retry-After": str(POLL_AFTER_S)}
+    return error_response(409, "request_in_flight", str(exc), {"run_id": exc.run_id}, headers=headers)
 
 
 def _already_exists(request: Request, exc: AlreadyExists) -> Response:
@@ -183,6 +196,10 @@ def _range_not_satisfiable(request: Request, exc: RangeNotSatisfiable) -> Respon
 
 def _invalid_range(request: Request, exc: InvalidRange) -> Response:
     return error_response(400, "invalid_range", str(exc))
+
+
+def _not_supported(request: Request, exc: NotSupported) -> Response:
+    return error_response(501, "not_supported", str(exc))
 
 
 def _unavailable(code: str) -> Callable[[Request, Exception], Response]:
@@ -222,6 +239,7 @@ exception_handlers: dict[Any, Callable[[Request, Any], Response]] = {
     NotFound: _not_found,
     Conflict: _conflict,
     IdempotencyConflict: _idempotency_conflict,
+    RequestInFlight: _in_flight,
     AlreadyExists: _already_exists,
     UnreadableProfile: _unreadable_profile,
     Unauthorized: _unauthorized,
@@ -229,6 +247,7 @@ exception_handlers: dict[Any, Callable[[Request, Any], Response]] = {
     InvalidRange: _invalid_range,
     StoreUnavailable: _unavailable("store_unavailable"),
     BrokerUnavailable: _unavailable("broker_unavailable"),
+    NotSupported: _not_supported,
     NotReady: _unavailable("not_ready"),
     GenerationError: _unavailable("tool_unavailable"),
     HTTPException: _http,

@@ -38,6 +38,11 @@ _ERROR_HEADERS = {
     416: {"Content-Range": "bytes */<size of the file>"},
     503: {"Retry-After": "seconds to wait before trying again"},
 }
+#: headers of success responses, by status
+_SUCCESS_HEADERS = {
+    201: {"Location": "the run's URL (path)"},
+    202: {"Location": "the run's URL (path)", "Retry-After": "seconds to wait before polling the run"},
+}
 
 
 def error_statuses(endpoint: Endpoint, *, auth: bool) -> list[int]:
@@ -123,6 +128,11 @@ class _Builder:
             response: dict[str, Any] = {"description": http.HTTPStatus(status).phrase}
             if content is not None:
                 response["content"] = self.content(content)
+            if status in _SUCCESS_HEADERS and endpoint.method == "POST":
+                response["headers"] = {
+                    name: {"description": text, "schema": {"type": "string"}}
+                    for name, text in _SUCCESS_HEADERS[status].items()
+                }
             responses[str(status)] = response
         error = self.content(ErrorBody)
         for status in error_statuses(endpoint, auth=self.auth):
@@ -151,6 +161,8 @@ class _Builder:
         operation["responses"] = self.responses(endpoint)
         if self.auth and endpoint.guarded:
             operation["security"] = [{"bearerAuth": []}]
+        if endpoint.deprecated:
+            operation["deprecated"] = True
         return operation
 
     def spec(self, *, title: str, version: str, description: str) -> dict[str, Any]:

@@ -96,6 +96,8 @@ class Endpoint:
     summary: str = ""
     #: requires the bearer token (when one is set) although outside ``/api/`` (``/metrics``)
     private: bool = False
+    #: kept for old clients only (the OpenAPI operation says ``deprecated``)
+    deprecated: bool = False
 
     @property
     def operation_id(self) -> str:

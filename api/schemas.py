@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
@@ -40,6 +41,8 @@ from podflow.models import (
 )
 from podflow.paths import RESULT_FILES
 from podflow.states import RunStatus
+from podflow.store.base import RunFilter, Store
+from podflow.worker.deadletter import DeadMessage
 
 __all__ = [
     "ApiError",
@@ -65,7 +68,12 @@ __all__ = [
     "SpeakerProfileUpdate",
     "SubmitResponse",
     "TaskView",
+    "CeleryTaskView",
+    "DeadLetterList",
+    "DeadLetterQuery",
+    "DeadLetterView",
     "respond",
+    "run_path",
     "validate",
     "validate_json",
 ]
@@ -171,6 +179,11 @@ def _path(request: Request, name: str, **params: str) -> str:
     return root + str(request.app.url_path_for(name, **params))
 
 
+def run_path(request: Request, run_id: str) -> str:
+    """The path of a run (``Location`` of the responses that made it)."""
+    return _path(request, "get_run", run_id=run_id)
+
+
 class RunLinks(_Model):
     self: str
     events: str
@@ -221,10 +234,13 @@ class SubmitResponse(_Model):
     mode: Mode
     retry_of: str | None = None
     links: RunLinks
+    #: ``message_id`` again, under the old module's name (deprecated: read ``message_id``)
+    celery_task_id: str | None = Field(default=None, json_schema_extra={"deprecated": True})
 
     @classmethod
     def of(cls, run: Run, request: Request) -> SubmitResponse:
-        return cls(**run.model_dump(include=set(cls.model_fields) - {"links"}), links=RunLinks.of(run, request))
+        fields = run.model_dump(include=set(cls.model_fields) - {"links", "celery_task_id"})
+        return cls(**fields, links=RunLinks.of(run, request), celery_task_id=run.message_id)
 
 
 class RunView(_Model):
@@ -268,10 +284,45 @@ class RunList(_Model):
     next_cursor: str | None = None
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _iso_time(value: Any) -> Any:
+    """An ISO 8601 time (a time without an offset is UTC); not a number of seconds."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 time, like 2026-01-31T12:00:00Z") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+#: a time in a query string: ISO 8601 (``2026-01-31T12:00:00Z``; UTC without an offset)
+QueryTime = Annotated[datetime | None, BeforeValidator(_iso_time)]
+
+
 class RunListQuery(_Query):
-    status: RunStatus | None = None
+    #: any case: ``failure`` is FAILURE
+    status: Annotated[RunStatus | None, BeforeValidator(_upper)] = None
     limit: QueryInt = Field(default=50, ge=1, le=200)
     cursor: str | None = Field(default=None, max_length=200)
+    #: the start of the run id, or of the episode name in any case
+    q: str | None = Field(default=None, max_length=200)
+    episode_profile: str | None = Field(default=None, max_length=64)
+    speaker_profile: str | None = Field(default=None, max_length=64)
+    error_type: str | None = Field(default=None, max_length=200)
+    #: the retries of this run
+    retry_of: str | None = Field(default=None, max_length=64)
+    #: created at or after (ISO 8601)
+    created_after: QueryTime = None
+    #: created before (ISO 8601)
+    created_before: QueryTime = None
+
+    def filter(self) -> RunFilter:
+        fields = self.model_dump(exclude={"limit", "cursor", "q"}, exclude_none=True)
+        return RunFilter(search=self.q or None, **fields)
 
 
 class RunEvent(_Model):
@@ -312,6 +363,36 @@ class TaskView(_Model):
             successful=run.status is RunStatus.SUCCESS,
             result=ResultView.of(run, request) if run.status is RunStatus.SUCCESS else None,
             error=run.error if run.is_terminal and run.status is not RunStatus.SUCCESS else None,
+        )
+
+
+class CeleryTaskView(_Model):
+    """The old module's ``GET /api/podcast/celery/task/{celery_task_id}`` answer, read
+    from the store (deprecated: use ``GET /api/podcast/runs/{run_id}``)."""
+
+    celery_task_id: str
+    #: PENDING, STARTED, SUCCESS, FAILURE or REVOKED, as Celery spelled them
+    status: RunStatus
+    ready: bool
+    successful: bool
+    #: SUCCESS: the run and its file URLs; FAILURE or REVOKED: the error as
+    #: ``"Type: message"`` (Celery's result of a failed task); otherwise null
+    result: dict[str, Any] | str | None = None
+
+    @classmethod
+    def of(cls, celery_task_id: str, run: Run, request: Request) -> CeleryTaskView:
+        result: dict[str, Any] | str | None = None
+        files = ResultView.of(run, request)
+        if run.status is RunStatus.SUCCESS and files is not None:
+            result = {"run_id": run.run_id, **files.model_dump()}
+        elif run.is_terminal and run.error is not None:
+            result = f"{run.error.type}: {run.error.message}"
+        return cls(
+            celery_task_id=celery_task_id,
+            status=run.status,
+            ready=run.is_terminal,
+            successful=run.status is RunStatus.SUCCESS,
+            result=result,
         )
 
 
@@ -373,6 +454,42 @@ class SpeakerProfileUpdate(SpeakerProfile):
     """A speaker profile to replace the one named in the path; ``name``, if given, must match it."""
 
     name: str | None = Field(default=None, pattern=PROFILE_NAME_PATTERN)  # type: ignore[assignment]
+
+
+# -- dead letters -----------------------------------------------------------------
+
+
+class DeadLetterView(_Model):
+    """A message Dramatiq gave up on (see :mod:`podflow.worker.deadletter`)."""
+
+    #: its entry in the dead-letter queue (requeue by it, or by ``message_id``)
+    id: str
+    message_id: str
+    queue: str
+    actor: str
+    run_id: str | None
+    #: the run's status now; null when the run is gone (or the message is not a run's)
+    run_status: RunStatus | None
+    dead_at: datetime
+    enqueued_at: datetime | None
+    retries: int
+    error: str | None
+
+    @classmethod
+    def of(cls, message: DeadMessage, store: Store) -> DeadLetterView:
+        run = store.get_run(message.run_id) if message.run_id else None
+        return cls(**asdict(message), run_status=run.status if run else None)
+
+
+class DeadLetterList(_Model):
+    queue: str
+    #: dead messages in the queue (``messages`` shows the newest ``limit``)
+    total: int
+    messages: list[DeadLetterView]
+
+
+class DeadLetterQuery(_Query):
+    limit: QueryInt = Field(default=100, ge=1, le=500)
 
 
 # -- health -----------------------------------------------------------------------

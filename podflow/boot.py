@@ -6,10 +6,13 @@
    an invalid one prints one line naming the variable and exits 78
    (``RET_CONFIG``), so systemd stops restarting a misconfigured unit
    (``RestartPreventExitStatus=78``) instead of looping;
-2. sets up logging at PODFLOW_LOG_LEVEL: podflow's own format, or, in
-   processes whose logging Dramatiq configures (workers and their forks), only
-   the level of podflow's loggers;
-3. warns once about each ``PODFLOW_*`` variable no setting reads (usually a typo).
+2. sets up logging at PODFLOW_LOG_LEVEL in PODFLOW_LOG_FORMAT (``text`` or
+   ``json``, :mod:`podflow.logs`): podflow's own handler, or, in processes whose
+   logging Dramatiq configures (workers and their forks), the level of podflow's
+   loggers and the format of Dramatiq's handlers;
+3. warns once about each ``PODFLOW_*`` variable no setting reads (usually a typo),
+   and once about each setting of the old Celery module that is set
+   (:data:`podflow.settings.OLD_SETTINGS`: honoured, or overruled by its podflow name).
 
 The entry points: ``podflow`` (:mod:`podflow.cli`), ``dramatiq podflow.actors``
 (:mod:`podflow.worker.actors`), the workers' metrics exporter
@@ -29,9 +32,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
+from . import logs as logformat
 from .errors import ConfigError
 from .exitcodes import RET_CONFIG
-from .settings import Settings, load_settings, unknown_variables
+from .settings import Settings, load_settings, old_setting_notes, unknown_variables
 
 __all__ = ["LogSetup", "boot", "config_errors", "configure_logging"]
 
@@ -41,7 +45,6 @@ log = logging.getLogger(__name__)
 #: logging is someone else's (Dramatiq's), only podflow's level is set
 LogSetup = Literal["configure", "level"]
 
-_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @contextlib.contextmanager
@@ -54,9 +57,10 @@ def config_errors() -> Iterator[None]:
         raise SystemExit(RET_CONFIG) from None
 
 
-def configure_logging(level: str) -> None:
-    """podflow's log format on stderr, at ``level``."""
-    logging.basicConfig(level=level, format=_FORMAT, stream=sys.stderr)
+def configure_logging(level: str, fmt: logformat.LogFormat = "text") -> None:
+    """podflow's log format (PODFLOW_LOG_FORMAT) on stderr, at ``level``."""
+    logging.basicConfig(level=level, format=logformat.TEXT_FORMAT, stream=sys.stderr)
+    logformat.install(logging.getLogger().handlers, fmt)
 
 
 def boot(
@@ -78,10 +82,14 @@ def boot(
     with config_errors():
         settings = load_settings(env_file)
     if logs == "configure":
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
     else:
         logging.getLogger("podflow").setLevel(settings.log_level)
+        logformat.install(logging.getLogger().handlers, settings.log_format)
     if warn_unknown:
-        for note in unknown_variables(dict(os.environ if environ is None else environ)):
+        environ = dict(os.environ if environ is None else environ)
+        for note in unknown_variables(environ):
             log.warning("unknown setting %s", note)
+        for note in old_setting_notes(settings, environ=environ, env_file=env_file):
+            log.warning("%s", note)
     return settings

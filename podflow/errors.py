@@ -8,7 +8,8 @@ one subtree per subsystem (like ``dramatiq.errors``)::
     ├── StoreError
     │   └── StoreUnavailable        the store cannot be reached (transient)
     ├── BrokerError
-    │   └── BrokerUnavailable       the broker cannot be reached (transient)
+    │   ├── BrokerUnavailable       the broker cannot be reached (transient)
+    │   └── NotSupported            the broker cannot do it (dead letters on RabbitMQ)
     ├── NotFound
     │   ├── RunNotFound
     │   ├── SourceNotFound
@@ -17,6 +18,7 @@ one subtree per subsystem (like ``dramatiq.errors``)::
     ├── Conflict                    the request is valid but the state forbids it
     │   ├── InvalidTransition       e.g. cancel a terminal run, start a started one
     │   ├── IdempotencyConflict     same Idempotency-Key, different body
+    │   ├── RequestInFlight         same Idempotency-Key, the first request still being processed
     │   ├── AlreadyExists
     │   └── UnreadableProfile       a stored profile this version refuses (replace or delete it)
     ├── InvalidInput                bad input; ``field`` names the culprit
@@ -61,8 +63,10 @@ __all__ = [
     "InvalidTransition",
     "LeaseLost",
     "NotFound",
+    "NotSupported",
     "PodflowError",
     "ProfileNotFound",
+    "RequestInFlight",
     "ResultNotFound",
     "RunCancelled",
     "RunInterrupted",
@@ -110,6 +114,10 @@ class BrokerUnavailable(BrokerError):
 
 
 # -- domain ---------------------------------------------------------------------
+
+
+class NotSupported(BrokerError):
+    """The configured broker cannot do this (the message says what can)."""
 
 
 class NotFound(PodflowError):
@@ -160,6 +168,15 @@ class InvalidTransition(Conflict):
 
 class IdempotencyConflict(Conflict):
     """An Idempotency-Key was reused with a different request body."""
+
+
+class RequestInFlight(Conflict):
+    """A request with this Idempotency-Key is still being processed: its run is
+    recorded but not yet handed to the broker. Try again shortly."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class AlreadyExists(Conflict):

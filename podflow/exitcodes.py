@@ -7,11 +7,22 @@ Distinct codes let systemd tell a misconfigured unit (do not restart:
 
 from __future__ import annotations
 
-__all__ = ["RET_CONFIG", "RET_ERROR", "RET_FAILED_RUN", "RET_OK", "RET_UNAVAILABLE", "RET_USAGE"]
+__all__ = [
+    "RET_CONFIG",
+    "RET_ERROR",
+    "RET_FAILED_RUN",
+    "RET_OK",
+    "RET_REVOKED",
+    "RET_TIMEOUT",
+    "RET_UNAVAILABLE",
+    "RET_USAGE",
+]
 
 RET_OK = 0
 #: an operation did not succeed (e.g. a followed run ended FAILURE or REVOKED)
 RET_FAILED_RUN = 1
+RET_REVOKED = 3  # `podflow runs wait`: the run ended REVOKED (FAILURE is RET_FAILED_RUN)
+RET_TIMEOUT = 75  # EX_TEMPFAIL: `podflow runs wait --timeout` ran out, the run goes on
 #: an unexpected error
 RET_ERROR = 70  # EX_SOFTWARE
 #: bad command-line usage

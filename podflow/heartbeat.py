@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from .errors import LeaseLost, RunCancelled, SoftTimeLimitExceeded
+from .logs import run_fields
 from .models import Lease
 from .store.base import Store
 from .timeutil import utcnow
@@ -92,7 +93,13 @@ class Tracked:
                 return
             self._interrupt, self._reason = interrupt, reason
             if self._armed:
-                log.info("run %s attempt %d: interrupting: %s", self.run_id, self.attempt, reason)
+                log.info(
+                    "run %s attempt %d: interrupting: %s",
+                    self.run_id,
+                    self.attempt,
+                    reason,
+                    extra=run_fields(self.run_id, attempt=self.attempt),
+                )
                 self._raised = True
                 _raise_async_exception(self.thread_id, interrupt)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from .dispatch import Dispatcher
 from .dispatch.outbox import deliver
-from .errors import IdempotencyConflict, InvalidTransition, ResultNotFound, RunNotFound
+from .errors import IdempotencyConflict, InvalidTransition, RequestInFlight, ResultNotFound, RunNotFound
 from .generation.request import validate_request
 from .models import Run, RunRequest
 from .paths import RESULT_FILES, run_dir
@@ -31,6 +31,8 @@ __all__ = [
     "create",
     "delete",
     "ensure_same_request",
+    "in_flight",
+    "replay",
     "get_run",
     "result_file",
     "retry",
@@ -130,6 +132,34 @@ def ensure_same_request(run: Run, request: RunRequest, *, retry_of: str | None =
     if not request.matches(run.request_hash) or run.retry_of != retry_of:
         raise IdempotencyConflict(
             f"Idempotency-Key {run.idempotency_key!r} was already used for a different request (run {run.run_id})"
+        )
+    return run
+
+
+def in_flight(run: Run) -> bool:
+    """Whether the request that made ``run`` may still be running: recorded and
+    asked to start, its hand-over to the broker neither confirmed nor failed."""
+    return (
+        run.status is RunStatus.PENDING
+        and run.outbox_at is not None
+        and run.enqueued_at is None
+        and run.enqueue_error is None
+    )
+
+
+def replay(submission: Submission, request: RunRequest, *, retry_of: str | None = None) -> Run:
+    """The run an Idempotency-Key's earlier request made, for a request sent again.
+
+    Raises:
+      IdempotencyConflict: the key was used for a different request.
+      RequestInFlight: the earlier request has not finished handing its run over.
+    """
+    run = ensure_same_request(submission.run, request, retry_of=retry_of)
+    if in_flight(run):
+        raise RequestInFlight(
+            f"a request with Idempotency-Key {run.idempotency_key!r} is still in flight (run {run.run_id});"
+            " try again shortly",
+            run_id=run.run_id,
         )
     return run
 

@@ -48,6 +48,7 @@ from .generation.base import GenerationResult, Generator, GeneratorConfig
 from .generation.request import build_request
 from .generation.setup import generator_config
 from .heartbeat import HeartbeatMonitor, Tracked
+from .logs import run_context, set_attempt
 from .models import ErrorInfo, Progress, RunResult
 from .paths import RESULT_FILES, run_dir, staging_attempts, staging_dir, stored_path
 from .retry import is_retryable
@@ -212,15 +213,18 @@ class Runner:
           ``WorkerShutdown``) when the run should be retried later: the run was released
           first (or could not be claimed at all). Anything else ends in an Outcome.
         """
-        attempt = self.store.claim(run_id, now=self._clock())
-        if attempt is None:
-            status, why = self._why_not_claimed(run_id)
-            log.info("run %s: skipped: %s", run_id, why)
-            return Outcome(run_id, "skipped", status=status, detail=why)
-        log.debug("run %s: attempt %d started", run_id, attempt)
-        outcome = self._run(run_id, attempt)
-        log.info("run %s: attempt %d %s%s", run_id, attempt, outcome.kind, f": {outcome.detail}" * bool(outcome.detail))
-        return outcome
+        with run_context(run_id):  # every line about the run carries it (podflow.logs)
+            attempt = self.store.claim(run_id, now=self._clock())
+            if attempt is None:
+                status, why = self._why_not_claimed(run_id)
+                log.info("run %s: skipped: %s", run_id, why)
+                return Outcome(run_id, "skipped", status=status, detail=why)
+            set_attempt(attempt)
+            log.debug("run %s: attempt %d started", run_id, attempt)
+            outcome = self._run(run_id, attempt)
+            detail = f": {outcome.detail}" * bool(outcome.detail)
+            log.info("run %s: attempt %d %s%s", run_id, attempt, outcome.kind, detail)
+            return outcome
 
     def _why_not_claimed(self, run_id: str) -> tuple[RunStatus | None, str]:
         try:

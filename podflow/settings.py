@@ -9,17 +9,29 @@ the entry points (CLI, API app, actors module, scheduler) call
 from __future__ import annotations
 
 import difflib
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "env_var", "load_settings", "unknown_variables"]
+__all__ = [
+    "OLD_SETTINGS",
+    "OldSetting",
+    "Settings",
+    "env_var",
+    "load_settings",
+    "old_setting_notes",
+    "unknown_variables",
+]
 
 _MiB = 1024 * 1024
 #: PODFLOW_STORE_URL schemes, by store kind
@@ -79,7 +91,10 @@ class Settings(BaseSettings):
         description="MongoDB connection string (the same as PODFLOW_STORE_URL=mongodb://...)",
     )
     mongodb_database: str = _var(
-        "MONGODB_DATABASE", default="podcast_db", description="MongoDB database name", min_length=1
+        "MONGODB_DATABASE",
+        default="podcast_db",
+        description="MongoDB database name when the store URL names none (the old module's setting)",
+        min_length=1,
     )
     data_dir: Path = _var(
         "PODFLOW_DATA_DIR",
@@ -315,6 +330,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _var(
         "PODFLOW_LOG_LEVEL", default="INFO", description="log level of every podflow process"
     )
+    log_format: Literal["text", "json"] = _var(
+        "PODFLOW_LOG_FORMAT",
+        default="text",
+        description="text, or json: one JSON object per line (time, level, logger, message, and run_id,"
+        " attempt, message_id on every line about a run)",
+    )
 
     # -- validators -------------------------------------------------------------
     @field_validator("worker_metrics_port", mode="before")
@@ -326,6 +347,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("broker_url")
     @classmethod
@@ -416,6 +442,11 @@ class Settings(BaseSettings):
         return "mongo" if self.mongodb_uri else "sqlite"
 
     @property
+    def mongo_database(self) -> str:
+        """The MongoDB database: the one the store URL names (``mongodb://host/<db>``), else MONGODB_DATABASE."""
+        return _url_database(self.store_url or self.mongodb_uri) or self.mongodb_database
+
+    @property
     def store_location(self) -> str:
         """The store's URL (or the SQLite file), password included: redact before showing it."""
         if self.store_kind == "sqlite":
@@ -445,6 +476,107 @@ class Settings(BaseSettings):
         return "" if self.broker_url.startswith(("amqp://", "amqps://")) else self.broker_url
 
 
+def _url_database(url: str) -> str:
+    """The database a ``mongodb://`` URL's path names ("" for none)."""
+    if not url.lower().startswith(("mongodb://", "mongodb+srv://")):
+        return ""
+    return urlsplit(url).path.lstrip("/").split("/")[0]
+
+
+# -- the old module's settings ---------------------------------------------------------
+
+
+def _as_mode(value: str) -> str:
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return "queue"
+    if value.strip().lower() in ("0", "false", "no", "off"):
+        return "thread"
+    return value  # refused by the mode field, the error naming USE_CELERY
+
+
+@dataclass(frozen=True, slots=True)
+class OldSetting:
+    """A setting of the old Celery module, honoured when its podflow name is unset."""
+
+    name: str
+    #: the podflow setting it stands for
+    field: str
+    #: its value as the podflow setting's (None: not usable, ignored with a warning)
+    convert: Callable[[str], Any] = str
+    #: what the warning adds
+    note: str = ""
+
+
+def _redis_only(value: str) -> str | None:
+    return value if value.startswith(("redis://", "rediss://", "unix://")) else None
+
+
+#: every old name podflow honours (README, "Migrating from the Celery module")
+OLD_SETTINGS = (
+    OldSetting("CELERY_BROKER_URL", "broker_url"),
+    OldSetting(
+        "CELERY_RESULT_BACKEND",
+        "result_backend",
+        _redis_only,
+        "only a redis:// result backend is used; run state lives in the store either way",
+    ),
+    OldSetting("CELERY_TASK_SOFT_TIME_LIMIT", "soft_time_limit_s"),
+    OldSetting("CELERY_TASK_TIME_LIMIT", "time_limit_s"),
+    OldSetting("CELERY_CONCURRENCY", "concurrency"),
+    OldSetting("USE_CELERY", "mode", _as_mode, "true is PODFLOW_MODE=queue, false is PODFLOW_MODE=thread"),
+)
+
+
+def _file_values(env_file: str | Path | None) -> dict[str, str]:
+    if env_file is None or not Path(env_file).is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(env_file, encoding="utf-8").items() if v is not None}
+
+
+def _old_values(
+    environ: Mapping[str, str], env_file: str | Path | None, overrides: Mapping[str, Any]
+) -> list[tuple[OldSetting, str, bool]]:
+    """``(old setting, its value, whether its podflow name is set too)`` for each old name that is set
+    (the environment wins over ``env_file``, as for every setting)."""
+    values = {**_file_values(env_file), **environ}
+    return [
+        (old, values[old.name], env_var(old.field) in values or old.field in overrides)
+        for old in OLD_SETTINGS
+        if old.name in values
+    ]
+
+
+def old_setting_notes(
+    settings: Settings, *, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> list[str]:
+    """One warning per old name that is set: what replaces it, and which value won."""
+    environ = os.environ if environ is None else environ
+    notes = []
+    for old, value, podflow_set in _old_values(environ, env_file, {}):
+        new = env_var(old.field)
+        extra = f" ({old.note})" if old.note else ""
+        if podflow_set:
+            notes.append(f"{old.name} and {new} are both set: {new} wins; remove {old.name}{extra}")
+        elif old.convert(value) is None:
+            notes.append(f"{old.name} is the old module's name and its value is ignored{extra}")
+        else:
+            notes.append(f"{old.name} is the old module's name for {new}: it is used, but rename it{extra}")
+    values = {**_file_values(env_file), **environ}
+    if "MONGODB_DATABASE" in values and settings.store_kind == "mongo":
+        named = _url_database(settings.store_url or settings.mongodb_uri)
+        if named:
+            notes.append(
+                f"MONGODB_DATABASE and the database in the store URL are both set: the URL's ({named!r}) wins;"
+                " remove MONGODB_DATABASE"
+            )
+        else:
+            notes.append(
+                "MONGODB_DATABASE is the old module's name: it is used, but name the database in the store URL"
+                f" instead (PODFLOW_STORE_URL=mongodb://host/{settings.mongodb_database})"
+            )
+    return notes
+
+
 def env_var(field_name: str) -> str:
     """The environment variable behind the setting ``field_name``."""
     extra = Settings.model_fields[field_name].json_schema_extra
@@ -456,14 +588,16 @@ def _env_names() -> dict[str, str]:
     return {env_var(name): name for name in Settings.model_fields}
 
 
-def _describe(error: Mapping[str, Any], env_names: Mapping[str, str]) -> str:
+def _describe(error: Mapping[str, Any], env_names: Mapping[str, str], old: Mapping[str, str] | None = None) -> str:
     loc = error.get("loc") or ()
     var = str(loc[0]) if loc else ""
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ")
     if not var:  # a model-level check; its message names the variables itself
         return message
-    if var in env_names.values():  # constructed by field name, e.g. in tests
+    if old and var in old:  # given under the old module's name
+        var = f"{old[var]} (the old name of {env_var(var)})"
+    elif var in env_names.values():  # constructed by field name, e.g. in tests
         var = next(env for env, name in env_names.items() if name == var)
     if "input" in error and not isinstance(error["input"], dict):
         shown = "<hidden>" if var in _SECRETS else repr(error["input"])
@@ -485,12 +619,21 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
     """Read and validate the settings from the environment and ``env_file``.
 
+    The old module's names (:data:`OLD_SETTINGS`) are honoured where the podflow
+    name is unset; :func:`old_setting_notes` says so, once each.
+
     Raises:
       ConfigError: with one line naming each invalid variable and what is wrong.
     """
+    old: dict[str, str] = {}
+    for setting, value, podflow_set in _old_values(os.environ, env_file, overrides):
+        converted = setting.convert(value)
+        if not podflow_set and converted is not None:
+            overrides[setting.field] = converted
+            old[setting.field] = setting.name
     try:
         return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         env_names = _env_names()
-        lines = [_describe(err, env_names) for err in exc.errors()]
+        lines = [_describe(err, env_names, old) for err in exc.errors()]
         raise ConfigError("invalid configuration: " + "; ".join(lines)) from None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from podflow.errors import ConfigError
-from podflow.settings import Settings, env_var, load_settings, unknown_variables
+from podflow.settings import Settings, env_var, load_settings, old_setting_notes, unknown_variables
 
 
 @pytest.fixture(autouse=True)
@@ -127,3 +128,97 @@ def test_the_cli_stops_on_a_bad_setting_with_one_line_and_exit_78(tmp_path: Path
         "unable to parse string as an integer"
     ]
     assert "Traceback" not in proc.stderr
+
+
+# -- the old module's settings ----------------------------------------------------------
+
+
+OLD = {
+    "CELERY_BROKER_URL": "redis://old-host:6379/2",
+    "CELERY_RESULT_BACKEND": "redis://old-host:6379/3",
+    "CELERY_TASK_SOFT_TIME_LIMIT": "100",
+    "CELERY_TASK_TIME_LIMIT": "200",
+    "CELERY_CONCURRENCY": "7",
+    "USE_CELERY": "false",
+}
+
+
+def test_the_old_modules_settings_are_honoured_when_their_podflow_names_are_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in OLD.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings(None)
+    assert (s.broker_url, s.result_backend) == ("redis://old-host:6379/2", "redis://old-host:6379/3")
+    assert (s.soft_time_limit_s, s.time_limit_s, s.concurrency, s.mode) == (100, 200, 7, "thread")
+    notes = old_setting_notes(s, environ=dict(OLD), env_file=None)
+    assert len(notes) == len(OLD)
+    assert notes[0] == "CELERY_BROKER_URL is the old module's name for PODFLOW_BROKER_URL: it is used, but rename it"
+    assert "USE_CELERY is the old module's name for PODFLOW_MODE" in notes[-1]
+
+
+def test_a_podflow_name_wins_over_the_old_one_with_a_warning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CELERY_CONCURRENCY", "7")
+    monkeypatch.setenv("PODFLOW_CONCURRENCY", "2")
+    env_file = tmp_path / ".env"
+    env_file.write_text("USE_CELERY=true\nPODFLOW_MODE=thread\n")
+    s = load_settings(env_file)
+    assert (s.concurrency, s.mode) == (2, "thread")
+    environ = {"CELERY_CONCURRENCY": "7", "PODFLOW_CONCURRENCY": "2"}
+    assert old_setting_notes(s, environ=environ, env_file=env_file) == [
+        "CELERY_CONCURRENCY and PODFLOW_CONCURRENCY are both set: PODFLOW_CONCURRENCY wins; remove CELERY_CONCURRENCY",
+        "USE_CELERY and PODFLOW_MODE are both set: PODFLOW_MODE wins; remove USE_CELERY (true is PODFLOW_MODE=queue,"
+        " false is PODFLOW_MODE=thread)",
+    ]
+
+
+def test_an_old_setting_podflow_cannot_use_is_ignored_with_a_warning_and_a_bad_one_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "mongodb://old-host/celery")
+    s = load_settings(None)
+    assert s.result_backend == ""
+    [note] = old_setting_notes(s, environ={"CELERY_RESULT_BACKEND": "mongodb://x"}, env_file=None)
+    assert note.startswith("CELERY_RESULT_BACKEND is the old module's name and its value is ignored")
+    monkeypatch.setenv("USE_CELERY", "maybe")
+    with pytest.raises(ConfigError) as err:
+        load_settings(None)
+    assert "USE_CELERY (the old name of PODFLOW_MODE)='maybe'" in str(err.value)
+
+
+def test_the_mongodb_database_is_the_store_urls_else_mongodb_database_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MONGODB_DATABASE", "old_db")
+    monkeypatch.setenv("PODFLOW_STORE_URL", "mongodb://db1:27017/")
+    s = load_settings(None)
+    assert s.mongo_database == "old_db"
+    [note] = old_setting_notes(s, environ={"MONGODB_DATABASE": "old_db"}, env_file=None)
+    assert "PODFLOW_STORE_URL=mongodb://host/old_db" in note
+    monkeypatch.setenv("PODFLOW_STORE_URL", "mongodb://db1:27017/podflow?replicaSet=rs0")
+    s = load_settings(None)
+    assert s.mongo_database == "podflow"
+    [note] = old_setting_notes(s, environ={"MONGODB_DATABASE": "old_db"}, env_file=None)
+    assert "the URL's ('podflow') wins" in note
+    monkeypatch.delenv("MONGODB_DATABASE")
+    assert load_settings(None).mongo_database == "podflow"
+
+
+def test_each_old_setting_is_warned_about_once_at_start_up_in_json_when_asked(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PODFLOW_DATA_DIR": str(tmp_path),
+        "PODFLOW_LOG_FORMAT": "json",
+        "CELERY_CONCURRENCY": "3",
+        "CELERY_TASK_TIME_LIMIT": "7200",
+        "PODFLOW_TIME_LIMIT": "5400",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "podflow.cli", "config", "--json"], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (json.loads(proc.stdout)["PODFLOW_CONCURRENCY"], json.loads(proc.stdout)["PODFLOW_TIME_LIMIT"]) == (3, 5400)
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [(line["level"], line["logger"]) for line in lines] == [("WARNING", "podflow.boot")] * 2
+    assert [line["message"].split(" ")[0] for line in lines] == ["CELERY_TASK_TIME_LIMIT", "CELERY_CONCURRENCY"]
+    assert all(set(line) >= {"time", "level", "logger", "message"} and "run_id" not in line for line in lines)

@@ -1,4 +1,4 @@
-"""Monitoring: the dashboard's overview and the Prometheus metrics.
+"""Monitoring: the dashboard's overview, the dead-letter queue, and the Prometheus metrics.
 
 Both are computed by the library (:mod:`podflow.monitoring.overview`, :mod:`podflow.monitoring.prometheus`)
 at request time, from the store and the broker. ``/metrics`` is outside
@@ -12,12 +12,15 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from podflow.errors import NotFound, NotSupported
 from podflow.monitoring import overview as monitor
 from podflow.monitoring.prometheus import PodflowCollector, render_metrics
+from podflow.worker import deadletter
+from podflow.worker.broker import QUEUE_NAME
 
 from ..routing import Media, RouteTable
-from ..schemas import respond
-from ..services import services
+from ..schemas import DeadLetterList, DeadLetterQuery, DeadLetterView, respond
+from ..services import Services, services
 
 __all__ = ["routes"]
 
@@ -59,3 +62,42 @@ def metrics(request: Request) -> Response:
     )
     body, content_type = render_metrics(collector, accept=request.headers.get("accept"))
     return Response(body, headers={"Content-Type": content_type})
+
+
+class QueueNotFound(NotFound):
+    kind = "queue"
+
+
+def _dead_letters(api: Services, queue: str) -> object:
+    """The broker whose dead-letter queue ``queue`` is. Raises: QueueNotFound, NotSupported."""
+    if queue != QUEUE_NAME:
+        raise QueueNotFound(queue)
+    if api.broker is None:
+        raise NotSupported("thread mode has no broker, so no dead-letter queue")
+    return api.broker
+
+
+@routes.get("/api/monitor/queues/{queue}/dead", {200: DeadLetterList}, query=DeadLetterQuery, errors=(501,))
+def dead_letters(request: Request, queue: str, query: DeadLetterQuery) -> Response:
+    """The messages Dramatiq gave up on in `queue` (`podcast`), most recently dead first, with each run's status.
+
+    Redis only (501 on RabbitMQ and in thread mode). Dead messages are kept 7 days.
+    """
+    api = services(request)
+    dead, total = deadletter.list_dead(_dead_letters(api, queue), queue=queue, limit=query.limit)
+    views = [DeadLetterView.of(message, api.store) for message in dead]
+    return respond(DeadLetterList(queue=queue, total=total, messages=views))
+
+
+@routes.post(
+    "/api/monitor/queues/{queue}/dead/{message_id}/requeue", {200: DeadLetterView}, errors=(501,), name="requeue_dead"
+)
+def requeue_dead(request: Request, queue: str, message_id: str) -> Response:
+    """Move a dead message (its `id` or `message_id`) back to the end of its queue, its retries reset.
+
+    404 once it is requeued already (or expired). Its run is then claimed as usual;
+    a run that ended meanwhile is skipped by the worker.
+    """
+    api = services(request)
+    message = deadletter.requeue(_dead_letters(api, queue), message_id, queue=queue)
+    return respond(DeadLetterView.of(message, api.store))

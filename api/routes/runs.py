@@ -15,9 +15,9 @@ from podflow.errors import InvalidInput
 from podflow.lifecycle import Submission
 from podflow.models import RunRequest
 
-from ..errors import RunNotEnqueued
+from ..errors import POLL_AFTER_S, RunNotEnqueued
 from ..routing import Header, RouteTable
-from ..schemas import RunList, RunListQuery, RunView, SubmitResponse, respond
+from ..schemas import RunList, RunListQuery, RunView, SubmitResponse, respond, run_path
 from ..services import services
 
 __all__ = ["IDEMPOTENCY_KEY", "idempotency_key", "routes"]
@@ -27,8 +27,9 @@ routes = RouteTable("runs")
 _KEY = re.compile(r"[!-~]{1,255}")
 IDEMPOTENCY_KEY = Header(
     "Idempotency-Key",
-    "makes retries safe: the same key and body return the same run (200); "
-    "the same key with another body is a 409. Keys are shared by every route that accepts one.",
+    "makes retries safe: the same key and body return the same run (200); the same key with another "
+    "body is a 422, and while the first request is still handing its run over, a 409 (Retry-After). "
+    "Keys are shared by every route that accepts one, and kept as long as the run they made.",
     {"type": "string", "pattern": f"^{_KEY.pattern}$"},
 )
 
@@ -45,11 +46,25 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+def _located(request: Request, run_id: str, *, poll: bool = False) -> dict[str, str]:
+    """``Location`` (the run), and with ``poll`` a ``Retry-After`` polling hint."""
+    headers = {"Location": run_path(request, run_id)}
+    if poll:
+        headers["Retry-After"] = str(POLL_AFTER_S)
+    return headers
+
+
 def _accepted(request: Request, submission: Submission) -> Response:
     """202 for a run handed to the broker (or pool); 503 naming it when it could not be."""
     if not submission.enqueued:
         raise RunNotEnqueued(submission)
-    return respond(SubmitResponse.of(submission.run, request), 202)
+    run = submission.run
+    return respond(SubmitResponse.of(run, request), 202, _located(request, run.run_id, poll=True))
+
+
+def _replayed(request: Request, submission: Submission, body: RunRequest, *, retry_of: str | None = None) -> Response:
+    run = lifecycle.replay(submission, body, retry_of=retry_of)
+    return respond(SubmitResponse.of(run, request), 200, _located(request, run.run_id))
 
 
 @routes.post(
@@ -62,9 +77,12 @@ def _accepted(request: Request, submission: Submission) -> Response:
 def generate(request: Request, body: RunRequest) -> Response:
     """Submit a run: record it, then enqueue it.
 
-    202 with the new run. An unknown profile or source is a 422 naming the field,
-    and nothing is recorded. With an Idempotency-Key already used for the same body,
-    200 with that run. If the broker is down the run is still recorded: 503
+    202 with the new run (`Location`: the run; `Retry-After`: when to poll it). An
+    unknown profile or source is a 422 naming the field, and nothing is recorded.
+    With an Idempotency-Key already used for the same body, 200 with that run (409
+    while that first request is still in flight; 422 for another body). The response
+    also carries `celery_task_id` (= `message_id`, deprecated) for clients of the old
+    module. If the broker is down the run is still recorded: 503
     `broker_unavailable` names it (details: run_id, status, enqueued: false) and
     the sweep enqueues it once the broker is back; do not resubmit.
     """
@@ -73,8 +91,7 @@ def generate(request: Request, body: RunRequest) -> Response:
         api.store, api.dispatcher, body, now=api.clock(), idempotency_key=idempotency_key(request)
     )
     if not submission.created:
-        run = lifecycle.ensure_same_request(submission.run, body)
-        return respond(SubmitResponse.of(run, request), 200)
+        return _replayed(request, submission, body)
     return _accepted(request, submission)
 
 
@@ -84,14 +101,15 @@ def generate(request: Request, body: RunRequest) -> Response:
 def create_run(request: Request, body: RunRequest) -> Response:
     """Create a run without starting it (start it with POST /api/podcast/runs/{run_id}/start).
 
-    201 with the run; 200 with the existing run for a repeated Idempotency-Key and body.
+    201 with the run (`Location`: the run); 200 with the existing run for a repeated
+    Idempotency-Key and body (422 for another body).
     """
     api = services(request)
     key = idempotency_key(request)
     run, created = lifecycle.create(api.store, api.dispatcher, body, now=api.clock(), idempotency_key=key)
     if not created:
         lifecycle.ensure_same_request(run, body)
-    return respond(RunView.of(run, request), 201 if created else 200)
+    return respond(RunView.of(run, request), 201 if created else 200, _located(request, run.run_id))
 
 
 @routes.post("/api/podcast/runs/{run_id}/start", {202: SubmitResponse}, errors=(409,))
@@ -109,10 +127,13 @@ def start_run(request: Request, run_id: str) -> Response:
 def list_runs(request: Request, query: RunListQuery) -> Response:
     """List runs, newest first.
 
-    Filter by `status`; at most `limit` (≤ 200) per page; pass `next_cursor` as
-    `cursor` for the next page.
+    Filter by `status` (any case), `q` (the start of the run id, or of the episode
+    name in any case), `episode_profile`, `speaker_profile`, `error_type`,
+    `retry_of` (the retries of a run) and `created_after` (inclusive) /
+    `created_before` (exclusive, ISO 8601; UTC when no offset is given); at most
+    `limit` (≤ 200) per page; pass `next_cursor` as `cursor` for the next page.
     """
-    page = services(request).store.list_runs(status=query.status, limit=query.limit, cursor=query.cursor)
+    page = services(request).store.list_runs(limit=query.limit, cursor=query.cursor, where=query.filter())
     views = [RunView.of(run, request) for run in page.runs]
     return respond(RunList(runs=views, next_cursor=page.next_cursor))
 
@@ -144,15 +165,15 @@ def retry_run(request: Request, run_id: str) -> Response:
     """Retry a FAILURE or REVOKED run as a new run (`retry_of` names the original).
 
     202 with the new run; 409 for a run in any other state; 422 when a profile or
-    source it names was deleted since.
+    source it names was deleted since. With an Idempotency-Key (the dashboard sends
+    one per click) a repeated request returns the same new run.
     """
     api = services(request)
     key = idempotency_key(request)
     submission = lifecycle.retry(api.store, api.dispatcher, run_id, now=api.clock(), idempotency_key=key)
     if not submission.created:
         original = lifecycle.get_run(api.store, run_id)
-        run = lifecycle.ensure_same_request(submission.run, original.request, retry_of=run_id)
-        return respond(SubmitResponse.of(run, request), 200)
+        return _replayed(request, submission, original.request, retry_of=run_id)
     return _accepted(request, submission)
 
 

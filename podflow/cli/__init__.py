@@ -21,7 +21,7 @@ from ..settings import Settings
 __all__ = ["main"]
 
 #: subcommand modules, in the order ``podflow --help`` lists them
-COMMANDS = ["config", "api", "worker", "scheduler", "sweep", "status", "runs", "up", "submit"]
+COMMANDS = ["config", "api", "worker", "scheduler", "sweep", "status", "runs", "dead", "up", "submit"]
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 

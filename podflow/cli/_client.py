@@ -28,6 +28,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -120,6 +121,8 @@ def _refusal(response: httpx.Response) -> ApiError:
             phrase = ""
         request = response.request
         return ApiError(f"HTTP {status}{phrase} from {request.method} {request.url}", exit_code=code, status=status)
+    if status == 401:
+        message += "; pass the API's token with --token or set PODFLOW_API_TOKEN"
     return ApiError(f"{message} (HTTP {status} {name})", exit_code=code, status=status, code=name, details=details)
 
 
@@ -227,6 +230,27 @@ class ApiClient:
             message = str(refusal).removesuffix(f" (HTTP {refusal.status} {refusal.code})")
             return Submitted(details["run_id"], details.get("status", "PENDING"), False, False, message, details)
         raise refusal
+
+    def check_profiles(self, episode_profile: str, speaker_profile: str) -> None:
+        """Both profiles exist (before anything is uploaded).
+
+        Raises:
+          ApiError: a profile is unknown (exit 1, naming it and the known ones), or the API refused or is away.
+        """
+        for kind, name, option in (("episode", episode_profile, "--episode-profile"),
+                                   ("speaker", speaker_profile, "--speaker-profile")):  # fmt: skip
+            response = self._send("GET", f"/api/podcast/{kind}-profiles/{quote(name, safe='')}")
+            if response.status_code == 200:
+                continue
+            if response.status_code != 404:
+                raise _refusal(response)
+            known = sorted(p["name"] for p in self._json("GET", f"/api/podcast/{kind}-profiles")["profiles"])
+            raise ApiError(
+                f"{option}: unknown {kind} profile {name!r}; known: {', '.join(known) or 'none'} (HTTP 404 not_found)",
+                exit_code=RET_FAILED_RUN,
+                status=404,
+                code="not_found",
+            )
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The whole run (``GET /api/podcast/runs/{run_id}``).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from ..store import open_store
 from ..store.base import Store
 from ..worker.broker import build_broker
 
-__all__ = ["api_address", "dispatcher_for", "duration", "print_json", "redact", "store_for", "table"]
+__all__ = ["api_address", "confirm", "dispatcher_for", "duration", "print_json", "redact", "store_for", "table"]
 
 _PASSWORD = re.compile(r"(//[^:/@]*):[^@/]*@")
 
@@ -84,3 +85,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, indent: str 
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
+
+
+def confirm(question: str, *, assume_yes: bool) -> bool:
+    """Ask ``question`` on the terminal (y/N). Without a terminal only ``--yes`` confirms:
+    a script must say so."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"podflow: {question} Not confirmed: no terminal to ask on; pass --yes", file=sys.stderr)
+        return False
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    confirmed = sys.stdin.readline().strip().lower() in ("y", "yes")
+    if not confirmed:
+        print("podflow: not confirmed; nothing done", file=sys.stderr)
+    return confirmed

@@ -10,6 +10,8 @@ cannot be opened, the port is taken; one line says why).
 from __future__ import annotations
 
 import argparse
+import signal
+from types import FrameType
 from typing import Any
 
 from ..exitcodes import RET_OK, RET_UNAVAILABLE
@@ -26,8 +28,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """The signal uvicorn hands back after its graceful shutdown: nothing more to do."""
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     # By import string, as ``uvicorn api.app:app`` does: podflow/ never imports
     # the api package; the app loads the same settings from the same environment
@@ -38,7 +45,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        # JSON logs: uvicorn's lines go to the root handler podflow set up, in its format
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
     )
+    # uvicorn re-raises the SIGTERM or SIGINT that stopped it once it has shut down,
+    # under the handler it found: with the default one the process would die by the
+    # signal. A handler that does nothing lets a graceful stop end as exit 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stopped)
     try:
         uvicorn.Server(config).run()
     except SystemExit as exc:  # uvicorn exits 3 when the app cannot start or bind its port

@@ -1,23 +1,29 @@
 """``podflow status``: queues, workers and runs at a glance (what ``celery inspect`` and Flower gave).
 
-Reads the broker (:func:`podflow.monitoring.snapshot.inspect_broker`) and the store
-(:func:`podflow.monitoring.snapshot.inspect_store`); prints what it could read, and exits
-69 (RET_UNAVAILABLE) naming whichever could not be reached.
+Reads the broker (:func:`podflow.monitoring.snapshot.inspect_broker`, and the
+workers' presence records, :func:`podflow.monitoring.workers.inspect_workers`) and
+the store (:func:`podflow.monitoring.snapshot.inspect_store`); prints what it could
+read, and exits 69 (RET_UNAVAILABLE) naming whichever could not be reached.
+``--watch N`` redraws it every N seconds until Ctrl-C (exit 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from ..errors import BrokerUnavailable, StoreError
 from ..exitcodes import RET_OK, RET_UNAVAILABLE
 from ..monitoring.snapshot import inspect_broker, inspect_store
+from ..monitoring.workers import inspect_workers
 from ..settings import Settings
 from ..timeutil import utcnow
 from ..worker.broker import build_broker
+from ..worker.presence import PRESENCE_TTL_S
 from ._common import duration, print_json, redact, store_for, table
 
 __all__ = ["collect", "register", "render", "run"]
@@ -25,7 +31,16 @@ __all__ = ["collect", "register", "render", "run"]
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("status", help="queues, workers and runs at a glance")
     parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    parser.add_argument("--watch", type=_seconds, metavar="N", help="redraw every N seconds until Ctrl-C")
+    parser.add_argument("--times", type=int, metavar="K", help=argparse.SUPPRESS)  # tests: stop after K draws
     parser.set_defaults(handler=run)
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return number
 
 
 def collect(settings: Settings, *, now: datetime) -> dict[str, Any]:
@@ -47,7 +62,10 @@ def _broker_part(settings: Settings, now: datetime) -> dict[str, Any]:
     part: dict[str, Any] = {"url": redact(settings.broker_url)}
     broker = build_broker(settings, role="cli")
     try:
-        part.update(inspect_broker(broker, now=now).as_dict())
+        status = inspect_broker(broker, now=now)
+        part.update(status.as_dict())
+        details = inspect_workers(broker, now=now, heartbeats=status.workers or ())
+        part["worker_details"] = None if details is None else [d.model_dump(mode="json") for d in details]
     except BrokerUnavailable as exc:
         part["error"] = str(exc)
     finally:
@@ -55,7 +73,31 @@ def _broker_part(settings: Settings, now: datetime) -> dict[str, Any]:
     return part
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+#: clears a terminal and puts the cursor home, before each redraw of ``--watch``
+_CLEAR = "\x1b[H\x1b[2J"
+
+
+def run(args: argparse.Namespace, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> int:
+    if args.watch is None:
+        return _once(args, settings)
+    draws = 0
+    try:
+        while args.times is None or draws < args.times:
+            if draws:
+                sleep(args.watch)
+            if sys.stdout.isatty():
+                print(_CLEAR, end="")
+            else:
+                print(f"-- {utcnow().isoformat(timespec='seconds')} (every {args.watch:g} s; Ctrl-C stops) --")
+            _once(args, settings)
+            sys.stdout.flush()
+            draws += 1
+    except KeyboardInterrupt:
+        pass
+    return RET_OK
+
+
+def _once(args: argparse.Namespace, settings: Settings) -> int:
     report = collect(settings, now=utcnow())
     if args.json:
         print_json(report)
@@ -102,9 +144,25 @@ def _render_broker(broker: dict[str, Any]) -> list[str]:
     summary = f"  workers: {broker['workers_alive']} alive"
     lines.append(summary + (f", {dead} dead (silent for {timeout:g} s or more)" if dead else ""))
     lines += [_render_client(w, dead_label="DEAD") for w in workers]
+    lines += _render_details(broker.get("worker_details"))
     if broker["clients"]:
         lines.append("  other broker clients (senders):")
         lines += [_render_client(c, dead_label="") for c in broker["clients"]]
+    return lines
+
+
+def _render_details(details: list[dict[str, Any]] | None) -> list[str]:
+    """Each worker command, as ``celery inspect stats`` showed a node."""
+    if not details:
+        return []
+    lines = [f"  worker commands (from their presence records; gone {PRESENCE_TTL_S:g} s after the last):"]
+    for d in details:
+        size = f"{d['processes']}/{d['processes_configured']} processes x {d['threads']} threads"
+        store = f"  store {d['store_id']}" if d.get("store_id") else ""
+        lines.append(
+            f"    {d['host']} pid {d['pid']}: {size}, running {len(d['running'])}, done {d['done']},"
+            f" failed {d['failed']}, seen {duration(d['last_seen_s'])} ago{store}"
+        )
     return lines
 
 

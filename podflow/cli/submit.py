@@ -1,15 +1,17 @@
 """``podflow submit``: upload documents, submit a run through the API, follow it to its end.
 
-1. Each FILE goes up as a source (``POST /api/sources``, multipart, its
+1. Both profiles are looked up first: an unknown one fails before anything is
+   uploaded, naming the profiles the API knows.
+2. Each FILE goes up as a source (``POST /api/sources``, multipart, its
    content type from its extension); a document stored already is reused.
-2. The run is submitted (``POST /api/podcast/generate``) with an
+3. The run is submitted (``POST /api/podcast/generate``) with an
    ``Idempotency-Key``, so a request sent again after a lost answer never
    makes a second run (``--idempotency-key`` lets a script re-run the command
    safely too). A 503 naming a run recorded while the broker was down is no
    failure: the sweep enqueues that run later, and it is followed all the same.
-3. The run is followed through its Server-Sent Events, with a progress bar
+4. The run is followed through its Server-Sent Events, with a progress bar
    on stderr, reconnecting (and reading the run) when the stream drops.
-4. The outcome goes to stdout: the run id, its status, and on SUCCESS the
+5. The outcome goes to stdout: the run id, its status, and on SUCCESS the
    audio's URL and, when this host sees the API's data directory, its path.
 
 Exit codes: 0 SUCCESS (or submitted, with ``--no-follow``); 1 FAILURE or
@@ -60,7 +62,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--briefing", metavar="TEXT", help="added to the episode profile's briefing")
     parser.add_argument("--api", type=_api_url, metavar="URL",
                         help="the API (default: http://PODFLOW_API_HOST:PODFLOW_API_PORT/)")  # fmt: skip
-    parser.add_argument("--token", help="bearer token (default: PODFLOW_API_TOKEN)")
+    parser.add_argument("--token", help="the API's bearer token (default: PODFLOW_API_TOKEN)")
     parser.add_argument("--idempotency-key", metavar="KEY",
                         help="the same key again returns the same run, not a new one (default: random)")  # fmt: skip
     parser.add_argument("--no-follow", action="store_true", help="print the run id and return once submitted")
@@ -125,6 +127,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise here
     with ApiClient(args.api or api_address(settings), token=token) as client:
         try:
+            client.check_profiles(args.episode_profile, args.speaker_profile)  # before uploading anything
             # the same text twice is one source, and a run names each source once
             source_ids = list(dict.fromkeys(_upload(client, path, content) for path, content in documents))
             submitted = client.submit(_request(args, source_ids), idempotency_key=args.idempotency_key or _key())

@@ -20,6 +20,7 @@ import logging
 from datetime import datetime
 
 from ..errors import BrokerUnavailable, StoreError
+from ..logs import run_fields
 from ..models import Mode
 from ..store.base import Store
 from . import Dispatcher
@@ -63,13 +64,19 @@ def deliver(store: Store, dispatcher: Dispatcher, run_id: str, message_id: str |
         try:
             store.mark_enqueue_failed(run_id, error=str(exc), now=now)
         except StoreError as store_exc:
-            log.warning("run %s: enqueue failure not recorded: %s", run_id, store_exc)
+            about = run_fields(run_id, message_id=message_id)
+            log.warning("run %s: enqueue failure not recorded: %s", run_id, store_exc, extra=about)
         return str(exc)
     if dispatcher.durable:
         try:
             store.mark_enqueued(run_id, now=now)
         except StoreError as exc:
-            log.warning("run %s: sent, but not marked enqueued (the sweep re-sends): %s", run_id, exc)
+            log.warning(
+                "run %s: sent, but not marked enqueued (the sweep re-sends): %s",
+                run_id,
+                exc,
+                extra=run_fields(run_id, message_id=message_id),
+            )
     return None
 
 

@@ -33,6 +33,7 @@ from ..errors import BrokerUnavailable, WorkerShutdown
 from ..generation.base import Generator
 from ..generation.loader import load_generator
 from ..heartbeat import HeartbeatMonitor
+from ..logs import run_fields
 from ..models import Mode
 from ..retry import MAX_MESSAGE_RETRIES, backoff_ms, is_retryable
 from ..runner import Runner, build_runner
@@ -166,11 +167,11 @@ class ThreadExecutor:
             self.runner.execute(run_id)
         except BaseException as exc:
             if self._stopping.is_set():
-                log.info("run %s: stopped with the pool (%s)", run_id, type(exc).__name__)
+                log.info("run %s: stopped with the pool (%s)", run_id, type(exc).__name__, extra=run_fields(run_id))
             elif is_retryable(exc):
                 self._retry_later(run_id, exc)
             else:
-                log.error("run %s: execution failed", run_id, exc_info=exc)
+                log.error("run %s: execution failed", run_id, exc_info=exc, extra=run_fields(run_id))
         else:
             with self._lock:
                 self._retries.pop(run_id, None)
@@ -180,7 +181,7 @@ class ThreadExecutor:
             retries = self._retries.get(run_id, 0)
             if retries >= self.max_retries:
                 self._retries.pop(run_id, None)
-                log.error("run %s: giving up after %d retries: %s", run_id, retries, exc)
+                log.error("run %s: giving up after %d retries: %s", run_id, retries, exc, extra=run_fields(run_id))
                 return
             self._retries[run_id] = retries + 1
             delay_ms = backoff_ms(
@@ -191,7 +192,8 @@ class ThreadExecutor:
             timer = threading.Timer(delay_ms / 1000, self._resend, args=(run_id,))
             timer.daemon = True
             self._timers.add(timer)
-        log.info("run %s: retrying in %.1f s after %s", run_id, delay_ms / 1000, type(exc).__name__)
+        after = type(exc).__name__
+        log.info("run %s: retrying in %.1f s after %s", run_id, delay_ms / 1000, after, extra=run_fields(run_id))
         timer.start()
 
     def _resend(self, run_id: str) -> None:

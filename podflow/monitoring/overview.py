@@ -20,7 +20,9 @@ from ..errors import BrokerUnavailable
 from ..models import Mode
 from ..states import TERMINAL, RunStatus
 from ..store.base import Store
+from ..worker.presence import PRESENCE_TTL_S
 from .snapshot import BrokerClient, QueueCounts, inspect_broker, inspect_store
+from .workers import WorkerView, inspect_workers
 
 __all__ = [
     "WINDOW_MINUTES",
@@ -87,6 +89,11 @@ class Overview(_View):
     queues: list[QueueCounts]
     #: null where liveness is unknown: thread mode, RabbitMQ, broker unreadable
     workers: list[BrokerClient] | None
+    #: each worker command from the workers' presence records (podflow.monitoring.workers):
+    #: processes x threads, runs held, done and failed; null where there are none (thread mode, RabbitMQ)
+    worker_details: list[WorkerView] | None = None
+    #: a worker silent this long has dropped off ``worker_details``
+    workers_drop_off_s: float = PRESENCE_TTL_S
     last_sweep: LastSweep
 
 
@@ -106,13 +113,14 @@ def finished_per_minute(store: Store, *, now: datetime, minutes: int = WINDOW_MI
 
 def _broker_part(
     broker: dramatiq.Broker, *, now: datetime
-) -> tuple[BrokerView, list[QueueCounts], list[BrokerClient] | None]:
+) -> tuple[BrokerView, list[QueueCounts], list[BrokerClient] | None, list[WorkerView] | None]:
     try:
         status = inspect_broker(broker, now=now)
+        details = inspect_workers(broker, now=now, heartbeats=status.workers or ())
     except BrokerUnavailable as exc:
-        return BrokerView(error=str(exc)), [], None
+        return BrokerView(error=str(exc)), [], None, None
     view = BrokerView(kind=status.kind, note=status.note, heartbeat_timeout_s=status.heartbeat_timeout_s)
-    return view, status.queues, status.workers
+    return view, status.queues, status.workers, details
 
 
 def overview(store: Store, broker: dramatiq.Broker | None, *, mode: Mode, now: datetime) -> Overview:
@@ -124,7 +132,9 @@ def overview(store: Store, broker: dramatiq.Broker | None, *, mode: Mode, now: d
     """
     runs = inspect_store(store, now=now)
     stats = store.stats()
-    broker_view, queues, workers = _broker_part(broker, now=now) if broker is not None else (None, [], None)
+    broker_view, queues, workers, details = (
+        _broker_part(broker, now=now) if broker is not None else (None, [], None, None)
+    )
     last = stats.last_sweep_at
     return Overview(
         at=now,
@@ -135,6 +145,7 @@ def overview(store: Store, broker: dramatiq.Broker | None, *, mode: Mode, now: d
         broker=broker_view,
         queues=queues,
         workers=workers,
+        worker_details=details,
         last_sweep=LastSweep(
             at=last,
             age_s=None if last is None else max(0.0, (now - last).total_seconds()),

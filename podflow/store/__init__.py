@@ -35,7 +35,7 @@ def open_store(settings: Settings) -> Store:
 
         return MongoStore(
             settings.store_location,
-            database=settings.mongodb_database,
+            database=settings.mongo_database,
             heartbeat_timeout_s=timeout_s,
             max_attempts=attempts,
         )

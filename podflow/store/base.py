@@ -38,13 +38,19 @@ history entries' ``at`` as ISO-8601 text).
     idempotency_key   unique when present (absent, not null, in MongoDB)
     request_hash      fingerprint of the request (idempotent-retry check)
     retry_of          run_id this run retries
+    name_key          the episode name case-folded (``name_key``), for search;
+                      derived at insert, never shown (schema 4 on SQLite, 2 on
+                      PostgreSQL; MongoDB backfills it on open)
 
     Indexes: unique run_id; unique sparse idempotency_key; message_id;
     (status, heartbeat_at) for lost runs; (status, started_at) for the time
     limit; (status, outbox_at) for failed enqueues; (status, enqueued_at) for
     expired PENDING runs; (status, created_at, run_id) and (created_at, run_id)
-    for listings; finished_at for throughput charts. (SQLite keeps the four
-    sweep indexes partial, on the STARTED or PENDING rows they serve.)
+    for listings; finished_at for throughput charts; for the listing's filters
+    (:class:`RunFilter`), (name_key, created_at, run_id), (episode_profile,
+    created_at, run_id), (speaker_profile, created_at, run_id) and retry_of
+    (sparse). (SQLite keeps the four sweep indexes partial, on the STARTED or
+    PENDING rows they serve.)
 
 ``sources`` -- source documents (model: ``podflow.models.Source``)
     source_id (unique), title, filename, content_type, byte_size,
@@ -101,6 +107,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -127,13 +134,16 @@ __all__ = [
     "MinuteCount",
     "Profile",
     "ProfileKind",
+    "RunFilter",
     "Store",
     "StoreStats",
     "decode_cursor",
     "encode_cursor",
     "finish_status",
     "lease_of",
+    "name_key",
     "newer_schema",
+    "prefix_range",
     "profile_kind",
     "profile_table",
 ]
@@ -194,6 +204,56 @@ def finish_status(status: RunStatus | str) -> RunStatus:
     return status
 
 
+def name_key(episode_name: str) -> str:
+    """What name search compares: the episode name case-folded (any script, any case)."""
+    return episode_name.casefold()
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """``[low, high)``: every string that starts with ``prefix`` in code point order,
+    so a prefix search is a range of a plain B-tree index (SQLite's BINARY
+    collation, PostgreSQL's ``COLLATE "C"``, MongoDB's default)."""
+    last = prefix[-1]
+    bump = chr(ord(last) + 1) if ord(last) < 0x10FFFF else last
+    return prefix, prefix[:-1] + bump
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a listing shows (every condition given must hold). Each one is
+    served by an index (see the layout above); the listing stays newest first.
+
+    ``search`` matches the start of the run id, or of the episode name in any
+    case (``"weekly"`` finds "Weekly digest"); a single search is one prefix
+    range per index, never a scan. ``created_after`` is inclusive,
+    ``created_before`` exclusive.
+    """
+
+    status: RunStatus | None = None
+    search: str | None = None
+    episode_profile: str | None = None
+    speaker_profile: str | None = None
+    error_type: str | None = None
+    retry_of: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def with_status(self, status: RunStatus | None) -> RunFilter:
+        return self if status is None else replace(self, status=status)
+
+    @property
+    def search_key(self) -> str | None:
+        """The search term as :func:`name_key` folds names; None for no search."""
+        term = (self.search or "").strip()
+        return name_key(term) if term else None
+
+    @property
+    def search_id(self) -> str | None:
+        """The search term as a run id prefix (run ids are lowercase)."""
+        term = (self.search or "").strip()
+        return term.lower() if term else None
+
+
 def encode_cursor(created_at: datetime, run_id: str) -> str:
     """An opaque listing cursor: the (created_at, run_id) of the last run shown."""
     return base64.urlsafe_b64encode(f"{to_ms(created_at)}:{run_id}".encode()).decode().rstrip("=")
@@ -240,9 +300,15 @@ class Store(Protocol):
     def get_run_by_message_id(self, message_id: str) -> Run | None: ...
 
     def list_runs(
-        self, *, status: RunStatus | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        where: RunFilter | None = None,
     ) -> RunPage:
-        """Newest first. Raises InvalidInput (field ``cursor``) for a bad cursor."""
+        """Newest first, those ``where`` keeps (``status`` narrows it further).
+        Raises InvalidInput (field ``cursor``) for a bad cursor."""
 
     def delete_run(self, run_id: str) -> bool:
         """Delete the run unless it is STARTED. False: absent or STARTED."""

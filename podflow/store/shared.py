@@ -17,7 +17,7 @@ from typing import Any
 from ..models import ErrorInfo, Lease, Progress, Run, RunPage, RunRef, RunResult
 from ..states import RunStatus
 from . import transitions as t
-from .base import DEFAULT_BATCH, decode_cursor, encode_cursor, finish_status, lease_of
+from .base import DEFAULT_BATCH, RunFilter, decode_cursor, encode_cursor, finish_status, lease_of
 
 __all__ = ["OWNED", "WriteStore"]
 
@@ -61,13 +61,20 @@ class WriteStore(ABC):
         """PENDING runs whose ``column`` (outbox_at or enqueued_at) is before ``cutoff``, oldest first."""
 
     @abstractmethod
-    def _runs_page(self, status: RunStatus | None, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
-        """Up to ``limit`` runs, newest first (created_at, run_id), strictly after ``after``."""
+    def _runs_page(self, where: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        """Up to ``limit`` runs ``where`` keeps, newest first (created_at, run_id), strictly after ``after``."""
 
     # -- listing -----------------------------------------------------------------------
-    def list_runs(self, *, status: RunStatus | None = None, limit: int = 50, cursor: str | None = None) -> RunPage:
+    def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        where: RunFilter | None = None,
+    ) -> RunPage:
         after = decode_cursor(cursor) if cursor else None
-        runs = self._runs_page(status, after, limit + 1)
+        runs = self._runs_page((where or RunFilter()).with_status(status), after, limit + 1)
         shown = runs[:limit]
         more = len(runs) > limit
         return RunPage(runs=shown, next_cursor=encode_cursor(shown[-1].created_at, shown[-1].run_id) if more else None)

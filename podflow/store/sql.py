@@ -27,6 +27,7 @@ from ..models import Run, RunRef
 from ..timeutil import to_ms
 from . import expressions as e
 from . import transitions as t
+from .base import RunFilter, prefix_range
 
 __all__ = [
     "POSTGRES",
@@ -36,6 +37,8 @@ __all__ = [
     "Dialect",
     "encode",
     "heartbeat_many_sql",
+    "listing_params",
+    "listing_sql",
     "returned",
     "returning",
     "update_sql",
@@ -74,6 +77,10 @@ class Dialect:
     bulk_lock: str
     #: a time parameter as the database stores it
     time: Callable[[datetime], Any]
+    #: a text column compared in code point order (a prefix range)
+    binary: Callable[[str], str] = lambda column: column
+    #: the text of a key of a JSON column
+    json_text: Callable[[str, str], str] = lambda column, key: f"json_extract({column}, '$.{key}')"
 
 
 SQLITE = Dialect(
@@ -94,6 +101,8 @@ POSTGRES = Dialect(
     append=lambda obj: f"history || jsonb_build_array({obj})",
     bulk_lock=" FOR UPDATE SKIP LOCKED",
     time=lambda dt: dt,
+    binary=lambda column: f'{column} COLLATE "C"',
+    json_text=lambda column, key: f"{column} ->> '{key}'",
 )
 
 
@@ -230,3 +239,54 @@ def heartbeat_many_sql(pairs: int, d: Dialect) -> str:
         f"UPDATE runs SET {sets} WHERE {where}"
         f" AND (run_id, attempt) IN (VALUES {', '.join([pair] * pairs)}) RETURNING run_id"
     )
+
+
+def listing_sql(where: RunFilter, after: tuple[datetime, str] | None, d: Dialect, run_columns: str) -> str:
+    """The listing's SELECT (newest first, ``LIMIT`` the ``limit`` parameter) for
+    :func:`listing_params`. Every condition is a range or an equality on one of
+    the listing's indexes (see :mod:`podflow.store.base`)."""
+    p = d.placeholder
+    conds: list[str] = []
+    if where.status is not None:
+        conds.append(f"status = {p('status', 'text')}")
+    if where.search_key is not None:
+        name, run_id = d.binary("name_key"), d.binary("run_id")
+        conds.append(
+            f"(({name} >= {p('name_lo', 'text')} AND {name} < {p('name_hi', 'text')})"
+            f" OR ({run_id} >= {p('id_lo', 'text')} AND {run_id} < {p('id_hi', 'text')}))"
+        )
+    for column in ("episode_profile", "speaker_profile", "retry_of"):
+        if getattr(where, column) is not None:
+            conds.append(f"{column} = {p(column, 'text')}")
+    if where.error_type is not None:
+        conds.append(f"{d.json_text('error', 'type')} = {p('error_type', 'text')}")
+    if where.created_after is not None:
+        conds.append(f"created_at >= {p('created_after', 'time')}")
+    if where.created_before is not None:
+        conds.append(f"created_at < {p('created_before', 'time')}")
+    if after is not None:
+        at, run_id = p("after_at", "time"), p("after_id", "text")
+        conds.append(f"(created_at < {at} OR (created_at = {at} AND run_id < {run_id}))")
+    query = f"SELECT {run_columns} FROM runs"
+    if conds:
+        query += " WHERE " + " AND ".join(conds)
+    return query + f" ORDER BY created_at DESC, run_id DESC LIMIT {p('limit', 'int')}"
+
+
+def listing_params(where: RunFilter, after: tuple[datetime, str] | None, d: Dialect, limit: int) -> dict[str, Any]:
+    """The parameters of :func:`listing_sql`."""
+    params: dict[str, Any] = {"limit": limit}
+    if where.status is not None:
+        params["status"] = str(where.status)
+    if where.search_key is not None and where.search_id is not None:
+        params["name_lo"], params["name_hi"] = prefix_range(where.search_key)
+        params["id_lo"], params["id_hi"] = prefix_range(where.search_id)
+    for column in ("episode_profile", "speaker_profile", "retry_of", "error_type"):
+        if getattr(where, column) is not None:
+            params[column] = getattr(where, column)
+    for column in ("created_after", "created_before"):
+        if getattr(where, column) is not None:
+            params[column] = d.time(getattr(where, column))
+    if after is not None:
+        params["after_at"], params["after_id"] = d.time(after[0]), after[1]
+    return params

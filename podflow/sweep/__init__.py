@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 from ..dispatch import Dispatcher
 from ..dispatch.outbox import deliver, redispatch
 from ..errors import BrokerUnavailable
+from ..logs import run_fields
 from ..models import ErrorInfo
 from ..store.base import DEFAULT_BATCH, Store
 from ..timeutil import seconds
@@ -167,7 +168,8 @@ def _redispatch_lost(
                 report.redispatched += 1
             except BrokerUnavailable as exc:
                 # released but unsent: the next sweep after a heartbeat timeout re-sends it
-                log.warning("run %s: redispatch failed: %s", ref.run_id, exc)
+                about = run_fields(ref.run_id, attempt=ref.attempt)
+                log.warning("run %s: redispatch failed: %s", ref.run_id, exc, extra=about)
                 report.send_errors += 1
         if len(refs) < policy.batch:
             return
@@ -217,7 +219,7 @@ def _requeue_orphans(
         try:
             redispatch(dispatcher, ref.run_id)
         except BrokerUnavailable as exc:
-            log.warning("run %s: re-sending a lost message failed: %s", ref.run_id, exc)
+            log.warning("run %s: re-sending a lost message failed: %s", ref.run_id, exc, extra=run_fields(ref.run_id))
             report.send_errors += 1
             return
         report.requeued += 1

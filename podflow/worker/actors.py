@@ -124,10 +124,13 @@ _results = next((m for m in broker.middleware if isinstance(m, Results)), None)
 
 
 def _publish(run_id: str, outcome: Outcome) -> dict[str, Any]:
-    """The delivery's result (Results middleware). A run finished under a
-    re-dispatched message also gets its result stored under the run's first
-    message id, which is the one its submitter holds."""
+    """The delivery's result (the Results middleware stores it, when on; the
+    presence record counts it). A run finished under a re-dispatched message
+    also gets its result stored under the run's first message id, which is the
+    one its submitter holds."""
     summary = outcome.as_dict()
+    if _results is None:
+        return summary
     current = CurrentMessage.get_current_message()
     if _results is not None and current is not None and outcome.status and is_terminal(outcome.status):
         run = resources.runner().store.get_run(run_id)
@@ -147,7 +150,6 @@ if _results is not None:  # the option exists only with the Results middleware
 
 
 @dramatiq.actor(actor_name=ACTOR_NAME, queue_name=QUEUE_NAME, broker=broker, **_options)
-def generate_podcast(run_id: str) -> dict[str, Any] | None:
+def generate_podcast(run_id: str) -> dict[str, Any]:
     """Execute one delivery of ``run_id`` (see :class:`podflow.runner.Runner`)."""
-    outcome = resources.runner().execute(run_id)
-    return _publish(run_id, outcome) if _results is not None else None
+    return _publish(run_id, resources.runner().execute(run_id))

@@ -19,6 +19,9 @@ QueuePrefetch               a worker prefetches one message per thread
                             (:mod:`podflow.worker.prefetch`)
 ==========================  ==================================================
 
+and, first of all, RunLogContext: each message's run is bound for the log lines
+about it, Dramatiq's own included (:mod:`podflow.logs`).
+
 The worker-process resources (store, heartbeat monitor) are added by
 :mod:`podflow.worker.actors`, so an API process building the same broker to send
 messages opens nothing it does not need.
@@ -58,6 +61,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from ..errors import BrokerUnavailable
+from ..logs import bind_run, unbind_run
 from ..retry import CONNECTION_ERRORS, MAX_MESSAGE_RETRIES, should_retry
 from .prefetch import QueuePrefetch
 
@@ -68,6 +72,7 @@ __all__ = [
     "ACTOR_NAME",
     "QUEUE_NAME",
     "ClientId",
+    "RunLogContext",
     "broker_errors",
     "build_broker",
     "close_broker",
@@ -112,8 +117,29 @@ def build_result_backend(url: str) -> Any:
     return RedisBackend(url=url)
 
 
+class RunLogContext(Middleware):
+    """Every line logged while a ``generate_podcast`` message is processed, by
+    podflow or by Dramatiq (its failure and retry lines), names the run and the
+    message. First in the list: Dramatiq calls ``before_*`` hooks in order and
+    ``after_*`` hooks in reverse, so the context covers every other middleware's
+    (Retries logs in its ``after_process_message``)."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        if message.actor_name == ACTOR_NAME and message.args:
+            bind_run(str(message.args[0]), message_id=message.message_id)
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        unbind_run()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        unbind_run()
+
+
 def _middleware(settings: Settings) -> list[Middleware]:
     middleware: list[Middleware] = [
+        RunLogContext(),
         AgeLimit(),
         # the actor sets its own limit; the middleware default is a fallback
         # for other actors and is the soft limit too, never Dramatiq's 10 min
@@ -174,7 +200,8 @@ def build_broker(settings: Settings, *, role: str = "client") -> dramatiq.Broker
     """The broker PODFLOW_BROKER_URL names, with podflow's middleware. Connects lazily.
 
     ``role`` names the process in the broker's heartbeats (Redis only):
-    ``worker`` for ``podflow.actors``; ``api``, ``scheduler``, ``cli`` for senders.
+    ``worker`` for ``podflow.actors``, which also keeps a presence record
+    (:mod:`podflow.worker.presence`); ``api``, ``scheduler``, ``cli`` for senders.
     """
     url = settings.broker_url
     if url.startswith(("amqp://", "amqps://")):
@@ -197,6 +224,12 @@ def build_broker(settings: Settings, *, role: str = "client") -> dramatiq.Broker
     )
     broker = RedisBroker(client=client, middleware=_middleware(settings))
     broker.broker_id = client_id(role)
+    if role == "worker":
+        from .presence import WorkerPresence
+
+        broker.add_middleware(
+            WorkerPresence(processes=settings.worker_processes, interval_s=settings.heartbeat_interval_s)
+        )
     return broker
 
 

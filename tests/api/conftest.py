@@ -133,8 +133,8 @@ class InProcessWorker:
         self.monitor = HeartbeatMonitor(store=store, interval_s=settings.heartbeat_interval_s)
         runner = build_runner(settings, store=store, monitor=self.monitor, generator=generator)
 
-        def generate_podcast(run_id: str) -> None:
-            runner.execute(run_id)
+        def generate_podcast(run_id: str) -> dict[str, Any]:
+            return runner.execute(run_id).as_dict()  # as podflow.worker.actors returns it
 
         dramatiq.actor(generate_podcast, actor_name=ACTOR_NAME, queue_name=QUEUE_NAME, broker=self.broker)
         self.worker = dramatiq.Worker(self.broker, worker_threads=2, worker_timeout=100)

@@ -23,7 +23,7 @@ def test_every_mounted_route_is_in_the_openapi_document(tmp_path: Path) -> None:
     spec = app.state.openapi
     documented = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
     assert mounted_routes(app) == documented
-    assert len(documented) == 34
+    assert len(documented) == 37
 
 
 def test_the_lifespan_closes_what_it_opened(tmp_path: Path, redis_url: str) -> None:

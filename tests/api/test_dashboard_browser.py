@@ -3,32 +3,40 @@
 The stack is the API on uvicorn with a real execution path: queue mode on the
 private redis-server with an in-process Dramatiq worker, or thread mode. The
 browser is /usr/bin/chromium (``make test`` installs it; Playwright never
-downloads one). Each test saves a screenshot under tests/artifacts/.
+downloads one), launched once for the module. Tests save screenshots under
+tests/artifacts/: ``dashboard.png`` (the list) and ``dashboard-run.png`` (a run)
+are the README's, copied to docs/.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import shutil
+import socket
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from playwright import sync_api
 
 from api.app import create_app
+from podflow.errors import TransientGenerationError
+from podflow.generation.base import GenerationContext, GenerationRequest, GenerationResult
 from podflow.models import ErrorInfo, RunResult
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from podflow.sweep import SweepPolicy, sweep
 from podflow.timeutil import utcnow
 from tests import generators
-from tests.api.conftest import Api, InProcessWorker, finish_with_files, serve, settings_for
+from tests.api.conftest import Api, InProcessWorker, finish_with_files, serve, settings_for, write_wav
 from tests.conftest import make_run
-from tests.execution import ROOT
+from tests.execution import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -41,33 +49,36 @@ SEEN_MS = 10_000
 
 
 @pytest.fixture(scope="module")
-def playwright() -> Iterator[Any]:
+def browser() -> Iterator[Any]:
+    """One headless chromium for every test of the module (a fresh context per test)."""
     if shutil.which(CHROMIUM) is None:
         pytest.skip(f"{CHROMIUM} is absent: `make test` installs Debian's chromium (apt-get install chromium)")
     with sync_api.sync_playwright() as driver:
-        yield driver
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture
-def page(playwright: Any, tmp_path: Path) -> Iterator[Any]:
-    """A page in a fresh headless chromium profile."""
-    context = playwright.chromium.launch_persistent_context(
-        str(tmp_path / "chromium-profile"),
-        executable_path=CHROMIUM,
-        headless=True,
-        args=[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ],
-        viewport={"width": 1360, "height": 900},
-    )
-    page = context.pages[0] if context.pages else context.new_page()
+def page(browser: Any) -> Iterator[Any]:
+    """A page in a fresh browser context (its own storage)."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
     page.set_default_timeout(SEEN_MS)
     try:
         yield page
@@ -107,11 +118,11 @@ def badge(page: Any, run_id: str) -> Any:
     return row(page, run_id).locator(".badge")
 
 
-def screenshot(page: Any, name: str) -> Path:
-    """The visible part of the page (the runs table goes on below)."""
+def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path:
+    """The visible part of the page (the runs table goes on below), or all of it."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 
@@ -140,7 +151,7 @@ def test_the_dashboard_follows_runs_live_and_cancels_one_with_its_button(
 
         queued = api.submit(episode_name="noop")["run_id"]  # no worker yet: it waits
         expect(badge(page, queued)).to_have_text("pending")
-        expect(page.locator("#workers")).to_contain_text("no worker has been seen")
+        expect(page.locator("#workers")).to_contain_text("no worker is running")
         expect(page.locator("#queues tbody tr").first).to_contain_text("podcast")
 
         with InProcessWorker(settings, api.store, generators.by_name):
@@ -151,6 +162,9 @@ def test_the_dashboard_follows_runs_live_and_cancels_one_with_its_button(
             expect(badge(page, running)).to_have_text("running")
             expect(row(page, running).locator('[role="progressbar"]')).to_be_visible()
             row(page, running).locator("button.cancel").click()
+            expect(page.locator("#confirm-dialog")).to_be_visible()  # cancel asks first
+            expect(page.locator("#confirm-title")).to_contain_text("Cancel")
+            page.click("#confirm-yes")
             expect(badge(page, running)).to_have_text("cancelled")
             assert api.store.get_run(running).status is RunStatus.REVOKED
 
@@ -158,6 +172,7 @@ def test_the_dashboard_follows_runs_live_and_cancels_one_with_its_button(
             expect(row(page, broken).locator(".outcome")).to_contain_text("ValueError: boom: the generator has a bug")
             row(page, broken).locator("button.retry").click()  # a new run, failing the same way
             expect(page.locator("#runs .episode").filter(has_text=re.compile("^broken$"))).to_have_count(2)
+            expect(page.locator("#workers")).to_contain_text("1 \u00d7 2 threads")
             assert any(run.retry_of == broken for run in api.store.list_runs(limit=200).runs)
 
             api.client.post("/api/podcast/runs", json=api.request(episode_name="Draft, never started"))
@@ -210,3 +225,221 @@ def test_with_a_token_the_dashboard_asks_once_and_never_puts_it_in_a_url(page: A
         expect(dialog).to_be_hidden()
         screenshot(page, "dashboard-token.png")
     assert urls and not [url for url in urls if TOKEN in url]
+
+
+# -- issue 16: a run you can open, runs you can find, workers and queues, offline ------------------
+
+
+def flaky_episode(request: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
+    """Attempt 1 fails as a provider timeout (retried); attempt 2 writes a real-looking episode."""
+    ctx.progress("outline", 5, "outlining 1 source")
+    if ctx.attempt == 1:
+        raise TransientGenerationError("the TTS provider timed out")
+    work = Path(ctx.work_dir)
+    outline = {"episode_name": request.episode_name, "requested_segments": 2, "segments": [
+        {"index": 1, "title": "Why runs get lost", "key_points": ["Workers crash mid-run.", "Brokers drop messages."]},
+        {"index": 2, "title": "What podflow does", "key_points": ["An outbox before every send.", "A sweep."]},
+    ]}  # fmt: skip
+    turns = [
+        ("Alex", 1, "Welcome back. Today: why long jobs get lost."),
+        ("Jordan", 1, "A worker crashes halfway through an hour of speech synthesis."),
+        ("Alex", 2, "And podflow records the run before it sends a single message."),
+        ("Jordan", 2, "Then a sweep picks up whatever a crash left behind."),
+    ]
+    transcript = {"episode_name": request.episode_name, "language": "en",
+                  "segments": [{"index": s["index"], "title": s["title"]} for s in outline["segments"]],  # type: ignore[index]
+                  "turns": [{"index": i, "speaker": who, "part": "segment", "segment": seg, "text": text}
+                            for i, (who, seg, text) in enumerate(turns)], "word_count": 42}  # fmt: skip
+    (work / "outline.json").write_text(json.dumps(outline), encoding="utf-8")
+    (work / "transcript.json").write_text(json.dumps(transcript), encoding="utf-8")
+    write_wav(work / "episode.wav", frames=16000)
+    ctx.progress("done", 100, "42 words, 1.0 s of audio")
+    return GenerationResult(
+        outline_path=work / "outline.json",
+        transcript_path=work / "transcript.json",
+        audio_path=work / "episode.wav",
+        duration_s=1.0,
+    )
+
+
+def test_a_run_opens_from_the_list_with_its_timeline_of_two_attempts(page: Any, tmp_path: Path, redis_url: str) -> None:
+    settings = settings_for(tmp_path, broker_url=redis_url)
+    expect = sync_api.expect
+    with serve(create_app(settings)) as api, InProcessWorker(settings, api.store, flaky_episode):
+        run_id = api.submit(episode_name="Crash safety, explained", briefing_suffix="Keep it short.")["run_id"]
+        wait_for(lambda: api.store.get_run(run_id).status == RunStatus.SUCCESS, timeout=20)
+        page.goto(f"{api.url}/dashboard")
+        row(page, run_id).locator("a.episode").click()
+        expect(page).to_have_url(re.compile(f"#/runs/{run_id}$"))  # its own URL
+        expect(page.locator("#view-run")).to_be_visible()
+        expect(page.locator("#run-title")).to_have_text("Crash safety, explained")
+        expect(page.locator("#run-badge")).to_have_text("succeeded")
+        steps = page.locator("#timeline .step")
+        expect(steps).to_have_count(5)  # created, started #1, released, started #2, succeeded
+        expect(steps.nth(2)).to_contain_text("released for retry: TransientGenerationError")
+        expect(steps.nth(2)).to_contain_text("attempt 1")
+        expect(steps.nth(4)).to_contain_text("attempt 2")
+        attempts = page.locator("#attempts tbody tr")
+        expect(attempts).to_have_count(2)
+        expect(attempts.nth(0)).to_contain_text("released for retry")
+        expect(attempts.nth(1)).to_contain_text("SUCCESS")
+        expect(page.locator("#run-request")).to_contain_text("Keep it short.")
+        expect(page.locator("#run-request .sources")).to_contain_text("Long jobs")  # the source's title
+        expect(page.locator("#run-times")).to_contain_text("took")
+        expect(page.locator("#result-audio audio")).to_have_attribute("src", f"/api/podcast/runs/{run_id}/audio")
+        expect(page.locator("#result-transcript .turn")).to_have_count(4)
+        expect(page.locator("#result-transcript")).to_contain_text("Jordan: A worker crashes halfway")
+        expect(page.locator("#result-outline")).to_contain_text("What podflow does")
+        page.evaluate("document.getElementById('toast').hidden = true")
+        screenshot(page, "dashboard-run.png", full_page=True)
+        page.reload()  # the URL is the run's: a reload shows it again
+        expect(page.locator("#run-title")).to_have_text("Crash safety, explained")
+        page.click("#back")
+        expect(page.locator("#view-list")).to_be_visible()
+
+
+def test_search_finds_a_run_by_name_and_paging_reaches_the_120th_run(page: Any, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, mode="thread", generator="tests.generators:noop")
+    expect = sync_api.expect
+    with serve(create_app(settings)) as api:
+        now = utcnow()
+        ids = [api.store.create_run(make_run(now - timedelta(seconds=300 - i), episode_name=f"Episode {i + 1:03}"))[0]
+               .run_id for i in range(130)]  # fmt: skip
+        weekly = api.store.create_run(make_run(now, episode_name="Weekly digest", episode_profile="deep_dive"))[0]
+        page.goto(f"{api.url}/dashboard")
+        expect(page.locator("#runs tbody tr")).to_have_count(50)
+        page.fill("#search", "weekly")
+        expect(page.locator("#runs tbody tr")).to_have_count(1)
+        expect(row(page, weekly.run_id)).to_be_visible()
+        expect(page).to_have_url(re.compile(r"q=weekly"))
+        page.fill("#search", "")
+        page.select_option("#profile", "deep_dive")
+        expect(page.locator("#runs tbody tr")).to_have_count(1)
+        page.select_option("#profile", "")
+        expect(page.locator("#runs tbody tr")).to_have_count(50)
+        # the 120th newest of 131: the third page of 50
+        target = ids[130 - 119]
+        page.click("#older")
+        expect(page.locator("#page")).to_have_text("page 2")
+        page.click("#older")
+        expect(page.locator("#page")).to_have_text("page 3")
+        expect(row(page, target)).to_be_visible()
+        expect(page.locator("#runs tbody tr")).to_have_count(31)
+        expect(page.locator("#older")).to_be_disabled()
+        page.wait_for_timeout(2500)  # a poll later, the page keeps its place
+        expect(page.locator("#page")).to_have_text("page 3")
+        page.reload()  # and so does a reload: the place is in the URL
+        expect(row(page, target)).to_be_visible()
+        expect(page.locator(".total[data-status=PENDING] .count")).to_have_text("131")
+        page.click("#newer")
+        expect(page.locator("#page")).to_have_text("page 2")
+
+
+def test_a_double_click_on_retry_makes_one_run(page: Any, tmp_path: Path, redis_url: str) -> None:
+    settings = settings_for(tmp_path, broker_url=redis_url)  # no worker: the new run waits
+    expect = sync_api.expect
+    keys: list[str | None] = []
+    page.on("request", lambda r: keys.append(r.headers.get("idempotency-key")) if r.url.endswith("/retry") else None)
+    with serve(create_app(settings)) as api:
+        failed = api.submit(episode_name="Broken episode")["run_id"]
+        attempt = api.store.claim(failed, now=utcnow())
+        boom = ErrorInfo(type="ValueError", message="boom")
+        api.store.finish(failed, attempt, status=RunStatus.FAILURE, now=utcnow(), error=boom)  # type: ignore[arg-type]
+        page.goto(f"{api.url}/dashboard")
+        button = row(page, failed).locator("button.retry")
+        expect(button).to_be_enabled()
+        button.dblclick()
+        expect(page.locator("#toast")).to_contain_text("retrying Broken episode")
+        page.wait_for_timeout(1000)
+        retries = [r for r in api.store.list_runs(limit=200).runs if r.retry_of == failed]
+        assert len(retries) == 1, retries
+        assert len({k for k in keys if k}) == len(keys) and all(k and k.startswith("dashboard-") for k in keys)
+        # the new run links back to the one it retries, and that one to its retry
+        page.goto(f"{api.url}/dashboard#/runs/{retries[0].run_id}")
+        expect(page.locator("#run-links a.retry-of")).to_have_text(failed[:12])
+        page.click("#run-links a.retry-of")
+        expect(page.locator("#run-links a.retried-as")).to_have_text(retries[0].run_id[:12])
+
+
+class Restartable:
+    """An app served on one port that can be stopped and started again (the API going away)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        wait_for(lambda: self._server.started, timeout=10)
+        self._sock = sock
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        assert self._thread is not None
+        self._thread.join(10)
+        self._sock.close()
+
+
+def test_when_the_api_stops_the_page_greys_and_disables_its_buttons_then_comes_back(page: Any, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, mode="thread", generator="tests.generators:noop")
+    expect = sync_api.expect
+    served = Restartable(create_app(settings))
+    served.start()
+    try:
+        store = served.app.state.podflow.store
+        failed = store.create_run(make_run(utcnow(), episode_name="Waiting for a retry"))[0].run_id
+        store.cancel(failed, now=utcnow())
+        page.goto(f"{served.url}/dashboard")
+        expect(row(page, failed).locator("button.retry")).to_be_enabled()
+        expect(page.locator("#offline")).to_be_hidden()
+        served.stop()
+        expect(page.locator("#offline")).to_be_visible()
+        expect(page.locator("#offline")).to_contain_text("The API is not answering")
+        expect(page.locator("body")).to_have_class(re.compile("offline"))
+        expect(row(page, failed).locator("button.retry")).to_be_disabled()
+        expect(page.locator("#live")).to_contain_text("offline")
+        assert page.evaluate("getComputedStyle(document.querySelector('#runs')).opacity") != "1"  # greyed
+        screenshot(page, "dashboard-offline.png")
+        served.start()
+        expect(page.locator("#offline")).to_be_hidden()
+        expect(row(page, failed).locator("button.retry")).to_be_enabled()
+        expect(page.locator("#live")).to_contain_text("live")
+    finally:
+        served.stop()
+
+
+def test_a_dead_letter_message_is_requeued_from_the_page(page: Any, tmp_path: Path, redis_url: str) -> None:
+    from tests.worker.test_deadletter import dead_letter
+
+    settings = settings_for(tmp_path, broker_url=redis_url)
+    expect = sync_api.expect
+    with serve(create_app(settings)) as api:
+        run_id = api.submit(episode_name="Given up on")["run_id"]
+        broker = api.app.state.podflow.broker
+        consumer = broker.consume("podcast", prefetch=1, timeout=1000)  # the submitted message: take it away
+        consumer.ack(next(m for m in consumer if m is not None))
+        consumer.close()
+        dead = dead_letter(broker, run_id)  # and one Dramatiq gave up on
+        page.goto(f"{api.url}/dashboard")
+        queue = page.locator('#queues tr[data-queue="podcast"]')
+        queue.locator("button.dead-open").click()
+        message = page.locator(f'#dead tr[data-message-id="{dead.message_id}"]')
+        expect(message).to_contain_text("ValueError: boom")
+        expect(message).to_contain_text("pending")  # its run, still waiting
+        message.locator("button.requeue").click()
+        expect(page.locator("#toast")).to_contain_text(f"requeued {dead.message_id}")
+        expect(page.locator("#dead-empty")).to_be_visible()
+        expect(queue).to_contain_text("podcast")
+        expect(queue.locator("td").nth(0)).to_have_text("1")  # ready again
+        assert broker.client.zcard(f"{broker.namespace}:podcast.XQ") == 0

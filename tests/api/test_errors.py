@@ -20,6 +20,7 @@ from podflow.errors import (
     InvalidInput,
     InvalidTransition,
     ProfileNotFound,
+    RequestInFlight,
     SourceTooLarge,
     StoreUnavailable,
     ToolMissing,
@@ -35,6 +36,7 @@ RAISED: dict[str, Exception] = {
     "not_found": ProfileNotFound("x"),
     "transition": InvalidTransition("cannot cancel: run is SUCCESS", run_id="run_1", status="SUCCESS"),
     "idempotency": IdempotencyConflict("key reused"),
+    "in_flight": RequestInFlight("still in flight", run_id="run_1"),
     "exists": AlreadyExists("profile 'x' already exists"),
     "store": StoreUnavailable("SQLite store unavailable: disk I/O error"),
     "broker": BrokerUnavailable("broker unreachable"),
@@ -46,7 +48,8 @@ EXPECTED = {
     "too_large": (413, "payload_too_large"),
     "not_found": (404, "not_found"),
     "transition": (409, "conflict"),
-    "idempotency": (409, "idempotency_conflict"),
+    "idempotency": (422, "idempotency_conflict"),
+    "in_flight": (409, "request_in_flight"),
     "exists": (409, "already_exists"),
     "store": (503, "store_unavailable"),
     "broker": (503, "broker_unavailable"),
@@ -103,6 +106,8 @@ def test_details_name_fields_and_runs(app: Api) -> None:
 def test_unavailable_dependencies_say_when_to_retry(app: Api) -> None:
     for name in ("store", "broker"):
         assert app.client.get(f"/api/raise/{name}").headers["retry-after"] == "5"
+    in_flight = app.client.get("/api/raise/in_flight")
+    assert in_flight.headers["retry-after"] == "2" and in_flight.json()["error"]["details"] == {"run_id": "run_1"}
 
 
 def test_starlettes_own_errors_have_the_same_shape(app: Api) -> None:

@@ -85,6 +85,8 @@ def test_the_overview_shows_runs_queues_and_the_last_hour(api: Api) -> None:
         "broker",
         "queues",
         "workers",
+        "worker_details",
+        "workers_drop_off_s",
         "last_sweep",
     }
     assert body["mode"] == "queue" and body["totals"]["PENDING"] == 1 and body["oldest_pending_age_s"] >= 0
@@ -126,3 +128,34 @@ def test_with_a_token_metrics_and_the_overview_require_it_and_the_document_says_
 def test_a_store_that_went_away_makes_a_scrape_a_503(api: Api) -> None:
     api.store.close()
     error(api.client.get("/metrics"), 503, "store_unavailable")
+
+
+def test_dead_letters_are_listed_with_their_run_and_requeued_through_the_api(api: Api) -> None:
+    from tests.worker.test_deadletter import dead_letter
+
+    run_id = api.submit()["run_id"]
+    broker = api.app.state.podflow.broker
+    consumer = broker.consume("podcast", prefetch=1, timeout=1000)  # the submitted message: drop it
+    consumer.ack(next(m for m in consumer if m is not None))
+    consumer.close()
+    dead = dead_letter(broker, run_id)
+    listed = api.client.get("/api/monitor/queues/podcast/dead").json()
+    assert listed["total"] == 1 and listed["queue"] == "podcast"
+    [message] = listed["messages"]
+    assert (message["message_id"], message["run_id"], message["run_status"]) == (dead.message_id, run_id, "PENDING")
+    assert message["error"] == "ValueError: boom"
+    overview = api.client.get("/api/monitor/overview").json()
+    assert overview["queues"][0]["dead"] == 1 and overview["worker_details"] == []
+    requeued = api.client.post(f"/api/monitor/queues/podcast/dead/{message['id']}/requeue")
+    assert requeued.status_code == 200 and requeued.json()["run_id"] == run_id
+    assert api.client.get("/api/monitor/overview").json()["queues"][0] == {
+        "name": "podcast", "ready": 1, "delayed": 0, "dead": 0, "unacked": 0}  # fmt: skip
+    error(api.client.post(f"/api/monitor/queues/podcast/dead/{message['id']}/requeue"), 404, "not_found")
+    error(api.client.get("/api/monitor/queues/nope/dead"), 404, "not_found")
+
+
+def test_dead_letters_in_thread_mode_are_a_501_saying_why(tmp_path: Path) -> None:
+    with serve(create_app(settings_for(tmp_path, mode="thread", generator="tests.generators:noop"))) as api:
+        assert "thread mode" in error(api.client.get("/api/monitor/queues/podcast/dead"), 501, "not_supported")[
+            "message"
+        ]

@@ -124,12 +124,20 @@ class Known:
                 if operation == "retry_run":  # only a finished run can be retried
                     assert self.api.client.post(f"/api/podcast/runs/{run_id}/cancel").status_code == 200
                 values[name] = run_id
-            elif name == "message_id":
+            elif name == "message_id" and operation == "requeue_dead":
+                from tests.worker.test_deadletter import dead_letter
+
+                broker = self.api.app.state.podflow.broker
+                broker.declare_queue("podcast")
+                values[name] = dead_letter(broker, self.finished["run_id"]).message_id
+            elif name in ("message_id", "celery_task_id"):
                 values[name] = self.finished["message_id"]
             elif name == "source_id":
                 values[name] = self.api.source(f"A source of its own: {uuid.uuid4()}")
             elif name == "name":
                 values[name] = self._profile("episode" if "episode" in case.path else "speaker")
+            elif name == "queue":
+                values[name] = "podcast"
             elif name == "asset":
                 values[name] = "dashboard.js"
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -68,7 +69,7 @@ def test_a_missing_field_and_a_body_that_is_not_json_are_422s(api: Api) -> None:
         assert body["details"][0]["field"] == "body"
 
 
-def test_the_same_idempotency_key_and_body_return_the_same_run_and_another_body_is_a_409(api: Api) -> None:
+def test_the_same_idempotency_key_and_body_return_the_same_run_and_another_body_is_a_422(api: Api) -> None:
     request = api.request()
     headers = {"Idempotency-Key": "order-66"}
     first = api.client.post("/api/podcast/generate", json=request, headers=headers)
@@ -76,7 +77,7 @@ def test_the_same_idempotency_key_and_body_return_the_same_run_and_another_body_
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json()["run_id"] == first.json()["run_id"]
     other = api.client.post("/api/podcast/generate", json={**request, "episode_name": "other"}, headers=headers)
-    assert first.json()["run_id"] in error(other, 409, "idempotency_conflict")["message"]
+    assert first.json()["run_id"] in error(other, 422, "idempotency_conflict")["message"]
     assert len(api.store.list_runs().runs) == 1
     bad_key = api.client.post("/api/podcast/generate", json=request, headers={"Idempotency-Key": "a b"})
     assert error(bad_key, 422, "validation_error")["details"][0]["field"] == "Idempotency-Key"
@@ -126,8 +127,12 @@ def test_twenty_concurrent_submits_with_one_key_make_exactly_one_run(tmp_path: P
     finally:
         store.close()
     assert store.most_at_once > 1, "the requests did not overlap"
-    assert sorted(r.status_code for r in responses) == [200] * 19 + [202]
-    assert len({r.json()["run_id"] for r in responses}) == 1
+    # one made it; the others got it back (200), or were told the first was still handing it over
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(202) == 1 and set(codes) <= {200, 202, 409}, codes
+    ids = {r.json()["run_id"] if r.status_code != 409 else r.json()["error"]["details"]["run_id"] for r in responses}
+    assert len(ids) == 1
+    assert all(r.headers["Retry-After"] for r in responses if r.status_code == 409)
     reopened = SqliteStore(tmp_path / "podflow.sqlite3", heartbeat_timeout_s=60, max_attempts=3)
     assert len(reopened.list_runs().runs) == 1
     reopened.close()
@@ -161,7 +166,7 @@ def test_a_created_run_is_idempotent_too(api: Api) -> None:
     again = api.client.post("/api/podcast/runs", json=request, headers=headers)
     assert (first.status_code, again.status_code) == (201, 200) and first.json()["run_id"] == again.json()["run_id"]
     other = api.client.post("/api/podcast/runs", json={**request, "episode_name": "x"}, headers=headers)
-    error(other, 409, "idempotency_conflict")
+    error(other, 422, "idempotency_conflict")
 
 
 # -- list and get ----------------------------------------------------------------------
@@ -229,7 +234,7 @@ def test_retry_makes_a_new_run_for_a_revoked_one_and_refuses_a_pending_one(api: 
     assert again.status_code == 200 and again.json()["run_id"] == new["run_id"]
     other = api.submit()["run_id"]
     api.client.post(f"/api/podcast/runs/{other}/cancel")
-    error(api.client.post(f"/api/podcast/runs/{other}/retry", headers=headers), 409, "idempotency_conflict")
+    error(api.client.post(f"/api/podcast/runs/{other}/retry", headers=headers), 422, "idempotency_conflict")
     error(api.client.post(f"/api/podcast/runs/{ABSENT}/retry"), 404, "not_found")
 
 
@@ -288,3 +293,82 @@ def test_a_run_submitted_while_the_broker_is_stopped_completes_after_it_returns_
         assert done["attempt"] == 1 and done["enqueue_error"] is None
     finally:
         redis.stop()
+
+
+def test_a_202_and_a_201_say_where_the_run_is_and_a_202_when_to_poll(api: Api) -> None:
+    submitted = api.client.post("/api/podcast/generate", json=api.request())
+    run_id = submitted.json()["run_id"]
+    assert submitted.headers["Location"] == f"/api/podcast/runs/{run_id}"
+    assert submitted.headers["Retry-After"] == "2"
+    assert api.client.get(submitted.headers["Location"]).json()["run_id"] == run_id
+    draft = api.client.post("/api/podcast/runs", json=api.request())
+    assert draft.status_code == 201 and draft.headers["Location"] == f"/api/podcast/runs/{draft.json()['run_id']}"
+    started = api.client.post(f"/api/podcast/runs/{draft.json()['run_id']}/start")
+    assert started.status_code == 202 and started.headers["Location"] == draft.headers["Location"]
+    assert started.headers["Retry-After"] == "2"
+
+
+class HeldDispatcher:
+    """A broker that holds every send until ``release`` is set."""
+
+    mode = "queue"
+    durable = True
+
+    def __init__(self) -> None:
+        self.sending = threading.Event()
+        self.release = threading.Event()
+
+    def new_message_id(self) -> str:
+        return "msg-" + os.urandom(8).hex()
+
+    def send(self, run_id: str, message_id: str | None) -> None:
+        self.sending.set()
+        assert self.release.wait(10)
+
+    def holds_nothing(self, *, now: Any) -> bool | None:
+        return None
+
+
+def test_a_key_whose_first_request_is_still_in_flight_is_a_409_with_retry_after(tmp_path: Path) -> None:
+    dispatcher = HeldDispatcher()
+    with serve(create_app(settings_for(tmp_path), dispatcher=dispatcher)) as api:  # type: ignore[arg-type]
+        request, headers = api.request(), {"Idempotency-Key": "slow-broker"}
+        first: list[httpx.Response] = []
+        thread = threading.Thread(
+            target=lambda: first.append(
+                httpx.post(api.url + "/api/podcast/generate", json=request, headers=headers, timeout=20)
+            )
+        )
+        thread.start()
+        assert dispatcher.sending.wait(10)
+        again = api.client.post("/api/podcast/generate", json=request, headers=headers)
+        body = error(again, 409, "request_in_flight")
+        assert again.headers["Retry-After"] == "2" and body["details"]["run_id"] in body["message"]
+        dispatcher.release.set()
+        thread.join(20)
+        assert first[0].status_code == 202
+        replay = api.client.post("/api/podcast/generate", json=request, headers=headers)
+        assert replay.status_code == 200 and replay.json()["run_id"] == first[0].json()["run_id"]
+
+
+def test_runs_are_listed_by_status_in_any_case_by_search_and_by_profile(api: Api) -> None:
+    weekly = api.submit(episode_name="Weekly digest")["run_id"]
+    other = api.submit(episode_name="Daily notes", episode_profile="deep_dive", speaker_profile="solo")["run_id"]
+    for status in ("pending", "Pending", "PENDING"):
+        listed = api.client.get("/api/podcast/runs", params={"status": status})
+        assert listed.status_code == 200 and {r["run_id"] for r in listed.json()["runs"]} == {weekly, other}
+    assert error(api.client.get("/api/podcast/runs?status=nope"), 422, "validation_error")["details"][0]["field"] == (
+        "status"
+    )
+    found = api.client.get("/api/podcast/runs", params={"q": "weekly"}).json()["runs"]
+    assert [r["run_id"] for r in found] == [weekly]
+    assert [r["run_id"] for r in api.client.get("/api/podcast/runs", params={"q": other[:10]}).json()["runs"]] == [
+        other
+    ]
+    by_profile = api.client.get("/api/podcast/runs", params={"episode_profile": "deep_dive"}).json()["runs"]
+    assert [r["run_id"] for r in by_profile] == [other]
+    created = api.store.get_run(weekly).created_at
+    window = {"created_after": created.replace(tzinfo=None).isoformat(), "created_before": "2999-01-01T00:00:00Z"}
+    assert {r["run_id"] for r in api.client.get("/api/podcast/runs", params=window).json()["runs"]} >= {weekly}
+    bad = api.client.get("/api/podcast/runs", params={"created_after": "yesterday"})
+    assert error(bad, 422, "validation_error")["details"][0]["field"] == "created_after"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import redis
 
 from podflow.cli import main
-from podflow.exitcodes import RET_FAILED_RUN, RET_UNAVAILABLE
+from podflow.exitcodes import RET_FAILED_RUN, RET_REVOKED, RET_TIMEOUT, RET_UNAVAILABLE
 from podflow.models import ErrorInfo, Run
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
@@ -128,3 +129,83 @@ def test_retry_in_thread_mode_leaves_the_run_for_the_api_process(
     new_id = capsys.readouterr().out.split(":")[0]
     new = store.get_run(new_id)
     assert new.mode == "thread" and new.outbox_at is not None and new.enqueue_error is None
+
+
+def test_list_filters_by_search_profile_and_creation_time(
+    store: SqliteStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weekly, _ = add(store, "Weekly digest", at(1)), add(store, "other", at(2))
+    assert main(["runs", "list", "--search", "weekly", "--json"]) == 0
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)["runs"]] == [weekly]
+    assert main(["runs", "list", "--before", at(2).isoformat(), "--json"]) == 0
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)["runs"]] == [weekly]
+    with pytest.raises(SystemExit):
+        main(["runs", "list", "--since", "yesterday"])
+
+
+def test_bulk_retry_counts_asks_and_retries_each_run_once(
+    store: SqliteStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = [failed(store) for _ in range(3)]
+    lost = failed(store, "noop")
+    assert main(["runs", "retry", "--status", "failure", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert "4 run(s) match" in err and all(run_id in out for run_id in [*broken, lost])
+    assert len(store.list_runs(limit=100).runs) == 4  # a dry run changes nothing
+    # without a terminal, only --yes confirms
+    assert main(["runs", "retry", "--status", "FAILURE", "--error-type", "ValueError"]) == 0
+    assert "pass --yes" in capsys.readouterr().err and len(store.list_runs(limit=100).runs) == 4
+    assert main(["runs", "retry", "--status", "FAILURE", "--since", "3650d", "--yes"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("(retry of ") == 4 and "retried 4; 0 retried before" in err
+    retries = [r for r in store.list_runs(limit=100).runs if r.retry_of]
+    assert sorted(r.retry_of for r in retries) == sorted([*broken, lost])
+    # the same command again: each run was retried once already
+    assert main(["runs", "retry", "--status", "FAILURE", "--yes"]) == 0
+    assert "retried 0; 4 retried before by this command (skipped)" in capsys.readouterr().err
+    assert len(store.list_runs(limit=100).runs) == 8
+    assert main(["runs", "retry", "--status", "PENDING", "--yes"]) == RET_FAILED_RUN
+    assert main(["runs", "retry"]) == RET_FAILED_RUN
+
+
+def test_bulk_delete_needs_a_status_confirms_and_spares_running_runs(
+    store: SqliteStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = [add(store, "noop", at(i)) for i in range(2)]
+    for run_id in old:
+        store.cancel(run_id, now=at(5))
+    recent = add(store, "noop", at(10))
+    store.cancel(recent, now=at(11))
+    running = add(store, "noop", at(1))
+    store.claim(running, now=at(2))
+    cutoff = at(10).isoformat()
+    assert main(["runs", "delete", "--before", cutoff]) == RET_FAILED_RUN  # no --status
+    assert "needs --status" in capsys.readouterr().err
+    assert main(["runs", "delete", "--status", "STARTED", "--yes"]) == RET_FAILED_RUN
+    # on a terminal, it asks; "n" changes nothing, "y" deletes
+    for answer, left in (("n\n", 4), ("y\n", 2)):
+        stdin = io.StringIO(answer)
+        stdin.isatty = lambda: True  # type: ignore[method-assign]
+        monkeypatch.setattr("sys.stdin", stdin)
+        assert main(["runs", "delete", "--status", "revoked", "--before", cutoff]) == 0
+        assert f"{len(old)} run(s) match" in capsys.readouterr().err
+        assert len(store.list_runs(limit=100).runs) == left
+    assert {r.run_id for r in store.list_runs(limit=100).runs} == {recent, running}
+    assert main(["runs", "delete", recent]) == 0 and store.get_run(recent) is None
+    assert main(["runs", "delete", running]) == RET_FAILED_RUN  # cancel it first
+
+
+def test_wait_exits_by_the_final_status(store: SqliteStore, capsys: pytest.CaptureFixture[str]) -> None:
+    done = failed(store)
+    assert main(["runs", "wait", done]) == RET_FAILED_RUN
+    assert capsys.readouterr().out == f"{done}: FAILURE (ValueError: boom)\n"
+    pending = add(store, "noop")
+    store.cancel(pending, now=at(3))
+    assert main(["runs", "wait", pending]) == RET_REVOKED
+    waiting = add(store, "noop")
+    assert main(["runs", "wait", waiting, "--timeout", "0.3", "--interval", "0.1"]) == RET_TIMEOUT
+    assert "still PENDING after 0.3 s" in capsys.readouterr().err
+    attempt = store.claim(waiting, now=at(4))
+    store.finish(waiting, attempt, status=RunStatus.SUCCESS, now=at(5))
+    assert main(["runs", "wait", waiting]) == 0
+    assert main(["runs", "wait", "run_" + "0" * 32]) == RET_FAILED_RUN

@@ -71,9 +71,17 @@ def test_status_shows_a_live_worker_with_its_host_and_pid(
         assert f"[PID {seen['pid']}]" in worker.log()
         assert main(["status"]) == 0
         assert f"pid {seen['pid']}" in capsys.readouterr().out
+        # the worker command as celery inspect showed a node: its size, from its presence record
+        report = wait_for(lambda: (r := status_json(capsys))["broker"]["worker_details"] and r, what="presence")
+        [command] = report["broker"]["worker_details"]
+        assert (command["pid"], command["pids"]) == (worker.proc.pid, [seen["pid"]])
+        assert (command["processes"], command["threads"], command["done"], command["failed"]) == (1, 2, 0, 0)
+        assert main(["status"]) == 0
+        assert f"pid {worker.proc.pid}: 1/1 processes x 2 threads, running 0" in capsys.readouterr().out
     finally:
         code = worker.stop()
     assert code == 0
+    assert status_json(capsys)["broker"]["worker_details"] == []  # a clean stop removes the record
 
 
 def test_status_with_the_broker_down_still_shows_the_runs_and_exits_69(
@@ -95,3 +103,14 @@ def test_status_in_thread_mode_has_no_broker(
     podflow_env(PODFLOW_MODE="thread")
     report = status_json(capsys)
     assert report["broker"] is None and report["mode"] == "thread"
+
+
+def test_status_watch_redraws_every_n_seconds(
+    podflow_env: Callable[..., Path], redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    podflow_env(PODFLOW_BROKER_URL=redis_url)
+    assert main(["status", "--watch", "0.1", "--times", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(every 0.1 s; Ctrl-C stops) --") == 3 and out.count("store   sqlite") == 3
+    with pytest.raises(SystemExit):
+        main(["status", "--watch", "0"])

@@ -140,7 +140,9 @@ def test_refused_requests_exit_1_with_the_field_at_fault(
     with served(max_source_bytes=200) as api:
         cases = {
             ("--episode-profile", "nope", "--speaker-profile", "solo", "--name", "x", document()):
-                "podflow: episode_profile: unknown episode profile",
+                "podflow: --episode-profile: unknown episode profile 'nope'; known: deep_dive, quick_brief,",
+            ("--episode-profile", "tech_news", "--speaker-profile", "nobody", "--name", "x", document()):
+                "podflow: --speaker-profile: unknown speaker profile 'nobody'; known: dual_host,",
             (*ARGS, "--name", " ", document()): "podflow: episode_name: ",
             (*ARGS, "--name", "x", document("slides.pdf")): "podflow: slides.pdf: filename: cannot tell the type",
             (*ARGS, "--name", "x", document("big.md", "word " * 100)): "podflow: big.md: source too large",
@@ -149,6 +151,8 @@ def test_refused_requests_exit_1_with_the_field_at_fault(
             assert submit(api, *args) == RET_FAILED_RUN, line
             err = [e for e in capsys.readouterr().err.splitlines() if " as src_" not in e]  # uploads
             assert len(err) == 1 and err[0].startswith(line) and "(HTTP 4" in err[0], err
+            if "profile" in line:  # checked before anything was uploaded
+                assert api.store.list_sources() == []
         assert api.store.list_runs().runs == []
 
 
@@ -166,7 +170,8 @@ def test_the_token_comes_from_the_settings_and_a_missing_one_is_refused(
 ) -> None:
     with served(api_token="s3cret", broker_url=redis_url) as api:
         assert submit(api, *ARGS, "--name", "x", "--no-follow", document()) == RET_FAILED_RUN
-        assert "(HTTP 401 unauthorized)" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "(HTTP 401 unauthorized)" in err and "with --token or set PODFLOW_API_TOKEN" in err
         monkeypatch.setenv("PODFLOW_API_TOKEN", "s3cret")
         assert submit(api, *ARGS, "--name", "x", "--no-follow", document()) == RET_OK
 

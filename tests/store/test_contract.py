@@ -19,7 +19,7 @@ from podflow.models import (
     SpeakerProfile,
 )
 from podflow.states import RunStatus
-from podflow.store.base import Store
+from podflow.store.base import RunFilter, Store
 from tests.conftest import T0, at, make_run
 
 LOST = ErrorInfo(type="worker_lost", message="no heartbeat")
@@ -104,6 +104,50 @@ def test_runs_created_in_the_same_millisecond_page_without_loss(store: Store) ->
         if not (cursor := page.next_cursor):
             break
     assert sorted(seen) == sorted(ids) and len(seen) == 7
+
+
+def _ids(store: Store, **where: object) -> list[str]:
+    return [r.run_id for r in store.list_runs(limit=100, where=RunFilter(**where)).runs]  # type: ignore[arg-type]
+
+
+def test_runs_are_found_by_the_start_of_their_name_in_any_case_or_of_their_id(store: Store) -> None:
+    weekly = store.create_run(make_run(at(0), episode_name="Weekly Digest"))[0]
+    daily = store.create_run(make_run(at(1), episode_name="daily digest"))[0]
+    chinese = store.create_run(make_run(at(2), episode_name="科技新闻 第一期"))[0]
+    accented = store.create_run(make_run(at(3), episode_name="École Straße"))[0]
+    assert _ids(store, search="weekly") == [weekly.run_id]
+    assert _ids(store, search="WEEKLY dig") == [weekly.run_id]
+    assert _ids(store, search="digest") == []  # the start of the name, not any word
+    assert _ids(store, search="科技") == [chinese.run_id]
+    assert _ids(store, search="école strasse") == [accented.run_id]  # case-folded, ß as ss
+    assert _ids(store, search=daily.run_id[:14]) == [daily.run_id]
+    assert _ids(store, search=daily.run_id.upper()) == [daily.run_id]
+    assert set(_ids(store, search="  ")) == {weekly.run_id, daily.run_id, chinese.run_id, accented.run_id}
+
+
+def test_runs_are_filtered_by_profile_error_retry_and_creation_time_and_page_as_usual(store: Store) -> None:
+    runs = [
+        store.create_run(make_run(at(i), episode_profile="tech_news" if i % 2 else "deep_dive"))[0] for i in range(6)
+    ]
+    store.create_run(make_run(at(6), episode_profile="deep_dive", speaker_profile="solo", retry_of=runs[0].run_id))
+    retry = store.list_runs(limit=1).runs[0]
+    odd = [r.run_id for r in reversed(runs) if int(r.episode_profile == "tech_news")]
+    assert _ids(store, episode_profile="tech_news") == odd
+    page = store.list_runs(limit=2, where=RunFilter(episode_profile="tech_news"))
+    rest = store.list_runs(limit=2, cursor=page.next_cursor, where=RunFilter(episode_profile="tech_news"))
+    assert [r.run_id for r in page.runs + rest.runs] == odd and rest.next_cursor is None
+    assert _ids(store, speaker_profile="solo") == [retry.run_id]
+    assert _ids(store, retry_of=runs[0].run_id) == [retry.run_id]
+    assert _ids(store, created_after=at(2), created_before=at(4)) == [runs[3].run_id, runs[2].run_id]
+    run_id, attempt = runs[5].run_id, store.claim(runs[5].run_id, now=at(10))
+    assert attempt is not None
+    store.finish(run_id, attempt, status=RunStatus.FAILURE, now=at(11), error=LOST)
+    assert _ids(store, status=RunStatus.FAILURE, error_type="worker_lost") == [run_id]
+    assert _ids(store, error_type="time_limit") == []
+    assert store.list_runs(status=RunStatus.PENDING, where=RunFilter(episode_profile="tech_news")).runs == [
+        store.get_run(runs[3].run_id),
+        store.get_run(runs[1].run_id),
+    ]
 
 
 def test_a_malformed_cursor_is_invalid_input_naming_the_field(store: Store) -> None:

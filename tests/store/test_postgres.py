@@ -15,6 +15,7 @@ from podflow.models import ErrorInfo
 from podflow.states import RunStatus
 from podflow.store import sql
 from podflow.store import transitions as t
+from podflow.store.base import RunFilter
 from podflow.store.postgres import MIGRATIONS, PostgresStore
 from podflow.store.postgres.rows import RUN_COLUMNS
 from podflow.store.postgres.runs import LIST_ENQUEUED, LIST_OUTBOX
@@ -104,12 +105,13 @@ def test_the_counters_change_in_the_transaction_that_ends_the_run(store: Postgre
 def _fill(url: str, live: int = 200, ended: int = 20_000) -> None:
     """A table the planner takes seriously: mostly ended runs, a few live ones of each kind."""
     values = (
-        "'run_' || md5(i::text || %(tag)s), %(status)s, 'p', 's', 'e', '[]'::jsonb, 'queue', 1,"
+        "'run_' || md5(i::text || %(tag)s), %(status)s, 'p' || (i %% 50), 's', 'episode ' || i, 'episode ' || i,"
+        " '[]'::jsonb, 'queue', 1,"
         " %(t0)s + i * interval '1 ms', %(t0)s, %(started)s, %(finished)s, %(started)s,"
         " %(outbox)s, %(enqueued)s, '[]'::jsonb"
     )
     insert = (
-        "INSERT INTO runs (run_id, status, episode_profile, speaker_profile, episode_name, source_ids, mode,"
+        "INSERT INTO runs (run_id, status, episode_profile, speaker_profile, episode_name, name_key, source_ids, mode,"
         " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, outbox_at, enqueued_at, history)"
         f" SELECT {values} FROM generate_series(1, %(n)s) AS i"
     )
@@ -166,3 +168,46 @@ def test_each_sweep_statement_reads_an_index_not_the_table(filled: str, name: st
     assert "Index" in plan and "Seq Scan on runs" not in plan, plan
     # a bulk write looks its batch up once, never rescans it per candidate row
     assert "Nested Loop" not in plan, plan
+
+
+_LISTINGS = {
+    "search by name": RunFilter(search="Episode 1234"),
+    "search by id": RunFilter(search="run_00"),
+    "episode profile": RunFilter(episode_profile="p7"),
+    "retries of a run": RunFilter(retry_of="run_x"),
+    "failed, by error type": RunFilter(status=RunStatus.FAILURE, error_type="worker_lost"),
+}
+
+
+@pytest.mark.parametrize("name", list(_LISTINGS))
+def test_each_listing_filter_reads_an_index_not_the_table(filled: str, name: str) -> None:
+    where = _LISTINGS[name]
+    statement = sql.listing_sql(where, None, sql.POSTGRES, RUN_COLUMNS)
+    with psycopg.connect(filled) as conn:
+        plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {statement}", sql.listing_params(
+            where, None, sql.POSTGRES, 51)).fetchall())  # fmt: skip
+    assert "Index" in plan and "Seq Scan on runs" not in plan, plan
+    # an index of the filter, not the listing order's index read through with a filter
+    assert "runs_created" not in plan, plan
+
+
+def test_a_version_1_database_gets_its_runs_name_keys_from_the_migration() -> None:
+    with scratch_database("schema1") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)")
+            for statement in MIGRATIONS[0]:
+                conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+            run = make_run(episode_name="Ältere Folge")
+            from podflow.store.postgres.rows import run_values
+
+            columns = RUN_COLUMNS.replace(" ", "").split(",")
+            conn.execute(
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join(f'%({c})s' for c in columns)})", run_values(run)
+            )
+        store = PostgresStore(url, pool_size=1)
+        try:
+            assert store.schema_version() == len(MIGRATIONS) == 2
+            assert [r.run_id for r in store.list_runs(where=RunFilter(search="ält")).runs] == [run.run_id]
+        finally:
+            store.close()

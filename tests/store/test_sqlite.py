@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -115,11 +116,15 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
             make_run(status=RunStatus.SUCCESS, **ended),
             make_run(status=RunStatus.FAILURE, error=ErrorInfo(type="worker_lost", message="m"), **ended),
             make_run(status=RunStatus.REVOKED, finished_at=at(3)),  # cancelled before it started
-            make_run(),
+            make_run(episode_name="Ältere Folge"),
         ],
     )
     store = SqliteStore(path)
-    assert store.schema_version() == len(MIGRATIONS) == 3
+    assert store.schema_version() == len(MIGRATIONS) == 4
+    # schema 4 folded the names of the runs already there: search finds them
+    from podflow.store.base import RunFilter
+
+    assert [r.episode_name for r in store.list_runs(where=RunFilter(search="ält")).runs] == ["Ältere Folge"]
     stats = store.stats()
     assert stats.created == 4
     assert stats.finished == {RunStatus.SUCCESS: 1, RunStatus.FAILURE: 1, RunStatus.REVOKED: 1}
@@ -166,3 +171,31 @@ def test_profile_timestamps_are_the_callers_now_not_the_databases_clock(tmp_path
     with sqlite3.connect(path) as conn:
         rows = dict(conn.execute("SELECT name, updated_at FROM episode_profiles").fetchall())
     assert rows == {first.name: to_ms(at(9)), second.name: to_ms(at(5))}
+
+
+@pytest.mark.parametrize(
+    ("where", "index"),
+    [
+        ({"search": "episode 12"}, "runs_name"),
+        ({"search": "run_00"}, "sqlite_autoindex_runs_1"),
+        ({"episode_profile": "p7"}, "runs_episode_profile"),
+        ({"speaker_profile": "s"}, "runs_speaker_profile"),
+        ({"retry_of": "run_x"}, "runs_retry_of"),
+    ],
+)
+def test_each_listing_filter_searches_an_index(tmp_path: Path, where: dict[str, str], index: str) -> None:
+    from podflow.store import sql
+    from podflow.store.base import RunFilter
+    from podflow.store.sqlite.rows import RUN_COLUMNS
+
+    store = SqliteStore(tmp_path / "podflow.sqlite3")
+    for i in range(300):
+        store.create_run(make_run(at(i), episode_name=f"Episode {i}", episode_profile=f"p{i % 50}"))
+    store._conn().execute("ANALYZE")
+    filt = RunFilter(**where)  # type: ignore[arg-type]
+    statement = sql.listing_sql(filt, None, sql.SQLITE, RUN_COLUMNS)
+    params = sql.listing_params(filt, None, sql.SQLITE, 51)
+    plan = " | ".join(row["detail"] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {statement}", params))
+    store.close()
+    assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
+    assert "runs_created" not in plan and not re.search(r"SCAN runs($| )", plan), plan

@@ -10,6 +10,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from ...states import TERMINAL
+from ..base import name_key
 from ..counters import CREATED
 from .connection import MongoConnection, guarded
 from .documents import COUNTERS, finished_increments_of
@@ -31,6 +32,10 @@ class MongoMigrations(MongoConnection):
         self.runs.create_index([("status", ASCENDING), ("created_at", DESCENDING), ("run_id", DESCENDING)])
         self.runs.create_index([("created_at", DESCENDING), ("run_id", DESCENDING)])
         self.runs.create_index("finished_at", sparse=True)
+        # the listing's filters (podflow.store.base.RunFilter)
+        for field in ("name_key", "episode_profile", "speaker_profile"):
+            self.runs.create_index([(field, ASCENDING), ("created_at", DESCENDING), ("run_id", DESCENDING)])
+        self.runs.create_index("retry_of", sparse=True)
         self.sources.create_index("source_id", unique=True)
         self.sources.create_index("sha256", unique=True)
         self.sources.create_index([("created_at", DESCENDING), ("source_id", DESCENDING)])
@@ -38,6 +43,13 @@ class MongoMigrations(MongoConnection):
             collection.create_index("name", unique=True)
         self.seeded.create_index([("kind", ASCENDING), ("name", ASCENDING)], unique=True)
         self.leases.create_index("name", unique=True)
+
+    @guarded
+    def ensure_name_keys(self) -> None:
+        """Give each run stored before name search its ``name_key`` (once: later
+        inserts carry it)."""
+        for doc in self.runs.find({"name_key": {"$exists": False}}, {"_id": 1, "episode_name": 1}):
+            self.runs.update_one({"_id": doc["_id"]}, {"$set": {"name_key": name_key(doc["episode_name"])}})
 
     @guarded
     def ensure_counters(self) -> None:

@@ -22,12 +22,12 @@ from ...models import Run, RunRef
 from ...states import RunStatus
 from .. import expressions as e
 from .. import transitions as t
-from ..base import lease_of
+from ..base import RunFilter, lease_of
 from ..counters import CREATED, finished_increments
 from ..shared import WriteStore
 from . import render
 from .connection import MongoConnection, guarded
-from .documents import COUNTERS, LEASE_FIELDS, RUN_REF, run_doc, run_of
+from .documents import COUNTERS, LEASE_FIELDS, RUN_REF, listing_filter, run_doc, run_of
 
 __all__ = ["MongoRuns"]
 
@@ -171,13 +171,12 @@ class MongoRuns(MongoConnection, WriteStore):
         return None if doc is None else run_of(doc)
 
     @guarded
-    def _runs_page(self, status: RunStatus | None, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
-        query: dict[str, Any] = {}
-        if status is not None:
-            query["status"] = str(status)
+    def _runs_page(self, where: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        query = listing_filter(where)
         if after is not None:
             created_at, run_id = after
-            query["$or"] = [{"created_at": {"$lt": created_at}}, {"created_at": created_at, "run_id": {"$lt": run_id}}]
+            older = [{"created_at": {"$lt": created_at}}, {"created_at": created_at, "run_id": {"$lt": run_id}}]
+            query = {"$and": [query, {"$or": older}]}
         docs = self.runs.find(query).sort([("created_at", DESCENDING), ("run_id", DESCENDING)]).limit(limit)
         return [run_of(doc) for doc in docs]
 

@@ -36,6 +36,7 @@ class MongoStore(MongoRuns, MongoCatalog, MongoTelemetry, MongoMigrations):
         super().__init__(uri, database=database, client=client, server_selection_timeout_ms=server_selection_timeout_ms)
         try:
             self.ensure_indexes()
+            self.ensure_name_keys()
             self.ensure_counters()
         except BaseException:
             self.close()

@@ -15,9 +15,10 @@ MongoDB's best-effort ``$inc``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ..base import newer_schema
+from ..base import name_key, newer_schema
 from ..counters import CREATED, DURATION_BUCKETS_S
 
 __all__ = ["LOCK_KEY", "MIGRATIONS", "migrate", "schema_version"]
@@ -67,7 +68,17 @@ def _counters() -> list[str]:
     ]
 
 
-MIGRATIONS: list[list[str]] = [
+def _backfill_name_keys(conn: Any) -> None:
+    rows = conn.execute("SELECT run_id, episode_name FROM runs").fetchall()
+    with conn.cursor() as cur:
+        keys = [(name_key(r["episode_name"]), r["run_id"]) for r in rows]
+        cur.executemany("UPDATE runs SET name_key = %s WHERE run_id = %s", keys)
+
+
+#: a migration step: a statement, or a function of the connection (a backfill Python computes)
+Step = str | Callable[[Any], None]
+
+MIGRATIONS: list[list[Step]] = [
     [
         """CREATE TABLE runs (
             run_id text PRIMARY KEY,
@@ -124,6 +135,16 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE leases (name text PRIMARY KEY, holder text NOT NULL, expires_at timestamptz NOT NULL)",
         *_counters(),
     ],
+    # schema 2: the listing's filters (podflow.store.base.RunFilter): name search, profiles, retries
+    [
+        "ALTER TABLE runs ADD COLUMN name_key text",
+        _backfill_name_keys,
+        'CREATE INDEX runs_name ON runs ((name_key COLLATE "C"), created_at, run_id)',
+        'CREATE INDEX runs_id_prefix ON runs ((run_id COLLATE "C"))',
+        "CREATE INDEX runs_episode_profile ON runs (episode_profile, created_at, run_id)",
+        "CREATE INDEX runs_speaker_profile ON runs (speaker_profile, created_at, run_id)",
+        "CREATE INDEX runs_retry_of ON runs (retry_of) WHERE retry_of IS NOT NULL",
+    ],
 ]
 
 
@@ -146,7 +167,10 @@ def migrate(conn: Any, *, where: str) -> int:
             raise newer_schema(where, version, len(MIGRATIONS))
         for statements in MIGRATIONS[version:]:
             for statement in statements:
-                conn.execute(statement)
+                if callable(statement):
+                    statement(conn)
+                else:
+                    conn.execute(statement)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', %s)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -18,6 +18,7 @@ from ...models import Run, RunRef
 from ...states import RunStatus
 from .. import sql
 from .. import transitions as t
+from ..base import RunFilter, name_key
 from ..shared import WriteStore
 from .connection import PostgresConnection, guarded
 from .rows import RUN_COLUMNS, run_of, run_values
@@ -26,7 +27,8 @@ __all__ = ["LIST_ENQUEUED", "LIST_OUTBOX", "PostgresRuns"]
 
 _REF_COLUMNS = "run_id, attempt, mode, message_id"
 _INSERT = (
-    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join(f'%({c.strip()})s' for c in RUN_COLUMNS.split(','))})"
+    f"INSERT INTO runs ({RUN_COLUMNS}, name_key)"
+    f" VALUES ({', '.join(f'%({c.strip()})s' for c in RUN_COLUMNS.split(','))}, %(name_key)s)"
 )
 #: the sweep's reads of the outbox and of enqueued runs (each served by its partial index)
 LIST_OUTBOX = (
@@ -69,7 +71,7 @@ class PostgresRuns(PostgresConnection, WriteStore):
     def create_run(self, run: Run) -> tuple[Run, bool]:
         for _ in range(8):
             try:
-                self._one(_INSERT, run_values(run))
+                self._one(_INSERT, {**run_values(run), "name_key": name_key(run.episode_name)})
                 return run, True
             except psycopg.errors.UniqueViolation:
                 if run.idempotency_key is None:
@@ -90,20 +92,9 @@ class PostgresRuns(PostgresConnection, WriteStore):
         return None if row is None else run_of(row)
 
     @guarded
-    def _runs_page(self, status: RunStatus | None, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
-        where: list[str] = []
-        params: dict[str, Any] = {"limit": limit}
-        if status is not None:
-            where.append("status = %(status)s")
-            params["status"] = str(status)
-        if after is not None:
-            where.append("(created_at, run_id) < (%(created_at)s, %(run_id)s)")
-            params.update(created_at=after[0], run_id=after[1])
-        query = f"SELECT {RUN_COLUMNS} FROM runs"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY created_at DESC, run_id DESC LIMIT %(limit)s"
-        return [run_of(row) for row in self._all(query, params)]
+    def _runs_page(self, where: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        query = sql.listing_sql(where, after, sql.POSTGRES, RUN_COLUMNS)
+        return [run_of(row) for row in self._all(query, sql.listing_params(where, after, sql.POSTGRES, limit))]
 
     @guarded
     def delete_run(self, run_id: str) -> bool:

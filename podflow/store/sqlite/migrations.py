@@ -7,11 +7,15 @@ documented in :mod:`podflow.store.base`.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
-from ..base import newer_schema
+from ..base import name_key, newer_schema
 from ..counters import CREATED, DURATION_BUCKETS_S
 
 __all__ = ["MIGRATIONS", "migrate"]
+
+#: a migration step: a statement, or a function of the connection (a backfill Python computes)
+Step = str | Callable[[sqlite3.Connection], None]
 
 _TERMINAL_SQL = "('SUCCESS', 'FAILURE', 'REVOKED')"
 
@@ -36,7 +40,7 @@ def _finished_counts(row: str) -> list[tuple[str, str, str]]:
 _ADD_TO_STATS = "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value"
 
 
-def _stats_migration() -> list[str]:
+def _stats_migration() -> list[Step]:
     """Schema 2: the ``stats`` counters, counted from the runs already there,
     then kept by triggers in the statement that inserts a run or ends it."""
     per_run = " UNION ALL ".join(
@@ -60,7 +64,12 @@ def _stats_migration() -> list[str]:
     ]
 
 
-MIGRATIONS: list[list[str]] = [
+def _backfill_name_keys(conn: sqlite3.Connection) -> None:
+    rows = conn.execute("SELECT run_id, episode_name FROM runs").fetchall()
+    conn.executemany("UPDATE runs SET name_key = ? WHERE run_id = ?", [(name_key(n), r) for r, n in rows])
+
+
+MIGRATIONS: list[list[Step]] = [
     [
         """CREATE TABLE runs (
             run_id TEXT PRIMARY KEY,
@@ -122,6 +131,15 @@ MIGRATIONS: list[list[str]] = [
     _stats_migration(),
     # schema 3: facts about the store itself (key -> value), empty for now
     ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"],
+    # schema 4: the listing's filters (podflow.store.base.RunFilter): name search, profiles, retries
+    [
+        "ALTER TABLE runs ADD COLUMN name_key TEXT",
+        _backfill_name_keys,
+        "CREATE INDEX runs_name ON runs (name_key, created_at, run_id)",
+        "CREATE INDEX runs_episode_profile ON runs (episode_profile, created_at, run_id)",
+        "CREATE INDEX runs_speaker_profile ON runs (speaker_profile, created_at, run_id)",
+        "CREATE INDEX runs_retry_of ON runs (retry_of) WHERE retry_of IS NOT NULL",
+    ],
 ]
 
 
@@ -136,5 +154,8 @@ def migrate(conn: sqlite3.Connection, *, where: str) -> None:
         raise newer_schema(where, version, len(MIGRATIONS))
     for statements in MIGRATIONS[version:]:
         for statement in statements:
-            conn.execute(statement)
+            if callable(statement):
+                statement(conn)
+            else:
+                conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")

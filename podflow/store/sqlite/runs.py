@@ -17,6 +17,7 @@ from ...states import RunStatus
 from ...timeutil import to_ms
 from .. import sql
 from .. import transitions as t
+from ..base import RunFilter, name_key
 from ..shared import WriteStore
 from .connection import SqliteConnection, guarded, writes
 from .rows import RUN_COLUMNS, dt, placeholders, run_of, run_values
@@ -73,7 +74,10 @@ class SqliteRuns(SqliteConnection, WriteStore):
     def create_run(self, run: Run) -> tuple[Run, bool]:
         conn = self._conn()
         try:
-            conn.execute(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({placeholders(26)})", run_values(run))
+            conn.execute(
+                f"INSERT INTO runs ({RUN_COLUMNS}, name_key) VALUES ({placeholders(27)})",
+                (*run_values(run), name_key(run.episode_name)),
+            )
         except sqlite3.IntegrityError:
             if run.idempotency_key is None:
                 raise
@@ -100,21 +104,10 @@ class SqliteRuns(SqliteConnection, WriteStore):
         return None if row is None else run_of(row)
 
     @guarded
-    def _runs_page(self, status: RunStatus | None, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append("status = ?")
-            params.append(str(status))
-        if after is not None:
-            created_at, run_id = after
-            where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
-            params += [to_ms(created_at), to_ms(created_at), run_id]
-        query = f"SELECT {RUN_COLUMNS} FROM runs"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY created_at DESC, run_id DESC LIMIT ?"
-        return [run_of(row) for row in self._conn().execute(query, (*params, limit)).fetchall()]
+    def _runs_page(self, where: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
+        query = sql.listing_sql(where, after, sql.SQLITE, RUN_COLUMNS)
+        params = sql.listing_params(where, after, sql.SQLITE, limit)
+        return [run_of(row) for row in self._conn().execute(query, params).fetchall()]
 
     @guarded
     @writes(durable=True)
