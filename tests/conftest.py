@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -57,6 +58,34 @@ def metric_samples(text: str) -> Samples:
     }
 
 
+_MONGOMOCK_WRITES = (
+    "find_one_and_update", "find_one_and_replace", "find_one_and_delete", "update_one", "update_many",
+    "replace_one", "insert_one", "insert_many", "delete_one", "delete_many", "bulk_write",
+)  # fmt: skip
+_mongomock_lock = threading.RLock()
+
+
+def _serialize_mongomock_writes() -> None:
+    """Make each mongomock write one atomic step, as a real server makes every
+    single-document write. mongomock takes no lock: two threads' conditional
+    updates interleave inside one call, which no MongoDB server allows, and the
+    race tests (two sweeps at once) then fail for mongomock's sake, not ours."""
+    import mongomock.collection
+
+    collection = mongomock.collection.Collection
+    if getattr(collection, "_podflow_serialized", False):
+        return
+    for name in _MONGOMOCK_WRITES:
+        original = getattr(collection, name)
+
+        def serialized(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with _mongomock_lock:
+                return _original(self, *args, **kwargs)
+
+        setattr(collection, name, serialized)
+    collection._podflow_serialized = True  # type: ignore[attr-defined]
+
+
 STORE_BACKENDS = ["sqlite", "mongomock", "postgres", "mongo"]
 
 
@@ -75,6 +104,7 @@ def open_test_store(kind: str, tmp_path: os.PathLike[str], *, postgres_url: str 
     if kind == "mongomock":
         import mongomock
 
+        _serialize_mongomock_writes()
         return MongoStore(client=mongomock.MongoClient(tz_aware=True), database="podflow_test", **policy)  # type: ignore[arg-type]
     uri = os.environ.get("PODFLOW_TEST_MONGODB_URI")
     if not uri:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def dead_letter(broker: dramatiq.Broker, run_id: str) -> dramatiq.Message:  # ty
 
 
 def test_dead_messages_are_listed_newest_first_with_their_run_and_error(broker: dramatiq.Broker) -> None:
-    first, second = dead_letter(broker, "run_a"), dead_letter(broker, "run_b")
+    first = dead_letter(broker, "run_a")
+    time.sleep(0.01)  # Dramatiq scores a dead letter by its millisecond: no tie between the two
+    second = dead_letter(broker, "run_b")
     listed, total = list_dead(broker)
     assert total == 2
     assert [(m.message_id, m.run_id, m.retries, m.error) for m in listed] == [

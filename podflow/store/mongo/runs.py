@@ -1,9 +1,11 @@
 """Run records, the outbox marks, and the transition table applied on MongoDB.
 
-Every status change is one ``find_one_and_update`` (in the sweep, one
-``update_many`` per group of runs that read alike) whose filter carries the
-whole precondition (:mod:`.render`). The counters are ``$inc``-ed right after,
-best effort (see :mod:`podflow.store.base`, ``stats``).
+Every status change is one ``find_one_and_update`` per run, in the sweep's bulk
+writes too, whose filter carries the whole precondition (:mod:`.render`): the
+document it returns is the proof that this very call made the change. (An
+``update_many`` only counts what it changed; when a concurrent sweep wrote the
+same values at the same ``now``, nothing tells whose write a document carries.)
+The counters are ``$inc``-ed right after, best effort (see :mod:`podflow.store.base`, ``stats``).
 """
 
 from __future__ import annotations
@@ -108,27 +110,13 @@ class MongoRuns(MongoConnection, WriteStore):
         where = render.mongo_filter(write.where, args)
         fields = {"_id": 0, "run_id": 1, "attempt": 1, "mode": 1, "message_id": 1, "started_at": 1}
         candidates = list(self.runs.find(where, {**fields, **{f: 1 for f in reads}}).limit(limit))
-        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        written = []
         for doc in candidates:
-            groups.setdefault(tuple(doc.get(f) for f in reads), []).append(doc)
-        modified = 0
-        marks: list[dict[str, Any]] = []
-        for values, docs in groups.items():
-            row = {**render.pinned(write, args), **dict(zip(reads, values, strict=True))}
-            change = render.update(write, row, args)
-            batch = {"run_id": {"$in": [d["run_id"] for d in docs]}}
-            query = {"$and": [where, batch, dict(zip(reads, values, strict=True))]}
-            modified += self.runs.update_many(query, change).modified_count
-            marks.append(change["$set"])
-        written = candidates
-        if modified != len(candidates):  # a concurrent writer won some: ours carry every value we set
-            ids = [d["run_id"] for d in candidates]
-            ours = {
-                d["run_id"]
-                for mark in marks
-                for d in self.runs.find({"run_id": {"$in": ids}, **mark}, {"run_id": 1})
-            }
-            written = [d for d in candidates if d["run_id"] in ours]
+            read = {f: doc.get(f) for f in reads}
+            change = render.update(write, {**render.pinned(write, args), **read}, args)
+            query = {"$and": [where, {"run_id": doc["run_id"]}, read]}
+            if self.runs.find_one_and_update(query, change, projection={"_id": 1}) is not None:
+                written.append(doc)
         self._count_ended(write, written, args)
         return [self._returned(write, d, d, args) for d in written]
 
