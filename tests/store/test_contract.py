@@ -551,6 +551,7 @@ def test_sweeps_are_summed_and_the_latest_sweep_time_is_kept(store: Store) -> No
         "enqueued": 0,
         "requeued": 0,
         "expired": 0,
+        "checkpoints": 0,
         "send_errors": 3,
     }
     store.record_sweep({}, now=at(90))
