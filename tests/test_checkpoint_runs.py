@@ -24,20 +24,16 @@ from typing import Any
 import pytest
 
 from podflow import lifecycle
-from podflow.dispatch.queue import QueueDispatcher
 from podflow.models import EpisodeProfile, Run
 from podflow.monitoring.prometheus import PodflowCollector, render_metrics
 from podflow.paths import checkpoint_dir
-from podflow.settings import load_settings
 from podflow.states import RunStatus
-from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy, sweep
 from podflow.timeutil import utcnow
-from podflow.worker.broker import build_broker, close_broker
 from tests.conftest import metric_samples
-from tests.execution import seed, wait_for
+from tests.execution import wait_for
 from tests.fake_provider import Call, FakeProvider, Reply
-from tests.test_provider_runs import Stack, clip_seconds
+from tests.test_provider_runs import Stack, clip_seconds, open_stack
 
 pytestmark = pytest.mark.slow
 
@@ -61,19 +57,9 @@ def provider() -> Iterator[FakeProvider]:
 
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path, provider: FakeProvider) -> Iterator[Stack]:
-    provider.reset()
-    provider.latency_s.clear()
-    store = seed(SqliteStore(tmp_path / "podflow.sqlite3", heartbeat_timeout_s=1.5))
-    store.seed_profiles([EPISODE, LONG_EPISODE], now=utcnow())
-    dispatcher = QueueDispatcher(broker=build_broker(load_settings(env_file=None, broker_url=redis_url)))
-    made = Stack(tmp_path, redis_url, provider, store, dispatcher)
-    try:
+    with open_stack(redis_url, tmp_path, provider) as made:
+        made.store.seed_profiles([EPISODE, LONG_EPISODE], now=utcnow())
         yield made
-    finally:
-        for worker in made.workers:
-            worker.stop()
-        close_broker(dispatcher.broker)
-        store.close()
 
 
 # -- helpers -----------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ podflow_info                                gauge      version, mode, store    a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 
 import dramatiq
@@ -156,22 +156,27 @@ def _sweep_counters(stats: StoreStats) -> Iterator[Metric]:
 
 
 def _work_counters(stats: StoreStats) -> Iterator[Metric]:
-    checkpoints = CounterMetricFamily(
+    yield _labelled_counter(
         "podflow_checkpoints",
         "Stage results computed, or reused from a checkpoint (an earlier attempt's or the retried run's)",
-        labels=["stage", "outcome"],
+        ["stage", "outcome"],
+        stats.checkpoints,
     )
-    for (stage, outcome), count in stats.checkpoints.items():
-        checkpoints.add_metric([stage, outcome], count)
-    yield checkpoints
-    calls = CounterMetricFamily(
+    yield _labelled_counter(
         "podflow_provider_calls",
         "Requests sent to the LLM and TTS providers, by outcome",
-        labels=["endpoint", "outcome"],
+        ["endpoint", "outcome"],
+        stats.provider_calls,
     )
-    for (endpoint, outcome), count in stats.provider_calls.items():
-        calls.add_metric([endpoint, outcome], count)
-    yield calls
+
+
+def _labelled_counter(
+    name: str, documentation: str, labels: list[str], values: Mapping[tuple[str, str], int]
+) -> CounterMetricFamily:
+    counter = CounterMetricFamily(name, documentation, labels=labels)
+    for label_values, count in values.items():
+        counter.add_metric(list(label_values), count)
+    return counter
 
 
 def _broker_metrics(broker: dramatiq.Broker, *, now: datetime) -> Iterator[Metric]:
