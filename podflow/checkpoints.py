@@ -37,13 +37,14 @@ Why it is safe:
   it. A zombie attempt (it lost its lease but runs on, e.g. a stopped process
   that is continued) can only *add* a result nobody stored yet: the first
   writer wins, and a stored result is never written again, only replaced when
-  it fails its check. What an attempt reuses it first hard-links into its own
-  staging directory and checks there, so nothing done to the checkpoint
-  afterwards (a replacement, a removal) changes what it reads. Checkpoints
-  are removed only by the attempt that finished the run SUCCESS, after the
-  store accepted that finish (a zombie's finish is refused), by the sweep for
-  runs that are gone, SUCCESS, or FAILURE/REVOKED for longer than
-  PODFLOW_CHECKPOINT_TTL, and by deleting the run (refused while it runs).
+  it fails its check. What an attempt reuses it reads at once (a value) or
+  first hard-links into its own staging directory and checks there (a file),
+  so nothing done to the checkpoint afterwards (a replacement, a removal)
+  changes what it reads. Checkpoints are removed only by the attempt that
+  finished the run SUCCESS, after the store accepted that finish (a zombie's
+  finish is refused), by the sweep for runs that are gone, SUCCESS, or
+  FAILURE/REVOKED for longer than PODFLOW_CHECKPOINT_TTL, and by deleting the
+  run (refused while it runs).
 - **LLM results are not deterministic**: two attempts may compute different,
   equally valid outlines for one key. The first stored is the one later
   attempts reuse; an attempt that computed its own goes on with it (the
