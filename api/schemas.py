@@ -35,6 +35,7 @@ from podflow.models import (
     Run,
     SourceInfo,
     SpeakerProfile,
+    StageCalls,
     Transition,
     Verbatim,
     problems,
@@ -210,6 +211,10 @@ class ResultView(_Model):
     audio_url: str | None = None
     transcript_url: str | None = None
     outline_url: str | None = None
+    #: per stage: results computed, and reused from checkpoints (earlier attempts, the retried run)
+    stages: dict[str, StageCalls] = Field(default_factory=dict)
+    #: of the reused results, those taken from the run this one retries
+    reused_from_retried: int = 0
 
     @classmethod
     def of(cls, run: Run, request: Request) -> ResultView | None:
@@ -220,7 +225,12 @@ class ResultView(_Model):
             for name, attr in RESULT_FILES.items()
             if getattr(run.result, attr)
         }
-        return cls(duration_s=run.result.duration_s, **urls)
+        return cls(
+            duration_s=run.result.duration_s,
+            stages=run.result.stages,
+            reused_from_retried=run.result.reused_from_retried,
+            **urls,
+        )
 
 
 class SubmitResponse(_Model):

@@ -25,6 +25,12 @@ PODFLOW_HEARTBEAT_TIMEOUT is handled by the sweep -- so with ``lease_timeout_s``
 for ``lease_timeout_s - interval_s`` gives the run up itself (``LeaseLost``):
 a host cut off from the store stops executing before the sweep can hand the
 run to another attempt, instead of running on beside it, fenced but wasteful.
+
+The same tick adds what the process counted since the last one (its
+:class:`~podflow.store.counters.CounterBuffer`, ``counts``: checkpoints reused
+or computed, provider calls) to the store's counters with one write, so
+``/metrics`` sees the whole cluster at most an interval late; ``stop()`` adds
+the rest.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from .errors import LeaseLost, RunCancelled, SoftTimeLimitExceeded
 from .logs import run_fields
 from .models import Lease
 from .store.base import Store
+from .store.counters import CounterBuffer
 from .timeutil import utcnow
 
 __all__ = ["HeartbeatMonitor", "Tracked"]
@@ -156,6 +163,7 @@ class HeartbeatMonitor:
       lease_timeout_s: when set (PODFLOW_HEARTBEAT_TIMEOUT), raise ``LeaseLost``
         in runs whose ownership the store has not confirmed for this long, less
         one interval (see the module docstring).
+      counts: the process's counters waiting for the store (a new buffer by default).
       clock: wall-clock time for the store; monotonic: for deadlines.
     """
 
@@ -166,10 +174,12 @@ class HeartbeatMonitor:
         interval_s: float,
         soft_time_limit_s: float | None = None,
         lease_timeout_s: float | None = None,
+        counts: CounterBuffer | None = None,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self.counts = counts or CounterBuffer()
         self.interval_s = interval_s
         self.soft_time_limit_s = soft_time_limit_s
         self.lease_timeout_s = lease_timeout_s
@@ -192,6 +202,19 @@ class HeartbeatMonitor:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        self.flush_counts()
+
+    def flush_counts(self) -> None:
+        """Add what this process counted to the store's counters. Never raises: a
+        failed write keeps the counts for the next try."""
+        pending = self.counts.take()
+        if not pending:
+            return
+        try:
+            self.store.add_counts(pending)
+        except Exception as exc:  # a blip: counted again at the next tick
+            self.counts.put_back(pending)
+            log.warning("counters not recorded, retrying: %s", exc)
 
     # -- tracking ---------------------------------------------------------------
     def track(self, run_id: str, attempt: int) -> Tracked:
@@ -249,6 +272,7 @@ class HeartbeatMonitor:
                 tracked.mark(LeaseLost, f"the store has not confirmed the lease for {now - tracked.confirmed:.1f} s")
             if tracked.deadline is not None and now >= tracked.deadline:
                 tracked.mark(SoftTimeLimitExceeded, f"soft time limit of {self.soft_time_limit_s:g} s exceeded")
+        self.flush_counts()  # after the marks: a slow write must not delay an interrupt
 
     def _next_wait(self) -> float:
         deadlines = [t.deadline for t in self.tracked() if t.deadline is not None and t.interrupted is None]

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import remove_checkpoints
 from .dispatch import Dispatcher
 from .dispatch.outbox import deliver
 from .errors import IdempotencyConflict, InvalidTransition, RequestInFlight, ResultNotFound, RunNotFound
@@ -206,7 +207,9 @@ def retry(
     idempotency_key: str | None = None,
 ) -> Submission:
     """Submit a new run with the same request as a FAILURE or REVOKED one
-    (``retry_of`` names the original, which is left as it is).
+    (``retry_of`` names the original, which is left as it is). The new run
+    reuses the original's checkpoints whose inputs are unchanged (its result's
+    ``reused_from_retried`` says how many).
 
     Raises:
       RunNotFound
@@ -224,7 +227,7 @@ def retry(
 
 
 def delete(store: Store, run_id: str, *, data_dir: Path) -> None:
-    """Delete the run's record and its files under ``podcasts/<run_id>/``.
+    """Delete the run's record, its files under ``podcasts/<run_id>/`` and its checkpoints.
 
     Raises:
       RunNotFound
@@ -239,6 +242,7 @@ def delete(store: Store, run_id: str, *, data_dir: Path) -> None:
             f"cannot delete: run is {current.status}; cancel it first", run_id=run_id, status=str(current.status)
         )
     shutil.rmtree(run_dir(data_dir, run_id), ignore_errors=True)
+    remove_checkpoints(data_dir, run_id)
 
 
 def result_file(run: Run, name: str, *, data_dir: Path) -> Path:

@@ -51,6 +51,7 @@ __all__ = [
     "SourceInfo",
     "Speaker",
     "SpeakerProfile",
+    "StageCalls",
     "Transition",
     "Verbatim",
     "field_name",
@@ -186,6 +187,15 @@ class ErrorInfo(_Model):
     message: str
 
 
+class StageCalls(_Model):
+    """One stage's results in the attempt that finished the run: ``computed`` (a
+    provider stage: one call each, re-asks and in-attempt retries aside) or
+    ``reused`` from a checkpoint of an earlier attempt or of the retried run."""
+
+    computed: int = Field(default=0, ge=0)
+    reused: int = Field(default=0, ge=0)
+
+
 class RunResult(_Model):
     """What a successful run produced; paths are relative to PODFLOW_DATA_DIR."""
 
@@ -193,6 +203,10 @@ class RunResult(_Model):
     transcript_path: str | None = None
     outline_path: str | None = None
     duration_s: float | None = None
+    #: per stage (``outline``, ``transcript``, ``audio``...): results computed vs reused
+    stages: dict[str, StageCalls] = Field(default_factory=dict)
+    #: of the reused results, those taken from the run this one retries (``retry_of``)
+    reused_from_retried: int = Field(default=0, ge=0)
 
 
 class Transition(_Model):

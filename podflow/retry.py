@@ -13,6 +13,11 @@ sends it again after :func:`backoff_ms`: Dramatiq's Retries middleware in a
 worker (:func:`podflow.worker.broker.retry_when`, which adds Dramatiq's own
 connection and shutdown errors), a timer in thread mode. Nothing here imports
 Dramatiq: thread mode runs without a broker.
+
+A run released without any failure (:func:`resumes_at_once`: a shutdown, or
+the soft time limit of an attempt that stored new checkpoints) is sent again at
+once: its next attempt goes on from the checkpoints, and the backoff meant for
+a failing provider would only delay it.
 """
 
 from __future__ import annotations
@@ -22,15 +27,24 @@ from collections.abc import Callable
 
 import redis
 
-from .errors import BrokerUnavailable, StoreUnavailable, TransientGenerationError, WorkerShutdown
+from .errors import (
+    BrokerUnavailable,
+    SoftTimeLimitExceeded,
+    StoreUnavailable,
+    TransientGenerationError,
+    WorkerShutdown,
+)
 
 __all__ = [
     "CONNECTION_ERRORS",
     "MAX_MESSAGE_RETRIES",
+    "RESUME_DELAY_MS",
+    "RESUMED",
     "TRANSIENT_ERRORS",
     "backoff_ms",
     "is_retryable",
     "is_transient",
+    "resumes_at_once",
     "should_retry",
 ]
 
@@ -56,6 +70,19 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     BrokerUnavailable,
     *CONNECTION_ERRORS,
 )
+
+
+#: what the runner re-raises after releasing a run that did not fail (a worker
+#: injects its own time-limit error too, see podflow.worker.actors)
+RESUMED: tuple[type[BaseException], ...] = (WorkerShutdown, SoftTimeLimitExceeded)
+#: the delay before a resumed run is sent again: none
+RESUME_DELAY_MS = 0
+
+
+def resumes_at_once(exc: BaseException) -> bool:
+    """Whether an execution that raised ``exc`` released its run without a failure,
+    for a next attempt now (the runner raises these only after a release)."""
+    return isinstance(exc, RESUMED)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -21,6 +21,17 @@ directory, ``PODFLOW_DATA_DIR/podcasts/<run_id>/.attempt-<n>/``, removed
 whatever happens. Only on success are the result's files moved
 (``os.replace``) into ``podcasts/<run_id>/``. Per-attempt directories mean a
 zombie attempt's clean-up can never delete a newer attempt's files.
+
+Checkpoints (:mod:`podflow.checkpoints`): ``ctx.checkpoints`` keeps stage
+results in ``PODFLOW_DATA_DIR/checkpoints/<run_id>/`` across the run's
+attempts, and reads those of the runs it retries (``retry_of``, then theirs).
+They are removed once this attempt's SUCCESS is written; after a FAILURE or
+REVOKED they stay for a retry (the sweep expires them). So a released run loses
+nothing: a shutdown, and a soft time limit reached by an attempt that stored
+new checkpoints (attempts left), release the run for an immediate next
+attempt, which goes on where this one stopped (the executor sends it again at
+once, not after the failure backoff: :func:`podflow.retry.resumes_at_once`).
+The result records, per stage, what was computed and what reused.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .checkpoints import Checkpoints, remove_checkpoints
 from .errors import (
     GenerationError,
     LeaseLost,
@@ -49,11 +61,12 @@ from .generation.request import build_request
 from .generation.setup import generator_config
 from .heartbeat import HeartbeatMonitor, Tracked
 from .logs import run_context, set_attempt
-from .models import ErrorInfo, Progress, RunResult
-from .paths import RESULT_FILES, run_dir, staging_attempts, staging_dir, stored_path
+from .models import ErrorInfo, Progress, Run, RunResult, StageCalls
+from .paths import RESULT_FILES, checkpoint_dir, run_dir, staging_attempts, staging_dir, stored_path
 from .retry import is_retryable
 from .states import RunStatus
 from .store.base import Store
+from .store.counters import checkpoint_counter
 from .timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -65,6 +78,8 @@ log = logging.getLogger(__name__)
 
 OutcomeKind = Literal["succeeded", "failed", "cancelled", "lost", "skipped"]
 _MAX_MESSAGE = 2000
+#: how far back a retry looks for checkpoints: the run it retries, that one's, ...
+_MAX_RETRY_CHAIN = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +146,7 @@ class RunContext:
     config: GeneratorConfig
     _store: Store = field(repr=False)
     _tracked: Tracked = field(repr=False)
+    checkpoints: Checkpoints
     _clock: Callable[[], datetime] = field(repr=False, default=utcnow)
 
     @property
@@ -249,19 +265,21 @@ class Runner:
         tracked = self.monitor.track(run_id, attempt)
         promoted = _Promoted()
         succeeded = False
+        checkpoints: Checkpoints | None = None
         try:
             try:
                 run = self.store.get_run(run_id)
                 if run is None:  # deleted under us (delete refuses STARTED runs, so rare)
                     raise LeaseLost("the run disappeared")
                 request = build_request(self.store, run)
-                ctx = RunContext(run_id, attempt, staging, self.config, self.store, tracked, self._clock)
+                checkpoints = self._checkpoints(run, tracked)
+                ctx = RunContext(run_id, attempt, staging, self.config, self.store, tracked, checkpoints, self._clock)
                 with tracked.interruptible():
                     result = self.generator(request, ctx)
                 # still ours? A zombie attempt must not even touch the run's files
                 tracked.note(self.store.lease(run_id, attempt))
                 tracked.check()
-                run_result = self._promote(run_id, staging.path, result, promoted)
+                run_result = _with_stages(self._promote(run_id, staging.path, result, promoted), checkpoints)
                 staging.remove()  # before the outcome is visible
                 self._remove_older_staging(run_id, attempt)
                 done = self.store.finish(
@@ -269,10 +287,13 @@ class Runner:
                 )
             except BaseException as exc:
                 staging.remove()  # partial files: gone before the outcome is visible
-                return self._failed(run_id, attempt, exc)
+                progressed = checkpoints is not None and checkpoints.enabled and checkpoints.computed > 0
+                return self._failed(run_id, attempt, exc, progressed=progressed)
             if done is None:
                 return self._ended(run_id, attempt, "lost", "finish refused: the attempt no longer owns the run")
             succeeded = True
+            # only now: until the store took this SUCCESS, another attempt may still need them
+            remove_checkpoints(self.data_dir, run_id)
             return Outcome(run_id, "succeeded", attempt, RunStatus.SUCCESS)
         finally:
             self.monitor.untrack(tracked)
@@ -280,12 +301,40 @@ class Runner:
                 self._discard_promoted(run_id, promoted)
             staging.remove()
 
-    def _failed(self, run_id: str, attempt: int, exc: BaseException) -> Outcome:
-        """Record why ``attempt`` ended without success; re-raise what must be retried."""
+    def _checkpoints(self, run: Run, tracked: Tracked) -> Checkpoints:
+        """The attempt's checkpoints: the run's own, then those of the runs it retries."""
+        origins: list[tuple[str, Path]] = []
+        seen, current = {run.run_id}, run.retry_of
+        while current and current not in seen and len(origins) < _MAX_RETRY_CHAIN:
+            seen.add(current)
+            origins.append((current, checkpoint_dir(self.data_dir, current).absolute()))
+            try:
+                origin = self.store.get_run(current)
+            except StoreError as exc:  # the nearer ones are enough
+                log.warning("run %s: checkpoints of the runs before %s not looked for: %s", run.run_id, current, exc)
+                break
+            current = origin.retry_of if origin is not None else None
+        counts = self.monitor.counts
+        return Checkpoints(
+            root=checkpoint_dir(self.data_dir, run.run_id).absolute(),
+            origins=origins,
+            fence=tracked.check,
+            on_count=lambda stage, outcome: counts.add(checkpoint_counter(stage, outcome)),
+        )
+
+    def _failed(self, run_id: str, attempt: int, exc: BaseException, *, progressed: bool = False) -> Outcome:
+        """Record why ``attempt`` ended without success; re-raise what must be retried.
+
+        ``progressed``: the attempt stored new checkpoints, so a soft time limit
+        releases the run (attempts left) for a next attempt that goes on from them.
+        """
         if isinstance(exc, RunCancelled):
             return self._ended(run_id, attempt, "cancelled", "cancelled while running")
         if isinstance(exc, self.time_limit_errors):
             limit = f" of {self.soft_time_limit_s:g} s" if self.soft_time_limit_s else ""
+            if progressed and attempt < self.store.max_attempts:
+                message = f"soft time limit{limit} exceeded; the next attempt resumes from the checkpoints"
+                return self._release(run_id, attempt, exc, ErrorInfo(type="soft_time_limit", message=message))
             return self._finish_failure(
                 run_id, attempt, ErrorInfo(type="soft_time_limit", message=f"soft time limit{limit} exceeded")
             )
@@ -300,16 +349,17 @@ class Runner:
             return self._release(run_id, attempt, exc)
         return self._finish_failure(run_id, attempt, _error(exc))
 
-    def _release(self, run_id: str, attempt: int, exc: BaseException) -> Outcome:
+    def _release(self, run_id: str, attempt: int, exc: BaseException, error: ErrorInfo | None = None) -> Outcome:
         """Give the run up for a retry and re-raise ``exc`` (returns only if the run was lost)."""
+        error = error or _error(exc)
         try:
-            released = self.store.release(run_id, attempt, error=_error(exc), now=self._clock())
+            released = self.store.release(run_id, attempt, error=error, now=self._clock())
         except StoreError as store_exc:  # the sweep re-dispatches it once the heartbeat is stale
             log.warning("run %s: cannot release attempt %d: %s", run_id, attempt, store_exc)
             raise exc from None
         if not released:
             return self._ended(run_id, attempt, "lost", f"release refused after {type(exc).__name__}")
-        log.info("run %s: attempt %d released for a retry: %s", run_id, attempt, _error(exc).message)
+        log.info("run %s: attempt %d released for a retry: %s", run_id, attempt, error.message)
         raise exc
 
     def _finish_failure(self, run_id: str, attempt: int, error: ErrorInfo) -> Outcome:
@@ -359,7 +409,7 @@ class Runner:
                 promoted.files.append((target, target.stat().st_ino))
                 moved[source] = stored_path(run_id, relative)
             paths[name] = moved[source]
-        return RunResult(**paths, duration_s=result.duration_s)
+        return RunResult.model_validate({**paths, "duration_s": result.duration_s})
 
     def _discard_promoted(self, run_id: str, promoted: _Promoted) -> None:
         """Remove promoted files of a run that did not end SUCCESS (by this attempt or another)."""
@@ -381,6 +431,13 @@ class Runner:
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def _with_stages(result: RunResult, checkpoints: Checkpoints) -> RunResult:
+    """``result`` with what each stage computed and reused."""
+    tally = checkpoints.tally()
+    stages = {stage: StageCalls(computed=t.computed, reused=t.reused) for stage, t in tally.items()}
+    return result.model_copy(update={"stages": stages, "reused_from_retried": sum(t.inherited for t in tally.values())})
+
+
 def build_runner(
     settings: Settings,
     *,
@@ -395,7 +452,8 @@ def build_runner(
         generator=generator,
         monitor=monitor,
         data_dir=settings.data_dir,
-        config=generator_config(settings),  # providers, caps and audio format (issue 13)
+        # providers, caps and audio format; the providers count calls into the heartbeat's counters
+        config=generator_config(settings, counts=monitor.counts),
         soft_time_limit_s=settings.soft_time_limit_s,
         time_limit_errors=time_limit_errors,
     )

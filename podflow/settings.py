@@ -177,6 +177,12 @@ class Settings(BaseSettings):
         gt=0,
         description="longest delay between two retries of a transient failure",
     )
+    checkpoint_ttl_s: float = _var(
+        "PODFLOW_CHECKPOINT_TTL",
+        default=604800.0,
+        gt=0,
+        description="seconds a FAILURE or REVOKED run's checkpoints are kept for a retry before the sweep removes them",
+    )
 
     # -- generation -------------------------------------------------------------
     generator: str = _var(

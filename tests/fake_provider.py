@@ -5,7 +5,9 @@ Endpoints (under ``/v1``, so the SDK's ``base_url`` is :attr:`FakeProvider.url`)
 - ``POST /v1/chat/completions``: a ``chat.completion``. With ``response_format``
   ``{"type": "json_schema", ...}`` the assistant's content is JSON generated from
   the schema (every property, ``minItems`` items or a few, ``enum`` values in turn,
-  recognisable strings ``"Fake <field> <n>."``), so it honours any schema.
+  recognisable strings ``"Fake <field> <n>."``), so it honours any schema. With
+  ``vary_by_prompt`` the strings carry a digest of the messages
+  (``"Fake <field> <n> (<digest>)."``): like a real model, another prompt gets another reply.
 - ``POST /v1/audio/speech``: real audio of the requested ``response_format``
   (``wav`` and ``pcm`` written here; ``mp3``, ``flac``, ``opus``, ``aac`` by
   ffmpeg), a 24 kHz mono tone lasting :attr:`seconds_per_char` per input character.
@@ -28,6 +30,7 @@ Run in-process (``with FakeProvider() as fake``) or as a process:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -96,9 +99,10 @@ def schema_instance(
     counter: Iterator[int] | None = None,
     name: str = "value",
     enums: dict[str, int] | None = None,
+    tag: str = "",
 ) -> Any:
     """A JSON value that ``schema`` accepts (the subset structured output uses): strings
-    numbered in order, each ``enum``'s values taken in turn."""
+    numbered in order (with `` (<tag>)`` when given), each ``enum``'s values taken in turn."""
     counter = counter or _strings()
     enums = {} if enums is None else enums
     if "enum" in schema:
@@ -107,23 +111,24 @@ def schema_instance(
         enums[name] = taken + 1
         return values[taken % len(values)]
     if "anyOf" in schema:
-        return schema_instance(schema["anyOf"][0], counter, name, enums)
+        return schema_instance(schema["anyOf"][0], counter, name, enums, tag)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next(k for k in kind if k != "null")
     if kind == "object":
-        return {key: schema_instance(sub, counter, key, enums) for key, sub in schema.get("properties", {}).items()}
+        properties = schema.get("properties", {}).items()
+        return {key: schema_instance(sub, counter, key, enums, tag) for key, sub in properties}
     if kind == "array":
         low, high = schema.get("minItems", 0), schema.get("maxItems", 1000)
         count = min(high, max(low, 2))
-        return [schema_instance(schema.get("items", {}), counter, name, enums) for _ in range(count)]
+        return [schema_instance(schema.get("items", {}), counter, name, enums, tag) for _ in range(count)]
     if kind == "integer":
         return int(schema.get("minimum", 1))
     if kind == "number":
         return float(schema.get("minimum", 1))
     if kind == "boolean":
         return True
-    return f"Fake {name} {next(counter)}."
+    return f"Fake {name} {next(counter)}{f' ({tag})' if tag else ''}."
 
 
 _PERIOD = b"".join(  # one period of a 240 Hz tone at 24 kHz: 100 samples
@@ -170,8 +175,10 @@ class FakeProvider:
         seconds_per_char: float = 0.01,
         api_key: str | None = None,
         voices: set[str] | None = None,
+        vary_by_prompt: bool = False,
     ) -> None:
         self.latency_s: dict[str, float] = dict(latency_s or {})
+        self.vary_by_prompt = vary_by_prompt
         self.seconds_per_char = seconds_per_char
         self.api_key = api_key
         self.voices = voices
@@ -271,7 +278,9 @@ class FakeProvider:
         if content is None:
             fmt = body.get("response_format") or {}
             if fmt.get("type") == "json_schema":
-                content = schema_instance(fmt["json_schema"]["schema"])
+                prompt = json.dumps(body.get("messages"), sort_keys=True).encode()
+                tag = hashlib.sha256(prompt).hexdigest()[:6] if self.vary_by_prompt else ""
+                content = schema_instance(fmt["json_schema"]["schema"], tag=tag)
             else:
                 content = "Fake reply."
         text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)

@@ -241,3 +241,31 @@ def test_the_monitor_thread_beats_every_interval(store: Store) -> None:
         wait_for(lambda: store.get_run(run_id).heartbeat_at > T0, timeout=5, what="a heartbeat")
     finally:
         monitor.stop()
+
+
+class _UnwritableCounters:
+    def __init__(self, store: Store) -> None:
+        self._store, self.down = store, True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def add_counts(self, counts: Any) -> None:
+        if self.down:
+            raise StoreUnavailable("store blip")
+        self._store.add_counts(counts)
+
+
+def test_each_tick_adds_what_the_process_counted_and_keeps_it_through_a_blip(store: Store) -> None:
+    flaky = _UnwritableCounters(store)
+    monitor = HeartbeatMonitor(store=flaky, interval_s=10, clock=lambda: at(5))  # type: ignore[arg-type]
+    monitor.counts.add("checkpoints:audio:reused", 3)
+    monitor.beat()  # no run tracked: the counters are written all the same (and fail here)
+    assert store.stats().checkpoints == {}
+    monitor.counts.add("checkpoints:audio:reused", 2)
+    flaky.down = False
+    monitor.beat()
+    assert store.stats().checkpoints == {("audio", "reused"): 5}
+    monitor.counts.add("provider_calls:tts:ok")
+    monitor.stop()  # the rest goes when the process stops
+    assert store.stats().provider_calls == {("tts", "ok"): 1}

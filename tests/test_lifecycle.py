@@ -10,7 +10,7 @@ from podflow import lifecycle
 from podflow.errors import IdempotencyConflict, InvalidInput, InvalidTransition, ResultNotFound, RunNotFound
 from podflow.lifecycle import create, ensure_same_request, start, submit
 from podflow.models import ErrorInfo, RunResult
-from podflow.paths import run_dir
+from podflow.paths import checkpoint_dir, run_dir
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from tests.conftest import T0, at, make_run
@@ -55,15 +55,16 @@ def test_delete_removes_the_record_and_files_but_refuses_a_started_run(store: St
     dispatcher = FakeDispatcher(store=seed(store))
     run_id = submit(store, dispatcher, request(), now=T0).run.run_id
     store.claim(run_id, now=at(1))
-    files = run_dir(tmp_path, run_id)
-    files.mkdir(parents=True)
-    (files / "episode.wav").write_bytes(b"RIFF")
+    files, kept = run_dir(tmp_path, run_id), checkpoint_dir(tmp_path, run_id)
+    for directory in (files, kept):
+        directory.mkdir(parents=True)
+        (directory / "episode.wav").write_bytes(b"RIFF")
     with pytest.raises(InvalidTransition, match="STARTED"):
         lifecycle.delete(store, run_id, data_dir=tmp_path)
-    assert files.exists()
+    assert files.exists() and kept.exists()
     lifecycle.cancel(store, run_id, now=at(2))
     lifecycle.delete(store, run_id, data_dir=tmp_path)
-    assert store.get_run(run_id) is None and not files.exists()
+    assert store.get_run(run_id) is None and not files.exists() and not kept.exists()
     with pytest.raises(RunNotFound):
         lifecycle.delete(store, run_id, data_dir=tmp_path)
 

@@ -7,6 +7,7 @@ through the real SDK over real HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -96,14 +97,15 @@ class Stack:
         return "\n".join(worker.log() for worker in self.workers)
 
 
-@pytest.fixture
-def stack(redis_url: str, tmp_path: Path, provider: FakeProvider) -> Iterator[Stack]:
-    provider.reset()
-    provider.latency_s.clear()
-    provider.api_key = None
-    store = seed(SqliteStore(tmp_path / "podflow.sqlite3", heartbeat_timeout_s=1.5))
+@contextlib.contextmanager
+def open_stack(redis_url: str, data_dir: Path, fake: FakeProvider) -> Iterator[Stack]:
+    """A seeded store and a dispatcher on ``redis_url``, ``fake`` reset; the workers started are stopped."""
+    fake.reset()
+    fake.latency_s.clear()
+    fake.api_key = None
+    store = seed(SqliteStore(data_dir / "podflow.sqlite3", heartbeat_timeout_s=1.5))
     dispatcher = QueueDispatcher(broker=build_broker(load_settings(env_file=None, broker_url=redis_url)))
-    made = Stack(tmp_path, redis_url, provider, store, dispatcher)
+    made = Stack(data_dir, redis_url, fake, store, dispatcher)
     try:
         yield made
     finally:
@@ -111,6 +113,12 @@ def stack(redis_url: str, tmp_path: Path, provider: FakeProvider) -> Iterator[St
             worker.stop()
         close_broker(dispatcher.broker)
         store.close()
+
+
+@pytest.fixture
+def stack(redis_url: str, tmp_path: Path, provider: FakeProvider) -> Iterator[Stack]:
+    with open_stack(redis_url, tmp_path, provider) as made:
+        yield made
 
 
 def clip_seconds(fake: FakeProvider, text: str) -> float:

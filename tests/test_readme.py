@@ -14,3 +14,32 @@ def test_the_readme_generator_example_compiles() -> None:
     assert examples, "the README shows a generator"
     for block in examples:
         compile(block, "README.md", "exec")
+
+
+def test_the_readme_generator_example_keeps_its_llm_call_as_a_checkpoint(fake: object, tmp_path: Path) -> None:
+    from podflow.generation.base import GeneratorConfig
+    from podflow.generation.context import LocalContext
+    from tests.fake_provider import FakeProvider
+    from tests.generation.conftest import generation_request, provider
+
+    assert isinstance(fake, FakeProvider)
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+               if "def generate(" in b]  # fmt: skip
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    llm = provider(fake)
+    try:
+        for attempt in (1, 2):
+            (tmp_path / f"a{attempt}").mkdir()
+            ctx = LocalContext(
+                run_id="run_" + "0" * 32,
+                work_dir=tmp_path / f"a{attempt}",
+                config=GeneratorConfig(llm_provider=llm),
+                checkpoint_dir=tmp_path / "checkpoints",
+                attempt=attempt,
+            )
+            result = namespace["generate"](generation_request(), ctx)  # type: ignore[operator]
+            assert result.transcript_path.read_text() == "Fake reply."
+    finally:
+        llm.close()
+    assert len(fake.calls("chat")) == 1  # the second attempt reused the intro

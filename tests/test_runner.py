@@ -11,10 +11,11 @@ import pytest
 from dramatiq.middleware import TimeLimitExceeded
 
 from podflow import paths
-from podflow.errors import SoftTimeLimitExceeded, TransientGenerationError, WorkerShutdown
+from podflow.errors import GenerationError, LeaseLost, SoftTimeLimitExceeded, TransientGenerationError, WorkerShutdown
 from podflow.generation.base import GenerationContext, GenerationRequest, GenerationResult
+from podflow.generation.keys import input_key
 from podflow.heartbeat import HeartbeatMonitor
-from podflow.models import Run
+from podflow.models import Run, StageCalls
 from podflow.runner import Runner
 from podflow.states import RunStatus
 from podflow.store.base import Store
@@ -286,3 +287,87 @@ def test_a_relative_data_dir_still_gives_paths_relative_to_it(
     assert seen[0].is_absolute()
     assert store.get_run(run_id).result.audio_path == f"podcasts/{run_id}/episode.wav"
     assert (tmp_path / "var" / "podcasts" / run_id / "episode.wav").read_bytes() == b"RIFF"
+
+
+# -- checkpoints across attempts and retries ----------------------------------------------------------
+
+
+class Steps:
+    """A generator of three checkpointed steps that fails at the third with ``fail[attempt]``."""
+
+    def __init__(self, **fail: BaseException) -> None:
+        self.fail = {int(attempt.removeprefix("attempt")): exc for attempt, exc in fail.items()}
+        self.computed: list[tuple[int, int]] = []
+
+    def __call__(self, req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
+        for step in range(3):
+            if step == 2 and ctx.attempt in self.fail:
+                raise self.fail[ctx.attempt]
+            ctx.checkpoints.value(input_key("step", step), lambda step=step: self.compute(ctx, step), stage="steps")
+        return generators.noop(req, ctx)
+
+    def compute(self, ctx: GenerationContext, step: int) -> int:
+        self.computed.append((ctx.attempt, step))
+        return step
+
+
+def test_a_transient_failure_keeps_the_checkpoints_and_the_next_attempt_reuses_them(
+    store: Store, tmp_path: Path
+) -> None:
+    steps = Steps(attempt1=TransientGenerationError("the provider is down"))
+    runner = make_runner(store, tmp_path, steps)
+    run_id = new_run(store)
+    with pytest.raises(TransientGenerationError):
+        runner.execute(run_id)
+    assert paths.checkpoint_dir(runner.data_dir, run_id).is_dir()
+    assert runner.execute(run_id).kind == "succeeded"
+    assert steps.computed == [(1, 0), (1, 1), (2, 2)]
+    run = store.get_run(run_id)
+    assert run.attempt == 2 and run.result.stages == {"steps": StageCalls(computed=1, reused=2)}
+    assert not paths.checkpoint_dir(runner.data_dir, run_id).exists()  # SUCCESS: no longer needed
+    runner.monitor.flush_counts()
+    assert store.stats().checkpoints == {("steps", "computed"): 3, ("steps", "reused"): 2}
+
+
+def test_a_soft_time_limit_after_new_checkpoints_releases_the_run_to_resume_them(store: Store, tmp_path: Path) -> None:
+    steps = Steps(attempt1=SoftTimeLimitExceeded(), attempt2=SoftTimeLimitExceeded())
+    runner = make_runner(store, tmp_path, steps)
+    runner.soft_time_limit_s = 60
+    run_id = new_run(store)
+    with pytest.raises(SoftTimeLimitExceeded):  # released: the executor sends it again at once
+        runner.execute(run_id)
+    run = store.get_run(run_id)
+    assert run.status is RunStatus.STARTED and run.released and run.error.type == "soft_time_limit"
+    assert "the next attempt resumes from the checkpoints" in run.error.message
+    # attempt 2 stores nothing new before its limit: no progress, so the run fails
+    assert runner.execute(run_id).kind == "failed"
+    run = store.get_run(run_id)
+    assert (run.status, run.error.message) == (RunStatus.FAILURE, "soft time limit of 60 s exceeded")
+    assert steps.computed == [(1, 0), (1, 1)]
+    assert paths.checkpoint_dir(runner.data_dir, run_id).is_dir()  # kept for a retry
+
+
+def test_a_retry_of_a_failed_run_reuses_its_checkpoints_and_says_how_many(store: Store, tmp_path: Path) -> None:
+    steps = Steps(attempt1=GenerationError("turn 3 refused"))
+    runner = make_runner(store, tmp_path, steps)
+    failed = new_run(store)
+    assert runner.execute(failed).kind == "failed"
+    retry, _ = store.create_run(Run.new(request(), now=T0, retry_of=failed))
+    steps.fail.clear()
+    assert runner.execute(retry.run_id).kind == "succeeded"
+    assert steps.computed == [(1, 0), (1, 1), (1, 2)]
+    result = store.get_run(retry.run_id).result
+    assert result.stages == {"steps": StageCalls(computed=1, reused=2)} and result.reused_from_retried == 2
+    assert paths.checkpoint_dir(runner.data_dir, failed).is_dir()  # the original's stay until TTL or deletion
+
+
+def test_a_lost_lease_keeps_the_checkpoints_for_the_attempt_that_took_over(store: Store, tmp_path: Path) -> None:
+    clock = Clock()
+    steps = Steps(attempt1=LeaseLost("attempt 1 lost the run"))
+    runner = make_runner(store, tmp_path, steps, clock)
+    run_id = new_run(store)
+    assert runner.execute(run_id).kind == "lost"
+    clock.now = at(100)  # its heartbeat went stale: the next claim takes over
+    steps.fail.clear()
+    assert runner.execute(run_id).kind == "succeeded"
+    assert steps.computed == [(1, 0), (1, 1), (2, 2)]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ..checkpoints import disk_usage
 from ..errors import BrokerUnavailable, StoreError
 from ..exitcodes import RET_OK, RET_UNAVAILABLE
 from ..monitoring.snapshot import inspect_broker, inspect_store
@@ -55,6 +56,7 @@ def collect(settings: Settings, *, now: datetime) -> dict[str, Any]:
     except StoreError as exc:
         store["error"] = str(exc)
     report["store"] = store
+    report["checkpoints"] = disk_usage(settings.data_dir).as_dict()
     return report
 
 
@@ -128,7 +130,14 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  UNAVAILABLE: {store['error']}")
     else:
         lines += _render_store(store)
+    lines.append(_render_checkpoints(report["checkpoints"]))
     return "\n".join(lines)
+
+
+def _render_checkpoints(part: dict[str, Any]) -> str:
+    size = part["bytes"]
+    shown = f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size:,} bytes"
+    return f"checkpoints  {part['runs']} run(s), {part['files']:,} file(s), {shown} in {part['path']}"
 
 
 def _render_broker(broker: dict[str, Any]) -> list[str]:

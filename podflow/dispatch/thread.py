@@ -6,7 +6,8 @@ bounded pool of PODFLOW_CONCURRENCY threads running the same
 cancellation, attempts. What Dramatiq's middleware does in a worker it does
 itself: the heartbeat monitor enforces the soft time limit, and a transient
 failure is retried after an exponential backoff (a timer) while attempts
-remain.
+remain; a run released without failing (the soft time limit after new
+checkpoints) is sent again at once.
 
 Its queue lives in memory, so it never marks a run enqueued: a run stays in
 the outbox until a claim clears it. At ``start()`` and every
@@ -35,7 +36,7 @@ from ..generation.loader import load_generator
 from ..heartbeat import HeartbeatMonitor
 from ..logs import run_fields
 from ..models import Mode
-from ..retry import MAX_MESSAGE_RETRIES, backoff_ms, is_retryable
+from ..retry import MAX_MESSAGE_RETRIES, RESUME_DELAY_MS, backoff_ms, is_retryable, resumes_at_once
 from ..runner import Runner, build_runner
 from ..store.base import Store
 from ..sweep import SweepPolicy, SweepReport, sweep
@@ -156,19 +157,19 @@ class ThreadExecutor:
                 run_id = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            try:
-                self._execute(run_id)
-            finally:
-                with self._lock:
-                    self._pending.discard(run_id)
+            self._execute(run_id)
 
     def _execute(self, run_id: str) -> None:
         try:
-            self.runner.execute(run_id)
+            try:
+                self.runner.execute(run_id)
+            finally:  # before a retry is scheduled: one sent at once must not find it still queued
+                with self._lock:
+                    self._pending.discard(run_id)
         except BaseException as exc:
             if self._stopping.is_set():
                 log.info("run %s: stopped with the pool (%s)", run_id, type(exc).__name__, extra=run_fields(run_id))
-            elif is_retryable(exc):
+            elif is_retryable(exc) or resumes_at_once(exc):
                 self._retry_later(run_id, exc)
             else:
                 log.error("run %s: execution failed", run_id, exc_info=exc, extra=run_fields(run_id))
@@ -184,11 +185,11 @@ class ThreadExecutor:
                 log.error("run %s: giving up after %d retries: %s", run_id, retries, exc, extra=run_fields(run_id))
                 return
             self._retries[run_id] = retries + 1
-            delay_ms = backoff_ms(
+            delay_ms = RESUME_DELAY_MS if resumes_at_once(exc) else backoff_ms(
                 retries,
                 min_ms=max(1, int(self.retry_backoff_s * 1000)),
                 max_ms=max(1, int(self.retry_backoff_max_s * 1000)),
-            )
+            )  # fmt: skip
             timer = threading.Timer(delay_ms / 1000, self._resend, args=(run_id,))
             timer.daemon = True
             self._timers.add(timer)

@@ -11,7 +11,30 @@ thread (or a thread-mode pool thread) with everything it needs:
   the run was cancelled or lost, ``ctx.work_dir`` where files go, and
   ``ctx.config`` with generator options from the settings, including the
   configured providers (``ctx.config.llm_provider``, ``ctx.config.tts_provider``:
-  endpoint, cluster-wide cap, retry policy; see :mod:`.providers`).
+  endpoint, cluster-wide cap, retry policy; see :mod:`.providers`), and
+  ``ctx.checkpoints`` (below).
+
+Checkpoints (:class:`podflow.checkpoints.Checkpoints`): a stage result named by
+a key derived from its inputs (:func:`.keys.input_key`) is kept on the data
+directory, so that the next attempt of the run (after a crash, a shutdown, the
+soft time limit, a transient error or a lost lease) and a user's retry of a
+FAILURE or REVOKED run get it back instead of paying for it again::
+
+    outline = ctx.checkpoints.value(
+        input_key("outline", {"sources": ..., "model": ...}), lambda: ask_llm(...), stage="outline")
+    clip = ctx.checkpoints.file(
+        input_key("clip", {"voice": ..., "text": ...}), ctx.work_dir / "clip.wav",
+        lambda path: speak(path), stage="audio", valid=lambda path: path.stat().st_size > 44)
+
+``value`` stores JSON (``encode``/``decode`` turn a result into JSON and
+back); ``file`` stores a file the generator wrote (``valid`` checks a stored one
+before it is reused: a torn or truncated file is recomputed); for many files
+made in parallel, ``reuse_file`` each first and ``keep_file`` each as it is
+made. The key must cover everything the result depends on: change an input and
+the key changes, so the stage is computed again. Each result counts as
+computed or reused, per stage, in the run's result (``stages``) and in
+``/metrics``. A generator that ignores checkpoints works as before; it only
+pays again on every attempt.
 
 Failure contract:
 
@@ -33,7 +56,9 @@ Files are written under ``ctx.work_dir``, the attempt's own staging directory
 (``PODFLOW_DATA_DIR/podcasts/<run_id>/.attempt-<n>/``); the returned paths must
 lie inside it (a relative path is taken relative to it). On success podflow moves
 the returned files into ``PODFLOW_DATA_DIR/podcasts/<run_id>/``; everything else
-in the staging directory is deleted, whatever the outcome.
+in the staging directory is deleted, whatever the outcome. Checkpoints live
+apart (``PODFLOW_DATA_DIR/checkpoints/<run_id>/``): removed once the run is
+SUCCESS, kept for PODFLOW_CHECKPOINT_TTL after a FAILURE or REVOKED.
 """
 
 from __future__ import annotations
@@ -45,6 +70,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from ..models import EpisodeProfile, Source, SpeakerProfile
 
 if TYPE_CHECKING:
+    from ..checkpoints import Checkpoints
     from .providers.calls import Provider
 
 __all__ = [
@@ -109,6 +135,8 @@ class GenerationContext(Protocol):
     run_id: str
     attempt: int
     config: GeneratorConfig
+    #: stage results kept across attempts and retries (see the module docstring)
+    checkpoints: Checkpoints
 
     @property
     def work_dir(self) -> Path:

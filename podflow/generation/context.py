@@ -1,8 +1,9 @@
 """An in-process :class:`GenerationContext`, for tests and local use.
 
 The workers build their own context (progress into the store, cancellation
-from heartbeats); this one keeps progress in memory and is cancelled by a
-:class:`threading.Event`.
+from heartbeats, checkpoints under PODFLOW_DATA_DIR); this one keeps progress in
+memory, is cancelled by a :class:`threading.Event`, and keeps checkpoints in
+``checkpoint_dir`` when given one (else it computes every stage).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ..checkpoints import Checkpoints
 from ..errors import RunCancelled
 from ..models import Progress
 from .base import GeneratorConfig
@@ -36,6 +38,7 @@ class LocalContext:
         cancel_event: threading.Event | None = None,
         on_progress: ProgressCallback | None = None,
         attempt: int = 1,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.run_id = run_id
         self.attempt = attempt
@@ -44,6 +47,7 @@ class LocalContext:
         self.cancel_event = cancel_event or threading.Event()
         self.events: list[Progress] = []
         self._on_progress = on_progress
+        self.checkpoints = Checkpoints(root=checkpoint_dir, fence=self.check_cancelled)
 
     def progress(self, stage: str, percent: float, message: str = "") -> None:
         self.check_cancelled()

@@ -57,6 +57,17 @@ class Segment:
             "word_count": sum(len(words(p)) for p in self.key_points),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Segment:
+        """The inverse of :meth:`to_json`. Raises KeyError, TypeError or ValueError."""
+        return cls(
+            index=int(data["index"]),
+            title=str(data["title"]),
+            source_ids=tuple(map(str, data["source_ids"])),
+            key_points=tuple(map(str, data["key_points"])),
+            keywords=tuple(map(str, data["keywords"])),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Outline:
@@ -70,6 +81,15 @@ class Outline:
             "requested_segments": self.requested_segments,
             "segments": [segment.to_json() for segment in self.segments],
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outline:
+        """The inverse of :meth:`to_json` (a checkpoint read back). Raises KeyError, TypeError or ValueError."""
+        return cls(
+            episode_name=str(data["episode_name"]),
+            requested_segments=int(data["requested_segments"]),
+            segments=tuple(Segment.from_json(segment) for segment in data["segments"]),
+        )
 
 
 def build_outline(request: GenerationRequest | OutlineJob) -> Outline:

@@ -9,8 +9,10 @@ the work.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..store.counters import CounterBuffer, provider_call_counter
 from .base import GeneratorConfig
 from .providers import Endpoint, LocalSlots, Provider, RetryPolicy, SharedSlots, SlotPool
 from .providers.endpoint import Kind
@@ -22,8 +24,11 @@ if TYPE_CHECKING:
 __all__ = ["generator_config"]
 
 
-def generator_config(settings: Settings) -> GeneratorConfig:
-    """What PODFLOW_LLM*, PODFLOW_TTS*, PODFLOW_AUDIO_FORMAT and PODFLOW_PROVIDER_* say."""
+def generator_config(settings: Settings, *, counts: CounterBuffer | None = None) -> GeneratorConfig:
+    """What PODFLOW_LLM*, PODFLOW_TTS*, PODFLOW_AUDIO_FORMAT and PODFLOW_PROVIDER_* say.
+
+    ``counts``: where the providers count their calls by outcome (the process's
+    counters, added to the store by its heartbeat thread)."""
     policy = RetryPolicy(
         retries=settings.provider_retries,
         backoff_s=settings.provider_backoff_s,
@@ -36,11 +41,27 @@ def generator_config(settings: Settings) -> GeneratorConfig:
         tts_parallelism=settings.tts_parallelism,
         llm=settings.llm,
         audio_format=settings.audio_format,
-        llm_provider=Provider(endpoint=llm, policy=policy, slots=_slots(settings, llm, settings.llm_max_concurrency)),
-        tts_provider=Provider(endpoint=tts, policy=policy, slots=_slots(settings, tts, settings.tts_max_concurrency)),
+        llm_provider=Provider(
+            endpoint=llm,
+            policy=policy,
+            slots=_slots(settings, llm, settings.llm_max_concurrency),
+            on_call=_counter(counts, "llm"),
+        ),
+        tts_provider=Provider(
+            endpoint=tts,
+            policy=policy,
+            slots=_slots(settings, tts, settings.tts_max_concurrency),
+            on_call=_counter(counts, "tts"),
+        ),
         llm_reasks=settings.llm_reasks,
         llm_source_chars=settings.llm_source_chars,
     )
+
+
+def _counter(counts: CounterBuffer | None, endpoint: Kind) -> Callable[[str], None] | None:
+    if counts is None:
+        return None
+    return lambda outcome: counts.add(provider_call_counter(endpoint, outcome))
 
 
 def _endpoint(settings: Settings, kind: Kind) -> Endpoint:

@@ -70,11 +70,13 @@ def synthesize(
     parallelism: int,
     check: Callable[[], None] = lambda: None,
     on_done: Callable[[int, int], None] = lambda done, total: None,
+    on_wav: Callable[[int, Path], None] | None = None,
 ) -> list[Path]:
     """Speak each job into ``out_dir/turn_NNNN.wav``, up to ``parallelism`` at once.
 
-    ``check`` runs before each process starts (a cancellation check) and
-    ``on_done(done, total)`` after each one finishes; both may raise to stop.
+    ``check`` runs before each process starts (a cancellation check),
+    ``on_wav(index, path)`` as each WAV is complete, then ``on_done(done,
+    total)``; all three run in the caller's thread and may raise to stop.
     Returns the WAV paths in job order. The caller owns ``out_dir`` and its files.
 
     Raises:
@@ -99,6 +101,8 @@ def synthesize(
                 continue
             if isinstance(event, BaseException):
                 raise event
+            if on_wav is not None:
+                on_wav(event, supervisor.wavs[event])
             done += 1
             on_done(done, len(jobs))
     finally:

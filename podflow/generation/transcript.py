@@ -73,6 +73,31 @@ class Transcript:
             "word_count": self.word_count,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, speakers: SpeakerProfile, segments: tuple[Segment, ...]) -> Transcript:
+        """The inverse of :meth:`to_json` (a checkpoint read back), for the speakers and
+        outline segments it was written for (its key includes both).
+
+        Raises:
+          KeyError, TypeError, ValueError: ``data`` is not such a transcript.
+        """
+        names = {s.name for s in speakers.speakers}
+        turns = []
+        for turn in data["turns"]:
+            if turn["speaker"] not in names or turn["part"] not in ("intro", "segment", "outro"):
+                raise ValueError(f"turn {turn.get('index')}: not a turn of these speakers")
+            segment = turn["segment"]
+            turns.append(
+                Turn(str(turn["speaker"]), str(turn["text"]), turn["part"], None if segment is None else int(segment))
+            )
+        return cls(
+            episode_name=str(data["episode_name"]),
+            speakers=speakers,
+            segments=segments,
+            turns=tuple(turns),
+            language=str(data["language"]),
+        )
+
 
 def build_transcript(request: GenerationRequest | TranscriptJob, outline: Outline) -> Transcript:
     """The dialogue for ``outline`` among ``request.speaker_profile``'s speakers, framed

@@ -5,6 +5,9 @@ they are. Parts in another format are converted: 8-bit to 16-bit, channels
 averaged to mono, and a linear resampling to the first part's rate. The
 output is streamed part by part (an hour of speech is ~150 MB as PCM) into a
 hidden temporary file that is renamed to its name only once complete.
+
+:func:`is_complete_clip` is the check a stored clip passes before it is reused
+(:mod:`podflow.checkpoints`): decodable, complete, and of a plausible length.
 """
 
 from __future__ import annotations
@@ -19,10 +22,46 @@ from pathlib import Path
 from ..errors import GenerationError
 from .files import partial_path
 
-__all__ = ["join_wavs", "to_mono16"]
+__all__ = ["is_complete_clip", "join_wavs", "to_mono16"]
 
 _WIDTH = 2  # 16-bit
 _ESPEAK_RATE = 22050
+_HEADER_BYTES = 44
+#: a clip's plausible length: no speech is faster than 200 characters a second,
+#: nor slower than one a second (plus a minute of slack for a slow voice)
+_FASTEST_S_PER_CHAR = 0.005
+_SLOWEST_S_PER_CHAR = 1.0
+_SLACK_S = 60.0
+_SHORTEST_S = 0.05
+
+
+def is_complete_clip(path: Path, *, chars: int) -> bool:
+    """Whether ``path`` is a whole mono 16-bit PCM WAV (its header's sizes match the
+    file, every frame is there) lasting plausibly long for ``chars`` characters of text.
+
+    A torn write or a truncated file fails: its header promises more frames than
+    follow. Reading it all costs ~1 ms per second of audio.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as raw:
+            head = raw.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return False
+            if int.from_bytes(head[4:8], "little") != size - 8:
+                return False
+            raw.seek(0)
+            with wave.open(raw, "rb") as source:
+                if (source.getnchannels(), source.getsampwidth(), source.getcomptype()) != (1, _WIDTH, "NONE"):
+                    return False
+                frames, rate = source.getnframes(), source.getframerate()
+                if len(source.readframes(frames)) != frames * _WIDTH or size < _HEADER_BYTES + frames * _WIDTH:
+                    return False
+    except (OSError, EOFError, wave.Error):
+        return False
+    seconds = frames / rate if rate else 0.0
+    shortest = max(_SHORTEST_S, chars * _FASTEST_S_PER_CHAR)
+    return shortest <= seconds <= _SLACK_S + chars * _SLOWEST_S_PER_CHAR
 
 
 def join_wavs(

@@ -6,6 +6,9 @@ scrape, a bounded number of cheap reads (``count_by_status``, the oldest
 PENDING run, the ``stats`` counters, one broker round trip). Counters come
 from the store's monotonic counters (see :mod:`podflow.store.base`,
 ``stats``), so they survive restarts and never go down when runs are deleted.
+The workers' own counts (checkpoints, provider calls) reach the store through
+each worker process's heartbeat thread, once an interval: ``/metrics`` serves
+the whole cluster's totals without scraping any worker.
 
 ==========================================  =========  ======================  ==============================
 metric                                      type       labels                  meaning
@@ -23,6 +26,11 @@ podflow_sweeps_total                        counter                            s
 podflow_sweep_runs_total                    counter    rule                    runs each sweep rule touched
 podflow_sweep_send_errors_total             counter                            sends a sweep could not make
 podflow_last_sweep_timestamp_seconds        gauge                              when the last sweep ran
+podflow_checkpoints_total                   counter    stage, outcome          stage results ``computed`` or
+                                                                               ``reused`` from a checkpoint
+podflow_provider_calls_total                counter    endpoint, outcome       requests to the ``llm``/``tts``
+                                                                               provider: ok, 429, 5xx, 4xx,
+                                                                               timeout, connection, cancelled
 podflow_broker_up                           gauge                              1 if the broker answered
                                                                                (queue mode)
 podflow_queue_messages                      gauge      queue, state            ready, delayed, dead, unacked
@@ -33,7 +41,7 @@ podflow_info                                gauge      version, mode, store    a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 
 import dramatiq
@@ -102,6 +110,7 @@ class PodflowCollector(Collector):
         )
         yield from _run_counters(stats)
         yield from _sweep_counters(stats)
+        yield from _work_counters(stats)
         if self.broker is not None:
             yield from _broker_metrics(self.broker, now=now)
 
@@ -144,6 +153,30 @@ def _sweep_counters(stats: StoreStats) -> Iterator[Metric]:
             "When the last sweep ran, in seconds since the epoch",
             value=to_ms(stats.last_sweep_at) / 1000,
         )
+
+
+def _work_counters(stats: StoreStats) -> Iterator[Metric]:
+    yield _labelled_counter(
+        "podflow_checkpoints",
+        "Stage results computed, or reused from a checkpoint (an earlier attempt's or the retried run's)",
+        ["stage", "outcome"],
+        stats.checkpoints,
+    )
+    yield _labelled_counter(
+        "podflow_provider_calls",
+        "Requests sent to the LLM and TTS providers, by outcome",
+        ["endpoint", "outcome"],
+        stats.provider_calls,
+    )
+
+
+def _labelled_counter(
+    name: str, documentation: str, labels: list[str], values: Mapping[tuple[str, str], int]
+) -> CounterMetricFamily:
+    counter = CounterMetricFamily(name, documentation, labels=labels)
+    for label_values, count in values.items():
+        counter.add_metric(list(label_values), count)
+    return counter
 
 
 def _broker_metrics(broker: dramatiq.Broker, *, now: datetime) -> Iterator[Metric]:

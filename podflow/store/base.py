@@ -83,6 +83,11 @@ history entries' ``at`` as ISO-8601 text).
                                    summed
     sweep_last_at                  the last recorded sweep, ms since the epoch (the
                                    one value that is not a counter: it moves to the latest)
+    checkpoints:<stage>:<outcome>  stage results ``computed`` or ``reused`` from a
+                                   checkpoint (``add_counts``, from the workers)
+    provider_calls:<endpoint>:<outcome>
+                                   requests to the ``llm``/``tts`` provider by outcome
+                                   (ok, 429, 5xx, 4xx, timeout, connection, cancelled)
 
     SQLite and PostgreSQL maintain the run counters with triggers on ``runs`` (AFTER
     INSERT; AFTER UPDATE OF status into a terminal status), so they change in the very
@@ -436,6 +441,9 @@ class Store(Protocol):
     # -- monitoring: a bounded number of cheap reads ------------------------------
     def stats(self) -> StoreStats:
         """The monotonic counters (``stats``), in one read of a small table or document."""
+
+    def add_counts(self, counts: Mapping[str, int]) -> None:
+        """Add ``counts`` (names from :mod:`podflow.store.counters`) to the counters, at once."""
 
     def record_sweep(self, counts: Mapping[str, int], *, now: datetime) -> None:
         """Add one sweep's report (rule -> runs, as ``SweepReport.as_dict()``) to the

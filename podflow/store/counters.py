@@ -5,10 +5,19 @@ collection, see :mod:`podflow.store.base`); the names are made here and only
 here, and :meth:`StoreStats.parse` reads them back. SQLite maintains the run
 counters with triggers written from :data:`DURATION_BUCKETS_S`; MongoDB adds
 :func:`finished_increments` after each transition it writes.
+
+What the workers count themselves (checkpoints reused or computed, provider
+calls by outcome) waits in each process's :class:`CounterBuffer`, which its
+heartbeat thread adds to the store (``Store.add_counts``) every heartbeat
+interval: the API's ``/metrics`` then serves the whole cluster's totals, kept
+across restarts, with no scrape of the workers. A SIGKILLed process loses at
+most its last interval's counts.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,17 +26,22 @@ from ..states import TERMINAL, RunStatus
 from ..timeutil import from_ms
 
 __all__ = [
+    "CHECKPOINT_OUTCOMES",
     "CREATED",
+    "PROVIDER_OUTCOMES",
     "DURATION_BUCKETS_S",
     "SWEEP_COUNTS",
     "SWEEP_LAST_AT",
     "SWEEP_RULES",
     "SWEEPS",
+    "CounterBuffer",
     "DurationStats",
     "MinuteCount",
     "StoreStats",
     "bucket_label",
+    "checkpoint_counter",
     "finished_increments",
+    "provider_call_counter",
     "sweep_increments",
 ]
 
@@ -41,8 +55,11 @@ CREATED = "created"
 SWEEPS = "sweeps"
 SWEEP_LAST_AT = "sweep_last_at"
 #: the sweep's rules (podflow.sweep), then everything a sweep report counts
-SWEEP_RULES = ("time_limit", "worker_lost", "redispatched", "enqueued", "requeued", "expired")
+SWEEP_RULES = ("time_limit", "worker_lost", "redispatched", "enqueued", "requeued", "expired", "checkpoints")
 SWEEP_COUNTS = (*SWEEP_RULES, "send_errors")
+#: what a stage result can be, and what a provider call can end with
+CHECKPOINT_OUTCOMES = ("computed", "reused")
+PROVIDER_OUTCOMES = ("ok", "429", "5xx", "4xx", "timeout", "connection", "cancelled")
 
 
 def finished(status: str) -> str:
@@ -67,6 +84,26 @@ def duration_bucket(status: str, label: str) -> str:
 
 def swept(rule: str) -> str:
     return f"swept:{rule}"
+
+
+def checkpoint_counter(stage: str, outcome: str) -> str:
+    """``checkpoints:<stage>:<computed|reused>``: stage results, by how they were had."""
+    return f"checkpoints:{stage}:{outcome}"
+
+
+def provider_call_counter(endpoint: str, outcome: str) -> str:
+    """``provider_calls:<llm|tts>:<outcome>``: requests sent to a provider, by how they ended."""
+    return f"provider_calls:{endpoint}:{outcome}"
+
+
+def _pairs(counters: Mapping[str, int], prefix: str) -> dict[tuple[str, str], int]:
+    found = {}
+    for name, value in counters.items():
+        if name.startswith(prefix):
+            first, sep, second = name.removeprefix(prefix).partition(":")
+            if sep:
+                found[(first, second)] = int(value)
+    return dict(sorted(found.items()))
 
 
 def bucket_label(duration_ms: int) -> str:
@@ -124,6 +161,10 @@ class StoreStats:
     #: runs each sweep rule touched (and ``send_errors``), summed over every sweep
     swept: dict[str, int] = field(default_factory=dict)
     last_sweep_at: datetime | None = None
+    #: stage results by (stage, ``computed``/``reused``), counted by the workers
+    checkpoints: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: provider requests by (``llm``/``tts``, outcome), counted by the workers
+    provider_calls: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, counters: Mapping[str, int]) -> StoreStats:
@@ -152,7 +193,32 @@ class StoreStats:
             sweeps=int(counters.get(SWEEPS, 0)),
             swept={name: int(counters.get(swept(name), 0)) for name in SWEEP_COUNTS},
             last_sweep_at=None if last is None else from_ms(int(last)),
+            checkpoints=_pairs(counters, "checkpoints:"),
+            provider_calls=_pairs(counters, "provider_calls:"),
         )
+
+
+class CounterBuffer:
+    """Increments counted in one process, until they are added to the store. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: Counter[str] = Counter()
+
+    def add(self, name: str, count: int = 1) -> None:
+        with self._lock:
+            self._pending[name] += count
+
+    def take(self) -> dict[str, int]:
+        """Everything counted since the last take (the caller adds it to the store)."""
+        with self._lock:
+            pending, self._pending = dict(self._pending), Counter()
+        return pending
+
+    def put_back(self, counts: Mapping[str, int]) -> None:
+        """Counts a store write could not take: kept for the next flush."""
+        with self._lock:
+            self._pending.update(counts)
 
 
 @dataclass(frozen=True, slots=True)

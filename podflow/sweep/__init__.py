@@ -19,9 +19,14 @@ batches, so its cost follows the number of matching runs:
    dead-lettered message) → sent again (dispatch rule; Redis only, as
    RabbitMQ does not count unacknowledged messages);
 6. ``expired``     PENDING, enqueued but not started within
-   PODFLOW_PENDING_TIMEOUT → FAILURE ``expired``.
+   PODFLOW_PENDING_TIMEOUT → FAILURE ``expired``;
+7. ``checkpoints`` checkpoint directories (``PODFLOW_DATA_DIR/checkpoints/``)
+   of runs that are gone, SUCCESS (left by a crash after the finish), or
+   FAILURE/REVOKED for longer than PODFLOW_CHECKPOINT_TTL → removed. A file
+   rule, not a store write: one directory listing and a run read per run that
+   has checkpoints (running runs, and failed ones within the TTL).
 
-Without a dispatcher only the failing rules (1, 2, 6) run: that is what a
+Without a dispatcher only the failing rules (1, 2, 6) and 7 run: that is what a
 scheduler process does in thread mode, where the API process dispatches.
 Dispatch rules only send runs of the dispatcher's own mode.
 
@@ -42,13 +47,16 @@ import logging
 from collections.abc import Callable, Sized
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..checkpoints import is_removable, remove_checkpoints
 from ..dispatch import Dispatcher
 from ..dispatch.outbox import deliver, redispatch
 from ..errors import BrokerUnavailable
 from ..logs import run_fields
 from ..models import ErrorInfo
+from ..paths import checkpoint_runs
 from ..store.base import DEFAULT_BATCH, Store
 from ..timeutil import seconds
 
@@ -76,12 +84,18 @@ class SweepPolicy:
     #: a run in the outbox younger than this may still be being sent by its submitter
     outbox_grace_s: float = 10.0
     batch: int = DEFAULT_BATCH
+    #: PODFLOW_DATA_DIR, where the checkpoints are (None: the checkpoints rule does nothing)
+    data_dir: Path | None = None
+    #: PODFLOW_CHECKPOINT_TTL: how long a FAILURE or REVOKED run's checkpoints stay
+    checkpoint_ttl_s: float = 7 * 86400.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: float) -> SweepPolicy:
         values = {
             "time_limit_s": settings.time_limit_s,
             "pending_timeout_s": settings.pending_timeout_s,
+            "data_dir": settings.data_dir,
+            "checkpoint_ttl_s": settings.checkpoint_ttl_s,
             **overrides,
         }
         return cls(**values)  # type: ignore[arg-type]
@@ -97,12 +111,17 @@ class SweepReport:
     enqueued: int = 0
     requeued: int = 0
     expired: int = 0
+    #: runs whose checkpoints were removed
+    checkpoints: int = 0
     #: sends that failed (the broker is down); retried by the next sweep
     send_errors: int = 0
 
     @property
     def total(self) -> int:
-        return self.time_limit + self.worker_lost + self.redispatched + self.enqueued + self.requeued + self.expired
+        return (
+            self.time_limit + self.worker_lost + self.redispatched + self.enqueued + self.requeued + self.expired
+            + self.checkpoints
+        )  # fmt: skip
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -147,6 +166,7 @@ def sweep(store: Store, *, now: datetime, policy: SweepPolicy, dispatcher: Dispa
         ErrorInfo(type="expired", message=f"not started within {policy.pending_timeout_s:g} s"),
         enqueued_before=now - seconds(policy.pending_timeout_s),
     )
+    report.checkpoints = _expire_checkpoints(store, now=now, policy=policy)
     # for /metrics and the dashboard: sweeps counted, and when the last one ran
     store.record_sweep(report.as_dict(), now=now)
     # callers log the outcome (the scheduler one line per sweep)
@@ -223,6 +243,18 @@ def _requeue_orphans(
             report.send_errors += 1
             return
         report.requeued += 1
+
+
+def _expire_checkpoints(store: Store, *, now: datetime, policy: SweepPolicy) -> int:
+    """Remove the checkpoints no retry can use any more (:func:`podflow.checkpoints.is_removable`);
+    how many runs' directories went."""
+    if policy.data_dir is None:
+        return 0
+    removed = 0
+    for run_id, _ in checkpoint_runs(policy.data_dir):
+        if is_removable(store.get_run(run_id), now=now, ttl_s=policy.checkpoint_ttl_s):
+            removed += remove_checkpoints(policy.data_dir, run_id)
+    return removed
 
 
 def locked_sweep(

@@ -31,7 +31,7 @@ from ..errors import SoftTimeLimitExceeded, WorkerShutdown
 from ..generation.base import Generator
 from ..generation.loader import load_generator
 from ..heartbeat import HeartbeatMonitor
-from ..retry import MAX_MESSAGE_RETRIES
+from ..retry import MAX_MESSAGE_RETRIES, RESUME_DELAY_MS, RESUMED
 from ..runner import Outcome, Runner, build_runner
 from ..settings import Settings
 from ..states import is_terminal
@@ -149,7 +149,21 @@ if _results is not None:  # the option exists only with the Results middleware
     _options["store_results"] = True
 
 
+#: what the runner raises after releasing a run that did not fail, Dramatiq's time limit included
+_RESUMED: tuple[type[BaseException], ...] = (*RESUMED, TimeLimitExceeded)
+
+
 @dramatiq.actor(actor_name=ACTOR_NAME, queue_name=QUEUE_NAME, broker=broker, **_options)
 def generate_podcast(run_id: str) -> dict[str, Any]:
-    """Execute one delivery of ``run_id`` (see :class:`podflow.runner.Runner`)."""
-    return _publish(run_id, resources.runner().execute(run_id))
+    """Execute one delivery of ``run_id`` (see :class:`podflow.runner.Runner`).
+
+    Raises:
+      dramatiq.Retry: the run was released without failing (a shutdown, or the
+        soft time limit after new checkpoints): Dramatiq sends it again now,
+        not after the backoff the Retries middleware keeps for failures.
+    """
+    try:
+        outcome = resources.runner().execute(run_id)
+    except _RESUMED as exc:
+        raise dramatiq.Retry(f"run {run_id} released ({type(exc).__name__}): resuming", delay=RESUME_DELAY_MS) from exc
+    return _publish(run_id, outcome)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 import redis
 from dramatiq.errors import BrokerConnectionError
+from dramatiq.errors import Retry as RetryMessage
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -95,9 +96,10 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, Broke
 def retry_when(retries: int, exc: BaseException) -> bool:
     """Dramatiq's ``retry_when``: podflow's policy (:func:`podflow.retry.should_retry`:
     transient failures and worker shutdowns, whose run was released first), plus
-    Dramatiq's own connection errors and ``Shutdown``; at most
+    Dramatiq's own connection errors and ``Shutdown``, and ``Retry``, which
+    ``generate_podcast`` raises for a run released to resume at once; at most
     :data:`~podflow.retry.MAX_MESSAGE_RETRIES` times."""
-    dramatiqs_own = retries < MAX_MESSAGE_RETRIES and isinstance(exc, BrokerConnectionError | Shutdown)
+    dramatiqs_own = retries < MAX_MESSAGE_RETRIES and isinstance(exc, BrokerConnectionError | Shutdown | RetryMessage)
     return should_retry(retries, exc) or dramatiqs_own
 
 

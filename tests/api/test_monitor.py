@@ -104,6 +104,7 @@ def test_the_overview_shows_runs_queues_and_the_last_hour(api: Api) -> None:
             "enqueued": 0,
             "requeued": 0,
             "expired": 0,
+            "checkpoints": 0,
             "send_errors": 0,
         },
     }

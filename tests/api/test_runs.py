@@ -203,6 +203,8 @@ def test_a_run_is_shown_whole_with_links_and_no_paths_on_disk(api: Api) -> None:
         "audio_url": f"/api/podcast/runs/{run_id}/audio",
         "transcript_url": f"/api/podcast/runs/{run_id}/transcript",
         "outline_url": None,
+        "stages": {},
+        "reused_from_retried": 0,
     }
     assert set(run["links"]) == {"self", "events", "cancel", "retry", "task"}
     assert "podcasts/" not in str(run) and "request_hash" not in run

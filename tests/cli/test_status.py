@@ -13,6 +13,7 @@ from podflow.cli import main
 from podflow.dispatch.queue import QueueDispatcher
 from podflow.exitcodes import RET_UNAVAILABLE
 from podflow.models import Run
+from podflow.paths import checkpoint_dir
 from podflow.settings import load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
@@ -114,3 +115,16 @@ def test_status_watch_redraws_every_n_seconds(
     assert out.count("(every 0.1 s; Ctrl-C stops) --") == 3 and out.count("store   sqlite") == 3
     with pytest.raises(SystemExit):
         main(["status", "--watch", "0"])
+
+
+def test_status_shows_what_the_checkpoints_take_on_disk(
+    podflow_env: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = podflow_env(PODFLOW_MODE="thread")
+    kept = checkpoint_dir(data_dir, "run_" + "c" * 32)
+    kept.mkdir(parents=True)
+    (kept / "clip-1.wav").write_bytes(b"x" * 1000)
+    report = status_json(capsys)
+    assert report["checkpoints"] == {"path": str(data_dir / "checkpoints"), "runs": 1, "files": 1, "bytes": 1000}
+    assert main(["status"]) == 0
+    assert f"checkpoints  1 run(s), 1 file(s), 1,000 bytes in {data_dir / 'checkpoints'}" in capsys.readouterr().out

@@ -35,7 +35,9 @@ def test_sweep_once_sends_what_the_outbox_holds_and_prints_the_counts(
     unsent_run(data_dir)
     assert main(["sweep", "--once"]) == 0
     out = capsys.readouterr().out
-    assert out == "sweep: time_limit=0 worker_lost=0 redispatched=0 enqueued=1 requeued=0 expired=0 send_errors=0\n"
+    assert out == (
+        "sweep: time_limit=0 worker_lost=0 redispatched=0 enqueued=1 requeued=0 expired=0 checkpoints=0 send_errors=0\n"
+    )
     assert redis.Redis.from_url(redis_url).llen("dramatiq:podcast") == 1
 
 

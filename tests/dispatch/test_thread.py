@@ -12,6 +12,8 @@ import pytest
 
 from podflow import lifecycle
 from podflow.dispatch.thread import ThreadExecutor, build_thread_executor
+from podflow.generation.base import GenerationContext, GenerationRequest, GenerationResult
+from podflow.generation.keys import input_key
 from podflow.lifecycle import submit
 from podflow.models import Run
 from podflow.paths import run_dir
@@ -29,6 +31,7 @@ HEARTBEAT_INTERVAL_S = 0.1
 class Pool:
     def __init__(self, tmp_path: Path, generator: Any = generators.by_name, **settings: Any) -> None:
         self.data_dir = tmp_path
+        defaults = {"retry_backoff_s": 0.05, "retry_backoff_max_s": 0.2}
         self.settings = load_settings(
             env_file=None,
             data_dir=tmp_path,
@@ -36,10 +39,8 @@ class Pool:
             concurrency=2,
             heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
             heartbeat_timeout_s=1.0,
-            retry_backoff_s=0.05,
-            retry_backoff_max_s=0.2,
             sweep_interval_s=0.2,
-            **settings,
+            **{**defaults, **settings},
         )
         self.store = seed(SqliteStore(tmp_path / "podflow.sqlite3", heartbeat_timeout_s=1.0))
         self.generator = generator
@@ -126,6 +127,31 @@ def test_the_monitor_enforces_the_soft_time_limit(tmp_path: Path, monkeypatch: p
         assert done.error.type == "soft_time_limit"
         assert pool.events(run.run_id, "interrupted")[0]["error"] == "SoftTimeLimitExceeded"
         assert not run_dir(tmp_path, run.run_id).exists()
+    finally:
+        pool.close()
+
+
+def checkpointed_steps(req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
+    """Eight steps of 0.08 s, each a checkpoint."""
+    for step in range(8):
+        ctx.checkpoints.value(input_key("step", step), lambda: time.sleep(0.08), stage="steps")
+    return generators.noop(req, ctx)
+
+
+def test_a_soft_time_limit_after_new_checkpoints_resumes_at_once_not_after_the_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODFLOW_TEST_EVENTS", str(tmp_path / "events.jsonl"))
+    pool = Pool(tmp_path, checkpointed_steps, soft_time_limit_s=0.5, retry_backoff_s=30, retry_backoff_max_s=60)
+    try:
+        executor = pool.executor()
+        executor.start()
+        run = submit(pool.store, executor, request("steps"), now=utcnow()).run
+        done = pool.finished(run.run_id, timeout=5)  # a 30 s backoff would not make it
+        assert done.status is RunStatus.SUCCESS and done.attempt == 2, done.error
+        assert [h.reason for h in done.history if h.attempt == 1][-1] == "released for retry: soft_time_limit"
+        steps = done.result.stages["steps"]
+        assert steps.computed + steps.reused == 8 and steps.reused >= 3
     finally:
         pool.close()
 

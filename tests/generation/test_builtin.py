@@ -266,3 +266,51 @@ def test_cancelling_while_the_llm_hangs_returns_at_once_and_closes_the_request(
         generate(generation_request(), ctx)
     assert time.monotonic() - began < 1.5
     wait_for(lambda: fake.calls("chat")[0].aborted, timeout=2, what="the request to be closed")
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------
+
+
+def test_a_second_attempt_reuses_every_stage_and_makes_the_same_episode(tmp_path: Path) -> None:
+    request = generation_request(num_segments=1)
+    first = context(tmp_path / "a1", checkpoint_dir=tmp_path / "ck")
+    made = generate(request, first)
+    second = context(tmp_path / "a2", checkpoint_dir=tmp_path / "ck", attempt=2)
+    again = generate(request, second)
+    assert again.audio_path.read_bytes() == made.audio_path.read_bytes()
+    tally = second.checkpoints.tally()
+    turns = tally["audio"].reused
+    assert turns > 2 and [(t.computed, t.reused) for t in tally.values()] == [(0, 1), (0, 1), (0, turns)]
+    messages = [e.message for e in second.events]
+    assert "reused the outline" in messages and f"reused {turns} of {turns} clips" in messages
+    assert messages[-1].endswith(f"; reused outline, transcript and {turns} of {turns} clips")
+
+
+def test_a_changed_briefing_recomputes_the_outline_and_what_follows_from_it(tmp_path: Path) -> None:
+    generate(generation_request(num_segments=1), context(tmp_path / "a1", checkpoint_dir=tmp_path / "ck"))
+    briefed = context(tmp_path / "a2", checkpoint_dir=tmp_path / "ck")
+    generate(generation_request(num_segments=1, default_briefing="Only the river."), briefed)
+    tally = briefed.checkpoints.tally()
+    assert (tally["outline"].computed, tally["transcript"].computed) == (1, 1)
+    # the intro quotes the brief: that clip is new; turns whose text did not change are the same audio
+    assert tally["audio"].computed >= 1
+
+
+def test_provider_clips_already_paid_for_are_not_asked_again(
+    fake: FakeProvider, configs: ConfigFactory, tmp_path: Path
+) -> None:
+    request = generation_request(num_segments=1)
+    config = configs(audio_format="wav", tts_parallelism=1)
+    fake.script("speech", Reply(), Reply(), Reply(status=400, error="Input rejected."))  # the third turn fails
+    with pytest.raises(GenerationError, match="400"):
+        generate(request, context(tmp_path / "a1", config, checkpoint_dir=tmp_path / "ck"))
+    asked = len(fake.calls("speech"))  # and maybe the next turn's, sent as the third failed, then closed
+    assert len(fake.calls("chat")) == 2 and [c.status for c in fake.calls("speech")][:3] == [200, 200, 400]
+    wait_for(lambda: all(c.ended for c in fake.calls("speech")), timeout=5, what="the closed request to end")
+    assert not [c for c in fake.calls("speech")[3:] if c.status == 200]
+    retried = context(tmp_path / "a2", config, checkpoint_dir=tmp_path / "ck", attempt=2)
+    result = generate(request, retried)
+    turns = len(json.loads(result.transcript_path.read_text())["turns"])
+    assert len(fake.calls("chat")) == 2  # the outline and transcript were reused
+    assert len(fake.calls("speech")) == asked + turns - 2  # only the clips not yet paid for
+    assert retried.checkpoints.tally()["audio"].reused == 2

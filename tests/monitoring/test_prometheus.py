@@ -92,3 +92,15 @@ def test_openmetrics_is_served_when_the_scraper_asks_for_it(store: Store) -> Non
     collector = PodflowCollector(store=store, broker=None, mode="thread", store_kind="sqlite", clock=lambda: T0)
     body, content_type = render_metrics(collector, accept="application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text") and body.endswith(b"# EOF\n")
+
+
+def test_checkpoint_and_provider_counts_from_the_workers_are_counters_by_label(store: Store) -> None:
+    store.add_counts({"checkpoints:audio:reused": 171, "checkpoints:audio:computed": 9})
+    store.add_counts({"checkpoints:outline:reused": 1})
+    store.add_counts({"provider_calls:tts:ok": 9, "provider_calls:tts:429": 3, "provider_calls:llm:timeout": 1})
+    samples = scrape(store)
+    assert samples[("podflow_checkpoints_total", (("outcome", "reused"), ("stage", "audio")))] == 171
+    assert samples[("podflow_checkpoints_total", (("outcome", "computed"), ("stage", "audio")))] == 9
+    assert samples[("podflow_checkpoints_total", (("outcome", "reused"), ("stage", "outline")))] == 1
+    assert samples[("podflow_provider_calls_total", (("endpoint", "tts"), ("outcome", "429")))] == 3
+    assert samples[("podflow_provider_calls_total", (("endpoint", "llm"), ("outcome", "timeout")))] == 1

@@ -20,6 +20,7 @@ from podflow.models import (
 )
 from podflow.states import RunStatus
 from podflow.store.base import RunFilter, Store
+from podflow.store.counters import checkpoint_counter, provider_call_counter
 from tests.conftest import T0, at, make_run
 
 LOST = ErrorInfo(type="worker_lost", message="no heartbeat")
@@ -594,10 +595,22 @@ def test_sweeps_are_summed_and_the_latest_sweep_time_is_kept(store: Store) -> No
         "enqueued": 0,
         "requeued": 0,
         "expired": 0,
+        "checkpoints": 0,
         "send_errors": 3,
     }
     store.record_sweep({}, now=at(90))
     assert store.stats().last_sweep_at == at(90) and store.stats().sweeps == 3
+
+
+def test_counts_from_the_workers_are_added_and_read_back_by_stage_and_outcome(store: Store) -> None:
+    store.add_counts({checkpoint_counter("audio", "reused"): 171, checkpoint_counter("audio", "computed"): 9})
+    store.add_counts({checkpoint_counter("audio", "computed"): 1, provider_call_counter("tts", "429"): 2})
+    store.add_counts({provider_call_counter("llm", "ok"): 0})  # nothing to add: nothing written
+    store.add_counts({})
+    stats = store.stats()
+    assert stats.checkpoints == {("audio", "computed"): 10, ("audio", "reused"): 171}
+    assert stats.provider_calls == {("tts", "429"): 2}
+    assert stats.created == 0 and stats.sweeps == 0  # the run and sweep counters are apart
 
 
 def test_runs_finished_are_counted_per_minute_and_status_since_a_time(store: Store) -> None:

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from podflow.models import Run
+from podflow.paths import checkpoint_dir
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from podflow.sweep import SweepPolicy, locked_sweep, sweep
@@ -286,3 +288,27 @@ def test_two_sweeping_processes_at_once_leave_every_run_changed_once(tmp_path: P
     assert set(sends) - lost == unsent  # outbox runs may go twice: claim fences the copy
     assert all(store.get_run(r).enqueued_at is not None for r in unsent)
     store.close()
+
+
+def test_checkpoints_are_removed_once_no_retry_can_use_them(store: Store, tmp_path: Path) -> None:
+    policy = replace(POLICY, data_dir=tmp_path, checkpoint_ttl_s=600)
+    running = started(store, at(3000))
+    failed_long_ago, failed_lately = started(store, at(3000)), started(store, at(3000))
+    store.finish(failed_long_ago, 1, status=RunStatus.FAILURE, now=at(3001))
+    store.finish(failed_lately, 1, status=RunStatus.FAILURE, now=at(3500))
+    succeeded = started(store, at(3000))
+    store.finish(succeeded, 1, status=RunStatus.SUCCESS, now=at(3002))  # a crash between finish and clean-up
+    revoked = add(store, at(3000))
+    store.cancel(revoked, now=at(3003))
+    deleted = "run_" + "d" * 32
+    for run_id in (running, failed_long_ago, failed_lately, succeeded, revoked, deleted):
+        (checkpoint_dir(tmp_path, run_id) / "clip-1.wav").parent.mkdir(parents=True)
+        (checkpoint_dir(tmp_path, run_id) / "clip-1.wav").write_bytes(b"RIFF")
+
+    report = sweep(store, now=at(3700), policy=policy)
+    assert report.checkpoints == 4
+    left = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
+    assert left == sorted([running, failed_lately])  # running, and within PODFLOW_CHECKPOINT_TTL
+    assert store.stats().swept["checkpoints"] == 4
+    assert sweep(store, now=at(4200), policy=policy).checkpoints == 1  # the TTL passed for the other one too
+    assert sweep(store, now=at(4200), policy=POLICY).checkpoints == 0  # no data dir: the rule does nothing

@@ -11,7 +11,9 @@ For one request it
    ``Retry-After`` holds every call to that endpoint, not just the refused one);
 3. sends the request with the ``openai`` SDK (its own retries off) and, on
    failure, asks :func:`.errors.classify` what it means and
-   :func:`.policy.next_wait` whether and when to try again.
+   :func:`.policy.next_wait` whether and when to try again;
+4. tells ``on_call`` how each request ended (``ok``, ``429``, ``5xx``, ``4xx``,
+   ``timeout``, ``connection``, ``cancelled``): the process's counters for ``/metrics``.
 
 It runs on the background loop (:mod:`podflow.generation.loop`), so a
 cancellation lands at any ``await``: the request's connection is closed and
@@ -56,6 +58,7 @@ class Provider:
       policy: the in-attempt retries.
       slots: the cap (None: no cap).
       clock: wall-clock time (reads HTTP-date ``Retry-After`` headers).
+      on_call: ``on_call(outcome)`` after every request sent (see the module docstring).
     """
 
     def __init__(
@@ -66,8 +69,10 @@ class Provider:
         slots: SlotPool | None = None,
         clock: Callable[[], datetime] = utcnow,
         jitter: Callable[[], float] = random.random,
+        on_call: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.on_call = on_call
         self.policy = policy or RetryPolicy()
         self.slots = slots
         self._clock = clock
@@ -124,9 +129,13 @@ class Provider:
             while True:
                 await self._hold_off()
                 try:
-                    return await send(self.client())
+                    reply = await send(self.client())
+                except asyncio.CancelledError:
+                    self._count("cancelled")
+                    raise
                 except openai.OpenAIError as exc:
                     failure = classify(exc, self.endpoint, now=self._clock(), voice=voice)
+                    self._count("4xx" if failure is None else failure.outcome)
                     if failure is None:
                         raise
                     wait = next_wait(failure, tries, self.policy, jitter=self._jitter())
@@ -136,9 +145,16 @@ class Provider:
                         self._not_before = max(self._not_before, time.monotonic() + wait)
                     reporter.note(f"{failure.message} (trying again in {wait:.1f} s)")
                     await asyncio.sleep(wait)
+                else:
+                    self._count("ok")
+                    return reply
         finally:
             if slot is not None:
                 slot.release()
+
+    def _count(self, outcome: str) -> None:
+        if self.on_call is not None:
+            self.on_call(outcome)
 
     async def _hold_off(self) -> None:
         while (left := self._not_before - time.monotonic()) > 0:

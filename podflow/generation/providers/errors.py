@@ -75,6 +75,8 @@ class Failure:
     status: int | None = None
     #: the wait the provider asked for (``Retry-After`` / ``retry-after-ms``), if any
     retry_after_s: float | None = None
+    #: how the call ended, for ``/metrics``: 429, 5xx, 4xx, timeout or connection
+    outcome: str = "4xx"
 
     def error(self) -> GenerationError:
         """The exception that ends the attempt (or the run) with this failure."""
@@ -93,21 +95,23 @@ def classify(exc: BaseException, endpoint: Endpoint, *, now: datetime, voice: st
     """
     if isinstance(exc, openai.APITimeoutError):
         message = f"{endpoint.label} did not answer within {endpoint.timeout_s:g} s ({endpoint.setting('timeout')})"
-        return Failure("transient", message)
+        return Failure("transient", message, outcome="timeout")
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc
         reason = _detail(str(cause) or type(cause).__name__)
-        return Failure("transient", f"{endpoint.label} unreachable: {reason} (check {endpoint.setting('base_url')})")
+        message = f"{endpoint.label} unreachable: {reason} (check {endpoint.setting('base_url')})"
+        return Failure("transient", message, outcome="connection")
     if not isinstance(exc, openai.APIStatusError):
         return None
     status = exc.status_code
     detail = _detail(_provider_message(exc))
     wait = retry_after_s(exc.response.headers, now=now)
     if status == 429:
-        return Failure("rate_limited", f"{endpoint.label} answered 429: {detail}", status, wait)
+        return Failure("rate_limited", f"{endpoint.label} answered 429: {detail}", status, wait, outcome="429")
+    outcome = "5xx" if status >= 500 else "4xx"
     if status >= 500 or status in _TRANSIENT_4XX:
-        return Failure("transient", f"{endpoint.label} answered {status}: {detail}", status, wait)
-    return Failure("permanent", _refusal(endpoint, status, detail, voice), status)
+        return Failure("transient", f"{endpoint.label} answered {status}: {detail}", status, wait, outcome=outcome)
+    return Failure("permanent", _refusal(endpoint, status, detail, voice), status, outcome=outcome)
 
 
 def _refusal(endpoint: Endpoint, status: int, detail: str, voice: str | None) -> str:

@@ -2,8 +2,10 @@
 
 A voice turns :class:`Clip` values into WAV files (mono 16-bit PCM, one rate
 for every clip of a voice). A clip's audio depends only on the clip (speaker,
-voice, model, text, format), so a checkpoint layer can keep each clip under
-``clip.key()`` and ask the voice only for the clips it does not have.
+voice, model, text, format), so :mod:`podflow.generation.episode` keeps each
+clip as a checkpoint under ``clip.key()``, asks the voice only for the clips it
+does not have, and stores each one the voice hands to ``on_clip`` as soon as it
+is complete.
 
 Voices: :class:`~.espeak.EspeakVoice` (``espeak``) and
 :class:`~.openai.ProviderVoice` (``openai``).
@@ -11,7 +13,7 @@ Voices: :class:`~.espeak.EspeakVoice` (``espeak``) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,10 +22,12 @@ from ...models import SpeakerProfile
 from ..base import GenerationContext
 from ..keys import input_key
 
-__all__ = ["Clip", "Span", "Voice", "turn_progress"]
+__all__ = ["Clip", "OnClip", "Span", "Voice", "turn_progress"]
 
 #: the overall percents a voice reports between (the audio stage's share of the run)
 Span = tuple[float, float]
+#: called with a clip's index and its complete WAV, as soon as it is spoken
+OnClip = Callable[[int, Path], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +62,15 @@ class Voice(Protocol):
     def check(self, profile: SpeakerProfile) -> None:
         """Refuse a profile this voice cannot speak, before any work. Raises GenerationError."""
 
-    def speak(self, clips: Sequence[Clip], out_dir: Path, ctx: GenerationContext, *, span: Span) -> list[Path]:
+    def speak(
+        self, clips: Sequence[Clip], out_dir: Path, ctx: GenerationContext, *, span: Span, on_clip: OnClip | None = None
+    ) -> list[Path]:
         """A WAV per clip in ``out_dir``, in clip order, reporting each turn spoken.
+
+        ``on_clip(index, path)`` runs once per clip, as soon as its file is
+        complete (a checkpoint is kept then), in any thread; what it raises
+        ends the speaking. A clip whose audio arrived is handed on before an
+        interrupt stops the voice: what was paid for is kept.
 
         Raises GenerationError (or a subclass); the caller owns ``out_dir``.
         """

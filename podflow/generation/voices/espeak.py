@@ -10,7 +10,7 @@ from ...models import SpeakerProfile
 from ...profiles import check_speaker_profile
 from ..base import GenerationContext
 from ..speech import SpeechJob, synthesize
-from .base import Clip, Span, turn_progress
+from .base import Clip, OnClip, Span, turn_progress
 
 __all__ = ["EspeakVoice"]
 
@@ -33,7 +33,9 @@ class EspeakVoice:
         except InvalidInput as exc:
             raise GenerationError(f"speaker profile {profile.name!r}, {exc.field}: {exc}") from None
 
-    def speak(self, clips: Sequence[Clip], out_dir: Path, ctx: GenerationContext, *, span: Span) -> list[Path]:
+    def speak(
+        self, clips: Sequence[Clip], out_dir: Path, ctx: GenerationContext, *, span: Span, on_clip: OnClip | None = None
+    ) -> list[Path]:
         return synthesize(
             [SpeechJob(voice=clip.voice, text=clip.text) for clip in clips],
             out_dir=out_dir,
@@ -41,4 +43,5 @@ class EspeakVoice:
             parallelism=self.parallelism,
             check=ctx.check_cancelled,
             on_done=lambda done, total: ctx.progress(*turn_progress(done, total, span)),
+            on_wav=on_clip,
         )

@@ -9,13 +9,16 @@ know fails the run, naming it. The model is the speaker profile's
 ``tts_model``, else PODFLOW_TTS_MODEL.
 
 The first clip to fail for good stops the others (their requests are
-closed); a permanent failure wins over a transient one.
+closed); a permanent failure wins over a transient one. A clip whose audio
+arrived is decoded and handed to ``on_clip`` (a checkpoint) even when an
+interrupt comes meanwhile: a request paid for is never lost to a shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from ..audio import decode_to_wav, find_ffmpeg
 from ..base import GenerationContext
 from ..loop import Reporter, run
 from ..providers.calls import Provider
-from .base import Clip, Span, turn_progress
+from .base import Clip, OnClip, Span, turn_progress
 
 __all__ = ["ProviderVoice"]
 
@@ -50,13 +53,17 @@ class ProviderVoice:
     def check(self, profile: SpeakerProfile) -> None:
         find_ffmpeg()  # the clips are decoded by it: fail before paying for any
 
-    def speak(self, clips: Sequence[Clip], out_dir: Path, ctx: GenerationContext, *, span: Span) -> list[Path]:
+    def speak(
+        self, clips: Sequence[Clip], out_dir: Path, ctx: GenerationContext, *, span: Span, on_clip: OnClip | None = None
+    ) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = [out_dir / f"turn_{i:04d}.wav" for i in range(len(clips))]
-        run(ctx, lambda reporter: self._speak(clips, paths, reporter, span), stage="audio", percent=span[0])
+        run(ctx, lambda reporter: self._speak(clips, paths, reporter, span, on_clip), stage="audio", percent=span[0])
         return paths
 
-    async def _speak(self, clips: Sequence[Clip], paths: list[Path], reporter: Reporter, span: Span) -> None:
+    async def _speak(
+        self, clips: Sequence[Clip], paths: list[Path], reporter: Reporter, span: Span, on_clip: OnClip | None
+    ) -> None:
         gate = asyncio.Semaphore(max(1, self.parallelism))
         done = 0
 
@@ -70,7 +77,7 @@ class ProviderVoice:
                     )
 
                 response = await self.provider.call(send, reporter=reporter, voice=clip.voice)
-                await decode_to_wav(response.content, paths[index], what=f"the audio of turn {index + 1}")
+                await _even_if_cancelled(_keep(response.content, paths[index], index, on_clip))
             done += 1
             reporter.progress(*turn_progress(done, len(clips), span))
 
@@ -80,6 +87,24 @@ class ProviderVoice:
                     group.create_task(one(index, clip))
         except BaseExceptionGroup as failures:
             raise _worst(failures) from None
+
+
+async def _keep(audio: bytes, path: Path, index: int, on_clip: OnClip | None) -> None:
+    await decode_to_wav(audio, path, what=f"the audio of turn {index + 1}")
+    if on_clip is not None:  # file system work (fsync): off the loop
+        await asyncio.to_thread(on_clip, index, path)
+
+
+async def _even_if_cancelled(work: Awaitable[None]) -> None:
+    """Await ``work`` to its end even if this task is cancelled meanwhile, then
+    let the cancellation through (a clip paid for is kept before the voice stops)."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
 
 
 def _worst(group: BaseExceptionGroup[BaseException]) -> BaseException:

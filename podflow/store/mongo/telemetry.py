@@ -30,6 +30,12 @@ class MongoTelemetry(MongoConnection):
         )
 
     @guarded
+    def add_counts(self, counts: Mapping[str, int]) -> None:
+        increments = {name: int(count) for name, count in counts.items() if count}
+        if increments:
+            self.stats_collection.update_one(COUNTERS, {"$inc": increments}, upsert=True)
+
+    @guarded
     def finished_per_minute(self, *, since: datetime) -> list[MinuteCount]:
         counts: Counter[tuple[int, str]] = Counter()
         for doc in self.runs.find({"finished_at": {"$gte": since}}, {"_id": 0, "finished_at": 1, "status": 1}):

@@ -35,6 +35,17 @@ class PostgresTelemetry(PostgresConnection):
         )
 
     @guarded
+    def add_counts(self, counts: Mapping[str, int]) -> None:
+        values = [(name, int(count)) for name, count in sorted(counts.items()) if count]
+        if not values:
+            return
+        self._one(
+            f"INSERT INTO stats (name, value) VALUES {', '.join(['(%s, %s)'] * len(values))}"
+            " ON CONFLICT (name) DO UPDATE SET value = stats.value + excluded.value",
+            [v for pair in values for v in pair],
+        )
+
+    @guarded
     def finished_per_minute(self, *, since: datetime) -> list[MinuteCount]:
         rows = self._all(FINISHED_PER_MINUTE, {"since": since})
         return [MinuteCount(from_ms(to_ms(row["minute"])), RunStatus(row["status"]), row["n"]) for row in rows]

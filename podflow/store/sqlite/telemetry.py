@@ -37,6 +37,18 @@ class SqliteTelemetry(SqliteConnection):
         )
 
     @guarded
+    @writes()
+    def add_counts(self, counts: Mapping[str, int]) -> None:
+        values = [(name, int(count)) for name, count in counts.items() if count]
+        if not values:
+            return
+        self._conn().execute(
+            f"INSERT INTO stats (name, value) VALUES {', '.join(['(?, ?)'] * len(values))}"
+            " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            [v for pair in values for v in pair],
+        )
+
+    @guarded
     def finished_per_minute(self, *, since: datetime) -> list[MinuteCount]:
         rows = self._conn().execute(FINISHED_PER_MINUTE, (to_ms(since),))
         return [MinuteCount(from_ms(row["minute"] * 60000), RunStatus(row["status"]), row["n"]) for row in rows]

@@ -115,3 +115,16 @@ def test_a_cancelled_call_closes_its_request_and_gives_its_slot_back(fake: FakeP
     time.sleep(0.1)
     [hung] = fake.calls("chat")
     assert hung.aborted and slots.in_use() == 0
+
+
+def test_every_request_is_counted_by_how_it_ended(fake: FakeProvider) -> None:
+    fake.script("chat", Reply(status=429, headers={"Retry-After": "0.1"}), Reply(status=503), Reply(hang_s=5))
+    outcomes: list[str] = []
+    p = provider(fake, timeout_s=0.3)
+    p.on_call = outcomes.append
+    call(p)  # 429, 503, a timeout, then an answer: four requests sent, one billed
+    assert outcomes == ["429", "5xx", "timeout", "ok"]
+    fake.script("chat", Reply(status=401))
+    with pytest.raises(ProviderRejected):
+        call(p)
+    assert outcomes[-1] == "4xx"
