@@ -81,5 +81,5 @@ def open_services(
     elif dispatcher is None:
         broker = build_broker(settings, role="api")
         stack.callback(close_broker, broker)
-        dispatcher = QueueDispatcher(broker=broker)
+        dispatcher = QueueDispatcher(broker=broker, queue_name=settings.queue_name)
     return Services(settings=settings, store=store, dispatcher=dispatcher, broker=broker, clock=clock, **options)

@@ -22,14 +22,14 @@ from typing import Any
 from tests.postgres import scratch_database
 from tests.servers import RedisServer
 
-from . import latency, providers, submit, sweep, sweep_postgres, throughput
+from . import latency, providers, recovery, submit, sweep, sweep_postgres, throughput
 from .machine import describe_machine, load_average, pressure
 from .report import Report, Row
 from .scale import SCALES, Scale
 from .systems import CelerySystem, DramatiqSystem, PodflowSystem, System, celery_available
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("throughput", "latency", "sweep", "submit", "providers")
+BENCHMARKS = ("throughput", "latency", "sweep", "submit", "providers", "recovery")
 #: Redis databases of the private server: one per benchmark, so each flushes only its own
 _DB = {"pipeline": 0, "sweep": 1, "submit": 2, "pipeline_postgres": 3, "providers": 4}
 
@@ -48,6 +48,9 @@ METHOD_NOTES = [
     "Provider overhead: the fake provider (its own process) answers each chat completion and speech request "
     "after a fixed latency; ideal = 2 chat latencies + ceil(turns / TTS parallelism) speech latencies, the "
     "provider's time alone; makespan = first submit to last finished_at (real workers, MP3 encoded by ffmpeg).",
+    "Recovery: real workers and `podflow scheduler` on a redis-server of its own, with PODFLOW_HEARTBEAT_TIMEOUT and "
+    "PODFLOW_SWEEP_INTERVAL shortened to the figures' settings; each figure is the median over the lost runs of one "
+    "repetition (kill or restart -> the run's history entry). See bench/recovery.py.",
     "Memory: RSS summed over each worker tree (main process and children); forked children share pages, so the "
     "sum is an upper bound. Idle after the warm-up; peak sampled every 100 ms during the throughput batches.",
 ]
@@ -186,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             providers_url = f"{base_url}/{_DB['providers']}"
             _run_step(report, "Provider overhead",
                       lambda: (*providers.measure(scale, work_dir, providers_url, _log), []))
+        if "recovery" in selected:  # on a redis-server of its own: it restarts it
+            _run_step(report, "Recovery", lambda: (*recovery.measure(scale, work_dir / "recovery", _log), []))
     finally:
         redis.stop()
         if not args.keep:

@@ -16,9 +16,11 @@ timeout 2 min, pending timeout 1 day, outbox grace 10 s, 3 attempts):
 settled (most runs)       SUCCESS, FAILURE, REVOKED, up to 30 days old
 live, not stale           PENDING enqueued seconds ago; STARTED heart-beating
 stale, one per sweep rule STARTED 2 h ago (``time_limit``); silent, attempt 3
-                          (``worker_lost``); silent, attempt 1 (re-dispatched);
+                          (``worker_lost``); silent, attempt 1 (released,
+                          ``redispatched``; its message held by the dead worker);
                           PENDING in the outbox (enqueued by the sweep);
-                          PENDING enqueued 2 days ago (``expired``)
+                          PENDING enqueued 2 days ago, its message queued since
+                          (``expired``); :meth:`Filled.held` names those messages
 ========================  ======================================================
 
 The stale runs are *candidates*: :meth:`Filled.stage` makes the first k of
@@ -77,7 +79,8 @@ def _new(store: SqliteStore, at: datetime, *, outbox: bool = True) -> str:
     """A run submitted at ``at`` (written as ``podflow.lifecycle.submit`` writes it)."""
     run = Run.new(_REQUEST, now=at)
     if outbox:
-        run = run.model_copy(update={"outbox_at": at, "message_id": str(uuid.uuid4())})
+        message_id = str(uuid.uuid4())
+        run = run.model_copy(update={"outbox_at": at, "message_id": message_id, "current_message_id": message_id})
     store.create_run(run)
     return run.run_id
 
@@ -180,6 +183,19 @@ class Filled:
             counts[STALE_KINDS[i % len(STALE_KINDS)]] += 1
         return counts
 
+    def held(self, stale: int) -> list[tuple[str, str]]:
+        """``(run_id, message_id)`` of the messages a broker holds for the first ``stale``
+        candidates: a dead worker's, unacknowledged (``redispatched``: released, not
+        re-sent), and one queued for two days (``expired``). The others' were acked
+        (time limit, worker lost) or never sent (the outbox)."""
+        run_col, message_col = self.columns.index("run_id"), self.columns.index("current_message_id")
+        kinds = ("redispatched", "expired")
+        return [
+            (self.candidates[i][0][run_col], self.candidates[i][0][message_col])
+            for i in range(stale)
+            if STALE_KINDS[i % len(STALE_KINDS)] in kinds
+        ]
+
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
@@ -215,6 +231,7 @@ def _read_templates(conn: sqlite3.Connection, made: dict[str, str]) -> tuple[lis
 def _cloner(columns: list[str], templates: dict[str, _Template], rng: random.Random) -> Callable[..., tuple[Any, ...]]:
     """clone(kind, run_id=None) -> a row of ``kind``, shifted back at random."""
     run_col, message_col, history_col = (columns.index(c) for c in ("run_id", "message_id", "history"))
+    current_col = columns.index("current_message_id")
     time_cols = [columns.index(c) for c in _TIME_COLUMNS]
 
     def clone(kind: str, run_id: str | None = None) -> tuple[Any, ...]:
@@ -224,6 +241,8 @@ def _cloner(columns: list[str], templates: dict[str, _Template], rng: random.Ran
         values[run_col] = run_id or f"run_{rng.getrandbits(128):032x}"
         if values[message_col] is not None:
             values[message_col] = str(uuid.UUID(int=rng.getrandbits(128)))
+        if values[current_col] is not None:  # a live run is carried by its (first) message
+            values[current_col] = values[message_col]
         for col in time_cols:
             if values[col] is not None:
                 values[col] -= shift

@@ -66,8 +66,14 @@ class _NullDispatcher:
     def new_message_id(self) -> str:
         return str(uuid.uuid4())
 
-    def send(self, run_id: str, message_id: str | None) -> None:
+    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
         pass
+
+    def missing(self, refs: object) -> None:
+        return None
+
+    def requeue_orphans(self) -> None:
+        return None
 
 
 def count_statements(work_dir: Path) -> dict[str, dict[str, int]]:

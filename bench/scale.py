@@ -34,6 +34,11 @@ class Scale:
     provider_chat_s: float = 2.0
     provider_speech_s: float = 0.5
     provider_concurrent: int = 8
+    #: recovery: the shortened PODFLOW_HEARTBEAT_TIMEOUT and PODFLOW_SWEEP_INTERVAL, and
+    #: how long the backlog takes the workers
+    recovery_heartbeat_timeout_s: float = 6.0
+    recovery_sweep_interval_s: float = 3.0
+    recovery_backlog_s: float = 16.0
 
 
 #: the reference run: about 5 minutes on 2 cores
@@ -66,5 +71,8 @@ QUICK = replace(
     profile=False,
     provider_chat_s=0.5,
     provider_speech_s=0.2,
+    recovery_heartbeat_timeout_s=3.0,
+    recovery_sweep_interval_s=1.5,
+    recovery_backlog_s=6.0,
 )
 SCALES: dict[str, Scale] = {scale.name: scale for scale in (FULL, QUICK)}

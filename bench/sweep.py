@@ -3,10 +3,12 @@
 For each (stored, stale) point a store file is filled (:mod:`bench.fill`; one
 file per stored count, the stale count is staged before each sweep). What is
 timed is one ``podflow.sweep.sweep(store, now=..., policy=..., dispatcher=...)``
-call on a warm file, with a real ``QueueDispatcher`` on the private Redis: the
-failing rules' bulk updates, the release of lost runs and their re-dispatch,
-and the sending of the outbox (one broker send and one store write each). Every
-sweep must touch exactly the staged stale runs, or the benchmark fails.
+call on a warm file, with a real ``QueueDispatcher`` on the private Redis holding
+the stale runs' messages (a dead worker's, one queued for days): the failing
+rules' bulk updates, the release of lost runs, the sending of the outbox (one
+broker send and one store write each), and the lost-message check (the runs
+waiting for a message, read in pages; the queue's message names, read once).
+Every sweep must touch exactly the staged stale runs, or the benchmark fails.
 
 The time per stale run shows what a sweep costs; the ratio of two points with
 the same stale count and 10x the stored runs shows it does not grow with the
@@ -63,6 +65,8 @@ class _Bench:
     def sweep_once(self, stale: int, *, trace: Callable[[str], None] | None = None) -> float:
         expected = self.filled.stage(stale)
         self.redis.flushdb()  # the sweep's messages from the last repetition
+        for run_id, message_id in self.filled.held(stale):  # what the broker holds for the stale runs
+            self.dispatcher.send(run_id, message_id)
         conn = self.store._conn()  # the store's own connection: the only way to see its statements
         conn.set_trace_callback(trace)
         try:

@@ -4,8 +4,9 @@ For each stored count a database of its own (dropped afterwards) is filled in
 SQL with ``generate_series``: all runs ended but as many candidates as the
 largest stale count of that point, STARTED. Before each sweep, ``stale`` of
 the candidates are staged with a heartbeat older than the timeout and attempts
-left (the others beat just now); the sweep releases each and re-dispatches it
-through a real ``QueueDispatcher`` on the private Redis, and must touch
+left (the others beat just now), their messages held by the private Redis as
+a dead worker leaves them; the sweep releases each (its message delivers it
+again: nothing is re-sent) through a real ``QueueDispatcher``, and must touch
 exactly those. The triggers are off while filling (the counters are not what
 is measured); the table is vacuumed after each staging, as autovacuum would
 between two sweeps five minutes apart. The tests check with ``EXPLAIN`` that each sweep statement
@@ -15,6 +16,7 @@ reads an index (tests/store/test_postgres.py).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -41,11 +43,12 @@ POLICY = SweepPolicy(time_limit_s=3600, pending_timeout_s=86400)
 
 _FILL = """
 INSERT INTO runs (run_id, status, episode_profile, speaker_profile, episode_name, source_ids, mode, attempt,
-    created_at, updated_at, started_at, finished_at, heartbeat_at, message_id, enqueued_at, history)
+    created_at, updated_at, started_at, finished_at, heartbeat_at, message_id, enqueued_at, history,
+    current_message_id)
 SELECT 'run_' || md5(i::text), CASE WHEN i <= %(candidates)s THEN 'STARTED' ELSE 'SUCCESS' END,
     'tech_news', 'dual_host', 'bench', '["src_1"]'::jsonb, 'queue', 1,
     %(t0)s - (i * interval '1 ms'), %(t0)s, %(started)s, CASE WHEN i <= %(candidates)s THEN NULL ELSE %(t0)s END,
-    %(t0)s, i::text, %(started)s, '[]'::jsonb
+    %(t0)s, i::text, %(started)s, '[]'::jsonb, CASE WHEN i <= %(candidates)s THEN i::text END
 FROM generate_series(1, %(total)s) AS i
 """
 #: the first ``stale`` candidates lost, the others alive
@@ -65,6 +68,8 @@ def _sweep_point(conn: psycopg.Connection[tuple[object, ...]], store: PostgresSt
         # what autovacuum does between sweeps in production: restaging leaves dead rows
         conn.execute("VACUUM runs")
         client.flushdb()
+        for i in range(1, stale + 1):  # each lost run's message, as its dead worker left it: held
+            dispatcher.send("run_" + hashlib.md5(str(i).encode()).hexdigest(), str(i))
         began = time.perf_counter()
         report = sweep(store, now=now, policy=POLICY, dispatcher=dispatcher)
         elapsed = time.perf_counter() - began

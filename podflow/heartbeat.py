@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from .errors import LeaseLost, RunCancelled, SoftTimeLimitExceeded
+from .errors import LeaseLost, RunCancelled, SoftTimeLimitExceeded, WorkerShutdown
 from .logs import run_fields
 from .models import Lease
 from .store.base import Store
@@ -100,7 +100,10 @@ class Tracked:
                 return
             self._interrupt, self._reason = interrupt, reason
             if self._armed:
-                log.info(
+                # a stopping process says once how many it interrupts, and the runner once per run
+                level = logging.DEBUG if issubclass(interrupt, WorkerShutdown) else logging.INFO
+                log.log(
+                    level,
                     "run %s attempt %d: interrupting: %s",
                     self.run_id,
                     self.attempt,

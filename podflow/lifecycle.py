@@ -98,7 +98,10 @@ def submit(
     """
     validate_request(store, request)
     run = _new_run(dispatcher, request, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
-    run = run.model_copy(update={"outbox_at": run.created_at, "message_id": dispatcher.new_message_id()})
+    message_id = dispatcher.new_message_id()
+    run = run.model_copy(
+        update={"outbox_at": run.created_at, "message_id": message_id, "current_message_id": message_id}
+    )
     stored, created = store.create_run(run)
     if not created:
         return Submission(stored, created=False, enqueued=stored.enqueue_error is None, error=stored.enqueue_error)

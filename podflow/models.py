@@ -238,10 +238,13 @@ class Run(_Model):
     finished_at: UtcDatetime | None = None
     heartbeat_at: UtcDatetime | None = None
     #: no execution holds the run: it may be re-claimed at once (set when an
-    #: attempt gives up for a retry, or when the sweep re-dispatches a lost run)
+    #: attempt gives up for a retry or the worker stops, or when the sweep finds it lost)
     released: bool = False
     # dispatch bookkeeping (a transactional outbox)
     message_id: str | None = None
+    #: the message that carries the run now: ``message_id`` until the sweep
+    #: re-sends a run whose message the broker lost (Dramatiq's own retries keep it)
+    current_message_id: str | None = None
     #: start was requested at this time and the enqueue is not yet confirmed
     outbox_at: UtcDatetime | None = None
     enqueued_at: UtcDatetime | None = None
@@ -309,6 +312,11 @@ class RunRef(_Model):
     attempt: int
     mode: Mode
     message_id: str | None = None
+    #: the id of the message that carries the run now (what the broker is asked about)
+    current_message_id: str | None = None
+    #: set by ``Store.list_awaiting``: since when it waits for its message (the page
+    #: cursor is ``(waiting_since, run_id)``)
+    waiting_since: UtcDatetime | None = None
 
 
 class Lease(_Model):

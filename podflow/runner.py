@@ -2,7 +2,9 @@
 
 ::
 
-    claim ──None──> skip (one log line saying why) and ack
+    claim ──None──> skip (one log line saying why) and ack; or, for the run's own
+      │             message while a live-looking attempt holds it, put it back
+      │             until that attempt's heartbeat would be stale ("deferred")
       │
       attempt n ──> build the request ──> generator(request, ctx)  [interruptible]
                                               │
@@ -72,11 +74,15 @@ from .timeutil import utcnow
 if TYPE_CHECKING:
     from .settings import Settings
 
-__all__ = ["Outcome", "RunContext", "Runner", "build_runner"]
+__all__ = ["SHUTDOWN_REASON", "Outcome", "RunContext", "Runner", "build_runner"]
 
 log = logging.getLogger(__name__)
 
-OutcomeKind = Literal["succeeded", "failed", "cancelled", "lost", "skipped"]
+OutcomeKind = Literal["succeeded", "failed", "cancelled", "lost", "skipped", "deferred"]
+#: a deferred delivery comes back no sooner than this
+_MIN_DEFER_S = 1.0
+#: the history reason of a run released because its worker (or thread-mode API process) stopped
+SHUTDOWN_REASON = "released: the worker stopped"
 _MAX_MESSAGE = 2000
 #: how far back a retry looks for checkpoints: the run it retries, that one's, ...
 _MAX_RETRY_CHAIN = 8
@@ -92,6 +98,8 @@ class Outcome:
     #: the run's status as this execution left it; None if the run is absent
     status: RunStatus | None = None
     detail: str = ""
+    #: ``deferred``: deliver the message again after this many seconds
+    retry_in_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -221,8 +229,9 @@ class Runner:
         self._clock = clock
 
     # -- entry point ------------------------------------------------------------
-    def execute(self, run_id: str) -> Outcome:
-        """Claim ``run_id`` and execute it once.
+    def execute(self, run_id: str, *, message_id: str | None = None) -> Outcome:
+        """Claim ``run_id`` and execute it once; ``message_id`` is the delivery's
+        (queue mode), which the run's own message may be deferred by.
 
         Raises:
           a retryable error (see :func:`podflow.retry.is_retryable`: transient, or
@@ -232,9 +241,7 @@ class Runner:
         with run_context(run_id):  # every line about the run carries it (podflow.logs)
             attempt = self.store.claim(run_id, now=self._clock())
             if attempt is None:
-                status, why = self._why_not_claimed(run_id)
-                log.info("run %s: skipped: %s", run_id, why)
-                return Outcome(run_id, "skipped", status=status, detail=why)
+                return self._not_claimed(run_id, message_id)
             set_attempt(attempt)
             log.debug("run %s: attempt %d started", run_id, attempt)
             outcome = self._run(run_id, attempt)
@@ -242,21 +249,46 @@ class Runner:
             log.info("run %s: attempt %d %s%s", run_id, attempt, outcome.kind, detail)
             return outcome
 
-    def _why_not_claimed(self, run_id: str) -> tuple[RunStatus | None, str]:
+    def _not_claimed(self, run_id: str, message_id: str | None) -> Outcome:
+        """A refused claim: skipped, or deferred when the delivery is the run's own
+        message and an attempt that may be dead holds the run. Dramatiq hands a dead
+        worker's message on as soon as that worker is silent for its broker heartbeat
+        timeout, before the run's own heartbeat is stale; acknowledging it then would
+        lose the only message of the run. So it comes back when the claim can tell."""
+        now = self._clock()
         try:
             run = self.store.get_run(run_id)
         except StoreError as exc:
-            return None, f"claim refused; cannot tell why: {exc}"
+            run, why = None, f"claim refused; cannot tell why: {exc}"
+        else:
+            why = self._why_not_claimed(run, now=now)
+        held = (
+            run is not None
+            and run.status is RunStatus.STARTED
+            and not run.released
+            and run.attempt < self.store.max_attempts
+            and run.heartbeat_at is not None
+        )
+        if held and message_id is not None and run is not None and message_id == run.current_message_id:
+            assert run.heartbeat_at is not None
+            stale_in_s = (run.heartbeat_at - now).total_seconds() + self.store.heartbeat_timeout_s
+            wait_s = max(_MIN_DEFER_S, stale_in_s + _MIN_DEFER_S / 10)
+            log.info("run %s: its message put back for %.1f s: %s", run_id, wait_s, why)
+            return Outcome(run_id, "deferred", status=run.status, detail=why, retry_in_s=wait_s)
+        log.info("run %s: skipped: %s", run_id, why)
+        return Outcome(run_id, "skipped", status=None if run is None else run.status, detail=why)
+
+    def _why_not_claimed(self, run: Run | None, *, now: datetime) -> str:
         if run is None:
-            return None, "the run does not exist (deleted?)"
+            return "the run does not exist (deleted?)"
         if run.is_terminal:
-            return run.status, f"the run is already {run.status}"
+            return f"the run is already {run.status}"
         if run.status is RunStatus.STARTED and run.attempt >= self.store.max_attempts:
-            return run.status, f"attempts exhausted ({run.attempt} of {self.store.max_attempts})"
+            return f"attempts exhausted ({run.attempt} of {self.store.max_attempts})"
         if run.status is RunStatus.STARTED:
-            age = (self._clock() - run.heartbeat_at).total_seconds() if run.heartbeat_at else float("nan")
-            return run.status, f"held by live attempt {run.attempt} (heartbeat {age:.1f} s ago)"
-        return run.status, f"the run changed concurrently (now {run.status})"
+            age = (now - run.heartbeat_at).total_seconds() if run.heartbeat_at else float("nan")
+            return f"held by live attempt {run.attempt} (heartbeat {age:.1f} s ago)"
+        return f"the run changed concurrently (now {run.status})"
 
     # -- one attempt ------------------------------------------------------------
     def _run(self, run_id: str, attempt: int) -> Outcome:
@@ -350,16 +382,25 @@ class Runner:
         return self._finish_failure(run_id, attempt, _error(exc))
 
     def _release(self, run_id: str, attempt: int, exc: BaseException, error: ErrorInfo | None = None) -> Outcome:
-        """Give the run up for a retry and re-raise ``exc`` (returns only if the run was lost)."""
-        error = error or _error(exc)
+        """Give the run up for a retry and re-raise ``exc`` (returns only if the run was lost).
+
+        A stopping worker is no failure of the run: it is released with its reason
+        (:data:`SHUTDOWN_REASON`) and no error, and says so in one line."""
+        stopping = isinstance(exc, WorkerShutdown)
+        if not stopping:
+            error = error or _error(exc)
         try:
-            released = self.store.release(run_id, attempt, error=error, now=self._clock())
+            reason = SHUTDOWN_REASON if stopping else None
+            released = self.store.release(run_id, attempt, error=error, now=self._clock(), reason=reason)
         except StoreError as store_exc:  # the sweep re-dispatches it once the heartbeat is stale
             log.warning("run %s: cannot release attempt %d: %s", run_id, attempt, store_exc)
             raise exc from None
         if not released:
             return self._ended(run_id, attempt, "lost", f"release refused after {type(exc).__name__}")
-        log.info("run %s: attempt %d released for a retry: %s", run_id, attempt, error.message)
+        if error is None:
+            log.info("run %s: attempt %d %s; another attempt continues it", run_id, attempt, SHUTDOWN_REASON)
+        else:
+            log.info("run %s: attempt %d released for a retry: %s", run_id, attempt, error.message)
         raise exc
 
     def _finish_failure(self, run_id: str, attempt: int, error: ErrorInfo) -> Outcome:

@@ -44,6 +44,7 @@ _STORE_SCHEMES = {
 }
 _SECRETS = ("PODFLOW_API_TOKEN", "PODFLOW_LLM_API_KEY", "PODFLOW_TTS_API_KEY")
 _GENERATOR_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_QUEUE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 
 
 def _var(name: str, *, default: Any, description: str, **kw: Any) -> Any:
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
         "PODFLOW_BROKER_URL",
         default="redis://localhost:6379/0",
         description="Dramatiq broker: redis://, rediss://, amqp:// or amqps://",
+    )
+    queue_name: str = _var(
+        "PODFLOW_QUEUE",
+        default="podcast",
+        description="the broker queue runs go through; deployments sharing one broker need one each",
     )
     result_backend: str = _var(
         "PODFLOW_RESULT_BACKEND",
@@ -366,6 +372,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss://, amqp:// or amqps://")
         return value
 
+    @field_validator("queue_name")
+    @classmethod
+    def _queue(cls, value: str) -> str:
+        if not _QUEUE_RE.match(value):
+            raise ValueError("must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or '_'")
+        if value.endswith((".DQ", ".XQ")):
+            raise ValueError("must not end in .DQ or .XQ (Dramatiq's delay and dead-letter queues)")
+        return value
+
     @field_validator("result_backend")
     @classmethod
     def _result_scheme(cls, value: str) -> str:
@@ -465,6 +480,14 @@ class Settings(BaseSettings):
         if self.store_url.lower().startswith("sqlite://"):
             return Path(self.store_url[len("sqlite:///") :])
         return self.data_dir / "podflow.sqlite3"
+
+    @property
+    def broker_heartbeat_timeout_s(self) -> float:
+        """How long a worker may be silent on a Redis broker before Dramatiq counts it
+        dead and hands its unacknowledged messages on: Dramatiq's 60 s, or half
+        PODFLOW_HEARTBEAT_TIMEOUT if that is shorter, so a dead worker's messages are
+        free again by the time the sweep finds its runs stale."""
+        return min(60.0, self.heartbeat_timeout_s / 2)
 
     @property
     def podcasts_dir(self) -> Path:

@@ -9,12 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from podflow.models import EpisodeProfile, Run, RunRequest, Source, Speaker, SpeakerProfile
+from podflow.models import EpisodeProfile, Run, RunRef, RunRequest, Source, Speaker, SpeakerProfile
 from podflow.store.base import Store
 from tests.conftest import T0
 
@@ -174,26 +173,40 @@ class WorkerProcess:
 
 
 class FakeDispatcher:
-    """A dispatcher that records what it sends; ``down`` makes sends fail."""
+    """A dispatcher that records what it sends; ``down`` makes sends and look-ups fail.
+
+    ``held``: the message ids its broker holds (None: it cannot tell, as RabbitMQ);
+    what it sends is held from then on.
+    """
 
     def __init__(self, *, mode: str = "queue", durable: bool = True, store: Store | None = None) -> None:
         self.mode = mode
         self.durable = durable
         self.down = False
-        #: what ``holds_nothing`` answers: is the broker's queue empty?
-        self.empty: bool | None = None
+        self.held: set[str] | None = set()
         self.sent: list[tuple[str, str | None]] = []
+        self.store_ids: list[str | None] = []
+        self.requeues = 0
         self._store = store
         self._ids = 0
         #: the run as stored at the moment it was sent (to check the outbox came first)
         self.seen: list[object] = []
 
-    def holds_nothing(self, *, now: datetime) -> bool | None:
+    def _check(self, action: str) -> None:
         from podflow.errors import BrokerUnavailable
 
         if self.down:
-            raise BrokerUnavailable("inspect: broker unreachable: connection refused")
-        return self.empty
+            raise BrokerUnavailable(f"{action}: broker unreachable: connection refused")
+
+    def missing(self, refs: Sequence[RunRef]) -> set[str] | None:
+        self._check("look up messages")
+        if self.held is None:
+            return None
+        return {ref.run_id for ref in refs if ref.current_message_id not in self.held}
+
+    def requeue_orphans(self) -> None:
+        self._check("requeue")
+        self.requeues += 1
 
     def new_message_id(self) -> str | None:
         if self.mode == "thread":
@@ -201,11 +214,11 @@ class FakeDispatcher:
         self._ids += 1
         return f"msg-{self._ids}"
 
-    def send(self, run_id: str, message_id: str | None) -> None:
-        from podflow.errors import BrokerUnavailable
-
+    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
         if self._store is not None:
             self.seen.append(self._store.get_run(run_id))
-        if self.down:
-            raise BrokerUnavailable("enqueue: broker unreachable: connection refused")
+        self._check("enqueue")
         self.sent.append((run_id, message_id))
+        self.store_ids.append(store_id)
+        if self.held is not None and message_id is not None:
+            self.held.add(message_id)

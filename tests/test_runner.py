@@ -16,7 +16,7 @@ from podflow.generation.base import GenerationContext, GenerationRequest, Genera
 from podflow.generation.keys import input_key
 from podflow.heartbeat import HeartbeatMonitor
 from podflow.models import Run, StageCalls
-from podflow.runner import Runner
+from podflow.runner import SHUTDOWN_REASON, Runner
 from podflow.states import RunStatus
 from podflow.store.base import Store
 from tests import generators
@@ -186,7 +186,21 @@ def test_a_worker_shutdown_releases_the_run_for_another_worker(store: Store, tmp
     with pytest.raises(WorkerShutdown):
         runner.execute(run_id)
     run = store.get_run(run_id)
-    assert run.status is RunStatus.STARTED and run.released and run.error.type == "WorkerShutdown"
+    assert run.status is RunStatus.STARTED and run.released
+    assert run.error is None and run.history[-1].reason == SHUTDOWN_REASON  # a stop is no failure of the run
+
+
+def test_the_runs_own_message_is_deferred_while_a_live_looking_attempt_holds_it(store: Store, tmp_path: Path) -> None:
+    clock = Clock(at(20))
+    runner = make_runner(store, tmp_path, lambda req, ctx: GenerationResult(), clock)
+    run_id = store.create_run(Run.new(request(), now=T0).model_copy(update={"current_message_id": "m-own"}))[0].run_id
+    store.claim(run_id, now=at(0))  # an attempt whose worker may be dead: its heartbeat is at 0 s
+    own = runner.execute(run_id, message_id="m-own")
+    assert own.kind == "deferred" and own.retry_in_s == pytest.approx(40.1)  # stale at 60 s
+    assert runner.execute(run_id, message_id="m-other").kind == "skipped"  # a duplicate
+    assert runner.execute(run_id).kind == "skipped"  # thread mode: no messages
+    clock.now = at(61)
+    assert runner.execute(run_id, message_id="m-own").kind == "succeeded"  # stale now: reclaimed
 
 
 def test_a_run_cancelled_while_running_writes_nothing_and_leaves_no_files(store: Store, tmp_path: Path) -> None:

@@ -41,7 +41,10 @@ def overview(request: Request) -> Response:
     rather than failing the request.
     """
     api = services(request)
-    return respond(monitor.overview(api.store, api.broker, mode=api.settings.mode, now=api.clock()))
+    overview = monitor.overview(
+        api.store, api.broker, mode=api.settings.mode, now=api.clock(), queue=api.settings.queue_name
+    )
+    return respond(overview)
 
 
 @routes.get("/metrics", {200: METRICS}, errors=(503,), private=True)
@@ -59,6 +62,7 @@ def metrics(request: Request) -> Response:
         mode=api.settings.mode,
         store_kind=api.settings.store_kind,
         clock=api.clock,
+        queue=api.settings.queue_name,
     )
     body, content_type = render_metrics(collector, accept=request.headers.get("accept"))
     return Response(body, headers={"Content-Type": content_type})

@@ -41,7 +41,7 @@ def dispatcher_for(settings: Settings) -> Iterator[Dispatcher]:
         return
     broker = build_broker(settings, role="cli")
     try:
-        yield QueueDispatcher(broker=broker)
+        yield QueueDispatcher(broker=broker, queue_name=settings.queue_name)
     finally:
         broker.close()
 

@@ -154,12 +154,16 @@ def _refused(exc: Exception) -> int:
 
 
 def _detail(run: Run) -> str:
+    if run.status is RunStatus.STARTED:
+        if run.released and run.history:  # why no attempt holds it: a retry, a stopped worker, a lost one
+            return run.history[-1].reason
+        if run.progress is not None:
+            return f"{run.progress.stage} {run.progress.percent:.0f}%"
+        return ""  # an earlier attempt's error is no detail of the one running now
     if run.error is not None:
         return f"{run.error.type}: {run.error.message}"
     if run.status is RunStatus.PENDING and run.enqueue_error:
         return f"not enqueued: {run.enqueue_error}"
-    if run.status is RunStatus.STARTED and run.progress is not None:
-        return f"{run.progress.stage} {run.progress.percent:.0f}%"
     if run.result is not None and run.result.audio_path:
         return run.result.audio_path
     return ""

@@ -19,7 +19,7 @@ from typing import Any
 from ..checkpoints import disk_usage
 from ..errors import BrokerUnavailable, StoreError
 from ..exitcodes import RET_OK, RET_UNAVAILABLE
-from ..monitoring.snapshot import inspect_broker, inspect_store
+from ..monitoring.snapshot import foreign_stores, inspect_broker, inspect_store
 from ..monitoring.workers import inspect_workers
 from ..settings import Settings
 from ..timeutil import utcnow
@@ -45,29 +45,35 @@ def _seconds(value: str) -> float:
 
 
 def collect(settings: Settings, *, now: datetime) -> dict[str, Any]:
-    """The status as a JSON-ready dict; a part that could not be read has an ``error``."""
+    """The status as a JSON-ready dict; a part that could not be read has an ``error``.
+
+    Each worker names the store it works for (``store_id``); ``broker.foreign_stores``
+    lists the other stores whose live workers consume this deployment's queue."""
     report: dict[str, Any] = {"at": now.isoformat(), "mode": settings.mode}
-    report["broker"] = None if settings.mode == "thread" else _broker_part(settings, now)
     location = redact(settings.store_location)
-    store: dict[str, Any] = {"kind": settings.store_kind, "location": location}
+    store: dict[str, Any] = {"kind": settings.store_kind, "location": location, "store_id": None}
     try:
         with store_for(settings) as opened:
+            store["store_id"] = opened.store_id
             store.update(inspect_store(opened, now=now).as_dict())
     except StoreError as exc:
         store["error"] = str(exc)
+    report["broker"] = None if settings.mode == "thread" else _broker_part(settings, now, store["store_id"])
     report["store"] = store
     report["checkpoints"] = disk_usage(settings.data_dir).as_dict()
     return report
 
 
-def _broker_part(settings: Settings, now: datetime) -> dict[str, Any]:
-    part: dict[str, Any] = {"url": redact(settings.broker_url)}
+def _broker_part(settings: Settings, now: datetime, store_id: str | None) -> dict[str, Any]:
+    part: dict[str, Any] = {"url": redact(settings.broker_url), "queue": settings.queue_name}
     broker = build_broker(settings, role="cli")
     try:
-        status = inspect_broker(broker, now=now)
+        status = inspect_broker(broker, now=now, queues=(settings.queue_name,))
         part.update(status.as_dict())
         details = inspect_workers(broker, now=now, heartbeats=status.workers or ())
         part["worker_details"] = None if details is None else [d.model_dump(mode="json") for d in details]
+        if store_id is not None:
+            part["foreign_stores"] = foreign_stores(status.workers, store_id=store_id, queue=settings.queue_name)
     except BrokerUnavailable as exc:
         part["error"] = str(exc)
     finally:
@@ -119,13 +125,14 @@ def render(report: dict[str, Any]) -> str:
         lines.append("broker  none (PODFLOW_MODE=thread: runs execute inside the API process)")
     else:
         kind = broker.get("kind")
-        lines.append(f"broker  {kind + ' ' if kind else ''}{broker['url']}")
+        lines.append(f"broker  {kind + ' ' if kind else ''}{broker['url']} (queue {broker['queue']})")
         if "error" in broker:
             lines.append(f"  UNAVAILABLE: {broker['error']}")
         else:
-            lines += _render_broker(broker)
+            lines += _render_broker(broker, ours=report["store"]["store_id"])
     store = report["store"]
-    lines.append(f"store   {store['kind']} {store['location']}")
+    named = f" (id {store['store_id']})" if store["store_id"] else ""
+    lines.append(f"store   {store['kind']} {store['location']}{named}")
     if "error" in store:
         lines.append(f"  UNAVAILABLE: {store['error']}")
     else:
@@ -140,7 +147,7 @@ def _render_checkpoints(part: dict[str, Any]) -> str:
     return f"checkpoints  {part['runs']} run(s), {part['files']:,} file(s), {shown} in {part['path']}"
 
 
-def _render_broker(broker: dict[str, Any]) -> list[str]:
+def _render_broker(broker: dict[str, Any], *, ours: str | None) -> list[str]:
     queues = [[q["name"], q["ready"], q["delayed"], q["dead"], "-" if q["unacked"] is None else q["unacked"]]
               for q in broker["queues"]]  # fmt: skip
     lines = [table(["queue", "ready", "delayed", "dead", "unacked"], queues, indent="  ")]
@@ -152,11 +159,18 @@ def _render_broker(broker: dict[str, Any]) -> list[str]:
     dead = len(workers) - broker["workers_alive"]
     summary = f"  workers: {broker['workers_alive']} alive"
     lines.append(summary + (f", {dead} dead (silent for {timeout:g} s or more)" if dead else ""))
-    lines += [_render_client(w, dead_label="DEAD") for w in workers]
+    lines += [_render_client(w, dead_label="DEAD", ours=ours) for w in workers]
     lines += _render_details(broker.get("worker_details"))
+    foreign = broker.get("foreign_stores") or []
+    if foreign:
+        lines.append(
+            f"  MIXED: workers of {len(foreign)} other store(s) ({', '.join(foreign)}) consume queue "
+            f"{broker['queue']!r}: two deployments share it and put each other's runs back; "
+            "give each its own PODFLOW_QUEUE"
+        )
     if broker["clients"]:
         lines.append("  other broker clients (senders):")
-        lines += [_render_client(c, dead_label="") for c in broker["clients"]]
+        lines += [_render_client(c, dead_label="", ours=ours) for c in broker["clients"]]
     return lines
 
 
@@ -175,10 +189,13 @@ def _render_details(details: list[dict[str, Any]] | None) -> list[str]:
     return lines
 
 
-def _render_client(client: dict[str, Any], *, dead_label: str) -> str:
+def _render_client(client: dict[str, Any], *, dead_label: str, ours: str | None) -> str:
     where = f"{client['host']} pid {client['pid']}" if client["host"] else "(not a podflow id)"
     label = "" if client["alive"] else f"  {dead_label}"
     role = client["role"] or "worker"
+    store = client.get("store_id")
+    if store:
+        where += f" store {store}" + (" (ANOTHER STORE)" if ours and store != ours else "")
     return f"    {role:<9} {where:<32} seen {duration(client['last_seen_s'])} ago{label}".rstrip()
 
 

@@ -3,7 +3,7 @@
 It runs::
 
     python -m dramatiq podflow.actors --processes PODFLOW_WORKER_PROCESSES
-        --threads PODFLOW_CONCURRENCY --queues podcast
+        --threads PODFLOW_CONCURRENCY --queues PODFLOW_QUEUE
         --worker-shutdown-timeout 60000
 
 in a session of its own and relays SIGTERM, SIGINT and SIGHUP to Dramatiq's
@@ -36,7 +36,6 @@ from ..errors import ConfigError
 from ..exitcodes import RET_CONFIG, RET_OK
 from ..generation.loader import load_generator
 from ..settings import Settings
-from ..worker.broker import QUEUE_NAME
 from ._process import run_relaying
 
 __all__ = ["SHUTDOWN_TIMEOUT_S", "command"]
@@ -63,7 +62,7 @@ def command(settings: Settings) -> list[str]:
         "--threads",
         str(settings.concurrency),
         "--queues",
-        QUEUE_NAME,
+        settings.queue_name,
         "--worker-shutdown-timeout",
         str(SHUTDOWN_TIMEOUT_S * 1000),
     ]

@@ -18,10 +18,10 @@ package imports no broker: only ``queue`` needs Dramatiq.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Protocol
 
-from ..models import Mode
+from ..models import Mode, RunRef
 
 __all__ = ["Dispatcher"]
 
@@ -39,12 +39,25 @@ class Dispatcher(Protocol):
     def new_message_id(self) -> str | None:
         """A fresh message id (None when the dispatcher has no messages)."""
 
-    def send(self, run_id: str, message_id: str | None) -> None:
-        """Raises BrokerUnavailable when nothing was sent."""
+    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
+        """Send the run under ``message_id``, naming the store it belongs to.
 
-    def holds_nothing(self, *, now: datetime) -> bool | None:
-        """True when no message of its queue is anywhere in the broker (ready,
-        delayed or fetched by a worker) at ``now``; None when it cannot tell.
+        Raises:
+          BrokerUnavailable: nothing was sent.
+        """
+
+    def missing(self, refs: Sequence[RunRef]) -> set[str] | None:
+        """The run_ids among ``refs`` whose current message (``current_message_id``)
+        this dispatcher holds nowhere any more: not ready, not delayed for a retry,
+        not fetched by a worker (live or dead). None when it cannot tell.
+
+        Raises:
+          BrokerUnavailable
+        """
+
+    def requeue_orphans(self) -> None:
+        """Give messages held by workers the broker counts dead back to their queue
+        now, where the broker leaves that to chance (a no-op elsewhere).
 
         Raises:
           BrokerUnavailable

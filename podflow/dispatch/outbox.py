@@ -8,6 +8,11 @@ recorded with ``mark_enqueue_failed``, the caller is told — and the sweep
 sends it later (``podflow.sweep``). An accepted run is never lost, and a run
 sent twice is harmless: every delivery goes through ``claim``.
 
+A run whose message the broker lost goes the same way again (:func:`resend`):
+a new current message id is recorded with the run back in the outbox
+(``Store.redispatch``), then it is delivered. A crash between the two leaves a
+run whose current message the broker does not hold, which the sweep finds.
+
 A durable dispatcher (the queue: a send returns once the broker has the
 message) clears the marker with ``mark_enqueued``. A non-durable one (thread
 mode's in-memory queue, :class:`OutboxDispatcher`) leaves it in place until a
@@ -17,15 +22,17 @@ claim clears it: a restart finds the run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 from ..errors import BrokerUnavailable, StoreError
 from ..logs import run_fields
-from ..models import Mode
+from ..models import Mode, RunRef
 from ..store.base import Store
 from . import Dispatcher
 
-__all__ = ["OutboxDispatcher", "deliver", "redispatch"]
+__all__ = ["OutboxDispatcher", "Resent", "deliver", "resend"]
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +51,13 @@ class OutboxDispatcher:
     def new_message_id(self) -> None:
         return None
 
-    def send(self, run_id: str, message_id: str | None) -> None:
+    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
         return None
 
-    def holds_nothing(self, *, now: datetime) -> None:
+    def missing(self, refs: Sequence[RunRef]) -> None:
+        return None
+
+    def requeue_orphans(self) -> None:
         return None
 
 
@@ -59,7 +69,7 @@ def deliver(store: Store, dispatcher: Dispatcher, run_id: str, message_id: str |
     duplicate delivery is harmless.
     """
     try:
-        dispatcher.send(run_id, message_id)
+        dispatcher.send(run_id, message_id, store_id=store.store_id)
     except BrokerUnavailable as exc:
         try:
             store.mark_enqueue_failed(run_id, error=str(exc), now=now)
@@ -80,12 +90,21 @@ def deliver(store: Store, dispatcher: Dispatcher, run_id: str, message_id: str |
     return None
 
 
-def redispatch(dispatcher: Dispatcher, run_id: str) -> None:
-    """Send a released (lost) run again, under a new message id: the original
-    message may still be delivered later (the broker requeues a dead worker's
-    messages), and each delivery's result must keep its own key.
+#: what became of a :func:`resend`
+Resent = Literal["sent", "unsent", "gone"]
+
+
+def resend(store: Store, dispatcher: Dispatcher, run_id: str, *, now: datetime, reason: str) -> Resent:
+    """Send a run whose message is gone again, under a new message id recorded
+    first (``Store.redispatch``, with ``reason`` in its history): ``sent``;
+    ``unsent`` when the broker refused it (the run waits in the outbox, or for the
+    next sweep); ``gone`` when the run no longer waits for a message (claimed,
+    ended or deleted meanwhile), and nothing was sent.
 
     Raises:
-      BrokerUnavailable
+      StoreUnavailable: nothing was recorded or sent.
     """
-    dispatcher.send(run_id, dispatcher.new_message_id())
+    message_id = dispatcher.new_message_id()
+    if not store.redispatch(run_id, message_id=message_id, now=now, reason=reason):
+        return "gone"
+    return "sent" if deliver(store, dispatcher, run_id, message_id, now=now) is None else "unsent"

@@ -13,7 +13,9 @@ Its queue lives in memory, so it never marks a run enqueued: a run stays in
 the outbox until a claim clears it. At ``start()`` and every
 PODFLOW_SWEEP_INTERVAL it runs the sweep with itself as dispatcher, which
 picks up what a restart left behind: PENDING runs in the outbox, and STARTED
-runs whose heartbeat went stale (released for the next attempt).
+runs whose heartbeat went stale (released for the next attempt) or that were
+released with no retry of this process's in sight (:meth:`ThreadExecutor.missing`
+knows exactly which runs it holds: queued, running, or waiting for a retry).
 
 ``stop()`` interrupts running generations (they are released and resume after
 the next start, once their heartbeat is stale) and leaves queued runs in the
@@ -22,11 +24,10 @@ outbox.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,7 @@ from ..generation.base import Generator
 from ..generation.loader import load_generator
 from ..heartbeat import HeartbeatMonitor
 from ..logs import run_fields
-from ..models import Mode
+from ..models import Mode, RunRef
 from ..retry import MAX_MESSAGE_RETRIES, RESUME_DELAY_MS, backoff_ms, is_retryable, resumes_at_once
 from ..runner import Runner, build_runner
 from ..store.base import Store
@@ -90,6 +91,7 @@ class ThreadExecutor:
         self._pending: set[str] = set()  # queued or running: a second send is a no-op
         self._retries: dict[str, int] = {}
         self._timers: set[threading.Timer] = set()
+        self._scheduled: set[str] = set()  # a retry timer will send them
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
 
@@ -97,11 +99,16 @@ class ThreadExecutor:
     def new_message_id(self) -> None:
         return None
 
-    def holds_nothing(self, *, now: datetime) -> None:
-        """Never asked: thread-mode runs stay in the outbox until claimed, never "enqueued"."""
+    def missing(self, refs: Sequence[RunRef]) -> set[str]:
+        """The runs this process neither queued, runs, nor will retry: lost with
+        a previous process (or never sent here)."""
+        with self._lock:
+            return {r.run_id for r in refs if r.run_id not in self._pending and r.run_id not in self._scheduled}
+
+    def requeue_orphans(self) -> None:
         return None
 
-    def send(self, run_id: str, message_id: str | None = None) -> None:
+    def send(self, run_id: str, message_id: str | None = None, *, store_id: str | None = None) -> None:
         """Queue ``run_id`` (once: a run already queued or running is not queued again).
 
         Raises:
@@ -131,6 +138,7 @@ class ThreadExecutor:
         self._stopping.set()
         with self._lock:
             timers, self._timers = self._timers, set()
+            self._scheduled.clear()  # their runs stay released, for the sweep after the next start
         for timer in timers:
             timer.cancel()
         count = self.runner.monitor.interrupt_all(WorkerShutdown, "the API process is stopping")
@@ -193,6 +201,7 @@ class ThreadExecutor:
             timer = threading.Timer(delay_ms / 1000, self._resend, args=(run_id,))
             timer.daemon = True
             self._timers.add(timer)
+            self._scheduled.add(run_id)
         after = type(exc).__name__
         log.info("run %s: retrying in %.1f s after %s", run_id, delay_ms / 1000, after, extra=run_fields(run_id))
         timer.start()
@@ -200,8 +209,13 @@ class ThreadExecutor:
     def _resend(self, run_id: str) -> None:
         with self._lock:
             self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
-        with contextlib.suppress(BrokerUnavailable):  # stopping: the sweep after the next start picks it up
+        try:
             self.send(run_id)
+        except BrokerUnavailable:  # stopping: the sweep after the next start picks it up
+            pass
+        finally:
+            with self._lock:
+                self._scheduled.discard(run_id)
 
     def _sweep_loop(self) -> None:
         while not self._stopping.is_set():

@@ -20,8 +20,9 @@ from ..errors import BrokerUnavailable
 from ..models import Mode
 from ..states import TERMINAL, RunStatus
 from ..store.base import Store
+from ..worker.broker import QUEUE_NAME
 from ..worker.presence import PRESENCE_TTL_S
-from .snapshot import BrokerClient, QueueCounts, inspect_broker, inspect_store
+from .snapshot import BrokerClient, QueueCounts, foreign_stores, inspect_broker, inspect_store
 from .workers import WorkerView, inspect_workers
 
 __all__ = [
@@ -50,6 +51,10 @@ class BrokerView(_View):
     error: str | None = None
     note: str | None = None
     heartbeat_timeout_s: float | None = None
+    #: the queue this deployment's runs go through (PODFLOW_QUEUE)
+    queue: str | None = None
+    #: other stores whose live workers consume that queue: two deployments sharing it
+    foreign_stores: list[str] = []
 
 
 class FinishedMinute(_View):
@@ -77,6 +82,8 @@ class Overview(_View):
 
     at: datetime
     mode: Mode
+    #: this deployment's store (each worker record names the store it works for)
+    store_id: str
     #: runs in the store now, by status
     totals: dict[RunStatus, int]
     #: age of the oldest PENDING run asked to start; null when there is none
@@ -112,19 +119,28 @@ def finished_per_minute(store: Store, *, now: datetime, minutes: int = WINDOW_MI
 
 
 def _broker_part(
-    broker: dramatiq.Broker, *, now: datetime
+    broker: dramatiq.Broker, *, now: datetime, store_id: str, queue: str
 ) -> tuple[BrokerView, list[QueueCounts], list[BrokerClient] | None, list[WorkerView] | None]:
     try:
-        status = inspect_broker(broker, now=now)
+        status = inspect_broker(broker, now=now, queues=(queue,))
         details = inspect_workers(broker, now=now, heartbeats=status.workers or ())
     except BrokerUnavailable as exc:
-        return BrokerView(error=str(exc)), [], None, None
-    view = BrokerView(kind=status.kind, note=status.note, heartbeat_timeout_s=status.heartbeat_timeout_s)
+        return BrokerView(error=str(exc), queue=queue), [], None, None
+    view = BrokerView(
+        kind=status.kind,
+        note=status.note,
+        heartbeat_timeout_s=status.heartbeat_timeout_s,
+        queue=queue,
+        foreign_stores=foreign_stores(status.workers, store_id=store_id, queue=queue),
+    )
     return view, status.queues, status.workers, details
 
 
-def overview(store: Store, broker: dramatiq.Broker | None, *, mode: Mode, now: datetime) -> Overview:
-    """The dashboard's overview at ``now``; ``broker`` is None in thread mode.
+def overview(
+    store: Store, broker: dramatiq.Broker | None, *, mode: Mode, now: datetime, queue: str = QUEUE_NAME
+) -> Overview:
+    """The dashboard's overview at ``now``; ``broker`` is None in thread mode,
+    ``queue`` is PODFLOW_QUEUE.
 
     Raises:
       StoreUnavailable: the store cannot be reached (a broker that cannot is
@@ -133,12 +149,15 @@ def overview(store: Store, broker: dramatiq.Broker | None, *, mode: Mode, now: d
     runs = inspect_store(store, now=now)
     stats = store.stats()
     broker_view, queues, workers, details = (
-        _broker_part(broker, now=now) if broker is not None else (None, [], None, None)
+        _broker_part(broker, now=now, store_id=store.store_id, queue=queue)
+        if broker is not None
+        else (None, [], None, None)
     )
     last = stats.last_sweep_at
     return Overview(
         at=now,
         mode=mode,
+        store_id=store.store_id,
         totals={RunStatus(name): count for name, count in runs.runs.items()},
         oldest_pending_age_s=runs.oldest_pending_age_s,
         finished_per_minute=finished_per_minute(store, now=now),

@@ -60,6 +60,7 @@ from ..errors import BrokerUnavailable
 from ..store.base import Store
 from ..store.counters import SWEEP_RULES, StoreStats
 from ..timeutil import to_ms
+from ..worker.broker import QUEUE_NAME
 from .snapshot import BrokerStatus, inspect_broker, inspect_store
 
 __all__ = ["PodflowCollector", "render_metrics"]
@@ -73,6 +74,7 @@ class PodflowCollector(Collector):
       broker: the queue-mode broker, or None (thread mode).
       labels: ``mode`` and ``store`` for ``podflow_info``.
       clock: the current time (ages, worker liveness).
+      queue: the broker queue the runs go through (PODFLOW_QUEUE).
     """
 
     def __init__(
@@ -83,12 +85,14 @@ class PodflowCollector(Collector):
         mode: str,
         store_kind: str,
         clock: Callable[[], datetime],
+        queue: str = QUEUE_NAME,
     ) -> None:
         self.store = store
         self.broker = broker
         self.mode = mode
         self.store_kind = store_kind
         self.clock = clock
+        self.queue = queue
 
     def collect(self) -> Iterator[Metric]:
         now = self.clock()
@@ -112,7 +116,7 @@ class PodflowCollector(Collector):
         yield from _sweep_counters(stats)
         yield from _work_counters(stats)
         if self.broker is not None:
-            yield from _broker_metrics(self.broker, now=now)
+            yield from _broker_metrics(self.broker, now=now, queue=self.queue)
 
 
 def _run_counters(stats: StoreStats) -> Iterator[Metric]:
@@ -179,10 +183,10 @@ def _labelled_counter(
     return counter
 
 
-def _broker_metrics(broker: dramatiq.Broker, *, now: datetime) -> Iterator[Metric]:
+def _broker_metrics(broker: dramatiq.Broker, *, now: datetime, queue: str) -> Iterator[Metric]:
     status: BrokerStatus | None
     try:
-        status = inspect_broker(broker, now=now)
+        status = inspect_broker(broker, now=now, queues=(queue,))
     except BrokerUnavailable:
         status = None
     yield GaugeMetricFamily("podflow_broker_up", "1 if the broker answered this scrape", value=int(status is not None))
@@ -191,11 +195,11 @@ def _broker_metrics(broker: dramatiq.Broker, *, now: datetime) -> Iterator[Metri
     messages = GaugeMetricFamily(
         "podflow_queue_messages", "Messages in each broker queue, by state", labels=["queue", "state"]
     )
-    for queue in status.queues:
+    for counts in status.queues:
         for state in ("ready", "delayed", "dead", "unacked"):
-            count = getattr(queue, state)
+            count = getattr(counts, state)
             if count is not None:
-                messages.add_metric([queue.name, state], count)
+                messages.add_metric([counts.name, state], count)
     yield messages
     if status.workers is not None:
         workers = GaugeMetricFamily(

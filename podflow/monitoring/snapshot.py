@@ -19,10 +19,12 @@ namespace is ``dramatiq``):
 =============================  ================================================
 
 Every process that talks to the broker refreshes its heartbeat on each call,
-senders too; podflow's broker ids say which role each process has
-(:func:`podflow.worker.broker.client_id`). A worker silent for the broker's heartbeat
-timeout (60 s) is dead to Dramatiq, which then gives its unacknowledged
-messages to others.
+senders too; podflow's broker ids say which role each process has and, for a
+worker, the store it works for and its queue (:func:`podflow.worker.broker.client_id`),
+so :func:`foreign_stores` can flag workers of another deployment on the same
+queue. A worker silent for the broker's heartbeat timeout
+(PODFLOW_HEARTBEAT_TIMEOUT / 2, at most 60 s) is dead to Dramatiq, which then gives
+its unacknowledged messages to others; one that stopped cleanly leaves at once.
 
 RabbitMQ: the counts come from passive declares of ``<q>``, ``<q>.DQ`` and
 ``<q>.XQ`` (a missing queue counts 0, nothing is created); it keeps no worker
@@ -49,6 +51,7 @@ __all__ = [
     "BrokerStatus",
     "QueueCounts",
     "StoreStatus",
+    "foreign_stores",
     "inspect_broker",
     "inspect_store",
     "parse_heartbeats",
@@ -85,8 +88,12 @@ class BrokerClient:
     pid: int | None
     #: seconds since its last heartbeat
     last_seen_s: float
-    #: seen within the broker's heartbeat timeout (60 s on Redis; meaningful for workers)
+    #: seen within the broker's heartbeat timeout (meaningful for workers)
     alive: bool
+    #: the store a worker works for (``Store.store_id``) and the queue it consumes;
+    #: None for senders and for workers that could not open their store at boot
+    store_id: str | None = None
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +156,24 @@ def parse_heartbeats(
     for raw, seen_ms in sorted(entries, key=lambda e: -e[1]):
         ident = parse_client_id(raw.decode() if isinstance(raw, bytes) else raw)
         age_s = max(0.0, (now_ms - seen_ms) / 1000)
-        client = BrokerClient(ident.id, ident.role, ident.host, ident.pid, age_s, age_s < timeout_s)
+        client = BrokerClient(
+            ident.id, ident.role, ident.host, ident.pid, age_s, age_s < timeout_s, ident.store_id, ident.queue
+        )
         (workers if ident.role in (None, "worker") else clients).append(client)
     return workers, clients
+
+
+def foreign_stores(workers: Iterable[BrokerClient] | None, *, store_id: str, queue: str) -> list[str]:
+    """The stores other than ``store_id`` whose live workers consume ``queue``:
+    another deployment sharing the queue (their workers put this store's messages
+    back, and this store's theirs). Empty when none, or where workers are unknown."""
+    return sorted(
+        {
+            w.store_id
+            for w in workers or ()
+            if w.alive and w.store_id and w.store_id != store_id and (w.queue or QUEUE_NAME) == queue
+        }
+    )
 
 
 def inspect_broker(

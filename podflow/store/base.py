@@ -26,8 +26,11 @@ history entries' ``at`` as ISO-8601 text).
     created_at, updated_at, started_at (of the current attempt),
     finished_at, heartbeat_at
     released          no execution holds the run; claimable at once (retry
-                      scheduled, or lost run re-dispatched by the sweep)
+                      scheduled, the worker stopped, or found lost by the sweep)
     message_id        the first broker message id (GET /tasks/{message_id})
+    current_message_id  the message that carries the run now: message_id,
+                      until the sweep re-sends a run whose message the broker
+                      lost (recorded before the send: ``redispatch``)
     outbox_at         start requested at this time, enqueue not yet confirmed
     enqueued_at       the enqueue was confirmed at this time
     enqueue_error     why the last enqueue failed
@@ -98,8 +101,12 @@ history entries' ``at`` as ISO-8601 text).
     without the document counts the existing runs once to create it (the
     SQLite migration that added the table does the same).
 
-``meta`` -- facts about the store itself (key -> value; SQLite and PostgreSQL).
-    PostgreSQL keeps its ``schema_version`` there.
+``meta`` -- facts about the store itself (key -> value; SQLite and PostgreSQL
+    a table, MongoDB a collection of ``{_id: key, value}``):
+    store_id        a random id made once, with the store: every message names the
+                    store its run belongs to, so a worker of another deployment on
+                    the same queue gives it back instead of dropping it
+    schema_version  PostgreSQL's migration version (SQLite: ``PRAGMA user_version``)
 
 SQLite keeps its schema version in ``PRAGMA user_version`` and migrates
 forward on open; PostgreSQL migrates forward on open under an advisory lock
@@ -288,6 +295,8 @@ class Store(Protocol):
 
     heartbeat_timeout_s: float
     max_attempts: int
+    #: the store's identity (``meta.store_id``), read when it is opened
+    store_id: str
 
     # -- lifecycle --------------------------------------------------------------
     def ping(self) -> None:
@@ -354,9 +363,13 @@ class Store(Protocol):
     def set_progress(self, run_id: str, attempt: int, progress: Progress, *, now: datetime) -> Lease:
         """Record progress (and a heartbeat) if ``attempt`` still owns the run."""
 
-    def release(self, run_id: str, attempt: int, *, error: ErrorInfo, now: datetime) -> bool:
+    def release(
+        self, run_id: str, attempt: int, *, error: ErrorInfo | None, now: datetime, reason: str | None = None
+    ) -> bool:
         """The attempt gives the run up for a retry: it stays STARTED, ``released``,
-        claimable at once by the next attempt. False if ``attempt`` no longer owns it."""
+        claimable at once by the next attempt, with ``error`` (None: the attempt did
+        not fail, e.g. its worker stopped) and the history ``reason`` (default
+        ``released for retry: <error type>``). False if ``attempt`` no longer owns it."""
 
     def finish(
         self,
@@ -389,16 +402,34 @@ class Store(Protocol):
     def release_lost(
         self, *, heartbeat_before: datetime, now: datetime, limit: int = DEFAULT_BATCH
     ) -> list[RunRef]:
-        """STARTED runs silent since the cutoff with attempts left → released
-        (heartbeat_at = now, so the next sweep waits a full timeout before
-        re-dispatching them again). Returns the runs to dispatch."""
+        """STARTED runs held by an attempt silent since the cutoff, with attempts left
+        → released (heartbeat_at = now); once per loss: a released run is not
+        released again. Returns the runs released."""
 
     def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
         """PENDING runs whose start was requested before the cutoff and whose
         enqueue was never confirmed."""
 
-    def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
-        """PENDING runs enqueued before the cutoff and never started, oldest first."""
+    def list_awaiting(
+        self,
+        *,
+        status: RunStatus,
+        before: datetime,
+        after: tuple[datetime, str] | None = None,
+        limit: int = DEFAULT_BATCH,
+    ) -> list[RunRef]:
+        """Runs of ``status`` waiting for the broker to deliver their current message
+        since before the cutoff: PENDING ones out of the outbox, since ``enqueued_at``,
+        or STARTED ones released, since ``heartbeat_at`` (the release); each ref with
+        that time as ``waiting_since``. In (waiting_since, run_id) order strictly after
+        ``after`` (the last ref's), for paging, on the status's partial sweep index."""
+
+    def redispatch(self, run_id: str, *, message_id: str | None, now: datetime, reason: str) -> bool:
+        """A run waiting for its message (PENDING out of the outbox, or STARTED
+        released) gets a new current message, ``message_id``, and is back in the
+        outbox (``outbox_at = now``; ``enqueued_at`` is set again when the send is
+        confirmed); ``reason`` goes in its history. Recorded before the message is
+        sent. False if the run is no longer waiting (claimed, ended, deleted)."""
 
     def fail_pending_enqueued_before(
         self, *, enqueued_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH

@@ -11,21 +11,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..models import ErrorInfo, Lease, Progress, Run, RunPage, RunRef, RunResult
 from ..states import RunStatus
+from . import expressions as e
 from . import transitions as t
 from .base import DEFAULT_BATCH, RunFilter, decode_cursor, encode_cursor, finish_status, lease_of
 
-__all__ = ["OWNED", "WriteStore"]
+__all__ = ["OWNED", "PAGE_START", "WriteStore"]
 
 #: the reply to a fenced write that matched
 OWNED = Lease(owned=True, status=RunStatus.STARTED)
+#: the cursor of a first page (``_page``): before every run
+PAGE_START = (datetime(1970, 1, 1, tzinfo=UTC), "")
 
 #: history reasons written by the store itself
-_LOST_REASON = "lost: heartbeat stale; re-dispatched"
+_LOST_REASON = "lost: heartbeat stale"
 
 
 class WriteStore(ABC):
@@ -58,7 +61,15 @@ class WriteStore(ABC):
 
     @abstractmethod
     def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
-        """PENDING runs whose ``column`` (outbox_at or enqueued_at) is before ``cutoff``, oldest first."""
+        """PENDING runs whose ``column`` (outbox_at) is before ``cutoff``, oldest first."""
+
+    @abstractmethod
+    def _page(
+        self, where: e.Cond, order: str, args: Mapping[str, Any], after: tuple[datetime, str], limit: int
+    ) -> list[RunRef]:
+        """Up to ``limit`` runs matching ``where`` (with ``args``), as RunRefs with
+        ``order`` (a time field) as ``waiting_since``, in (order, run_id) order
+        strictly after ``after``."""
 
     @abstractmethod
     def _runs_page(self, where: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
@@ -115,9 +126,16 @@ class WriteStore(ABC):
             for run_id, attempt in leases.items()
         }
 
-    def release(self, run_id: str, attempt: int, *, error: ErrorInfo, now: datetime) -> bool:
+    def release(
+        self, run_id: str, attempt: int, *, error: ErrorInfo | None, now: datetime, reason: str | None = None
+    ) -> bool:
         args = {"run_id": run_id, "attempt": attempt, "now": now, "error": error}
-        return self._write_one(t.RELEASE, {**args, "reason": f"released for retry: {error.type}"}) is not None
+        reason = reason or f"released for retry: {error.type if error else 'unknown'}"
+        return self._write_one(t.RELEASE, {**args, "reason": reason}) is not None
+
+    def redispatch(self, run_id: str, *, message_id: str | None, now: datetime, reason: str) -> bool:
+        args = {"run_id": run_id, "message_id": message_id, "now": now, "reason": reason}
+        return self._write_one(t.REDISPATCH, args) is not None
 
     def finish(
         self,
@@ -144,8 +162,17 @@ class WriteStore(ABC):
     def list_outbox(self, *, requested_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
         return self._pending_before("outbox_at", requested_before, limit)
 
-    def list_enqueued(self, *, enqueued_before: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
-        return self._pending_before("enqueued_at", enqueued_before, limit)
+    def list_awaiting(
+        self,
+        *,
+        status: RunStatus,
+        before: datetime,
+        after: tuple[datetime, str] | None = None,
+        limit: int = DEFAULT_BATCH,
+    ) -> list[RunRef]:
+        status = RunStatus(status)
+        where, order = t.AWAITING[status], t.AWAITING_SINCE[status]
+        return self._page(where, order, {"cutoff": before}, after or PAGE_START, limit)
 
     def _fail(self, write: t.Write, cutoff: datetime, error: ErrorInfo, now: datetime, limit: int) -> list[str]:
         args = {"cutoff": cutoff, "now": now, "error": error, "reason": error.type, "max_attempts": self.max_attempts}

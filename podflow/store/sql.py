@@ -39,6 +39,8 @@ __all__ = [
     "heartbeat_many_sql",
     "listing_params",
     "listing_sql",
+    "page_params",
+    "page_sql",
     "returned",
     "returning",
     "update_sql",
@@ -49,7 +51,7 @@ RUN_COLUMNS = (
     "run_id, status, episode_profile, speaker_profile, episode_name, source_ids, briefing_suffix, mode,"
     " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, released, message_id,"
     " outbox_at, enqueued_at, enqueue_error, progress, error, result, history, idempotency_key,"
-    " request_hash, retry_of"
+    " request_hash, retry_of, current_message_id"
 )
 SOURCE_INFO_COLUMNS = "source_id, title, filename, content_type, byte_size, sha256, created_at"
 
@@ -57,7 +59,7 @@ SOURCE_INFO_COLUMNS = "source_id, title, filename, content_type, byte_size, sha2
 _RETURNING = {
     t.Returning.NOTHING: "run_id",
     t.Returning.ATTEMPT: "attempt",
-    t.Returning.REF: "run_id, attempt, mode, message_id",
+    t.Returning.REF: ", ".join(t.REF_FIELDS),
     t.Returning.RUN_ID: "run_id",
 }
 
@@ -135,6 +137,8 @@ def _expr(expr: e.Expr, d: Dialect) -> str:
 def cond(c: e.Cond, d: Dialect) -> str:
     """``c`` as a SQL boolean expression."""
     match c:
+        case e.Eq(name, e.Lit(None)):
+            return f"{name} IS NULL"
         case e.Eq(name, value):
             return f"{name} = {_expr(value, d)}"
         case e.Lt(name, value):
@@ -194,7 +198,7 @@ def returned(write: t.Write, row: Mapping[str, Any], run_of: Callable[[Any], Run
         case t.Returning.RUN:
             return run_of(row)
         case t.Returning.REF:
-            return RunRef(**{k: row[k] for k in ("run_id", "attempt", "mode", "message_id")})
+            return RunRef(**{k: row[k] for k in t.REF_FIELDS})
         case t.Returning.ATTEMPT:
             return int(row["attempt"])
         case t.Returning.RUN_ID:
@@ -204,8 +208,14 @@ def returned(write: t.Write, row: Mapping[str, Any], run_of: Callable[[Any], Run
 
 def encode(write: t.Write, d: Dialect, args: Mapping[str, Any], limit: int | None = None) -> dict[str, Any]:
     """The statement's parameters from the write's arguments."""
+    return _encoded(write.param_kinds(), d, args, limit)
+
+
+def _encoded(
+    kinds: Mapping[str, e.ParamKind], d: Dialect, args: Mapping[str, Any], limit: int | None
+) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for name, kind in write.param_kinds().items():
+    for name, kind in kinds.items():
         value = args[name]
         if value is None:
             params[name] = None
@@ -217,6 +227,28 @@ def encode(write: t.Write, d: Dialect, args: Mapping[str, Any], limit: int | Non
             params[name] = value
     if limit is not None:
         params["limit"] = limit
+    return params
+
+
+def page_sql(where: e.Cond, order: str, d: Dialect) -> str:
+    """The RunRefs of the runs matching ``where``, with ``order`` (a time column) as
+    ``waiting_since``, in (order, run_id) order strictly after a cursor.
+    Parameters: those of ``where``, ``after_at``, ``after_id`` and ``limit``."""
+    at, run_id = d.placeholder("after_at", "time"), d.placeholder("after_id", "text")
+    limit = d.placeholder("limit", "int")
+    return (
+        f"SELECT {', '.join(t.REF_FIELDS)}, {order} AS waiting_since FROM runs WHERE {cond(where, d)}"
+        f" AND ({order}, run_id) > ({at}, {run_id}) ORDER BY {order}, run_id LIMIT {limit}"
+    )
+
+
+def page_params(
+    where: e.Cond, d: Dialect, args: Mapping[str, Any], after: tuple[datetime, str], limit: int
+) -> dict[str, Any]:
+    """:func:`page_sql`'s parameters."""
+    kinds = {p.name: p.kind for p in e.params_of(where)}
+    params = _encoded(kinds, d, args, limit)
+    params.update(after_at=d.time(after[0]), after_id=after[1])
     return params
 
 

@@ -26,8 +26,11 @@ The table, by target::
     cancel           PENDING | STARTED                                   -> REVOKED
     time_limit       STARTED, started_at < cutoff                        -> FAILURE
     worker_lost      STARTED, heartbeat_at < cutoff, no attempts left    -> FAILURE
-    release_lost     STARTED, heartbeat_at < cutoff, attempts left       -> STARTED, released
+    release_lost     STARTED(not released), heartbeat_at < cutoff,
+                     attempts left                                       -> STARTED, released
     expired          PENDING, enqueued_at < cutoff                       -> FAILURE
+    redispatch       PENDING(out of the outbox) | STARTED(released):
+                     a new current message id, back in the outbox        (no status change)
     heartbeat        STARTED(held by attempt): heartbeat_at              (no status change, no history)
     progress         STARTED(held by attempt): progress, heartbeat_at    (no status change, no history)
 """
@@ -62,6 +65,8 @@ from .expressions import (
 )
 
 __all__ = [
+    "AWAITING",
+    "AWAITING_SINCE",
     "BY_NAME",
     "CANCEL",
     "CLAIM",
@@ -69,6 +74,8 @@ __all__ = [
     "FINISH",
     "HEARTBEAT",
     "PROGRESS",
+    "REDISPATCH",
+    "REF_FIELDS",
     "RELEASE",
     "RELEASE_LOST",
     "TIME_LIMIT",
@@ -94,11 +101,16 @@ class Returning(Enum):
     RUN = "run"  # the whole run, after the write
 
 
+#: the run's fields in a REF (a :class:`~podflow.models.RunRef`)
+REF_FIELDS = ("run_id", "attempt", "mode", "message_id", "current_message_id")
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """The history entry a write appends: {status, at: now, attempt, reason}."""
+    """The history entry a write appends: {status, at: now, attempt, reason}
+    (``status`` a Field for a write that keeps the run's status)."""
 
-    status: Lit
+    status: Lit | Field
     attempt: Field | Inc
     reason: Param | Case
 
@@ -144,7 +156,8 @@ class Write:
             kinds.update((p.name, p.kind) for p in params_of(part))
         object.__setattr__(self, "_kinds", tuple(kinds.items()))
         reads: list[str] = []
-        for expr in [*self.sets.values(), *((self.entry.attempt, self.entry.reason) if self.entry else ())]:
+        entry = (self.entry.status, self.entry.attempt, self.entry.reason) if self.entry else ()
+        for expr in [*self.sets.values(), *entry]:
             reads += fields_of(expr)
         object.__setattr__(self, "_reads", tuple(dict.fromkeys(reads)))
 
@@ -280,12 +293,51 @@ RELEASE_LOST = Write(
     name="release_lost",
     sources=_from(RunStatus.STARTED, RunStatus.STARTED),
     target=RunStatus.STARTED,
-    guard=And((Lt("heartbeat_at", Param("cutoff", "time")), _CAN_RETRY)),
-    # heartbeat_at = now: the next sweep waits a full timeout before sending it again
+    # a released run is no one's to lose: it waits for its message (the sweep's
+    # lost-message check looks after that), so it is released once per loss
+    guard=And((Truthy("released", False), Lt("heartbeat_at", Param("cutoff", "time")), _CAN_RETRY)),
+    # heartbeat_at = now: when it was released, which the lost-message check's grace counts from
     sets={"released": Lit(True), "heartbeat_at": _NOW, "updated_at": _NOW},
     entry=Entry(_STARTED, Field("attempt"), Param("reason")),
     returning=Returning.REF,
     bulk=True,
+)
+
+#: a run waiting for the broker to deliver its current message: PENDING and out of
+#: the outbox (its send was confirmed), or STARTED and released (no attempt holds it)
+_WAITING: dict[RunStatus, Cond] = {
+    RunStatus.PENDING: Eq("outbox_at", Lit(None)),
+    RunStatus.STARTED: Truthy("released"),
+}
+#: ... and since when (the confirmed send, the release): what ``list_awaiting`` orders
+#: and pages by, on the sweep's own partial index of each status
+AWAITING_SINCE = {RunStatus.PENDING: "enqueued_at", RunStatus.STARTED: "heartbeat_at"}
+
+#: the runs of each status waiting for their message since before ``cutoff``: what
+#: the sweep asks the broker about (``Store.list_awaiting``)
+AWAITING: dict[RunStatus, Cond] = {
+    status: And((Eq("status", Lit(str(status))), waiting, Lt(AWAITING_SINCE[status], Param("cutoff", "time"))))
+    for status, waiting in _WAITING.items()
+}
+
+REDISPATCH = Write(
+    name="redispatch",
+    sources=tuple(_WAITING),
+    target=None,
+    guard=Or(tuple(And((Eq("status", Lit(str(status))), waiting)) for status, waiting in _WAITING.items())),
+    # back in the outbox under the new id, recorded before it is sent: a crash in
+    # between leaves a run whose current message the broker does not hold, which the
+    # sweep finds again (and the outbox rule re-sends a PENDING one); enqueued_at is
+    # set again when the send is confirmed, so expiry counts from the new message
+    sets={
+        "current_message_id": Param("message_id"),
+        "outbox_at": _NOW,
+        "enqueued_at": Lit(None),
+        "enqueue_error": Lit(None),
+        "updated_at": _NOW,
+    },
+    entry=Entry(Field("status"), Field("attempt"), Param("reason")),
+    returning=Returning.NOTHING,
 )
 
 HEARTBEAT = Write(
@@ -318,6 +370,7 @@ WRITES: tuple[Write, ...] = (
     WORKER_LOST,
     RELEASE_LOST,
     EXPIRED,
+    REDISPATCH,
     HEARTBEAT,
     PROGRESS,
 )

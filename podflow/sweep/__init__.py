@@ -1,26 +1,37 @@
 """The sweep: what crashes, lost messages and forgotten runs leave behind.
 
-Rules, in order, each an index-backed bulk store operation looped over
-batches, so its cost follows the number of matching runs:
+Rules, in order, each an index-backed store operation looped over batches, so
+its cost follows the number of matching runs:
 
-1. ``time_limit``  STARTED longer than PODFLOW_TIME_LIMIT since ``started_at``
+1. ``time_limit``   STARTED longer than PODFLOW_TIME_LIMIT since ``started_at``
    → FAILURE ``time_limit`` (fencing rejects any late write of that attempt);
-2. ``worker_lost`` heartbeat older than PODFLOW_HEARTBEAT_TIMEOUT, no attempts
-   left → FAILURE ``worker_lost``;
-3. ``redispatched`` heartbeat stale, attempts left → released and sent again
-   under a new message id (dispatch rule);
-4. ``enqueued``    PENDING, start requested more than ``outbox_grace_s`` ago and
+2. ``worker_lost``  held by an attempt silent past PODFLOW_HEARTBEAT_TIMEOUT, no
+   attempts left → FAILURE ``worker_lost``;
+3. ``redispatched`` held by an attempt silent that long, attempts left →
+   released, once per loss (history ``lost: heartbeat stale``): any delivery of
+   the run may claim it now. First the broker is asked to hand the messages of
+   the workers it counts dead back to their queue (on Redis, Dramatiq's own
+   maintenance, run now instead of by chance), so the lost worker's message
+   delivers the run again, once, after the runs queued ahead of it;
+4. ``enqueued``     PENDING, start requested more than ``outbox_grace_s`` ago and
    never confirmed (the broker was down, or the API died between insert and
-   send) → sent, marked enqueued (dispatch rule). The grace keeps the sweep
-   from racing a submit that is still sending;
-5. ``requeued``    PENDING, enqueued more than PODFLOW_HEARTBEAT_TIMEOUT ago,
-   while the broker holds no message of the queue at all (ready, delayed or
-   fetched): the message was lost (a broker restarted without persistence, a
-   dead-lettered message) → sent again (dispatch rule; Redis only, as
-   RabbitMQ does not count unacknowledged messages);
-6. ``expired``     PENDING, enqueued but not started within
-   PODFLOW_PENDING_TIMEOUT → FAILURE ``expired``;
-7. ``checkpoints`` checkpoint directories (``PODFLOW_DATA_DIR/checkpoints/``)
+   send) → sent and marked enqueued; only marked if the broker already holds its
+   message. The grace keeps the sweep from racing a submit that is still sending;
+5. ``requeued``     waiting for its message -- PENDING and enqueued, or STARTED
+   and released, for longer than PODFLOW_HEARTBEAT_TIMEOUT, or released by rule 3
+   just now -- while the broker holds that message nowhere (not ready, not
+   delayed for a retry, not fetched by a live or dead worker: Redis restarted
+   without persistence, a flushed or dead-lettered message) → sent again under
+   a new message id, recorded first (history ``re-sent: ...``). Decided per run,
+   whatever else is queued, with one broker read per sweep
+   (:meth:`~podflow.dispatch.Dispatcher.missing`). A run whose message is still
+   held is left alone however long it waits: a backlog is not a loss, and a
+   retry's backoff is the retry's;
+6. ``expired``      PENDING, its message enqueued but not started within
+   PODFLOW_PENDING_TIMEOUT → FAILURE ``expired`` (a re-sent run counts from its
+   new message). Skipped by a sweep that could not ask the broker about lost
+   messages: a run may be lost there, not stuck, and rule 5 comes first.
+7. ``checkpoints``  checkpoint directories (``PODFLOW_DATA_DIR/checkpoints/``)
    of runs that are gone, SUCCESS (left by a crash after the finish), or
    FAILURE/REVOKED for longer than PODFLOW_CHECKPOINT_TTL → removed. A file
    rule, not a store write: one directory listing and a run read per run that
@@ -28,7 +39,11 @@ batches, so its cost follows the number of matching runs:
 
 Without a dispatcher only the failing rules (1, 2, 6) and 7 run: that is what a
 scheduler process does in thread mode, where the API process dispatches.
-Dispatch rules only send runs of the dispatcher's own mode.
+Dispatch rules only send runs of the dispatcher's own mode. Where the broker
+cannot be asked about one message (RabbitMQ: ``missing`` is None), rule 5 sends
+nothing: RabbitMQ keeps durable queues over a restart and redelivers a dead
+consumer's messages itself, and a run whose message was purged there ends
+``expired`` (PENDING) or ``time_limit`` (released).
 
 "Stale" is the store's own ``heartbeat_timeout_s`` (PODFLOW_HEARTBEAT_TIMEOUT),
 the one that also lets a redelivered message re-claim a silent run: the sweep
@@ -43,6 +58,7 @@ from sweeping at the same moment with a short store lease. Time is the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sized
 from dataclasses import asdict, dataclass
@@ -52,23 +68,25 @@ from typing import TYPE_CHECKING
 
 from ..checkpoints import is_removable, remove_checkpoints
 from ..dispatch import Dispatcher
-from ..dispatch.outbox import deliver, redispatch
+from ..dispatch.outbox import deliver, resend
 from ..errors import BrokerUnavailable
-from ..logs import run_fields
-from ..models import ErrorInfo
+from ..models import ErrorInfo, RunRef
 from ..paths import checkpoint_runs
+from ..states import RunStatus
 from ..store.base import DEFAULT_BATCH, Store
 from ..timeutil import seconds
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["SWEEP_LEASE", "SweepPolicy", "SweepReport", "locked_sweep", "sweep"]
+__all__ = ["RESENT_REASON", "SWEEP_LEASE", "SweepPolicy", "SweepReport", "locked_sweep", "sweep"]
 
 log = logging.getLogger(__name__)
 
 #: the store lease that serializes schedulers
 SWEEP_LEASE = "sweep"
+#: the history reason of a run sent again because the broker lost its message
+RESENT_REASON = "re-sent: the broker no longer held its message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,15 +175,19 @@ def sweep(store: Store, *, now: datetime, policy: SweepPolicy, dispatcher: Dispa
         ErrorInfo(type="worker_lost", message=f"no heartbeat for {heartbeat_timeout_s:g} s, no attempts left"),
         heartbeat_before=stale,
     )
+    checked = True  # whether every run waiting for a message could be looked up
     if dispatcher is not None:
-        _redispatch_lost(store, dispatcher, now=now, stale=stale, policy=policy, report=report)
+        released = _release_lost(store, dispatcher, now=now, stale=stale, policy=policy, report=report)
         _send_outbox(store, dispatcher, now=now, policy=policy, report=report)
-        _requeue_orphans(store, dispatcher, now=now, policy=policy, report=report)
-    report.expired = fail_all(
-        store.fail_pending_enqueued_before,
-        ErrorInfo(type="expired", message=f"not started within {policy.pending_timeout_s:g} s"),
-        enqueued_before=now - seconds(policy.pending_timeout_s),
-    )
+        checked = _resend_lost(store, dispatcher, released, now=now, policy=policy, report=report)
+    if checked:
+        report.expired = fail_all(
+            store.fail_pending_enqueued_before,
+            ErrorInfo(type="expired", message=f"not started within {policy.pending_timeout_s:g} s"),
+            enqueued_before=now - seconds(policy.pending_timeout_s),
+        )
+    else:
+        log.warning("sweep: expiry skipped: the broker could not be asked which messages it lost")
     report.checkpoints = _expire_checkpoints(store, now=now, policy=policy)
     # for /metrics and the dashboard: sweeps counted, and when the last one ran
     store.record_sweep(report.as_dict(), now=now)
@@ -174,39 +196,43 @@ def sweep(store: Store, *, now: datetime, policy: SweepPolicy, dispatcher: Dispa
     return report
 
 
-def _redispatch_lost(
+def _release_lost(
     store: Store, dispatcher: Dispatcher, *, now: datetime, stale: datetime, policy: SweepPolicy, report: SweepReport
-) -> None:
-    # each call releases what it returns (heartbeat_at = now), so batches advance
+) -> list[RunRef]:
+    """Rule 3: release the runs of silent attempts; the ones of the dispatcher's mode."""
+    try:  # the dead workers' messages back on the queue first: they deliver the runs released now
+        dispatcher.requeue_orphans()
+    except BrokerUnavailable as exc:
+        log.warning("sweep: cannot requeue the messages of dead workers: %s", exc)
+    released: list[RunRef] = []
+    # each call releases what it returns, and a released run is never released again
     while True:
         refs = store.release_lost(heartbeat_before=stale, now=now, limit=policy.batch)
-        for ref in refs:
-            if ref.mode != dispatcher.mode:
-                continue  # its own mode's sweep sends it once it is stale again
-            try:
-                redispatch(dispatcher, ref.run_id)
-                report.redispatched += 1
-            except BrokerUnavailable as exc:
-                # released but unsent: the next sweep after a heartbeat timeout re-sends it
-                about = run_fields(ref.run_id, attempt=ref.attempt)
-                log.warning("run %s: redispatch failed: %s", ref.run_id, exc, extra=about)
-                report.send_errors += 1
+        released += [ref for ref in refs if ref.mode == dispatcher.mode]
         if len(refs) < policy.batch:
-            return
+            break
+    report.redispatched = len(released)
+    return released
 
 
 def _send_outbox(
     store: Store, dispatcher: Dispatcher, *, now: datetime, policy: SweepPolicy, report: SweepReport
 ) -> None:
+    """Rule 4: send what the outbox holds, unless the broker holds it already."""
     requested_before = now - seconds(policy.outbox_grace_s)
     while True:
         refs = store.list_outbox(requested_before=requested_before, limit=policy.batch)
+        mine = [ref for ref in refs if ref.mode == dispatcher.mode]
+        held: set[str] = set()
+        if mine and dispatcher.durable:  # sent before, but the enqueue was never marked?
+            with contextlib.suppress(BrokerUnavailable):  # then the send fails too, and says so
+                missing = dispatcher.missing(mine)
+                held = set() if missing is None else {ref.run_id for ref in mine} - missing
         progressed = False
-        for ref in refs:
-            if ref.mode != dispatcher.mode:
-                continue
-            error = deliver(store, dispatcher, ref.run_id, ref.message_id, now=now)
-            if error is not None:
+        for ref in mine:
+            if ref.run_id in held:
+                store.mark_enqueued(ref.run_id, now=now)
+            elif deliver(store, dispatcher, ref.run_id, ref.current_message_id or ref.message_id, now=now):
                 report.send_errors += 1
                 return  # the broker is down: leave the rest for the next sweep
             report.enqueued += 1
@@ -217,32 +243,49 @@ def _send_outbox(
             return
 
 
-def _requeue_orphans(
-    store: Store, dispatcher: Dispatcher, *, now: datetime, policy: SweepPolicy, report: SweepReport
-) -> None:
-    """PENDING runs enqueued long ago while the broker holds no message at all
-    for the queue: their message was lost (a broker restarted without
-    persistence, a dead-lettered message), so send them again. One batch per
-    sweep: the re-sent messages fill the queue, and the rule waits until it is
-    empty again. ``enqueued_at`` is left alone, so expiry still counts from the
-    first enqueue."""
+def _resend_lost(
+    store: Store,
+    dispatcher: Dispatcher,
+    released: list[RunRef],
+    *,
+    now: datetime,
+    policy: SweepPolicy,
+    report: SweepReport,
+) -> bool:
+    """Rule 5: re-send the runs waiting for a message the broker no longer holds.
+    False when the broker could not be asked (or refused a send)."""
+    candidates = {ref.run_id: ref for ref in released}
+    waiting_since = now - seconds(store.heartbeat_timeout_s)
+    for status in (RunStatus.PENDING, RunStatus.STARTED):  # the store read in pages; the broker asked once
+        after: tuple[datetime, str] | None = None
+        while True:
+            page = store.list_awaiting(status=status, before=waiting_since, after=after, limit=policy.batch)
+            candidates.update((ref.run_id, ref) for ref in page if ref.mode == dispatcher.mode)
+            if len(page) < policy.batch:
+                break
+            last = page[-1]
+            assert last.waiting_since is not None  # list_awaiting sets it
+            after = (last.waiting_since, last.run_id)
+    if not candidates:
+        return True
     try:
-        if not dispatcher.holds_nothing(now=now):
-            return
+        missing = dispatcher.missing(list(candidates.values()))
     except BrokerUnavailable as exc:  # nothing was sent; the next sweep looks again
-        log.warning("sweep: cannot inspect the broker for lost messages: %s", exc)
-        return
-    refs = store.list_enqueued(enqueued_before=now - seconds(store.heartbeat_timeout_s), limit=policy.batch)
-    for ref in refs:
-        if ref.mode != dispatcher.mode:
-            continue
-        try:
-            redispatch(dispatcher, ref.run_id)
-        except BrokerUnavailable as exc:
-            log.warning("run %s: re-sending a lost message failed: %s", ref.run_id, exc, extra=run_fields(ref.run_id))
+        log.warning("sweep: cannot ask the broker for lost messages: %s", exc)
+        return False
+    if missing is None:  # the broker cannot tell (RabbitMQ): it keeps and redelivers its messages itself
+        return True
+    for ref in candidates.values():
+        if ref.run_id not in missing:
+            continue  # still held: ready, delayed or fetched; its delivery comes
+        outcome = resend(store, dispatcher, ref.run_id, now=now, reason=RESENT_REASON)
+        if outcome == "unsent":  # recorded, in the outbox: the next sweep sends it
             report.send_errors += 1
-            return
-        report.requeued += 1
+            return False
+        if outcome == "sent":
+            log.debug("run %s: re-sent: the broker no longer held message %s", ref.run_id, ref.current_message_id)
+            report.requeued += 1
+    return True
 
 
 def _expire_checkpoints(store: Store, *, now: datetime, policy: SweepPolicy) -> int:

@@ -137,7 +137,7 @@ def build_sweeper(settings: Settings, *, role: str = "scheduler") -> Sweeper:
     queue mode, without one in thread mode. Opens nothing yet."""
     dispatcher = None
     if settings.mode == "queue":
-        dispatcher = QueueDispatcher(broker=build_broker(settings, role=role))
+        dispatcher = QueueDispatcher(broker=build_broker(settings, role=role), queue_name=settings.queue_name)
     else:
         log.info("PODFLOW_MODE=thread: the API process dispatches runs; sweeps here only fail what is overdue")
     return Sweeper(

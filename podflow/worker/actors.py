@@ -4,10 +4,17 @@ Importing this module runs the start-up sequence (:func:`podflow.boot.boot`:
 an invalid setting, or generator, prints one line and exits 78, so systemd
 does not restart-loop), builds the
 broker, makes it Dramatiq's global broker and declares ``generate_podcast``
-on the ``podcast`` queue. It opens nothing: Dramatiq forks or spawns worker
+on PODFLOW_QUEUE (``podcast``). It opens nothing: Dramatiq forks or spawns worker
 processes, and each opens its own store and heartbeat thread
-(:class:`WorkerResources`, on ``after_process_boot`` or at the first message)
-and closes them after the worker shut down.
+(:class:`WorkerResources`, on ``after_process_boot`` or at the first message),
+names itself in the broker's heartbeats with its store's id, and after the worker
+shut down closes them and leaves the heartbeats (a clean stop is no dead worker).
+
+A delivery of another store's message is put back for that store's workers; a
+deferred one (the run's own message while an attempt that may be dead holds the
+run) is put back until the claim can tell (:mod:`podflow.worker.deliveries`). A
+run released because the worker stops is retried with ``dramatiq.Retry``, so
+Dramatiq logs no traceback for what is no error.
 
 ``podflow worker`` runs ``dramatiq podflow.actors`` with PODFLOW_WORKER_PROCESSES
 processes of PODFLOW_CONCURRENCY threads (see ``podflow/cli/worker.py``). With
@@ -22,6 +29,7 @@ import threading
 from typing import Any
 
 import dramatiq
+from dramatiq.errors import Retry as DramatiqRetry
 from dramatiq.middleware import CurrentMessage, Middleware, TimeLimitExceeded
 from dramatiq.results import Results
 
@@ -31,12 +39,14 @@ from ..errors import SoftTimeLimitExceeded, WorkerShutdown
 from ..generation.base import Generator
 from ..generation.loader import load_generator
 from ..heartbeat import HeartbeatMonitor
-from ..retry import MAX_MESSAGE_RETRIES, RESUME_DELAY_MS, RESUMED
-from ..runner import Outcome, Runner, build_runner
+from ..retry import CONNECTION_ERRORS, MAX_MESSAGE_RETRIES, RESUME_DELAY_MS, RESUMED
+from ..runner import SHUTDOWN_REASON, Outcome, Runner, build_runner
 from ..settings import Settings
 from ..states import is_terminal
 from ..store import open_store
-from .broker import ACTOR_NAME, QUEUE_NAME, build_broker
+from .broker import ACTOR_NAME, STORE_OPTION, build_broker, client_id
+from .deliveries import FOREIGN_DELAY_S, ForeignStores, put_back
+from .messages import is_redis, leave_heartbeats
 
 __all__ = ["WorkerResources", "broker", "generate_podcast", "resources", "settings"]
 
@@ -56,6 +66,7 @@ class WorkerResources(Middleware):
     def __init__(self, *, settings: Settings, generator: Generator) -> None:
         self.settings = settings
         self.generator = generator
+        self.foreign = ForeignStores()
         self._lock = threading.Lock()
         self._runner: Runner | None = None
 
@@ -93,18 +104,38 @@ class WorkerResources(Middleware):
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         try:
-            self.runner()
+            runner = self.runner()
         except Exception as exc:  # retried by the first message
             log.warning("store not available at boot: %s", exc)
+            return
+        if is_redis(broker):  # before the first call to the broker: the id names its acks sets
+            broker.broker_id = client_id("worker", store_id=runner.store.store_id, queue=self.settings.queue_name)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self._runner is not None:
             count = self._runner.monitor.interrupt_all(WorkerShutdown, "the worker is shutting down")
             if count:
-                log.info("shutdown: interrupting %d running generation(s); they will be retried", count)
+                log.info("shutdown: interrupting %d running generation(s); another worker continues them", count)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.close()
+        if not is_redis(broker):
+            return
+        try:  # the consumers are closed: no further call re-adds this worker
+            if not leave_heartbeats(broker):
+                log.warning("shutdown: messages still held unacknowledged; left for the broker to hand on")
+        except CONNECTION_ERRORS as exc:
+            log.warning("shutdown: could not leave the broker's heartbeats: %s", exc)
+
+    def foreign_owner(self, message: Any) -> str | None:
+        """The store ``message`` belongs to, if that is not this worker's (a message
+        naming no store, from an older podflow, is this worker's)."""
+        theirs = message.options.get(STORE_OPTION)
+        ours = self.runner().store.store_id
+        if not theirs or theirs == ours:
+            return None
+        self.foreign.seen(message.message_id, theirs=theirs, ours=ours, queue=self.settings.queue_name)
+        return str(theirs)
 
 
 # Dramatiq configures the worker processes' logging; podflow sets only its level
@@ -135,7 +166,7 @@ def _publish(run_id: str, outcome: Outcome) -> dict[str, Any]:
     if _results is not None and current is not None and outcome.status and is_terminal(outcome.status):
         run = resources.runner().store.get_run(run_id)
         if run is not None and run.message_id and run.message_id != current.message_id:
-            first = QueueDispatcher(broker=broker).message(run_id, run.message_id)
+            first = QueueDispatcher(broker=broker, queue_name=settings.queue_name).message(run_id, run.message_id)
             _results.backend.store_result(first, summary, _results.result_ttl)
     return summary
 
@@ -153,17 +184,26 @@ if _results is not None:  # the option exists only with the Results middleware
 _RESUMED: tuple[type[BaseException], ...] = (*RESUMED, TimeLimitExceeded)
 
 
-@dramatiq.actor(actor_name=ACTOR_NAME, queue_name=QUEUE_NAME, broker=broker, **_options)
-def generate_podcast(run_id: str) -> dict[str, Any]:
+@dramatiq.actor(actor_name=ACTOR_NAME, queue_name=settings.queue_name, broker=broker, **_options)
+def generate_podcast(run_id: str) -> dict[str, Any] | None:
     """Execute one delivery of ``run_id`` (see :class:`podflow.runner.Runner`).
 
     Raises:
       dramatiq.Retry: the run was released without failing (a shutdown, or the
         soft time limit after new checkpoints): Dramatiq sends it again now,
-        not after the backoff the Retries middleware keeps for failures.
+        not after the backoff the Retries middleware keeps for failures, and
+        the worker logs no traceback.
     """
+    message = CurrentMessage.get_current_message()
+    if message is not None and resources.foreign_owner(message) is not None:
+        put_back(broker, message, delay_s=FOREIGN_DELAY_S)  # checked before any claim
+        return None
     try:
-        outcome = resources.runner().execute(run_id)
-    except _RESUMED as exc:
-        raise dramatiq.Retry(f"run {run_id} released ({type(exc).__name__}): resuming", delay=RESUME_DELAY_MS) from exc
+        outcome = resources.runner().execute(run_id, message_id=None if message is None else message.message_id)
+    except _RESUMED as exc:  # released, and said so: a retry now, not an error with a traceback
+        why = SHUTDOWN_REASON if isinstance(exc, WorkerShutdown) else f"released ({type(exc).__name__}): resuming"
+        raise DramatiqRetry(f"run {run_id} {why}", delay=RESUME_DELAY_MS) from exc
+    if outcome.kind == "deferred" and message is not None and outcome.retry_in_s is not None:
+        put_back(broker, message, delay_s=outcome.retry_in_s)
+        return None
     return _publish(run_id, outcome)

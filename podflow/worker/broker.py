@@ -28,8 +28,16 @@ messages opens nothing it does not need.
 
 On Redis every process that talks to the broker, sender or worker, appears in
 Dramatiq's ``__heartbeats__`` set under its ``broker_id``. podflow names it
-``<role>@<host>:<pid>:<random>`` (:func:`client_id`), so ``podflow status``
-can tell workers from API and scheduler processes and say where each runs.
+``<role>@<host>:<pid>:<random>`` (:func:`client_id`), and a worker adds
+``:<store id>:<queue>`` once it has opened its store, so ``podflow status`` can
+tell workers from API and scheduler processes, say where each runs, and which
+store each works for. The Redis broker is podflow's :class:`~podflow.worker.messages.RedisBroker`
+(a message kept under its own id, so the sweep can ask for it), with Dramatiq's
+worker heartbeat timeout from :attr:`Settings.broker_heartbeat_timeout_s`.
+
+Every message names the store its run belongs to in its options
+(:data:`STORE_OPTION`): a worker of another store puts it back instead of
+dropping it (two deployments on one queue).
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 import redis
 from dramatiq.errors import BrokerConnectionError
-from dramatiq.errors import Retry as RetryMessage
+from dramatiq.errors import Retry as DramatiqRetry
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -64,6 +72,7 @@ from redis.retry import Retry
 from ..errors import BrokerUnavailable
 from ..logs import bind_run, unbind_run
 from ..retry import CONNECTION_ERRORS, MAX_MESSAGE_RETRIES, should_retry
+from .messages import RedisBroker
 from .prefetch import QueuePrefetch
 
 if TYPE_CHECKING:
@@ -72,6 +81,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTOR_NAME",
     "QUEUE_NAME",
+    "STORE_OPTION",
     "ClientId",
     "RunLogContext",
     "broker_errors",
@@ -84,9 +94,11 @@ __all__ = [
     "retry_when",
 ]
 
-#: the queue and actor every podcast run goes through
+#: the actor every podcast run goes through, and its queue unless PODFLOW_QUEUE says otherwise
 QUEUE_NAME = "podcast"
 ACTOR_NAME = "generate_podcast"
+#: the message option naming the store the run belongs to (``Store.store_id``)
+STORE_OPTION = "podflow_store"
 
 #: Dramatiq's connection errors, besides the clients' (podflow.retry); all are
 #: turned into BrokerUnavailable by :func:`broker_errors`
@@ -96,10 +108,10 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, Broke
 def retry_when(retries: int, exc: BaseException) -> bool:
     """Dramatiq's ``retry_when``: podflow's policy (:func:`podflow.retry.should_retry`:
     transient failures and worker shutdowns, whose run was released first), plus
-    Dramatiq's own connection errors and ``Shutdown``, and ``Retry``, which
-    ``generate_podcast`` raises for a run released to resume at once; at most
+    Dramatiq's own connection errors, ``Shutdown`` and ``Retry`` (what the actor
+    raises for a released run, so the worker logs no traceback); at most
     :data:`~podflow.retry.MAX_MESSAGE_RETRIES` times."""
-    dramatiqs_own = retries < MAX_MESSAGE_RETRIES and isinstance(exc, BrokerConnectionError | Shutdown | RetryMessage)
+    dramatiqs_own = retries < MAX_MESSAGE_RETRIES and isinstance(exc, BrokerConnectionError | Shutdown | DramatiqRetry)
     return should_retry(retries, exc) or dramatiqs_own
 
 
@@ -168,34 +180,41 @@ def _middleware(settings: Settings) -> list[Middleware]:
 _UNSAFE_HOST_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def client_id(role: str) -> str:
-    """A broker id naming this process: ``<role>@<host>:<pid>:<random>``.
+def client_id(role: str, *, store_id: str | None = None, queue: str | None = None) -> str:
+    """A broker id naming this process: ``<role>@<host>:<pid>:<random>``, and
+    ``:<store_id>:<queue>`` for a worker that knows them.
 
     Dramatiq uses it in Redis key names and in a ``KEYS`` pattern during
-    maintenance, so the host is reduced to characters that are never special.
+    maintenance, so the host is reduced to characters that are never special
+    (store ids are hex; queue names, letters, digits, ``_.-``).
     """
     host = _UNSAFE_HOST_CHARS.sub("-", socket.gethostname()) or "localhost"
-    return f"{role}@{host}:{os.getpid()}:{secrets.token_hex(4)}"
+    ident = f"{role}@{host}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{ident}:{store_id}:{queue or QUEUE_NAME}" if store_id else ident
 
 
 @dataclass(frozen=True, slots=True)
 class ClientId:
     """What a broker id says about its process (role, host and pid are None
-    for an id podflow did not make, e.g. a plain Dramatiq worker's uuid)."""
+    for an id podflow did not make, e.g. a plain Dramatiq worker's uuid; store_id
+    and queue are None for a sender, or a worker that could not open its store)."""
 
     id: str
     role: str | None = None
     host: str | None = None
     pid: int | None = None
+    store_id: str | None = None
+    queue: str | None = None
 
 
 def parse_client_id(value: str) -> ClientId:
     """The inverse of :func:`client_id`; never fails."""
     role, at, rest = value.partition("@")
-    parts = rest.rsplit(":", 2)
-    if not at or len(parts) != 3 or not parts[1].isdigit():
+    parts = rest.split(":")
+    if not at or len(parts) not in (3, 5) or not parts[1].isdigit():
         return ClientId(value)
-    return ClientId(value, role=role, host=parts[0], pid=int(parts[1]))
+    store_id, queue = (parts[3], parts[4]) if len(parts) == 5 else (None, None)
+    return ClientId(value, role=role, host=parts[0], pid=int(parts[1]), store_id=store_id, queue=queue)
 
 
 def build_broker(settings: Settings, *, role: str = "client") -> dramatiq.Broker:
@@ -212,8 +231,6 @@ def build_broker(settings: Settings, *, role: str = "client") -> dramatiq.Broker
         # confirm_delivery: an enqueue returns only once RabbitMQ has the
         # message, so marking the run enqueued afterwards is the truth
         return RabbitmqBroker(url=url, confirm_delivery=True, middleware=_middleware(settings))
-    from dramatiq.brokers.redis import RedisBroker
-
     # a few quick reconnects, then fail: a submit with the broker down should
     # report it within a second or two, not after redis-py's ten retries
     # and a bounded connect, so a host that drops packets cannot hold a thread
@@ -224,7 +241,11 @@ def build_broker(settings: Settings, *, role: str = "client") -> dramatiq.Broker
         socket_connect_timeout=5,
         socket_keepalive=True,
     )
-    broker = RedisBroker(client=client, middleware=_middleware(settings))
+    broker = RedisBroker(
+        client=client,
+        middleware=_middleware(settings),
+        heartbeat_timeout=int(settings.broker_heartbeat_timeout_s * 1000),
+    )
     broker.broker_id = client_id(role)
     if role == "worker":
         from .presence import WorkerPresence

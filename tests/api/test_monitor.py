@@ -79,6 +79,7 @@ def test_the_overview_shows_runs_queues_and_the_last_hour(api: Api) -> None:
     assert set(body) == {
         "at",
         "mode",
+        "store_id",
         "totals",
         "oldest_pending_age_s",
         "finished_per_minute",
@@ -92,6 +93,8 @@ def test_the_overview_shows_runs_queues_and_the_last_hour(api: Api) -> None:
     assert body["mode"] == "queue" and body["totals"]["PENDING"] == 1 and body["oldest_pending_age_s"] >= 0
     assert body["queues"] == [{"name": "podcast", "ready": 1, "delayed": 0, "dead": 0, "unacked": 0}]
     assert body["workers"] == [] and body["broker"]["kind"] == "redis"
+    assert body["broker"]["queue"] == "podcast" and body["broker"]["foreign_stores"] == []
+    assert body["store_id"] == api.store.store_id
     assert len(body["finished_per_minute"]) == 60
     assert body["last_sweep"] == {
         "at": None,

@@ -58,9 +58,12 @@ def test_the_sweep_touches_exactly_the_staged_stale_runs(filled, store: SqliteSt
     for stale in (STALE, 10, 0):
         expected = filled.stage(stale)
         assert sum(expected.values()) == stale
-        report = sweep(store, now=T0, policy=POLICY, dispatcher=FakeDispatcher())
-        assert {kind: getattr(report, kind) for kind in STALE_KINDS} == expected
-        assert sweep(store, now=T0, policy=POLICY, dispatcher=FakeDispatcher()).total == 0
+        broker = FakeDispatcher()
+        broker.held = {message_id for _, message_id in filled.held(stale)}
+        assert None not in broker.held and len(broker.held) == 2 * stale // len(STALE_KINDS)
+        report = sweep(store, now=T0, policy=POLICY, dispatcher=broker)
+        assert {kind: getattr(report, kind) for kind in STALE_KINDS} == expected and report.requeued == 0
+        assert sweep(store, now=T0, policy=POLICY, dispatcher=broker).total == 0
         assert sum(store.count_by_status().values()) == TOTAL
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from podflow.cli import main
 from podflow.dispatch.queue import QueueDispatcher
@@ -16,7 +17,7 @@ from podflow.models import Run
 from podflow.paths import checkpoint_dir
 from podflow.settings import load_settings
 from podflow.store.sqlite import SqliteStore
-from podflow.timeutil import utcnow
+from podflow.timeutil import to_ms, utcnow
 from podflow.worker.broker import QUEUE_NAME, build_broker
 from tests.execution import WorkerProcess, request, wait_for, worker_env
 from tests.servers import free_port
@@ -70,8 +71,11 @@ def test_status_shows_a_live_worker_with_its_host_and_pid(
         assert seen["role"] == "worker" and seen["alive"] and seen["last_seen_s"] < 5
         assert seen["pid"] != worker.proc.pid  # a worker process, not Dramatiq's main process
         assert f"[PID {seen['pid']}]" in worker.log()
+        assert seen["store_id"] == report["store"]["store_id"] and seen["queue"] == "podcast"
+        assert report["broker"]["foreign_stores"] == []
         assert main(["status"]) == 0
-        assert f"pid {seen['pid']}" in capsys.readouterr().out
+        text = capsys.readouterr().out
+        assert f"pid {seen['pid']} store {seen['store_id']}" in text and "ANOTHER STORE" not in text
         # the worker command as celery inspect showed a node: its size, from its presence record
         report = wait_for(lambda: (r := status_json(capsys))["broker"]["worker_details"] and r, what="presence")
         [command] = report["broker"]["worker_details"]
@@ -82,7 +86,27 @@ def test_status_shows_a_live_worker_with_its_host_and_pid(
     finally:
         code = worker.stop()
     assert code == 0
-    assert status_json(capsys)["broker"]["worker_details"] == []  # a clean stop removes the record
+    after = status_json(capsys)["broker"]
+    # a clean stop removes the presence record and leaves the heartbeats
+    assert after["worker_details"] == [] and after["workers"] == []
+
+
+def test_status_flags_workers_of_another_store_on_the_same_queue(
+    podflow_env: Callable[..., Path], redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    podflow_env(PODFLOW_BROKER_URL=redis_url)
+    client = redis.Redis.from_url(redis_url)
+    client.zadd("dramatiq:__heartbeats__", {"worker@elsewhere:41:ab:00000000000000aa:podcast": to_ms(utcnow())})
+    client.close()
+    report = status_json(capsys)
+    assert report["broker"]["foreign_stores"] == ["00000000000000aa"]
+    [foreign] = report["broker"]["workers"]
+    assert foreign["store_id"] == "00000000000000aa" and report["store"]["store_id"] != foreign["store_id"]
+    assert main(["status"]) == 0
+    text = capsys.readouterr().out
+    assert "store 00000000000000aa (ANOTHER STORE)" in text
+    assert "MIXED: workers of 1 other store(s) (00000000000000aa) consume queue 'podcast'" in text
+    assert "PODFLOW_QUEUE" in text
 
 
 def test_status_with_the_broker_down_still_shows_the_runs_and_exits_69(

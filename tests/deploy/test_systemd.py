@@ -82,9 +82,11 @@ def test_the_worker_unit_runs_what_podflow_worker_runs_and_outlasts_its_shutdown
     expected = command(settings)[3:]  # after `python -m dramatiq`
     expected[expected.index("--processes") + 1] = "${PODFLOW_WORKER_PROCESSES}"
     expected[expected.index("--threads") + 1] = "${PODFLOW_CONCURRENCY}"
+    expected[expected.index("--queues") + 1] = "${PODFLOW_QUEUE}"
     assert exec_start[1:] == expected
     defaults = dict(item.split("=") for item in one(unit, "Service", "Environment").split())
-    assert set(defaults) == {"PODFLOW_WORKER_PROCESSES", "PODFLOW_CONCURRENCY"}  # the env file may override
+    # the env file may override them
+    assert defaults == {"PODFLOW_WORKER_PROCESSES": "1", "PODFLOW_CONCURRENCY": "4", "PODFLOW_QUEUE": "podcast"}
     assert one(unit, "Service", "KillMode") == "mixed"
     assert seconds(one(unit, "Service", "TimeoutStopSec")) >= SHUTDOWN_TIMEOUT_S + 30
 

@@ -70,12 +70,34 @@ def test_queue_mode_shows_the_queues_and_the_workers(store: Store, broker: drama
     assert view.broker is not None and view.broker.kind == "redis" and view.broker.error is None
     assert [(q.name, q.ready, q.delayed, q.dead, q.unacked) for q in view.queues] == [("podcast", 1, 0, 0, 0)]
     assert [(w.host, w.pid, w.last_seen_s, w.alive) for w in view.workers or []] == [("host-a", 77, 1.0, True)]
+    assert view.store_id == store.store_id and view.broker.foreign_stores == []
     assert view.last_sweep.at is None and view.last_sweep.age_s is None
     # the snapshot's own records, not copies of them
     assert view.queues == inspect_broker(broker, now=T0).queues
     assert view.model_dump(mode="json")["workers"][0] == {
         "id": "worker@host-a:77:ab", "role": "worker", "host": "host-a", "pid": 77, "last_seen_s": 1.0, "alive": True,
+        "store_id": None, "queue": None,
     }  # fmt: skip
+
+
+def test_workers_name_their_store_and_another_store_on_the_queue_is_flagged(
+    store: Store, broker: dramatiq.Broker, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.zadd("dramatiq:__heartbeats__", {
+        f"worker@host-a:77:ab:{store.store_id}:podcast": to_ms(at(-1)),
+        "worker@host-b:78:cd:00000000000000aa:podcast": to_ms(at(-2)),  # another deployment, same queue
+        "worker@host-c:79:ef:00000000000000bb:theirs": to_ms(at(-2)),  # another deployment, its own queue
+        "worker@host-d:80:aa:00000000000000cc:podcast": to_ms(at(-100)),  # gone
+    })  # fmt: skip
+    client.close()
+    view = overview(store, broker, mode="queue", now=T0)
+    assert [(w.host, w.store_id, w.queue) for w in view.workers or []][:3] == [
+        ("host-a", store.store_id, "podcast"),
+        ("host-b", "00000000000000aa", "podcast"),
+        ("host-c", "00000000000000bb", "theirs"),
+    ]
+    assert view.broker is not None and view.broker.foreign_stores == ["00000000000000aa"]
 
 
 def test_a_broker_that_does_not_answer_is_named_not_raised(store: Store) -> None:

@@ -317,6 +317,14 @@ def test_a_released_run_is_claimable_at_once_by_the_next_attempt(store: Store) -
     assert not run.released and run.history[-1].reason == "retry"
 
 
+def test_a_release_that_is_no_failure_records_its_reason_and_no_error(store: Store) -> None:
+    run_id, attempt = started(store, current_message_id="m1")
+    assert store.release(run_id, attempt, error=None, now=at(5), reason="released: the worker stopped")
+    run = store.get_run(run_id)
+    assert run.released and run.error is None and run.history[-1].reason == "released: the worker stopped"
+    assert run.current_message_id == "m1"  # the broker retries the same message
+
+
 def test_heartbeat_many_reports_each_lease(store: Store) -> None:
     alive, a1 = started(store)
     cancelled, c1 = started(store)
@@ -354,7 +362,20 @@ def test_start_is_requested_once_and_confirmed_by_mark_enqueued(store: Store) ->
 
 def test_request_start_keeps_a_message_id_the_run_already_has(store: Store) -> None:
     run, _ = store.create_run(make_run(message_id="first"))
-    assert store.request_start(run.run_id, message_id="second", now=at(1)).message_id == "first"
+    started = store.request_start(run.run_id, message_id="second", now=at(1))
+    assert (started.message_id, started.current_message_id) == ("first", "first")
+
+
+def test_a_started_draft_is_carried_by_its_first_message(store: Store) -> None:
+    run, _ = store.create_run(make_run())
+    started = store.request_start(run.run_id, message_id="msg-1", now=at(1))
+    assert (started.message_id, started.current_message_id) == ("msg-1", "msg-1")
+    [ref] = store.list_outbox(requested_before=at(2))
+    assert (ref.message_id, ref.current_message_id) == ("msg-1", "msg-1")
+
+
+def test_the_store_has_one_identity(store: Store) -> None:
+    assert len(store.store_id) == 16 and int(store.store_id, 16) >= 0
 
 
 def test_a_claim_confirms_an_enqueue_that_was_never_marked(store: Store) -> None:
@@ -382,8 +403,10 @@ def test_lost_runs_are_released_while_attempts_remain_then_failed(store: Store) 
     refs = store.release_lost(heartbeat_before=at(61), now=at(61))
     assert [(r.run_id, r.attempt, r.mode) for r in refs] == [(run_id, 1, "queue")]
     assert store.release_lost(heartbeat_before=at(61), now=at(62)) == []  # heartbeat_at moved to now
+    assert store.release_lost(heartbeat_before=at(500), now=at(500)) == []  # released once per loss
     run = store.get_run(run_id)
     assert run.released and run.heartbeat_at == at(61)
+    assert [h.reason for h in run.history].count("lost: heartbeat stale") == 1
     assert store.claim(run_id, now=at(62)) == 2
     assert store.claim(run_id, now=at(200)) == 3  # lost again
     assert store.release_lost(heartbeat_before=at(400), now=at(400)) == []  # no attempts left
@@ -642,7 +665,56 @@ def test_enqueued_pending_runs_are_listed_oldest_first(store: Store) -> None:
     store.create_run(make_run(at(0)))  # a draft, never enqueued
     claimed, _ = store.create_run(make_run(at(0), enqueued_at=at(1)))
     store.claim(claimed.run_id, now=at(2))
-    refs = store.list_enqueued(enqueued_before=at(50))
-    assert [r.run_id for r in refs] == [older.run_id, old.run_id]
-    assert [r.run_id for r in store.list_enqueued(enqueued_before=at(50), limit=1)] == [older.run_id]
-    assert young.run_id in {r.run_id for r in store.list_enqueued(enqueued_before=at(100))}
+
+    def waiting(before: float, limit: int = 1000) -> list[str]:
+        return [r.run_id for r in store.list_awaiting(status=RunStatus.PENDING, before=at(before), limit=limit)]
+
+    assert waiting(50) == [older.run_id, old.run_id]
+    assert waiting(50, limit=1) == [older.run_id]
+    assert young.run_id in waiting(100)
+
+
+def test_runs_waiting_for_their_message_are_listed_by_status_in_pages(store: Store) -> None:
+    def add(**fields: object) -> str:
+        run, _ = store.create_run(make_run(at(0), **fields))
+        return run.run_id
+
+    # created in one millisecond: the pages turn on run_id
+    pending = {add(enqueued_at=at(5), message_id=f"p{i}", current_message_id=f"c{i}") for i in range(3)}
+    add(enqueued_at=at(5), outbox_at=at(6))  # being sent again: in the outbox
+    add(enqueued_at=at(50))  # enqueued after the cutoff
+    add()  # a draft
+    released, attempt = started(store, at(0), current_message_id="cr")
+    store.release(released, attempt, error=None, now=at(10))
+    held, _ = started(store, at(0))
+    late, late_attempt = started(store, at(0))
+    store.release(late, late_attempt, error=None, now=at(60))  # released after the cutoff
+
+    pages, after = [], None
+    while page := store.list_awaiting(status=RunStatus.PENDING, before=at(20), after=after, limit=2):
+        pages.append(page)
+        after = (page[-1].waiting_since, page[-1].run_id)
+    assert [len(p) for p in pages] == [2, 1]
+    refs = [ref for page in pages for ref in page]
+    assert {r.run_id for r in refs} == pending and len(refs) == 3
+    assert {r.current_message_id for r in refs} == {"c0", "c1", "c2"} and refs[0].waiting_since == at(5)
+    [ref] = store.list_awaiting(status=RunStatus.STARTED, before=at(20))
+    assert (ref.run_id, ref.current_message_id, ref.attempt) == (released, "cr", 1)
+    assert held not in {r.run_id for r in store.list_awaiting(status=RunStatus.STARTED, before=at(100))}
+
+
+def test_a_run_whose_message_was_lost_goes_back_to_the_outbox_under_a_new_id(store: Store) -> None:
+    run, _ = store.create_run(make_run(at(0), enqueued_at=at(1), message_id="m1", current_message_id="m1"))
+    assert store.redispatch(run.run_id, message_id="m2", now=at(30), reason="re-sent: the broker lost its message")
+    again = store.get_run(run.run_id)
+    assert (again.message_id, again.current_message_id) == ("m1", "m2")  # GET /tasks/m1 still finds it
+    assert again.outbox_at == at(30) and again.enqueued_at is None and again.status is RunStatus.PENDING
+    assert again.history[-1].reason == "re-sent: the broker lost its message"
+    assert not store.redispatch(run.run_id, message_id="m3", now=at(31), reason="twice")  # in the outbox now
+    assert [(r.run_id, r.current_message_id) for r in store.list_outbox(requested_before=at(31))] == [
+        (run.run_id, "m2")
+    ]
+    store.mark_enqueued(run.run_id, now=at(32))
+    assert store.get_run(run.run_id).enqueued_at == at(32)  # expiry counts from the new message
+    assert store.claim(run.run_id, now=at(33)) == 1
+    assert not store.redispatch(run.run_id, message_id="m4", now=at(34), reason="claimed")

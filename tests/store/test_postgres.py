@@ -18,7 +18,7 @@ from podflow.store import transitions as t
 from podflow.store.base import RunFilter
 from podflow.store.postgres import MIGRATIONS, PostgresStore
 from podflow.store.postgres.rows import RUN_COLUMNS
-from podflow.store.postgres.runs import LIST_ENQUEUED, LIST_OUTBOX
+from podflow.store.postgres.runs import LIST_OUTBOX
 from podflow.store.postgres.telemetry import FINISHED_PER_MINUTE
 from tests.conftest import T0, at, make_run
 from tests.postgres import scratch_database, truncate
@@ -53,7 +53,7 @@ def _open(url: str, barrier: Any, results: Any) -> None:
     barrier.wait()
     try:
         store = PostgresStore(url, pool_size=1)
-        results.put(store.schema_version())
+        results.put((store.schema_version(), store.store_id))
         store.close()
     except Exception as exc:  # reported to the parent, which fails the test
         results.put(repr(exc))
@@ -70,9 +70,11 @@ def test_processes_starting_at_once_on_a_new_database_migrate_it_exactly_once() 
         outcomes = [results.get(timeout=60) for _ in procs]
         for p in procs:
             p.join(timeout=30)
-        assert outcomes == [len(MIGRATIONS)] * 6
+        assert [version for version, _ in outcomes] == [len(MIGRATIONS)] * 6
+        assert len({store_id for _, store_id in outcomes}) == 1  # one identity, made once
         with psycopg.connect(fresh) as conn:
-            assert conn.execute("SELECT key, value FROM meta").fetchall() == [("schema_version", str(len(MIGRATIONS)))]
+            rows = conn.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+            assert rows == [("schema_version", str(len(MIGRATIONS))), ("store_id", outcomes[0][1])]
 
 
 def test_a_database_from_a_newer_podflow_is_refused(url: str) -> None:
@@ -145,8 +147,13 @@ _SWEEP = {
     for write in (t.TIME_LIMIT, t.WORKER_LOST, t.RELEASE_LOST, t.EXPIRED)
 } | {
     "list_outbox": (LIST_OUTBOX, {"cutoff": at(30), "limit": 1000}),
-    "list_enqueued": (LIST_ENQUEUED, {"cutoff": at(30), "limit": 1000}),
     "finished_per_minute": (FINISHED_PER_MINUTE, {"since": at(3600)}),
+} | {
+    f"list_awaiting:{status}": (
+        sql.page_sql(t.AWAITING[status], t.AWAITING_SINCE[status], sql.POSTGRES),
+        sql.page_params(t.AWAITING[status], sql.POSTGRES, {"cutoff": at(30)}, (T0, ""), 1000),
+    )
+    for status in t.AWAITING
 }
 
 
@@ -201,13 +208,13 @@ def test_a_version_1_database_gets_its_runs_name_keys_from_the_migration() -> No
             run = make_run(episode_name="Ältere Folge")
             from podflow.store.postgres.rows import run_values
 
-            columns = RUN_COLUMNS.replace(" ", "").split(",")
-            conn.execute(
-                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join(f'%({c})s' for c in columns)})", run_values(run)
-            )
+            listed = RUN_COLUMNS.removesuffix(", current_message_id")  # schema 3 added it
+            columns = listed.replace(" ", "").split(",")
+            values = {c: v for c, v in run_values(run).items() if c in columns}
+            conn.execute(f"INSERT INTO runs ({listed}) VALUES ({', '.join(f'%({c})s' for c in columns)})", values)
         store = PostgresStore(url, pool_size=1)
         try:
-            assert store.schema_version() == len(MIGRATIONS) == 2
+            assert store.schema_version() == len(MIGRATIONS) == 3
             assert [r.run_id for r in store.list_runs(where=RunFilter(search="ält")).runs] == [run.run_id]
         finally:
             store.close()

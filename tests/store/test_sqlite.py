@@ -98,8 +98,9 @@ def _version_1_file(path: Path, runs: list) -> None:
     conn = sqlite3.connect(path)
     for statement in MIGRATIONS[0]:
         conn.execute(statement)
+    columns = RUN_COLUMNS.removesuffix(", current_message_id")  # schema 5 added it
     for run in runs:
-        conn.execute(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 26)})", run_values(run))
+        conn.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * 26)})", run_values(run)[:26])
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -115,16 +116,20 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
         [
             make_run(status=RunStatus.SUCCESS, **ended),
             make_run(status=RunStatus.FAILURE, error=ErrorInfo(type="worker_lost", message="m"), **ended),
-            make_run(status=RunStatus.REVOKED, finished_at=at(3)),  # cancelled before it started
-            make_run(episode_name="Ältere Folge"),
+            make_run(status=RunStatus.REVOKED, finished_at=at(3), message_id="m-revoked"),  # cancelled unstarted
+            make_run(message_id="m-pending", enqueued_at=at(1), episode_name="Ältere Folge"),
         ],
     )
     store = SqliteStore(path)
-    assert store.schema_version() == len(MIGRATIONS) == 4
+    assert store.schema_version() == len(MIGRATIONS) == 5
     # schema 4 folded the names of the runs already there: search finds them
     from podflow.store.base import RunFilter
 
     assert [r.episode_name for r in store.list_runs(where=RunFilter(search="ält")).runs] == ["Ältere Folge"]
+    # schema 5: a live run's current message is its first; an ended run's is of no use
+    current = {str(r.status): r.current_message_id for r in store.list_runs().runs if r.message_id}
+    assert current == {"PENDING": "m-pending", "REVOKED": None}
+    assert len(store.store_id) == 16 and SqliteStore(path).store_id == store.store_id  # made once
     stats = store.stats()
     assert stats.created == 4
     assert stats.finished == {RunStatus.SUCCESS: 1, RunStatus.FAILURE: 1, RunStatus.REVOKED: 1}

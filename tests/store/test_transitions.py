@@ -32,15 +32,16 @@ APPLY: dict[str, Apply] = {
     "worker_lost": lambda s, r, a: r in s.fail_lost(heartbeat_before=LATE, error=ERROR, now=LATE),
     "release_lost": lambda s, r, a: r in {ref.run_id for ref in s.release_lost(heartbeat_before=LATE, now=LATE)},
     "expired": lambda s, r, a: r in s.fail_pending_enqueued_before(enqueued_before=LATE, error=ERROR, now=LATE),
+    "redispatch": lambda s, r, a: s.redispatch(r, message_id="msg-new", now=LATE, reason="edge"),
     "heartbeat": lambda s, r, a: s.heartbeat(r, a, now=LATE).owned,
     "progress": lambda s, r, a: s.set_progress(r, a, Progress(stage="edge", percent=50), now=LATE).owned,
 }
 
 
-def prepared(store: Store, status: RunStatus, write: t.Write) -> tuple[str, int]:
+def prepared(store: Store, status: RunStatus, write: t.Write, **fields: object) -> tuple[str, int]:
     """A run in ``status`` that meets every part of ``write``'s precondition but the status:
     started, beating and enqueued at T0 (stale by LATE), attempts left unless the write
-    needs none. Returns the run and its attempt."""
+    needs none, and ``fields``. Returns the run and its attempt."""
     attempt = 0 if status is RunStatus.PENDING else (MAX_ATTEMPTS if write is t.WORKER_LOST else 1)
     run = make_run(
         T0,
@@ -50,6 +51,7 @@ def prepared(store: Store, status: RunStatus, write: t.Write) -> tuple[str, int]
         heartbeat_at=None if status is RunStatus.PENDING else T0,
         enqueued_at=T0,
         finished_at=T0 if status in TERMINAL else None,
+        **fields,
     )
     store.create_run(run)
     return run.run_id, attempt
@@ -98,5 +100,27 @@ def test_fenced_writes_without_a_status_change_only_touch_a_held_started_run(
     assert after is not None and before is not None
     if changed:
         assert after.status is source and after.heartbeat_at == LATE and after.history == before.history
+    else:
+        assert after == before
+
+
+@pytest.mark.parametrize("source", list(RunStatus), ids=str)
+@pytest.mark.parametrize("released", [False, True], ids=["held", "released"])
+@pytest.mark.parametrize("in_outbox", [False, True], ids=["enqueued", "in-outbox"])
+def test_redispatch_only_touches_a_run_waiting_for_its_message(
+    store: Store, source: RunStatus, released: bool, in_outbox: bool
+) -> None:
+    run_id, _ = prepared(store, source, t.REDISPATCH, released=released, outbox_at=T0 if in_outbox else None)
+    before = store.get_run(run_id)
+    changed = APPLY["redispatch"](store, run_id, 1)
+    after = store.get_run(run_id)
+    assert before is not None and after is not None
+    waiting = (source is RunStatus.PENDING and not in_outbox) or (source is RunStatus.STARTED and released)
+    assert changed == waiting
+    if changed:
+        assert after.status is source and after.current_message_id == "msg-new"
+        assert after.outbox_at == LATE and after.enqueued_at is None and after.message_id == before.message_id
+        assert after.history[-1].status is source and after.history[-1].reason == "edge"
+        assert len(after.history) == len(before.history) + 1
     else:
         assert after == before

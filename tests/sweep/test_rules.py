@@ -6,18 +6,18 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from podflow.models import Run
+from podflow.models import ErrorInfo, Run, RunRef
 from podflow.paths import checkpoint_dir
 from podflow.states import RunStatus
 from podflow.store.base import Store
-from podflow.sweep import SweepPolicy, locked_sweep, sweep
+from podflow.sweep import RESENT_REASON, SweepPolicy, locked_sweep, sweep
 from tests.conftest import T0, at, open_test_store
 from tests.execution import FakeDispatcher, request, seed
 
@@ -63,16 +63,55 @@ def test_the_time_limit_comes_before_redispatching_a_lost_run(store: Store) -> N
     assert store.get_run(run_id).error.type == "time_limit"
 
 
-def test_a_silent_run_with_attempts_left_is_released_and_sent_under_a_new_message_id(store: Store) -> None:
-    run_id = add(store, message_id="msg-first")
+def reasons(store: Store, run_id: str) -> list[str]:
+    return [h.reason for h in store.get_run(run_id).history]
+
+
+def test_a_silent_run_is_released_once_and_left_to_the_message_its_dead_worker_held(store: Store) -> None:
+    run_id = add(store, message_id="msg-first", current_message_id="msg-first")
     store.claim(run_id, now=T0)
     dispatcher = FakeDispatcher()
+    dispatcher.held = {"msg-first"}  # unacked by the killed worker: Dramatiq's maintenance requeues it
     assert sweep(store, now=at(59), policy=POLICY, dispatcher=dispatcher).redispatched == 0
     report = sweep(store, now=at(61), policy=POLICY, dispatcher=dispatcher)
-    assert report.redispatched == 1 and dispatcher.sent == [(run_id, "msg-1")]
+    assert (report.redispatched, report.requeued) == (1, 0) and dispatcher.sent == []
+    assert dispatcher.requeues == 2  # the dead workers' messages were handed back first, at every sweep
     run = store.get_run(run_id)
-    assert run.released and run.message_id == "msg-first"
-    assert store.claim(run_id, now=at(62)) == 2
+    assert run.released and (run.message_id, run.current_message_id) == ("msg-first", "msg-first")
+    for later in (200, 400, 3500):  # waiting in a backlog: no storm, no new history
+        again = sweep(store, now=at(later), policy=POLICY, dispatcher=dispatcher)
+        assert (again.redispatched, again.requeued) == (0, 0)
+    assert dispatcher.sent == [] and reasons(store, run_id) == ["created", "claimed", "lost: heartbeat stale"]
+    assert store.claim(run_id, now=at(3550)) == 2  # its message arrives
+
+
+def test_a_silent_run_whose_message_is_gone_too_is_sent_again_at_once_under_a_new_id(store: Store) -> None:
+    run_id = add(store, message_id="msg-first", current_message_id="msg-first")
+    store.claim(run_id, now=T0)
+    dispatcher = FakeDispatcher()  # holds nothing: a restarted Redis, a killed worker
+    report = sweep(store, now=at(61), policy=POLICY, dispatcher=dispatcher)
+    assert (report.redispatched, report.requeued) == (1, 1) and dispatcher.sent == [(run_id, "msg-1")]
+    run = store.get_run(run_id)
+    assert (run.message_id, run.current_message_id) == ("msg-first", "msg-1") and run.outbox_at is None
+    assert reasons(store, run_id)[-2:] == ["lost: heartbeat stale", RESENT_REASON]
+    assert sweep(store, now=at(500), policy=POLICY, dispatcher=dispatcher).total == 0  # msg-1 is held
+    assert dispatcher.store_ids == [store.store_id]  # the message names the store
+    assert store.claim(run_id, now=at(501)) == 2
+
+
+def test_a_released_run_waiting_for_its_retry_is_left_to_its_backoff(store: Store) -> None:
+    run_id = add(store, message_id="m", current_message_id="m")
+    attempt = store.claim(run_id, now=T0)
+    store.release(run_id, attempt, error=ErrorInfo(type="TransientGenerationError", message="503"), now=at(1))
+    dispatcher = FakeDispatcher()
+    dispatcher.held = {"m"}  # Dramatiq's retry, delayed for ten minutes
+    for later in (100, 300, 599):
+        assert sweep(store, now=at(later), policy=POLICY, dispatcher=dispatcher).total == 0
+    assert dispatcher.sent == [] and len(store.get_run(run_id).history) == 3
+    dispatcher.held = set()  # the retry was lost (a Redis restart): now it is sent again, once
+    assert sweep(store, now=at(700), policy=POLICY, dispatcher=dispatcher).requeued == 1
+    assert sweep(store, now=at(900), policy=POLICY, dispatcher=dispatcher).requeued == 0
+    assert [run for run, _ in dispatcher.sent] == [run_id]
 
 
 def test_lost_means_silent_past_the_stores_own_heartbeat_timeout(tmp_path: Path) -> None:
@@ -104,6 +143,15 @@ def test_an_unconfirmed_start_is_sent_after_a_grace_period(store: Store) -> None
     assert run.outbox_at is None and run.enqueued_at == at(11)
 
 
+def test_an_unconfirmed_start_the_broker_already_holds_is_only_marked_enqueued(store: Store) -> None:
+    run_id = add(store, outbox_at=T0, message_id="msg-9", current_message_id="msg-9")
+    dispatcher = FakeDispatcher()
+    dispatcher.held = {"msg-9"}  # sent, then the API died before marking it
+    report = sweep(store, now=at(11), policy=POLICY, dispatcher=dispatcher)
+    assert report.enqueued == 1 and dispatcher.sent == []  # no second copy of the same message
+    assert store.get_run(run_id).enqueued_at == at(11)
+
+
 def test_a_broker_still_down_leaves_the_outbox_for_the_next_sweep(store: Store) -> None:
     ids = [add(store, outbox_at=T0, message_id=f"m{i}") for i in range(3)]
     dispatcher = FakeDispatcher()
@@ -124,28 +172,51 @@ def test_a_pending_run_enqueued_too_long_ago_expires(store: Store) -> None:
     assert store.get_run(draft).status is RunStatus.PENDING
 
 
-def test_a_run_whose_message_the_broker_lost_is_sent_again_once_the_queue_is_empty(store: Store) -> None:
-    lost = add(store, enqueued_at=T0, message_id="msg-lost")
-    young = add(store, enqueued_at=at(100), message_id="msg-young")
+def test_lost_messages_are_found_per_run_whatever_else_is_queued(store: Store) -> None:
+    held = [add(store, enqueued_at=T0, message_id=f"h{i}", current_message_id=f"h{i}") for i in range(3)]
+    lost = [add(store, enqueued_at=T0, message_id=f"l{i}", current_message_id=f"l{i}") for i in range(2)]
+    young = add(store, enqueued_at=at(100), message_id="y", current_message_id="y")  # within the grace
     dispatcher = FakeDispatcher()
-    dispatcher.empty = False  # messages still queued: a backlog, not a loss
-    assert sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher).requeued == 0
-    dispatcher.empty = None  # the broker cannot tell (RabbitMQ)
-    assert sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher).requeued == 0
-    dispatcher.empty = True
+    dispatcher.held = {"h0", "h1", "h2"}  # a backlog, and two messages Redis lost
     report = sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher)
-    assert report.requeued == 1 and [run_id for run_id, _ in dispatcher.sent] == [lost]
-    assert dispatcher.sent[0][1] != "msg-lost"  # a new message id
-    assert store.get_run(lost).enqueued_at == T0  # expiry still counts from the first enqueue
-    assert store.get_run(young).status is RunStatus.PENDING
+    assert report.requeued == 2 and sorted(run for run, _ in dispatcher.sent) == sorted(lost)
+    assert {message for _, message in dispatcher.sent}.isdisjoint({"l0", "l1"})  # new message ids
+    for run_id in lost:
+        run = store.get_run(run_id)
+        assert run.status is RunStatus.PENDING and run.enqueued_at == at(120)  # expiry counts from the new one
+        assert reasons(store, run_id) == ["created", RESENT_REASON]
+    assert all(reasons(store, run_id) == ["created"] for run_id in [*held, young])
+    assert sweep(store, now=at(200), policy=POLICY, dispatcher=dispatcher).requeued == 1  # young, once past it
 
 
-def test_a_broker_that_cannot_be_inspected_requeues_nothing(store: Store) -> None:
-    add(store, enqueued_at=T0)
+def test_a_lost_run_is_never_failed_as_expired(store: Store) -> None:
+    lost = add(store, enqueued_at=T0, message_id="gone", current_message_id="gone")
+    stuck = add(store, enqueued_at=T0, message_id="held", current_message_id="held")
+    dispatcher = FakeDispatcher()
+    dispatcher.held = {"held"}
+    report = sweep(store, now=at(86401), policy=POLICY, dispatcher=dispatcher)
+    assert (report.requeued, report.expired) == (1, 1)
+    assert store.get_run(lost).status is RunStatus.PENDING
+    assert store.get_run(stuck).error.type == "expired"  # held a day and never started: a real expiry
+
+
+def test_a_broker_that_cannot_be_asked_re_sends_nothing_and_expires_nothing(store: Store) -> None:
+    run_id = add(store, enqueued_at=T0, current_message_id="m")
     dispatcher = FakeDispatcher()
     dispatcher.down = True
-    report = sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher)
-    assert report.requeued == 0 and dispatcher.sent == []
+    report = sweep(store, now=at(86401), policy=POLICY, dispatcher=dispatcher)
+    assert (report.requeued, report.expired) == (0, 0) and dispatcher.sent == []
+    assert store.get_run(run_id).status is RunStatus.PENDING  # lost or stuck: the next sweep can tell
+
+
+def test_where_the_broker_cannot_tell_nothing_is_re_sent_and_pending_runs_expire(store: Store) -> None:
+    pending = add(store, enqueued_at=T0, current_message_id="m")
+    silent = started(store, at(86000))
+    dispatcher = FakeDispatcher()
+    dispatcher.held = None  # RabbitMQ: it redelivers a dead consumer's messages itself
+    report = sweep(store, now=at(86401), policy=POLICY, dispatcher=dispatcher)
+    assert (report.redispatched, report.requeued, report.expired) == (1, 0, 1) and dispatcher.sent == []
+    assert store.get_run(silent).released and store.get_run(pending).error.type == "expired"
 
 
 def test_without_a_dispatcher_only_the_failing_rules_run(store: Store) -> None:
@@ -169,19 +240,22 @@ def test_dispatch_rules_only_send_runs_of_the_dispatchers_mode(store: Store) -> 
 def test_each_rule_works_through_every_batch(store: Store) -> None:
     small = SweepPolicy(time_limit_s=3600, pending_timeout_s=86400, batch=2)
     seed(store)
-    for _ in range(5):
+    for i in range(5):
         started(store, T0)
         add(store, outbox_at=T0, message_id=None)
+        add(store, enqueued_at=T0, current_message_id=f"lost-{i}")
     dispatcher = FakeDispatcher()
     report = sweep(store, now=at(100), policy=small, dispatcher=dispatcher)
-    assert (report.redispatched, report.enqueued) == (5, 5) and len(dispatcher.sent) == 10
+    # the silent runs' messages are gone too: each is released and re-sent
+    assert (report.redispatched, report.enqueued, report.requeued) == (5, 5, 10) and len(dispatcher.sent) == 15
 
 
 def test_a_second_sweep_finds_nothing_to_do(store: Store) -> None:
     started(store, T0)
     add(store, outbox_at=T0)
-    add(store, enqueued_at=T0)
+    add(store, enqueued_at=T0, current_message_id="held")
     dispatcher = FakeDispatcher()
+    dispatcher.held = {"held"}
     first = sweep(store, now=at(86401), policy=POLICY, dispatcher=dispatcher)
     assert first.total == 3
     assert sweep(store, now=at(86401), policy=POLICY, dispatcher=dispatcher).total == 0
@@ -208,13 +282,14 @@ def test_two_sweeps_at_once_dispatch_each_run_once(store: Store) -> None:
         barrier.wait()
         sweep(store, now=at(100), policy=POLICY, dispatcher=dispatcher)
 
+    dispatchers[1].held = dispatchers[0].held  # one broker
     threads = [threading.Thread(target=go, args=(d,)) for d in dispatchers]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     lost_sent = [r for d in dispatchers for r, _ in d.sent if store.get_run(r).status is RunStatus.STARTED]
-    assert sorted(lost_sent) == sorted(set(lost_sent)) and len(lost_sent) == 6  # released once each
+    assert sorted(lost_sent) == sorted(set(lost_sent)) and len(lost_sent) == 6  # released and re-sent once each
     outbox_sent = {r for d in dispatchers for r, _ in d.sent} - set(lost_sent)
     assert outbox_sent | set(lost_sent) == ids  # an outbox run may go twice: claim fences the copy
 
@@ -233,10 +308,14 @@ class _FileDispatcher:
         self._ids += 1
         return f"msg-{os.getpid()}-{self._ids}"
 
-    def holds_nothing(self, *, now: datetime) -> None:
+    def missing(self, refs: Sequence[RunRef]) -> set[str]:
+        """A message id means a message still held; none, one never sent."""
+        return {ref.run_id for ref in refs if ref.current_message_id is None}
+
+    def requeue_orphans(self) -> None:
         return None
 
-    def send(self, run_id: str, message_id: str | None) -> None:
+    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(f"{run_id}\n")
 
@@ -263,7 +342,7 @@ def test_two_sweeping_processes_at_once_leave_every_run_changed_once(tmp_path: P
         store.claim(run_id, now=at(99_000))
         lost.add(run_id)
     unsent = {add(store, at(99_000), outbox_at=at(99_000), message_id="m") for _ in range(20)}
-    stale = {add(store, at(0), enqueued_at=at(0)) for _ in range(20)}  # never started: expires
+    stale = {add(store, at(0), enqueued_at=at(0), current_message_id="m") for _ in range(20)}  # expires
 
     context = multiprocessing.get_context("spawn")
     start = context.Event()
@@ -283,7 +362,7 @@ def test_two_sweeping_processes_at_once_leave_every_run_changed_once(tmp_path: P
     assert all(failures(r) == 1 and store.get_run(r).error.type == "time_limit" for r in over_time)
     assert all(failures(r) == 1 and store.get_run(r).error.type == "expired" for r in stale)
     sends = Path(sent).read_text().split()
-    assert sorted(r for r in sends if r in lost) == sorted(lost)  # each lost run released and sent once
+    assert sorted(r for r in sends if r in lost) == sorted(lost)  # each lost run released and re-sent once
     assert all(store.get_run(r).released for r in lost)
     assert set(sends) - lost == unsent  # outbox runs may go twice: claim fences the copy
     assert all(store.get_run(r).enqueued_at is not None for r in unsent)

@@ -165,14 +165,19 @@ def test_a_started_run_cancelled_stops_within_two_heartbeat_intervals_and_leaves
 def test_a_duplicate_delivery_never_runs_the_generator_twice_nor_overwrites_a_finished_run(stack: Stack) -> None:
     run = stack.submit("slow:1.5")
     wait_for(lambda: stack.events(run.run_id, "start"), what="the generator to start")
-    stack.dispatcher.send(run.run_id, run.message_id)  # the same message, delivered again
+    stack.dispatcher.send(run.run_id, "msg-stale-duplicate")  # another message of the run: a duplicate
     wait_for(lambda: f"run {run.run_id}: skipped: held by live attempt 1" in stack.worker.log(), what="a skip")
+    # its own message again (as Dramatiq hands on a worker's it counts dead): kept until the claim can tell
+    stack.dispatcher.send(run.run_id, run.message_id)
+    wait_for(lambda: f"run {run.run_id}: its message put back for" in stack.worker.log(), what="a put-back")
     done = stack.finished(run.run_id)
     assert done.status is RunStatus.SUCCESS and done.attempt == 1
     assert len(stack.events(run.run_id, "start")) == 1
+    wait_for(lambda: f"run {run.run_id}: skipped: the run is already SUCCESS" in stack.worker.log(), what="a skip")
 
     stack.dispatcher.send(run.run_id, run.message_id)  # once more, after it finished
-    wait_for(lambda: f"run {run.run_id}: skipped: the run is already SUCCESS" in stack.worker.log(), what="a skip")
+    wait_for(lambda: stack.worker.log().count(f"run {run.run_id}: skipped: the run is already SUCCESS") == 2,
+             what="a second skip")  # fmt: skip
     assert stack.store.get_run(run.run_id) == done
     assert len(stack.events(run.run_id, "start")) == 1
 

@@ -342,9 +342,13 @@
     let text = "";
     if (!overview.broker) text = "Thread mode: runs execute inside the API process; there is no broker.";
     else if (overview.broker.error) text = `Broker unavailable: ${overview.broker.error}`;
+    else if (overview.broker.foreign_stores && overview.broker.foreign_stores.length)
+      text = `Workers of another store (${overview.broker.foreign_stores.join(", ")}) consume queue ` +
+        `${overview.broker.queue}: give each deployment its own PODFLOW_QUEUE.`;
     else if (overview.broker.note) text = overview.broker.note;
     note.hidden = !text;
-    note.classList.toggle("error", Boolean(overview.broker && overview.broker.error));
+    const mixed = Boolean(overview.broker && (overview.broker.foreign_stores || []).length);
+    note.classList.toggle("error", Boolean(overview.broker && overview.broker.error) || mixed);
     if (note.textContent !== text) note.textContent = text;
     renderWorkers(overview);
   }

@@ -67,6 +67,8 @@ class MongoConnection:
         self.seeded: Any = db["seeded"]
         self.leases: Any = db["leases"]
         self.stats_collection: Any = db["stats"]
+        self.meta: Any = db["meta"]
+        self.store_id = ""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(database={self.runs.database.name!r})"

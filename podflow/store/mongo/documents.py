@@ -8,6 +8,7 @@ from typing import Any
 from ...models import Run
 from ..base import RunFilter, name_key, prefix_range
 from ..counters import finished_increments
+from ..transitions import REF_FIELDS
 
 __all__ = [
     "COUNTERS",
@@ -25,7 +26,7 @@ __all__ = [
 DERIVED = ("_id", "name_key")
 
 LEASE_FIELDS = {"run_id": 1, "status": 1, "attempt": 1, "released": 1}
-RUN_REF = {"_id": 0, "run_id": 1, "attempt": 1, "mode": 1, "message_id": 1}
+RUN_REF = {"_id": 0, **{name: 1 for name in REF_FIELDS}}
 #: the ``stats`` document holding every counter
 COUNTERS = {"_id": "counters"}
 

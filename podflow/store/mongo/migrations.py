@@ -4,12 +4,13 @@ document, counted from the runs once when it is missing."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections import Counter
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
-from ...states import TERMINAL
+from ...states import TERMINAL, RunStatus
 from ..base import name_key
 from ..counters import CREATED
 from .connection import MongoConnection, guarded
@@ -50,6 +51,27 @@ class MongoMigrations(MongoConnection):
         inserts carry it)."""
         for doc in self.runs.find({"name_key": {"$exists": False}}, {"_id": 1, "episode_name": 1}):
             self.runs.update_one({"_id": doc["_id"]}, {"$set": {"name_key": name_key(doc["episode_name"])}})
+
+    @guarded
+    def ensure_store_id(self) -> str:
+        """``meta``'s ``store_id``, made on first open (64 random bits as hex); the
+        first process to insert it wins, the others read it."""
+        with contextlib.suppress(DuplicateKeyError):  # two first opens at once: one upsert wins
+            self.meta.update_one(
+                {"_id": "store_id"}, {"$setOnInsert": {"value": secrets.token_hex(8)}}, upsert=True
+            )
+        return str(self.meta.find_one({"_id": "store_id"})["value"])
+
+    @guarded
+    def ensure_current_message_ids(self) -> None:
+        """Give a live run stored before ``current_message_id`` existed its first
+        message id as the current one (the SQL stores' schema 5 / 3, done in place)."""
+        live = {"status": {"$in": [str(RunStatus.PENDING), str(RunStatus.STARTED)]}}
+        for doc in self.runs.find({**live, "current_message_id": {"$exists": False}}, {"run_id": 1, "message_id": 1}):
+            self.runs.update_one(
+                {"run_id": doc["run_id"], "current_message_id": {"$exists": False}},
+                {"$set": {"current_message_id": doc.get("message_id")}},
+            )
 
     @guarded
     def ensure_counters(self) -> None:

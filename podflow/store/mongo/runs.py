@@ -73,7 +73,7 @@ class MongoRuns(MongoConnection, WriteStore):
             case t.Returning.RUN:
                 return run_of(doc)
             case t.Returning.REF:
-                return RunRef(**{k: row[k] for k in ("run_id", "attempt", "mode", "message_id")})
+                return RunRef.model_validate({k: row.get(k) for k in t.REF_FIELDS})
             case t.Returning.ATTEMPT:
                 return int(e.evaluate(write.sets["attempt"], row, args))
             case t.Returning.RUN_ID:
@@ -108,7 +108,7 @@ class MongoRuns(MongoConnection, WriteStore):
     def _write_many(self, write: t.Write, args: Mapping[str, Any], limit: int) -> list[Any]:
         reads = render.needed_reads(write)
         where = render.mongo_filter(write.where, args)
-        fields = {"_id": 0, "run_id": 1, "attempt": 1, "mode": 1, "message_id": 1, "started_at": 1}
+        fields = {"_id": 0, "started_at": 1, **{f: 1 for f in t.REF_FIELDS}}
         candidates = list(self.runs.find(where, {**fields, **{f: 1 for f in reads}}).limit(limit))
         written = []
         for doc in candidates:
@@ -194,15 +194,20 @@ class MongoRuns(MongoConnection, WriteStore):
     def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
         startable = {"run_id": run_id, "status": str(RunStatus.PENDING), "outbox_at": None, "enqueued_at": None}
         stamp = {"outbox_at": now, "updated_at": now}
-        # Keep a message id the run already has; else take the caller's.
-        doc = self.runs.find_one_and_update(
-            {**startable, "message_id": None},
-            {"$set": {**stamp, "message_id": message_id}},
-            return_document=ReturnDocument.AFTER,
-        ) or self.runs.find_one_and_update(
-            {**startable, "message_id": {"$ne": None}}, {"$set": stamp}, return_document=ReturnDocument.AFTER
-        )
-        return None if doc is None else run_of(doc)
+        # Keep a message id the run already has (compare-and-set on it); else take the caller's.
+        for _ in range(_CAS_ROUNDS):
+            read = self.runs.find_one(startable, {"_id": 0, "message_id": 1})
+            if read is None:
+                return None
+            chosen = read.get("message_id") or message_id
+            doc = self.runs.find_one_and_update(
+                {**startable, "message_id": read.get("message_id")},
+                {"$set": {**stamp, "message_id": chosen, "current_message_id": chosen}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return run_of(doc)
+        return None
 
     @guarded
     def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
@@ -222,8 +227,21 @@ class MongoRuns(MongoConnection, WriteStore):
         return bool(result.matched_count == 1)
 
     @guarded
+    def _page(
+        self, where: e.Cond, order: str, args: Mapping[str, Any], after: tuple[datetime, str], limit: int
+    ) -> list[RunRef]:
+        at, run_id = after
+        cursor = {"$or": [{order: {"$gt": at}}, {order: at, "run_id": {"$gt": run_id}}]}
+        docs = (
+            self.runs.find({"$and": [render.mongo_filter(where, args), cursor]}, {**RUN_REF, order: 1})
+            .sort([(order, ASCENDING), ("run_id", ASCENDING)])
+            .limit(limit)
+        )
+        return [RunRef(**{k: v for k, v in doc.items() if k != order}, waiting_since=doc[order]) for doc in docs]
+
+    @guarded
     def _pending_before(self, field: str, cutoff: datetime, limit: int) -> list[RunRef]:
-        """PENDING runs whose ``field`` (outbox_at or enqueued_at) is before the cutoff, oldest first."""
+        """PENDING runs whose ``field`` (outbox_at) is before the cutoff, oldest first."""
         docs = (
             self.runs.find({"status": str(RunStatus.PENDING), field: {"$lt": cutoff}}, RUN_REF)
             .sort(field, ASCENDING)

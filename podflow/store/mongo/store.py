@@ -38,6 +38,8 @@ class MongoStore(MongoRuns, MongoCatalog, MongoTelemetry, MongoMigrations):
             self.ensure_indexes()
             self.ensure_name_keys()
             self.ensure_counters()
+            self.ensure_current_message_ids()
+            self.store_id = self.ensure_store_id()
         except BaseException:
             self.close()
             raise

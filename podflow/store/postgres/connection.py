@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ...errors import StoreError, StoreUnavailable
-from .migrations import migrate, schema_version
+from .migrations import migrate, read_store_id, schema_version
 
 __all__ = ["PostgresConnection", "guarded", "redacted"]
 
@@ -69,6 +69,7 @@ class PostgresConnection:
         self._pool_pid = 0
         self._inherited: list[ConnectionPool[Any]] = []
         self._closed = False
+        self.store_id = ""
         try:
             self._migrate()
         except BaseException:
@@ -125,6 +126,7 @@ class PostgresConnection:
     def _migrate(self) -> None:
         with self._conn() as conn:
             migrate(conn, where=redacted(self.url))
+            self.store_id = read_store_id(conn)
 
     @guarded
     def schema_version(self) -> int:

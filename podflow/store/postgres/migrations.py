@@ -15,13 +15,14 @@ MongoDB's best-effort ``$inc``.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 from ..base import name_key, newer_schema
 from ..counters import CREATED, DURATION_BUCKETS_S
 
-__all__ = ["LOCK_KEY", "MIGRATIONS", "migrate", "schema_version"]
+__all__ = ["LOCK_KEY", "MIGRATIONS", "migrate", "read_store_id", "schema_version"]
 
 #: the advisory lock serializing migrations: b"podflow" as a big-endian integer
 LOCK_KEY = int.from_bytes(b"podflow", "big")
@@ -145,6 +146,12 @@ MIGRATIONS: list[list[Step]] = [
         "CREATE INDEX runs_speaker_profile ON runs (speaker_profile, created_at, run_id)",
         "CREATE INDEX runs_retry_of ON runs (retry_of) WHERE retry_of IS NOT NULL",
     ],
+    # schema 3: the message that carries each run now (the sweep re-sends lost ones
+    # under a new id); a live run's is its first until then
+    [
+        "ALTER TABLE runs ADD COLUMN current_message_id text",
+        "UPDATE runs SET current_message_id = message_id WHERE status IN ('PENDING', 'STARTED')",
+    ],
 ]
 
 
@@ -176,4 +183,14 @@ def migrate(conn: Any, *, where: str) -> int:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(len(MIGRATIONS)),),
         )
+        # the store's identity, made once: 64 random bits as hex (PostgreSQL 12 has no gen_random_uuid)
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('store_id', %s) ON CONFLICT (key) DO NOTHING",
+            (secrets.token_hex(8),),
+        )
     return len(MIGRATIONS)
+
+
+def read_store_id(conn: Any) -> str:
+    """``meta.store_id`` (made by :func:`migrate`)."""
+    return str(conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()["value"])

@@ -16,6 +16,7 @@ import psycopg
 from ...errors import StoreError
 from ...models import Run, RunRef
 from ...states import RunStatus
+from .. import expressions as e
 from .. import sql
 from .. import transitions as t
 from ..base import RunFilter, name_key
@@ -23,21 +24,17 @@ from ..shared import WriteStore
 from .connection import PostgresConnection, guarded
 from .rows import RUN_COLUMNS, run_of, run_values
 
-__all__ = ["LIST_ENQUEUED", "LIST_OUTBOX", "PostgresRuns"]
+__all__ = ["LIST_OUTBOX", "PostgresRuns"]
 
-_REF_COLUMNS = "run_id, attempt, mode, message_id"
+_REF_COLUMNS = ", ".join(t.REF_FIELDS)
 _INSERT = (
     f"INSERT INTO runs ({RUN_COLUMNS}, name_key)"
     f" VALUES ({', '.join(f'%({c.strip()})s' for c in RUN_COLUMNS.split(','))}, %(name_key)s)"
 )
-#: the sweep's reads of the outbox and of enqueued runs (each served by its partial index)
+#: the sweep's read of the outbox (served by its partial index)
 LIST_OUTBOX = (
     f"SELECT {_REF_COLUMNS} FROM runs WHERE status = 'PENDING' AND outbox_at < %(cutoff)s"
     " ORDER BY outbox_at LIMIT %(limit)s"
-)
-LIST_ENQUEUED = (
-    f"SELECT {_REF_COLUMNS} FROM runs WHERE status = 'PENDING' AND enqueued_at < %(cutoff)s"
-    " ORDER BY enqueued_at LIMIT %(limit)s"
 )
 
 
@@ -122,7 +119,8 @@ class PostgresRuns(PostgresConnection, WriteStore):
     def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
         row = self._one(
             "UPDATE runs SET outbox_at = %(now)s, updated_at = %(now)s,"
-            " message_id = coalesce(message_id, %(message_id)s)"
+            " message_id = coalesce(message_id, %(message_id)s),"
+            " current_message_id = coalesce(message_id, %(message_id)s)"
             " WHERE run_id = %(run_id)s AND status = 'PENDING' AND outbox_at IS NULL AND enqueued_at IS NULL"
             f" RETURNING {RUN_COLUMNS}",
             {"now": now, "message_id": message_id, "run_id": run_id},
@@ -149,5 +147,12 @@ class PostgresRuns(PostgresConnection, WriteStore):
 
     @guarded
     def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
-        query = {"outbox_at": LIST_OUTBOX, "enqueued_at": LIST_ENQUEUED}[column]
+        query = {"outbox_at": LIST_OUTBOX}[column]
         return [RunRef(**row) for row in self._all(query, {"cutoff": cutoff, "limit": limit})]
+
+    @guarded
+    def _page(
+        self, where: e.Cond, order: str, args: Mapping[str, Any], after: tuple[datetime, str], limit: int
+    ) -> list[RunRef]:
+        params = sql.page_params(where, sql.POSTGRES, args, after, limit)
+        return [RunRef(**row) for row in self._all(sql.page_sql(where, order, sql.POSTGRES), params)]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from ...errors import StoreError, StoreUnavailable
-from .migrations import migrate
+from .migrations import migrate, read_store_id
 
 __all__ = ["SqliteConnection", "guarded", "writes"]
 
@@ -113,6 +113,7 @@ class SqliteConnection:
         self._lock_fd: int | None = None
         self._lock_pid = 0
         self._closed = False
+        self.store_id = ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -200,6 +201,7 @@ class SqliteConnection:
             raise StoreError(f"{self.path}: cannot use WAL journal (got {mode!r})")
         with self._transaction():
             migrate(conn, where=str(self.path))
+        self.store_id = read_store_id(conn)
 
     def schema_version(self) -> int:
         return int(self._conn().execute("PRAGMA user_version").fetchone()[0])

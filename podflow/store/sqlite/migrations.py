@@ -6,13 +6,14 @@ documented in :mod:`podflow.store.base`.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Callable
 
 from ..base import name_key, newer_schema
 from ..counters import CREATED, DURATION_BUCKETS_S
 
-__all__ = ["MIGRATIONS", "migrate"]
+__all__ = ["MIGRATIONS", "migrate", "read_store_id"]
 
 #: a migration step: a statement, or a function of the connection (a backfill Python computes)
 Step = str | Callable[[sqlite3.Connection], None]
@@ -129,7 +130,7 @@ MIGRATIONS: list[list[Step]] = [
         "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL)",
     ],
     _stats_migration(),
-    # schema 3: facts about the store itself (key -> value), empty for now
+    # schema 3: facts about the store itself (key -> value): its store_id (see migrate)
     ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"],
     # schema 4: the listing's filters (podflow.store.base.RunFilter): name search, profiles, retries
     [
@@ -139,6 +140,12 @@ MIGRATIONS: list[list[Step]] = [
         "CREATE INDEX runs_episode_profile ON runs (episode_profile, created_at, run_id)",
         "CREATE INDEX runs_speaker_profile ON runs (speaker_profile, created_at, run_id)",
         "CREATE INDEX runs_retry_of ON runs (retry_of) WHERE retry_of IS NOT NULL",
+    ],
+    # schema 5: the message that carries each run now (the sweep re-sends lost ones
+    # under a new id); a live run's is its first until then
+    [
+        "ALTER TABLE runs ADD COLUMN current_message_id TEXT",
+        "UPDATE runs SET current_message_id = message_id WHERE status IN ('PENDING', 'STARTED')",
     ],
 ]
 
@@ -159,3 +166,10 @@ def migrate(conn: sqlite3.Connection, *, where: str) -> None:
             else:
                 conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    # the store's identity, made once: 64 random bits as hex
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (secrets.token_hex(8),))
+
+
+def read_store_id(conn: sqlite3.Connection) -> str:
+    """``meta.store_id`` (made by :func:`migrate`)."""
+    return str(conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()[0])

@@ -62,6 +62,7 @@ def run_of(row: sqlite3.Row) -> Run:
         idempotency_key=row["idempotency_key"],
         request_hash=row["request_hash"],
         retry_of=row["retry_of"],
+        current_message_id=row["current_message_id"],
     )
 
 
@@ -97,6 +98,7 @@ def run_values(run: Run) -> tuple[Any, ...]:
         run.idempotency_key,
         run.request_hash,
         run.retry_of,
+        run.current_message_id,
     )
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from ...models import Run, RunRef
 from ...states import RunStatus
-from ...timeutil import to_ms
+from ...timeutil import from_ms, to_ms
+from .. import expressions as e
 from .. import sql
 from .. import transitions as t
 from ..base import RunFilter, name_key
@@ -74,10 +75,8 @@ class SqliteRuns(SqliteConnection, WriteStore):
     def create_run(self, run: Run) -> tuple[Run, bool]:
         conn = self._conn()
         try:
-            conn.execute(
-                f"INSERT INTO runs ({RUN_COLUMNS}, name_key) VALUES ({placeholders(27)})",
-                (*run_values(run), name_key(run.episode_name)),
-            )
+            values = (*run_values(run), name_key(run.episode_name))
+            conn.execute(f"INSERT INTO runs ({RUN_COLUMNS}, name_key) VALUES ({placeholders(len(values))})", values)
         except sqlite3.IntegrityError:
             if run.idempotency_key is None:
                 raise
@@ -142,7 +141,8 @@ class SqliteRuns(SqliteConnection, WriteStore):
             self._conn()
             .execute(
                 "UPDATE runs SET outbox_at = :now, updated_at = :now,"
-                " message_id = coalesce(message_id, :message_id)"
+                " message_id = coalesce(message_id, :message_id),"
+                " current_message_id = coalesce(message_id, :message_id)"
                 " WHERE run_id = :run_id AND status = 'PENDING'"
                 " AND outbox_at IS NULL AND enqueued_at IS NULL"
                 f" RETURNING {RUN_COLUMNS}",
@@ -173,12 +173,20 @@ class SqliteRuns(SqliteConnection, WriteStore):
 
     @guarded
     def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
-        """PENDING runs whose ``column`` (outbox_at or enqueued_at) is before the cutoff, oldest first."""
-        assert column in ("outbox_at", "enqueued_at")
+        """PENDING runs whose ``column`` (outbox_at) is before the cutoff, oldest first."""
+        assert column == "outbox_at"
         rows = self._conn().execute(
-            "SELECT run_id, attempt, mode, message_id FROM runs"
+            f"SELECT {', '.join(t.REF_FIELDS)} FROM runs"
             f" WHERE status = 'PENDING' AND {column} < ? ORDER BY {column} LIMIT ?",
             (to_ms(cutoff), limit),
         )
         return [RunRef(**dict(row)) for row in rows]
+
+    @guarded
+    def _page(
+        self, where: e.Cond, order: str, args: Mapping[str, Any], after: tuple[datetime, str], limit: int
+    ) -> list[RunRef]:
+        params = sql.page_params(where, sql.SQLITE, args, after, limit)
+        rows = self._conn().execute(sql.page_sql(where, order, sql.SQLITE), params).fetchall()
+        return [RunRef(**{**dict(row), "waiting_since": from_ms(row["waiting_since"])}) for row in rows]
 
