@@ -94,10 +94,15 @@ def dead_letters(request: Request, queue: str, query: DeadLetterQuery) -> Respon
 
 
 @routes.post(
-    "/api/monitor/queues/{queue}/dead/{message_id}/requeue", {200: DeadLetterView}, errors=(501,), name="requeue_dead"
+    "/api/monitor/queues/{queue}/dead/{message_id:path}/requeue",
+    {200: DeadLetterView},
+    errors=(501,),
+    name="requeue_dead",
 )
 def requeue_dead(request: Request, queue: str, message_id: str) -> Response:
     """Move a dead message (its `id` or `message_id`) back to the end of its queue, its retries reset.
+
+    An `id` is `<message_id>/<uuid>`: its slash may be sent as is or as `%2F`.
 
     404 once it is requeued already (or expired). Its run is then claimed as usual;
     a run that ended meanwhile is skipped by the worker.
