@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from ...errors import StoreError
-from ...models import Run, RunRef
+from ...models import Progress, Run, RunRef
 from ...states import RunStatus
 from .. import expressions as e
 from .. import sql
@@ -57,11 +57,11 @@ class PostgresRuns(PostgresConnection, WriteStore):
         return {row["run_id"]: row for row in rows}
 
     @guarded
-    def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
-        params: list[Any] = [now]
-        for run_id, attempt in leases.items():
-            params += [run_id, attempt]
-        return {row["run_id"] for row in self._all(sql.heartbeat_many_sql(len(leases), sql.POSTGRES), params)}
+    def _beat(
+        self, leases: Mapping[str, int], progress: Mapping[str, Progress], *, now: datetime
+    ) -> tuple[set[str], None]:
+        rows = self._all(sql.beat_sql(sql.POSTGRES), sql.beat_params(leases, progress, sql.POSTGRES, now=now))
+        return {row["run_id"] for row in rows}, None
 
     # -- run records ------------------------------------------------------------------
     @guarded
