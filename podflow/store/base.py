@@ -311,6 +311,10 @@ class Store(Protocol):
 
     def get_run(self, run_id: str) -> Run | None: ...
 
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        """The runs of ``run_ids`` that exist, by run_id, in one read (what the API's
+        shared Server-Sent Events poller asks for every run watched)."""
+
     def get_run_by_message_id(self, message_id: str) -> Run | None: ...
 
     def list_runs(

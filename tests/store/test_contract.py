@@ -765,3 +765,13 @@ def test_one_heartbeat_round_for_100_runs_is_a_bounded_number_of_statements(
     owned = [run_id for run_id in held if run_id not in lost]
     assert all(store.get_run(run_id).heartbeat_at == at(101) for run_id in owned)
     assert all(store.get_run(run_id).progress == p for run_id, p in progress.items() if run_id not in lost)
+
+
+def test_get_runs_reads_many_runs_at_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = [store.create_run(make_run(at(i)))[0] for i in range(30)]
+    wanted = [run.run_id for run in runs[::3]] + ["run_absent"]
+    with count_statements(store, monkeypatch) as statements:
+        found = store.get_runs(wanted)
+    assert len(statements) == 1
+    assert found == {run.run_id: run for run in runs[::3]}
+    assert store.get_runs([]) == {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -169,6 +169,11 @@ class MongoRuns(MongoConnection, WriteStore):
     def get_run(self, run_id: str) -> Run | None:
         doc = self.runs.find_one({"run_id": run_id})
         return None if doc is None else run_of(doc)
+
+    @guarded
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        docs = self.runs.find({"run_id": {"$in": list(run_ids)}})
+        return {run.run_id: run for run in map(run_of, docs)}
 
     @guarded
     def get_run_by_message_id(self, message_id: str) -> Run | None:

@@ -7,7 +7,7 @@ counters in its triggers, so all three commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -82,6 +82,11 @@ class PostgresRuns(PostgresConnection, WriteStore):
     def get_run(self, run_id: str) -> Run | None:
         row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
         return None if row is None else run_of(row)
+
+    @guarded
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        rows = self._all(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ANY(%s)", (list(run_ids),))
+        return {run.run_id: run for run in map(run_of, rows)}
 
     @guarded
     def get_run_by_message_id(self, message_id: str) -> Run | None:

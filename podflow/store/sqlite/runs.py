@@ -8,7 +8,7 @@ lock; the counters change in the same statement, by trigger.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,8 @@ __all__ = ["SqliteRuns"]
 
 #: what a client was told was accepted survives a power cut (see .connection)
 _DURABLE = frozenset({t.CANCEL.name})
+#: run ids per ``get_runs`` statement, well within SQLite's limit on host parameters
+_IDS_PER_STATEMENT = 900
 
 
 class SqliteRuns(SqliteConnection, WriteStore):
@@ -85,6 +87,16 @@ class SqliteRuns(SqliteConnection, WriteStore):
     def get_run(self, run_id: str) -> Run | None:
         row = self._conn().execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else run_of(row)
+
+    @guarded
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        found: dict[str, Run] = {}
+        ids = list(dict.fromkeys(run_ids))
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            chunk = ids[start : start + _IDS_PER_STATEMENT]
+            query = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({placeholders(len(chunk))})"
+            found.update((run.run_id, run) for run in map(run_of, self._conn().execute(query, chunk)))
+        return found
 
     @guarded
     def get_run_by_message_id(self, message_id: str) -> Run | None:
