@@ -38,3 +38,8 @@ class Recent(Generic[T]):
                 self._at = self._monotonic()
                 self.computed += 1
             return self._value
+
+    def clear(self) -> None:
+        """Forget the value: a change made through this process shows at once."""
+        with self._lock:
+            self._value = None

@@ -107,4 +107,5 @@ def requeue_dead(request: Request, queue: str, message_id: str) -> Response:
     """
     api = services(request)
     message = deadletter.requeue(_dead_letters(api, queue), message_id, queue=queue)
+    api.overview.clear()  # the queue counts changed: the next overview shows it
     return respond(DeadLetterView.of(message, api.store))

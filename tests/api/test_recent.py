@@ -16,6 +16,14 @@ def test_a_recent_value_is_reused_until_it_is_ttl_old() -> None:
     assert recent.get(lambda: next(values)) == 1 and recent.computed == 2
 
 
+def test_a_cleared_value_is_computed_again() -> None:
+    recent = Recent[int](ttl_s=60.0)
+    values = iter(range(10))
+    recent.get(lambda: next(values))
+    recent.clear()
+    assert recent.get(lambda: next(values)) == 1
+
+
 def test_a_failed_computation_keeps_nothing() -> None:
     recent = Recent[int](ttl_s=1.0)
 
