@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("psutil", reason="psutil comes with the bench extra")
+
 from bench import fleet, watchers
 from bench.scale import SCALES
 
