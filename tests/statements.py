@@ -146,11 +146,16 @@ class NullDispatcher:
         return None
 
 
-def noop_runs(store: Store, data_dir: Path, *, runs: int = 1) -> dict[str, Statements]:
+def noop_runs(store: Store, data_dir: Path, *, runs: int = 1, warm: bool = True) -> dict[str, Statements]:
     """The statements ``runs`` no-op runs cost ``store``: submitted with the production
-    :func:`~podflow.lifecycle.submit`, then executed by a :class:`~podflow.runner.Runner`
-    with the no-op generator, one after another in this thread. ``{"submit": ..., "execute": ...}``;
-    the store must hold :func:`tests.execution.seed`'s profiles and source."""
+    :func:`~podflow.lifecycle.submit` (their confirmations batched by an
+    :class:`~podflow.dispatch.outbox.EnqueueMarks`, flushed once at the end, as the
+    API does), then executed by a :class:`~podflow.runner.Runner` with a generator
+    that returns at once, one after another in this thread.
+    ``{"submit": ..., "execute": ...}``; the store must hold
+    :func:`tests.execution.seed`'s profiles and source. ``warm``: one run first,
+    uncounted, as a process that has already met the profiles."""
+    from podflow.dispatch.outbox import EnqueueMarks
     from podflow.generation.base import GenerationResult
     from podflow.heartbeat import HeartbeatMonitor
     from podflow.lifecycle import submit
@@ -164,11 +169,23 @@ def noop_runs(store: Store, data_dir: Path, *, runs: int = 1) -> dict[str, State
     monitor = HeartbeatMonitor(store=store, interval_s=3600)  # never ticks during the count
     runner = Runner(store=store, generator=noop, monitor=monitor, data_dir=data_dir)
     dispatcher = NullDispatcher()
-    with counting(store) as submitted:
-        run_ids = [submit(store, dispatcher, request("noop"), now=utcnow()).run.run_id for _ in range(runs)]
-    with counting(store) as executed:
+
+    def execute(run_ids: list[str]) -> None:
         for run_id in run_ids:
             outcome = runner.execute(run_id)
             if outcome.kind != "succeeded":
                 raise AssertionError(f"the counted run did not succeed: {outcome}")
+
+    if warm:
+        execute([submit(store, dispatcher, request("warm-up"), now=utcnow()).run.run_id])
+    marks = EnqueueMarks(store, delay_s=3600, batch=runs + 1)  # only the explicit flush below writes
+    try:
+        with counting(store) as submitted:
+            run_ids = [submit(store, dispatcher, request("noop"), now=utcnow(), marks=marks).run.run_id
+                       for _ in range(runs)]
+            marks.flush()
+    finally:
+        marks.close()
+    with counting(store) as executed:
+        execute(run_ids)
     return {"submit": submitted, "execute": executed}
