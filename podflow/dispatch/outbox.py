@@ -112,7 +112,8 @@ class EnqueueMarks:
                     self._pid = os.getpid()
                     self._thread = threading.Thread(target=self._loop, name="podflow-enqueue-marks", daemon=True)
                     self._thread.start()
-                self._cond.notify()
+                if len(self._pending) in (1, self.batch):  # the batch's clock starts, or it is full: not every send
+                    self._cond.notify()
                 return
         _mark(self.store, {run_id: message_id}, now=self._clock())
 
