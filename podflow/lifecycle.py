@@ -17,9 +17,16 @@ from typing import Any
 
 from .checkpoints import remove_checkpoints
 from .dispatch import Dispatcher
-from .dispatch.outbox import deliver
-from .errors import IdempotencyConflict, InvalidTransition, RequestInFlight, ResultNotFound, RunNotFound
-from .generation.request import validate_request
+from .dispatch.outbox import EnqueueMarks, deliver
+from .errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    NamesMissing,
+    RequestInFlight,
+    ResultNotFound,
+    RunNotFound,
+)
+from .generation.request import forget_profiles, profiles_known, validate_request
 from .models import Run, RunRequest
 from .paths import RESULT_FILES, run_dir
 from .states import RunStatus
@@ -43,6 +50,9 @@ __all__ = [
 
 #: statuses a run may be retried from (as a new run)
 RETRYABLE = frozenset({RunStatus.FAILURE, RunStatus.REVOKED})
+#: a checked insert that keeps finding a name gone (a profile deleted and made again
+#: over and over) gives up after this many tries
+_NAME_CHECKS = 3
 
 @dataclass(frozen=True, slots=True)
 class Submission:
@@ -76,6 +86,26 @@ def _new_run(dispatcher: Dispatcher, request: RunRequest, **fields: Any) -> Run:
     return Run.new(request, mode=dispatcher.mode, **fields)
 
 
+def _record(store: Store, request: RunRequest, run: Run) -> tuple[Run, bool]:
+    """Insert ``run`` (made for ``request``) if the profiles and sources it names
+    exist, which the insert itself checks; the profiles are read first only when
+    this process has not found them readable yet, or the insert found one gone
+    (then :func:`validate_request` says which).
+
+    Raises:
+      InvalidInput: an unknown or unreadable profile, or an unknown source.
+    """
+    for _ in range(_NAME_CHECKS):
+        if not profiles_known(store, request):
+            validate_request(store, request)
+        try:
+            return store.create_run(run, check_names=True)
+        except NamesMissing as exc:
+            forget_profiles(store, request)
+            missing = exc
+    raise missing
+
+
 def submit(
     store: Store,
     dispatcher: Dispatcher,
@@ -84,8 +114,12 @@ def submit(
     now: datetime,
     idempotency_key: str | None = None,
     retry_of: str | None = None,
+    marks: EnqueueMarks | None = None,
 ) -> Submission:
-    """Validate, record and start a run.
+    """Validate, record and start a run: one insert (the run in the outbox, which
+    also checks what it names), the send, and the send's confirmation, which
+    ``marks`` writes in its next batch (a submit with an ``idempotency_key``
+    confirms at once, so that a replay finds its hand-over done).
 
     An existing run with the same ``idempotency_key`` is returned untouched
     (``created=False``); the caller compares ``request_hash`` to refuse a
@@ -96,16 +130,16 @@ def submit(
         was stored or sent.
       StoreUnavailable: nothing was stored.
     """
-    validate_request(store, request)
     run = _new_run(dispatcher, request, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
     message_id = dispatcher.new_message_id()
     run = run.model_copy(
         update={"outbox_at": run.created_at, "message_id": message_id, "current_message_id": message_id}
     )
-    stored, created = store.create_run(run)
+    stored, created = _record(store, request, run)
     if not created:
         return Submission(stored, created=False, enqueued=stored.enqueue_error is None, error=stored.enqueue_error)
-    error = deliver(store, dispatcher, stored.run_id, stored.message_id, now=now)
+    marks = None if idempotency_key else marks
+    error = deliver(store, dispatcher, stored.run_id, stored.message_id, now=now, marks=marks)
     return Submission(stored, created=True, enqueued=error is None, error=error)
 
 
@@ -122,8 +156,7 @@ def create(
     Raises:
       InvalidInput: an unknown profile or source.
     """
-    validate_request(store, request)
-    return store.create_run(_new_run(dispatcher, request, now=now, idempotency_key=idempotency_key))
+    return _record(store, request, _new_run(dispatcher, request, now=now, idempotency_key=idempotency_key))
 
 
 def ensure_same_request(run: Run, request: RunRequest, *, retry_of: str | None = None) -> Run:
@@ -208,6 +241,7 @@ def retry(
     *,
     now: datetime,
     idempotency_key: str | None = None,
+    marks: EnqueueMarks | None = None,
 ) -> Submission:
     """Submit a new run with the same request as a FAILURE or REVOKED one
     (``retry_of`` names the original, which is left as it is). The new run
@@ -226,7 +260,9 @@ def retry(
             run_id=run_id,
             status=str(run.status),
         )
-    return submit(store, dispatcher, run.request, now=now, idempotency_key=idempotency_key, retry_of=run_id)
+    return submit(
+        store, dispatcher, run.request, now=now, idempotency_key=idempotency_key, retry_of=run_id, marks=marks
+    )
 
 
 def delete(store: Store, run_id: str, *, data_dir: Path) -> None:

@@ -88,7 +88,7 @@ def generate(request: Request, body: RunRequest) -> Response:
     """
     api = services(request)
     submission = lifecycle.submit(
-        api.store, api.dispatcher, body, now=api.clock(), idempotency_key=idempotency_key(request)
+        api.store, api.dispatcher, body, now=api.clock(), idempotency_key=idempotency_key(request), marks=api.marks
     )
     if not submission.created:
         return _replayed(request, submission, body)
@@ -170,7 +170,9 @@ def retry_run(request: Request, run_id: str) -> Response:
     """
     api = services(request)
     key = idempotency_key(request)
-    submission = lifecycle.retry(api.store, api.dispatcher, run_id, now=api.clock(), idempotency_key=key)
+    submission = lifecycle.retry(
+        api.store, api.dispatcher, run_id, now=api.clock(), idempotency_key=key, marks=api.marks
+    )
     if not submission.created:
         original = lifecycle.get_run(api.store, run_id)
         return _replayed(request, submission, original.request, retry_of=run_id)

@@ -143,18 +143,21 @@ from .counters import MinuteCount, StoreStats
 
 __all__ = [
     "DEFAULT_BATCH",
+    "Claimed",
     "MinuteCount",
     "Profile",
     "ProfileKind",
     "RunFilter",
     "Store",
     "StoreStats",
+    "StoredProfile",
     "decode_cursor",
     "encode_cursor",
     "finish_status",
     "lease_of",
     "name_key",
     "newer_schema",
+    "profile_of",
     "prefix_range",
     "profile_kind",
     "profile_table",
@@ -162,6 +165,8 @@ __all__ = [
 
 ProfileKind = Literal["episode", "speaker"]
 Profile = EpisodeProfile | SpeakerProfile
+#: a profile as a store returns it unread: JSON text (SQLite), a document (PostgreSQL, MongoDB), None if absent
+StoredProfile = str | bytes | Mapping[str, Any] | None
 
 #: how many runs one bulk sweep operation touches at most per call
 DEFAULT_BATCH = 1000
@@ -202,6 +207,34 @@ def lease_of(row: Mapping[str, Any] | None, attempt: int) -> Lease:
     status = RunStatus(row["status"])
     owned = status is RunStatus.STARTED and row["attempt"] == attempt and not row["released"]
     return Lease(owned=owned, cancelled=status is RunStatus.REVOKED, status=status)
+
+
+def profile_of(kind: ProfileKind, stored: StoredProfile) -> Profile | None:
+    """A profile as a store keeps it (JSON text, or a document) as its model; None for None.
+
+    Raises:
+      pydantic.ValidationError: it no longer validates (``podflow.profiles`` names it).
+    """
+    if stored is None:
+        return None
+    model = PROFILE_MODELS[kind]
+    return model.model_validate_json(stored) if isinstance(stored, str | bytes) else model.model_validate(stored)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What :meth:`Store.claim_execution` hands the runner: the run as the claim left
+    it (STARTED, by the new ``attempt``) and what its request names, read with the
+    claim: each profile as stored (:func:`profile_of` reads it; None when it is gone)
+    and the sources that still exist, in the run's order."""
+
+    run: Run
+    profiles: Mapping[ProfileKind, StoredProfile]
+    sources: tuple[Source, ...]
+
+    @property
+    def attempt(self) -> int:
+        return self.run.attempt
 
 
 def finish_status(status: RunStatus | str) -> RunStatus:
@@ -305,9 +338,16 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     # -- run records ------------------------------------------------------------
-    def create_run(self, run: Run) -> tuple[Run, bool]:
+    def create_run(self, run: Run, *, check_names: bool = False) -> tuple[Run, bool]:
         """Insert ``run``; ``(run, True)``. If its idempotency key is taken,
-        insert nothing and return ``(existing_run, False)``."""
+        insert nothing and return ``(existing_run, False)``.
+
+        With ``check_names``, the insert is conditional on the profiles and sources
+        the run names existing, checked in the same statement on SQL stores.
+
+        Raises:
+          NamesMissing: ``check_names``, and one of them does not exist (nothing inserted).
+        """
 
     def get_run(self, run_id: str) -> Run | None: ...
 
@@ -346,6 +386,13 @@ class Store(Protocol):
     def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
         """The message is with the broker: ``enqueued_at = now``, outbox cleared."""
 
+    def mark_enqueued_many(self, sent: Mapping[str, str | None], *, now: datetime) -> int:
+        """:meth:`mark_enqueued` for many runs in one statement: ``sent`` maps each
+        run_id to the message the broker accepted, and a run whose current message
+        is another one now (re-sent since) is left in the outbox (None: any message;
+        a run without a current message takes any).
+        How many runs were marked."""
+
     def mark_enqueue_failed(self, run_id: str, *, error: str, now: datetime) -> bool:
         """Record why the enqueue failed; the run stays in the outbox for the sweep."""
 
@@ -354,6 +401,10 @@ class Store(Protocol):
         """PENDING, or STARTED and (released or heartbeat older than the timeout)
         with attempts left → STARTED with attempt + 1; returns that attempt.
         None when the run is absent, terminal, or held by a live attempt."""
+
+    def claim_execution(self, run_id: str, *, now: datetime) -> Claimed | None:
+        """:meth:`claim`, giving back the claimed run with the profiles and sources it
+        names (one statement on SQL stores: everything the runner needs to start)."""
 
     def heartbeat(self, run_id: str, attempt: int, *, now: datetime) -> Lease:
         """Refresh the heartbeat if ``attempt`` still owns the run."""

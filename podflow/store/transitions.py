@@ -43,7 +43,7 @@ bulk write; each run is still fenced by its own attempt.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from ..states import TERMINAL, RunStatus, allowed_sources
@@ -75,6 +75,7 @@ __all__ = [
     "BY_NAME",
     "CANCEL",
     "CLAIM",
+    "CLAIM_RUN",
     "EXPIRED",
     "FINISH",
     "HEARTBEAT",
@@ -246,6 +247,10 @@ CLAIM = Write(
     ),
     returning=Returning.ATTEMPT,
 )
+
+#: the claim as the runner makes it (``Store.claim_execution``): the same write,
+#: giving back the whole run (SQL stores add what it names to the same statement)
+CLAIM_RUN = replace(CLAIM, returning=Returning.RUN)
 
 RELEASE = Write(
     name="release",

@@ -229,10 +229,14 @@ def _send_outbox(
                 missing = dispatcher.missing(mine)
                 held = set() if missing is None else {ref.run_id for ref in mine} - missing
         progressed = False
+        if held:  # their confirmations, in one write
+            store.mark_enqueued_many({r.run_id: r.current_message_id for r in mine if r.run_id in held}, now=now)
+            report.enqueued += len(held)
+            progressed = True
         for ref in mine:
             if ref.run_id in held:
-                store.mark_enqueued(ref.run_id, now=now)
-            elif deliver(store, dispatcher, ref.run_id, ref.current_message_id or ref.message_id, now=now):
+                continue
+            if deliver(store, dispatcher, ref.run_id, ref.current_message_id or ref.message_id, now=now):
                 report.send_errors += 1
                 return  # the broker is down: leave the rest for the next sweep
             report.enqueued += 1

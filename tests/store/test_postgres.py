@@ -39,6 +39,20 @@ def store(url: str) -> Iterator[PostgresStore]:
     store.close()
 
 
+def test_the_checked_insert_casts_each_run_column_to_its_type(store: PostgresStore, url: str) -> None:
+    # a SELECT list does not take the target column's type as VALUES does: a column
+    # added to runs that is not text needs its cast in postgres/runs.py's _TYPES
+    from podflow.store.postgres.runs import _TYPES
+
+    with psycopg.connect(url) as conn:
+        types = dict(conn.execute(
+            "SELECT column_name, udt_name FROM information_schema.columns WHERE table_name = 'runs'"
+        ).fetchall())  # fmt: skip
+    spelled = {"int4": "integer", "bool": "boolean", "jsonb": "jsonb", "timestamptz": "timestamptz", "text": "text"}
+    for column in (c.strip() for c in RUN_COLUMNS.split(",")):
+        assert _TYPES.get(column, "text") == spelled[types[column]], column
+
+
 @pytest.mark.slow
 def test_eight_processes_claiming_one_pending_run_let_exactly_one_attempt_win(url: str) -> None:
     eight_processes_claim_one_run(("postgres", url))
