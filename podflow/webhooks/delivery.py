@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 
 #: how much of a receiver's reply body is kept (the rest is never read)
 REPLY_EXCERPT_CHARS = 200
-#: a claim's lease outlasts the POST's timeout by this much
-_LEASE_MARGIN_S = 30.0
+#: a claim's lease: the POST's timeout bounds each of its phases (connect, write,
+#: read, pool), so four of them, and a margin for recording the outcome
+_LEASE_PHASES = 4
+_LEASE_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +76,7 @@ class DeliveryPolicy:
 
     @property
     def lease_s(self) -> float:
-        return self.timeout_s + _LEASE_MARGIN_S
+        return self.timeout_s * _LEASE_PHASES + _LEASE_MARGIN_S
 
     def retry_delay_s(self, failed: int) -> float:
         """The wait after the ``failed``-th failed attempt: backoff, doubling, capped."""
