@@ -124,6 +124,8 @@ def _message(error: Any) -> str:
         return "unknown field"
     if error["type"] == "string_too_short" and error.get("ctx", {}).get("min_length") == 1:
         return "must not be empty or only whitespace"
+    if error["type"] == "value_error":  # a validator's own words, without pydantic's prefix
+        return str(error["msg"]).removeprefix("Value error, ")
     return str(error["msg"])
 
 
