@@ -26,12 +26,12 @@ from typing import Any
 from ..errors import Conflict, InvalidInput, NotFound, RunNotFound
 from ..exitcodes import RET_FAILED_RUN, RET_OK, RET_REVOKED, RET_TIMEOUT, RET_UNAVAILABLE
 from ..lifecycle import RETRYABLE, cancel, delete, retry
-from ..views import WebhookView
 from ..models import Run
 from ..settings import Settings
 from ..states import TERMINAL, RunStatus
 from ..store.base import RunFilter, Store
 from ..timeutil import utcnow
+from ..views import WebhookView
 from ._common import confirm, dispatcher_for, duration, print_json, store_for, table
 
 __all__ = ["register"]

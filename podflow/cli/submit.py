@@ -61,7 +61,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--name", required=True, help="the episode's name")
     parser.add_argument("--briefing", metavar="TEXT", help="added to the episode profile's briefing")
     parser.add_argument("--callback-url", metavar="URL",
-                        help="POST the run's completion webhook here (default: PODFLOW_WEBHOOK_URL, if set)")  # fmt: skip
+                        help="where to POST the run's completion webhook (default: PODFLOW_WEBHOOK_URL)")  # fmt: skip
     parser.add_argument("--api", type=_api_url, metavar="URL",
                         help="the API (default: http://PODFLOW_API_HOST:PODFLOW_API_PORT/)")  # fmt: skip
     parser.add_argument("--token", help="the API's bearer token (default: PODFLOW_API_TOKEN)")

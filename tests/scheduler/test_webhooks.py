@@ -7,6 +7,7 @@ store shared with the test, a receiver on 127.0.0.1.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
 from tests.execution import WorkerProcess, request, wait_for, worker_env
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Answer, Receiver
 
 SCHEDULER = [sys.executable, "-m", "scheduler"]
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -50,24 +51,41 @@ def delivered(store: SqliteStore, run_id: str) -> Run | None:
     return run if run is not None and run.webhook is not None and run.webhook.outcome == "delivered" else None
 
 
-@pytest.mark.slow
-def test_a_run_ended_just_before_the_scheduler_is_killed_is_delivered_after_the_restart(tmp_path: Path) -> None:
+KillWhen = Callable[[WorkerProcess, Receiver], object]
+
+
+def delivered_after_a_restart(
+    tmp_path: Path, script: list[Answer], *, before_start: bool, until_killed: KillWhen
+) -> tuple[Run, Receiver]:
+    """A run ended (``before_start``: before the first scheduler starts, else once it runs),
+    the first scheduler SIGKILLed once ``until_killed`` holds, a second one started: the
+    run once its webhook is delivered, and the receiver."""
     store = SqliteStore(tmp_path / "podflow.sqlite3")
-    receiver = Receiver([]).start()
-    first = scheduler(tmp_path, "first")
+    receiver = Receiver(script).start()
+    first = second = None
     try:
-        wait_for(lambda: "scheduler started" in first.log(), timeout=20, what="the scheduler to start")
-        run_id = ended_run(store, receiver.url)
-        first.kill()  # right after the transition: before (or while) it delivers
-        second = scheduler(tmp_path, "second")
-        try:
-            run = wait_for(lambda: delivered(store, run_id), timeout=30, what="the webhook after the restart")
-        finally:
-            second.stop()
-    finally:
+        run_id = ended_run(store, receiver.url) if before_start else None
+        first = scheduler(tmp_path, "first")
+        wait_for(lambda: until_killed(first, receiver), timeout=20, what="the moment to kill the scheduler")
+        run_id = run_id or ended_run(store, receiver.url)
         first.kill()
+        second = scheduler(tmp_path, "second")
+        # due again at once, or once the dead scheduler's lease runs out (4 x timeout + 5 s)
+        run = wait_for(lambda: delivered(store, run_id), timeout=40, what="the webhook after the restart")
+        return run, receiver
+    finally:
+        for process in (first, second):
+            if process is not None:
+                process.stop()
         receiver.stop()
         store.close()
+
+
+@pytest.mark.slow
+def test_a_run_ended_just_before_the_scheduler_is_killed_is_delivered_after_the_restart(tmp_path: Path) -> None:
+    run, receiver = delivered_after_a_restart(
+        tmp_path, [], before_start=False, until_killed=lambda first, _: "scheduler started" in first.log()
+    )  # the run ends right before the kill: before (or while) it delivers
     assert receiver.received and run.webhook_due_at is None
     assert {r.headers["webhook-id"] for r in receiver.received} == {receiver.received[0].headers["webhook-id"]}
     Webhook(SECRET).verify(receiver.received[-1].body, receiver.received[-1].headers)
@@ -75,24 +93,10 @@ def test_a_run_ended_just_before_the_scheduler_is_killed_is_delivered_after_the_
 
 @pytest.mark.slow
 def test_a_scheduler_killed_mid_post_leaves_the_webhook_to_be_sent_again_after_the_restart(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "podflow.sqlite3")
-    receiver = Receiver([("hang", 30.0)]).start()  # the first POST is never answered in time
-    run_id = ended_run(store, receiver.url)  # before any scheduler runs
-    first = scheduler(tmp_path, "first")
-    try:
-        wait_for(lambda: receiver.received, timeout=20, what="the first POST")
-        first.kill()  # after the POST, before its outcome is recorded
-        assert store.get_run(run_id).webhook is None
-        second = scheduler(tmp_path, "second")
-        try:
-            # due again once the dead scheduler's lease runs out (4 x timeout + 5 s)
-            run = wait_for(lambda: delivered(store, run_id), timeout=40, what="the webhook after the restart")
-        finally:
-            second.stop()
-    finally:
-        first.kill()
-        receiver.stop()
-        store.close()
+    # the first POST is never answered in time: the kill comes after it, before its outcome is recorded
+    run, receiver = delivered_after_a_restart(
+        tmp_path, [("hang", 30.0)], before_start=True, until_killed=lambda _, receiver: receiver.received
+    )
     assert len(receiver.received) == 2 and run.webhook_attempts == 2  # at least once: sent again
     assert receiver.received[0].headers["webhook-id"] == receiver.received[1].headers["webhook-id"]
     assert receiver.received[0].body == receiver.received[1].body
@@ -114,3 +118,15 @@ def test_the_webhook_job_runs_every_second_beside_the_sweep_never_twice_at_once(
     assert job.executor == DELIVERY_JOB_ID  # not the sweep's thread: a long sweep holds no webhook back
     deliverer.close()
     sweeper.close()
+
+
+def test_a_bad_webhook_secret_stops_the_scheduler_with_exit_78_naming_it(tmp_path: Path) -> None:
+    import subprocess
+
+    from podflow.exitcodes import RET_CONFIG
+    from tests.execution import ROOT
+
+    env = worker_env(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0", PODFLOW_WEBHOOK_SECRET="hunter2")
+    done = subprocess.run(SCHEDULER, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == RET_CONFIG and "PODFLOW_WEBHOOK_SECRET" in done.stderr
+    assert "hunter2" not in done.stderr

@@ -737,7 +737,8 @@ def test_a_finished_run_with_a_callback_owes_its_webhook_and_one_without_owes_no
     plain, attempt = started(store)
     assert store.finish(plain, attempt, status=RunStatus.SUCCESS, now=at(5)).webhook_due_at is None
     pending, _ = store.create_run(make_run(callback_url=HOOK))
-    assert store.claim_webhooks(now=at(100), lease_until=at(140)) and store.get_run(pending.run_id).webhook_due_at is None
+    claimed = {run.run_id for run in store.claim_webhooks(now=at(100), lease_until=at(140))}
+    assert claimed == {hooked} and store.get_run(pending.run_id).webhook_due_at is None  # not ended: owes nothing yet
     assert store.cancel(pending.run_id, now=at(200)).webhook_due_at == at(200)
 
 
@@ -757,7 +758,7 @@ def test_a_due_webhook_is_claimed_once_under_a_lease_and_again_when_the_lease_ru
     run = store.get_run(run_id)
     assert run.webhook_due_at == at(53) and run.webhook == _retrying(at(48)) and run.webhook_attempts == 2
     assert store.claim_webhooks(now=at(52), lease_until=at(92)) == []
-    (third,) = store.claim_webhooks(now=at(54), lease_until=at(94))
+    assert [r.webhook_attempts for r in store.claim_webhooks(now=at(54), lease_until=at(94))] == [3]
     delivered = WebhookDelivery(outcome="delivered", last_attempt_at=at(55), last_status=200, delivered_at=at(55))
     assert store.record_webhook(run_id, 3, delivery=delivered, next_at=None)
     assert store.claim_webhooks(now=at(100_000), lease_until=at(100_040)) == []  # never re-sent

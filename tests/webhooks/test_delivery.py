@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook
 
-from podflow.models import RunResult
+from podflow.models import Run, RunResult
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
@@ -17,7 +17,7 @@ from podflow.views import template_paths
 from podflow.webhooks.delivery import REPLY_EXCERPT_CHARS, Deliverer, DeliveryPolicy
 from tests.conftest import make_run
 from tests.execution import wait_for
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Answer, Receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PUBLIC = "https://podflow.example.com"
@@ -88,66 +88,67 @@ def test_a_receiver_failing_twice_gets_one_signed_event_on_the_third_attempt(sto
     assert sender.deliver_due(now=utcnow()) == {}
 
 
-def test_a_failure_records_the_status_and_only_an_excerpt_of_the_reply(store: SqliteStore) -> None:
-    receiver = Receiver([], then=503).start()
-    sender = deliverer(store, backoff_s=60)
+@pytest.fixture
+def receivers() -> Iterator[Callable[..., Receiver]]:
+    """Started receivers (``Receiver``'s arguments), stopped after the test."""
+    started: list[Receiver] = []
+
+    def start(script: list[Answer], **options: int) -> Receiver:
+        started.append(Receiver(script, **options).start())
+        return started[-1]
+
+    yield start
+    for receiver in started:
+        receiver.stop()
+
+
+def attempted(
+    store: SqliteStore, url: str, counted: dict[str, int], *, status: RunStatus = RunStatus.SUCCESS, ago_s: float = 0,
+    **policy: object,
+) -> Run:
+    """A run ended ``ago_s`` ago and its one delivery attempt (counted as ``counted``); the run after it."""
+    sender = deliverer(store, **{"backoff_s": 60, **policy})
     try:
-        run_id = ended_run(store, receiver.url, status=RunStatus.FAILURE)
-        assert sender.deliver_due(now=utcnow()) == {"retried": 1}
+        run_id = ended_run(store, url, status=status, ago_s=ago_s)
+        assert sender.deliver_due(now=utcnow()) == counted
+        assert sender.deliver_due(now=utcnow()) == {}  # nothing more is due yet
     finally:
         sender.close()
-        receiver.stop()
     run = store.get_run(run_id)
     assert run is not None and run.webhook is not None
+    return run
+
+
+def test_a_failure_records_the_status_and_only_an_excerpt_of_the_reply(
+    store: SqliteStore, receivers: Callable[..., Receiver]
+) -> None:
+    receiver = receivers([], then=503)
+    run = attempted(store, receiver.url, {"retried": 1}, status=RunStatus.FAILURE)
+    assert run.webhook is not None
     assert run.webhook.outcome == "retrying" and run.webhook.last_status == 503
     assert run.webhook.reply_excerpt == "x" * REPLY_EXCERPT_CHARS  # of 5000
     assert run.webhook_due_at is not None and run.webhook_due_at > run.webhook.last_attempt_at
     assert json.loads(receiver.received[0].body)["type"] == "run.failed"
 
 
-def test_a_redirect_is_not_followed(store: SqliteStore) -> None:
-    elsewhere = Receiver([]).start()
-    receiver = Receiver([("redirect", elsewhere.url)]).start()
-    sender = deliverer(store, backoff_s=60)
-    try:
-        run_id = ended_run(store, receiver.url)
-        assert sender.deliver_due(now=utcnow()) == {"retried": 1}
-    finally:
-        sender.close()
-        receiver.stop()
-        elsewhere.stop()
-    assert elsewhere.received == []
-    run = store.get_run(run_id)
-    assert run is not None and run.webhook is not None
+def test_a_redirect_is_not_followed(store: SqliteStore, receivers: Callable[..., Receiver]) -> None:
+    elsewhere = receivers([])
+    run = attempted(store, receivers([("redirect", elsewhere.url)]).url, {"retried": 1})
+    assert elsewhere.received == [] and run.webhook is not None
     assert run.webhook.last_status == 307 and "not followed" in (run.webhook.last_error or "")
 
 
-def test_a_host_that_is_not_allowed_is_never_posted_to(store: SqliteStore) -> None:
-    receiver = Receiver([]).start()
-    sender = deliverer(store, allowed_hosts=("hooks.example.com",), backoff_s=60)
-    try:
-        run_id = ended_run(store, receiver.url)
-        assert sender.deliver_due(now=utcnow()) == {"retried": 1}
-    finally:
-        sender.close()
-        receiver.stop()
-    assert receiver.received == []
-    run = store.get_run(run_id)
-    assert run is not None and run.webhook is not None and "ALLOWED_HOSTS" in (run.webhook.last_error or "")
+def test_a_host_that_is_not_allowed_is_never_posted_to(store: SqliteStore, receivers: Callable[..., Receiver]) -> None:
+    receiver = receivers([])
+    run = attempted(store, receiver.url, {"retried": 1}, allowed_hosts=("hooks.example.com",))
+    assert receiver.received == [] and run.webhook is not None
+    assert "ALLOWED_HOSTS" in (run.webhook.last_error or "")
 
 
-def test_a_webhook_failing_past_its_max_age_is_given_up(store: SqliteStore) -> None:
-    receiver = Receiver([], then=500).start()
-    sender = deliverer(store, max_age_s=60)
-    try:
-        run_id = ended_run(store, receiver.url, status=RunStatus.REVOKED, ago_s=3600)
-        assert sender.deliver_due(now=utcnow()) == {"expired": 1}
-        assert sender.deliver_due(now=utcnow()) == {}
-    finally:
-        sender.close()
-        receiver.stop()
-    run = store.get_run(run_id)
-    assert run is not None and run.webhook is not None
+def test_a_webhook_failing_past_its_max_age_is_given_up(store: SqliteStore, receivers: Callable[..., Receiver]) -> None:
+    receiver = receivers([], then=500)
+    run = attempted(store, receiver.url, {"expired": 1}, status=RunStatus.REVOKED, ago_s=3600, max_age_s=60)
+    assert run.webhook is not None
     assert run.webhook.outcome == "expired" and run.webhook_due_at is None and run.webhook_attempts == 1
     assert json.loads(receiver.received[0].body)["type"] == "run.revoked"
 
