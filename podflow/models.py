@@ -145,7 +145,7 @@ class RunRequest(_Model):
     source_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
     briefing_suffix: str | None = Field(default=None, max_length=4000)
     #: where the completion webhook goes (``http(s)://``); None: PODFLOW_WEBHOOK_URL, if set
-    callback_url: str | None = Field(default=None, max_length=2000)
+    callback_url: str | None = Field(default=None, min_length=1, max_length=2000)
 
     @field_validator("callback_url")
     @classmethod
