@@ -36,6 +36,6 @@ def event_id(run: Run) -> str:
 def event_body(run: Run, path: PathFor) -> str:
     """The event of the ended ``run``, as sent (and signed)."""
     view = RunView.of(run, path).model_dump(mode="json", exclude={"webhook"})
-    ended = run.finished_at or run.updated_at
-    event = {"type": EVENT_TYPES[run.status], "timestamp": ended.isoformat(), "data": view}
+    # when it ended, written as the API writes every time (UTC, ms, "Z")
+    event = {"type": EVENT_TYPES[run.status], "timestamp": view["finished_at"] or view["updated_at"], "data": view}
     return json.dumps(event, separators=(",", ":"))

@@ -76,7 +76,8 @@ def test_a_receiver_failing_twice_gets_one_signed_event_on_the_third_attempt(sto
     last = receiver.received[-1]
     event = Webhook(SECRET).verify(last.body, last.headers)
     assert event["type"] == "run.succeeded" and event["data"]["run_id"] == run_id
-    assert event["data"]["status"] == "SUCCESS"
+    assert event["data"]["status"] == "SUCCESS" and event["timestamp"] == event["data"]["finished_at"]
+    assert event["timestamp"].endswith("Z") and int(last.headers["webhook-timestamp"]) > 1_700_000_000
     assert event["data"]["result"]["audio_url"] == f"{PUBLIC}/api/podcast/runs/{run_id}/audio"
     assert {r.body for r in receiver.received} == {last.body}  # one body, every attempt
     run = store.get_run(run_id)
