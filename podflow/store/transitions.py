@@ -42,6 +42,11 @@ Every write that ends a run (finish, cancel and the sweep's failures) also
 writes the completion webhook's obligation: ``webhook_due_at = now`` when the
 run has a ``callback_url`` -- in the very write that makes it terminal, so no
 crash can separate the two (an outbox, as ``outbox_at`` is for starts).
+
+A process's heartbeat round (``Store.heartbeat_many``) renders ``heartbeat`` and
+``progress`` together for all its runs: one SQL statement over a batch of
+(run_id, attempt, progress) rows (:func:`podflow.store.sql.beat_sql`), one MongoDB
+bulk write; each run is still fenced by its own attempt.
 """
 
 from __future__ import annotations
