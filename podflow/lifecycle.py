@@ -31,6 +31,7 @@ from .models import Run, RunRequest
 from .paths import RESULT_FILES, run_dir
 from .states import RunStatus
 from .store.base import Store
+from .webhooks.targets import NO_WEBHOOKS, WebhookTargets
 
 __all__ = [
     "RETRYABLE",
@@ -82,8 +83,11 @@ def get_run(store: Store, run_id: str) -> Run:
     return run
 
 
-def _new_run(dispatcher: Dispatcher, request: RunRequest, **fields: Any) -> Run:
-    return Run.new(request, mode=dispatcher.mode, **fields)
+def _new_run(dispatcher: Dispatcher, request: RunRequest, webhooks: WebhookTargets, **fields: Any) -> Run:
+    """A new run for ``request``, its webhook's URL decided now (the request's, else the default)."""
+    callback_url = webhooks.resolve(request.callback_url)
+    run = Run.new(request, mode=dispatcher.mode, **fields)
+    return run if callback_url == run.callback_url else run.model_copy(update={"callback_url": callback_url})
 
 
 def _record(store: Store, request: RunRequest, run: Run) -> tuple[Run, bool]:
@@ -115,22 +119,24 @@ def submit(
     idempotency_key: str | None = None,
     retry_of: str | None = None,
     marks: EnqueueMarks | None = None,
+    webhooks: WebhookTargets = NO_WEBHOOKS,
 ) -> Submission:
     """Validate, record and start a run: one insert (the run in the outbox, which
     also checks what it names), the send, and the send's confirmation, which
     ``marks`` writes in its next batch (a submit with an ``idempotency_key``
-    confirms at once, so that a replay finds its hand-over done).
+    confirms at once, so that a replay finds its hand-over done). Its completion
+    webhook goes where ``webhooks`` says.
 
     An existing run with the same ``idempotency_key`` is returned untouched
     (``created=False``); the caller compares ``request_hash`` to refuse a
     different body.
 
     Raises:
-      InvalidInput: an unknown profile or source (``field`` names it); nothing
-        was stored or sent.
+      InvalidInput: an unknown profile or source, or a callback_url whose host
+        is not allowed (``field`` names it); nothing was stored or sent.
       StoreUnavailable: nothing was stored.
     """
-    run = _new_run(dispatcher, request, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
+    run = _new_run(dispatcher, request, webhooks, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
     message_id = dispatcher.new_message_id()
     run = run.model_copy(
         update={"outbox_at": run.created_at, "message_id": message_id, "current_message_id": message_id}
@@ -150,13 +156,14 @@ def create(
     *,
     now: datetime,
     idempotency_key: str | None = None,
+    webhooks: WebhookTargets = NO_WEBHOOKS,
 ) -> tuple[Run, bool]:
     """Validate and record a draft run, not started (``POST /runs``). ``(run, created)``.
 
     Raises:
-      InvalidInput: an unknown profile or source.
+      InvalidInput: an unknown profile or source, or a callback_url whose host is not allowed.
     """
-    return _record(store, request, _new_run(dispatcher, request, now=now, idempotency_key=idempotency_key))
+    return _record(store, request, _new_run(dispatcher, request, webhooks, now=now, idempotency_key=idempotency_key))
 
 
 def ensure_same_request(run: Run, request: RunRequest, *, retry_of: str | None = None) -> Run:
@@ -242,6 +249,7 @@ def retry(
     now: datetime,
     idempotency_key: str | None = None,
     marks: EnqueueMarks | None = None,
+    webhooks: WebhookTargets = NO_WEBHOOKS,
 ) -> Submission:
     """Submit a new run with the same request as a FAILURE or REVOKED one
     (``retry_of`` names the original, which is left as it is). The new run
@@ -261,7 +269,14 @@ def retry(
             status=str(run.status),
         )
     return submit(
-        store, dispatcher, run.request, now=now, idempotency_key=idempotency_key, retry_of=run_id, marks=marks
+        store,
+        dispatcher,
+        run.request,
+        now=now,
+        idempotency_key=idempotency_key,
+        retry_of=run_id,
+        marks=marks,
+        webhooks=webhooks,
     )
 
 

@@ -41,6 +41,15 @@ history entries' ``at`` as ISO-8601 text).
     idempotency_key   unique when present (absent, not null, in MongoDB)
     request_hash      fingerprint of the request (idempotent-retry check)
     retry_of          run_id this run retries
+    callback_url      where the completion webhook goes (the request's, else
+                      PODFLOW_WEBHOOK_URL at submit); null: none
+    webhook_due_at    the webhook's next delivery attempt is due (written by the
+                      transition that ends the run, in the same write; leased
+                      forward by each attempt; null once delivered or given up)
+    webhook_attempts  delivery attempts claimed (fences their outcome)
+    webhook           {outcome, last_attempt_at, last_status, last_error,
+                      reply_excerpt, delivered_at}: the last attempt's outcome
+                      (schema 6 on SQLite, 4 on PostgreSQL)
     name_key          the episode name case-folded (``name_key``), for search;
                       derived at insert, never shown (schema 4 on SQLite, 2 on
                       PostgreSQL; MongoDB backfills it on open)
@@ -52,7 +61,8 @@ history entries' ``at`` as ISO-8601 text).
     for listings; finished_at for throughput charts; for the listing's filters
     (:class:`RunFilter`), (name_key, created_at, run_id), (episode_profile,
     created_at, run_id), (speaker_profile, created_at, run_id) and retry_of
-    (sparse). (SQLite keeps the four sweep indexes partial, on the STARTED or
+    (sparse); webhook_due_at, partial on the due ones (``runs_webhook_due``).
+    (SQLite keeps the four sweep indexes partial, on the STARTED or
     PENDING rows they serve.)
 
 ``sources`` -- source documents (model: ``podflow.models.Source``)
@@ -91,6 +101,9 @@ history entries' ``at`` as ISO-8601 text).
     provider_calls:<endpoint>:<outcome>
                                    requests to the ``llm``/``tts`` provider by outcome
                                    (ok, 429, 5xx, 4xx, timeout, connection, cancelled)
+    webhooks:<outcome>             completion webhook delivery attempts: delivered,
+                                   retried (failed, sent again later), expired (the
+                                   last failure: given up); ``add_counts``, from the deliverer
 
     SQLite and PostgreSQL maintain the run counters with triggers on ``runs`` (AFTER
     INSERT; AFTER UPDATE OF status into a terminal status), so they change in the very
@@ -136,6 +149,7 @@ from ..models import (
     Source,
     SourceInfo,
     SpeakerProfile,
+    WebhookDelivery,
 )
 from ..states import RunStatus, can_transition
 from ..timeutil import from_ms, to_ms
@@ -496,6 +510,21 @@ class Store(Protocol):
         self, *, enqueued_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
     ) -> list[str]:
         """PENDING runs enqueued before the cutoff and never started → FAILURE."""
+
+    # -- completion webhooks (podflow.webhooks): the obligation the end of a run wrote --
+    def claim_webhooks(self, *, now: datetime, lease_until: datetime, limit: int = DEFAULT_BATCH) -> list[Run]:
+        """Ended runs whose webhook is due (``webhook_due_at`` before ``now``), at most
+        ``limit``: each one's next delivery attempt, leased (``webhook_due_at =
+        lease_until``, ``webhook_attempts + 1``), as the run after that write. Two
+        deliverers never claim the same attempt; one that dies leaves it due again at
+        ``lease_until``. On the partial index of ``webhook_due_at``."""
+
+    def record_webhook(
+        self, run_id: str, attempt: int, *, delivery: WebhookDelivery, next_at: datetime | None
+    ) -> bool:
+        """The outcome of delivery attempt ``attempt``: ``delivery``, and the next
+        attempt due at ``next_at`` (None: delivered or given up). False when that
+        attempt no longer holds the delivery (a later claim took it) or the run is gone."""
 
     # -- sources ----------------------------------------------------------------
     def add_source(self, source: Source) -> tuple[SourceInfo, bool]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..models import ErrorInfo, Lease, Progress, Run, RunPage, RunRef, RunResult
+from ..models import ErrorInfo, Lease, Progress, Run, RunPage, RunRef, RunResult, WebhookDelivery
 from ..states import RunStatus
 from . import expressions as e
 from . import transitions as t
@@ -218,3 +218,14 @@ class WriteStore(ABC):
     def release_lost(self, *, heartbeat_before: datetime, now: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
         args = {"cutoff": heartbeat_before, "now": now, "max_attempts": self.max_attempts, "reason": _LOST_REASON}
         return list(self._write_many(t.RELEASE_LOST, args, limit))
+
+    # -- completion webhooks -----------------------------------------------------------
+    def claim_webhooks(self, *, now: datetime, lease_until: datetime, limit: int = DEFAULT_BATCH) -> list[Run]:
+        args = {"due_before": now, "lease_until": lease_until}
+        return list(self._write_many(t.WEBHOOK_CLAIM, args, limit))
+
+    def record_webhook(
+        self, run_id: str, attempt: int, *, delivery: WebhookDelivery, next_at: datetime | None
+    ) -> bool:
+        args = {"run_id": run_id, "webhook_attempt": attempt, "delivery": delivery, "next_at": next_at}
+        return self._write_one(t.WEBHOOK_OUTCOME, args) is not None

@@ -58,7 +58,7 @@ RUN_COLUMNS = (
     "run_id, status, episode_profile, speaker_profile, episode_name, source_ids, briefing_suffix, mode,"
     " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, released, message_id,"
     " outbox_at, enqueued_at, enqueue_error, progress, error, result, history, idempotency_key,"
-    " request_hash, retry_of, current_message_id"
+    " request_hash, retry_of, current_message_id, callback_url, webhook_due_at, webhook_attempts, webhook"
 )
 SOURCE_INFO_COLUMNS = "source_id, title, filename, content_type, byte_size, sha256, created_at"
 SOURCE_COLUMNS = f"{SOURCE_INFO_COLUMNS}, text"
@@ -147,8 +147,8 @@ def _expr(expr: e.Expr, d: Dialect) -> str:
         case e.Coalesce(name, default):
             return f"coalesce({name}, {_expr(default, d)})"
         case e.Case(branches, default):
-            whens = " ".join(f"WHEN {cond(c, d)} THEN {_literal(v.value)}" for c, v in branches)
-            return f"CASE {whens} ELSE {_literal(default.value)} END"
+            whens = " ".join(f"WHEN {cond(c, d)} THEN {_expr(v, d)}" for c, v in branches)
+            return f"CASE {whens} ELSE {_expr(default, d)} END"
     raise TypeError(f"not an expression: {expr!r}")
 
 

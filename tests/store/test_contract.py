@@ -17,10 +17,11 @@ from podflow.models import (
     Source,
     Speaker,
     SpeakerProfile,
+    WebhookDelivery,
 )
 from podflow.states import RunStatus
 from podflow.store.base import RunFilter, Store, profile_of
-from podflow.store.counters import checkpoint_counter, provider_call_counter
+from podflow.store.counters import checkpoint_counter, provider_call_counter, webhook_counter
 from tests.conftest import T0, at, make_run
 from tests.store.statements import count_statements
 
@@ -846,3 +847,76 @@ def test_get_runs_reads_many_runs_at_once(store: Store, monkeypatch: pytest.Monk
     assert len(statements) == 1
     assert found == {run.run_id: run for run in runs[::3]}
     assert store.get_runs([]) == {}
+
+
+# -- completion webhooks -------------------------------------------------------------
+
+HOOK = "http://127.0.0.1:9/hook"
+
+
+def _retrying(now, status=500) -> WebhookDelivery:
+    return WebhookDelivery(outcome="retrying", last_attempt_at=now, last_status=status, reply_excerpt="no")
+
+
+def test_a_finished_run_with_a_callback_owes_its_webhook_and_one_without_owes_none(store: Store) -> None:
+    hooked, attempt = started(store, callback_url=HOOK)
+    done = store.finish(hooked, attempt, status=RunStatus.SUCCESS, now=at(5))
+    assert done.webhook_due_at == at(5) and done.webhook_attempts == 0 and done.webhook is None
+    plain, attempt = started(store)
+    assert store.finish(plain, attempt, status=RunStatus.SUCCESS, now=at(5)).webhook_due_at is None
+    pending, _ = store.create_run(make_run(callback_url=HOOK))
+    claimed = {run.run_id for run in store.claim_webhooks(now=at(100), lease_until=at(140))}
+    assert claimed == {hooked} and store.get_run(pending.run_id).webhook_due_at is None  # not ended: owes nothing yet
+    assert store.cancel(pending.run_id, now=at(200)).webhook_due_at == at(200)
+
+
+def test_a_due_webhook_is_claimed_once_under_a_lease_and_again_when_the_lease_runs_out(store: Store) -> None:
+    run_id, attempt = started(store, callback_url=HOOK)
+    store.finish(run_id, attempt, status=RunStatus.FAILURE, now=at(5), error=LOST)
+    assert store.claim_webhooks(now=at(5), lease_until=at(45)) == []  # due at 5: not before it
+    (claimed,) = store.claim_webhooks(now=at(6), lease_until=at(46))
+    assert claimed.run_id == run_id and claimed.webhook_attempts == 1 and claimed.webhook_due_at == at(46)
+    assert claimed.status is RunStatus.FAILURE and claimed.callback_url == HOOK
+    assert store.claim_webhooks(now=at(45), lease_until=at(85)) == []  # leased
+    # the deliverer died after its POST: the next claim is a second attempt
+    (again,) = store.claim_webhooks(now=at(47), lease_until=at(87))
+    assert again.webhook_attempts == 2
+    assert not store.record_webhook(run_id, 1, delivery=_retrying(at(48)), next_at=at(53))  # overtaken
+    assert store.record_webhook(run_id, 2, delivery=_retrying(at(48)), next_at=at(53))
+    run = store.get_run(run_id)
+    assert run.webhook_due_at == at(53) and run.webhook == _retrying(at(48)) and run.webhook_attempts == 2
+    assert store.claim_webhooks(now=at(52), lease_until=at(92)) == []
+    assert [r.webhook_attempts for r in store.claim_webhooks(now=at(54), lease_until=at(94))] == [3]
+    delivered = WebhookDelivery(outcome="delivered", last_attempt_at=at(55), last_status=200, delivered_at=at(55))
+    assert store.record_webhook(run_id, 3, delivery=delivered, next_at=None)
+    assert store.claim_webhooks(now=at(100_000), lease_until=at(100_040)) == []  # never re-sent
+    run = store.get_run(run_id)
+    assert run.webhook == delivered and run.webhook_due_at is None and run.webhook_attempts == 3
+    assert store.record_webhook("run_absent", 1, delivery=delivered, next_at=None) is False
+
+
+def test_concurrent_webhook_claims_take_each_delivery_once(store: Store) -> None:
+    due = set()
+    for _ in range(12):
+        run_id, attempt = started(store, callback_url=HOOK)
+        store.finish(run_id, attempt, status=RunStatus.SUCCESS, now=at(5))
+        due.add(run_id)
+    taken: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def claim() -> None:
+        barrier.wait()
+        while batch := store.claim_webhooks(now=at(6), lease_until=at(46), limit=2):
+            taken.extend(run.run_id for run in batch)
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken) == sorted(due)
+
+
+def test_webhook_outcomes_are_counted(store: Store) -> None:
+    store.add_counts({webhook_counter("delivered"): 2, webhook_counter("retried"): 3})
+    assert store.stats().webhooks == {"delivered": 2, "retried": 3, "expired": 0}

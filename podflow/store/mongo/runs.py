@@ -110,15 +110,22 @@ class MongoRuns(MongoConnection, WriteStore):
         where = render.mongo_filter(write.where, args)
         fields = {"_id": 0, "started_at": 1, **{f: 1 for f in t.REF_FIELDS}}
         candidates = list(self.runs.find(where, {**fields, **{f: 1 for f in reads}}).limit(limit))
-        written = []
+        # a write returning whole runs takes each document as written; the others need the candidate's fields
+        whole = write.returning is t.Returning.RUN
+        written, after = [], []
         for doc in candidates:
             read = {f: doc.get(f) for f in reads}
             change = render.update(write, {**render.pinned(write, args), **read}, args)
             query = {"$and": [where, {"run_id": doc["run_id"]}, read]}
-            if self.runs.find_one_and_update(query, change, projection={"_id": 1}) is not None:
+            projection = None if whole else {"_id": 1}
+            done = self.runs.find_one_and_update(
+                query, change, projection=projection, return_document=ReturnDocument.AFTER
+            )
+            if done is not None:
                 written.append(doc)
+                after.append(done)
         self._count_ended(write, written, args)
-        return [self._returned(write, d, d, args) for d in written]
+        return [self._returned(write, a, d, args) for a, d in zip(after, written, strict=True)]
 
     @guarded
     def claim_execution(self, run_id: str, *, now: datetime) -> Claimed | None:

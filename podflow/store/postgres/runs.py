@@ -31,11 +31,20 @@ _COLUMNS = [c.strip() for c in RUN_COLUMNS.split(",")]
 _INSERT = f"INSERT INTO runs ({RUN_COLUMNS}, name_key) VALUES ({', '.join(f'%({c})s' for c in _COLUMNS)}, %(name_key)s)"
 #: the columns that are not text (a SELECT list, unlike VALUES, does not take the column's type)
 _TYPES = {
-    "attempt": "integer",
+    **dict.fromkeys(("attempt", "webhook_attempts"), "integer"),
     "released": "boolean",
-    **dict.fromkeys(("source_ids", "progress", "error", "result", "history"), "jsonb"),
+    **dict.fromkeys(("source_ids", "progress", "error", "result", "history", "webhook"), "jsonb"),
     **dict.fromkeys(
-        ("created_at", "updated_at", "started_at", "finished_at", "heartbeat_at", "outbox_at", "enqueued_at"),
+        (
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "outbox_at",
+            "enqueued_at",
+            "webhook_due_at",
+        ),
         "timestamptz",
     ),
 }
