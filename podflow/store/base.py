@@ -49,7 +49,8 @@ history entries' ``at`` as ISO-8601 text).
     (status, heartbeat_at) for lost runs; (status, started_at) for the time
     limit; (status, outbox_at) for failed enqueues; (status, enqueued_at) for
     expired PENDING runs; (status, created_at, run_id) and (created_at, run_id)
-    for listings; finished_at for throughput charts; for the listing's filters
+    for listings; finished_at (set by the terminal transitions alone, so it holds
+    the ended runs only) for throughput charts and retention; for the listing's filters
     (:class:`RunFilter`), (name_key, created_at, run_id), (episode_profile,
     created_at, run_id), (speaker_profile, created_at, run_id) and retry_of
     (sparse). (SQLite keeps the four sweep indexes partial, on the STARTED or
@@ -435,6 +436,17 @@ class Store(Protocol):
         self, *, enqueued_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
     ) -> list[str]:
         """PENDING runs enqueued before the cutoff and never started → FAILURE."""
+
+    # -- retention: index-backed, cost grows with the runs deleted ------------------
+    def list_ended_before(self, *, finished_before: datetime, limit: int = DEFAULT_BATCH) -> list[str]:
+        """Ids of the SUCCESS, FAILURE and REVOKED runs that finished before the
+        cutoff, oldest first, at most ``limit``: a range of the finished_at index,
+        so the cost follows the batch, not the number of runs stored."""
+
+    def delete_ended(self, run_ids: Sequence[str]) -> list[str]:
+        """Delete the runs among ``run_ids`` that are terminal (any other is left
+        alone); the ids deleted. The counters (``stats``) do not change.
+        Callers delete a run's files first: :func:`podflow.deletion.delete_ended`."""
 
     # -- sources ----------------------------------------------------------------
     def add_source(self, source: Source) -> tuple[SourceInfo, bool]:

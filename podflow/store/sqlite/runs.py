@@ -8,7 +8,7 @@ lock; the counters change in the same statement, by trigger.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +16,9 @@ from ...models import Run, RunRef
 from ...states import RunStatus
 from ...timeutil import from_ms, to_ms
 from .. import expressions as e
-from .. import sql
+from .. import listing, sql
 from .. import transitions as t
-from ..base import RunFilter, name_key
+from ..base import DEFAULT_BATCH, RunFilter, name_key
 from ..shared import WriteStore
 from .connection import SqliteConnection, guarded, writes
 from .rows import RUN_COLUMNS, dt, placeholders, run_of, run_values
@@ -29,6 +29,8 @@ __all__ = ["SqliteRuns"]
 _DURABLE = frozenset({t.CANCEL.name})
 #: SQLite's limit on host parameters allows this many (run_id, attempt) pairs per statement
 _PAIRS_PER_STATEMENT = 400
+#: and this many run ids
+_IDS_PER_STATEMENT = 2 * _PAIRS_PER_STATEMENT
 
 
 class SqliteRuns(SqliteConnection, WriteStore):
@@ -104,15 +106,44 @@ class SqliteRuns(SqliteConnection, WriteStore):
 
     @guarded
     def _runs_page(self, where: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
-        query = sql.listing_sql(where, after, sql.SQLITE, RUN_COLUMNS)
-        params = sql.listing_params(where, after, sql.SQLITE, limit)
-        return [run_of(row) for row in self._conn().execute(query, params).fetchall()]
+        conn = self._conn()
+
+        def select(query: str, params: dict[str, Any], walk: bool = False) -> list[Run]:
+            return [run_of(row) for row in conn.execute(query, params).fetchall()]
+
+        if where.search_key is not None:
+
+            def count(query: str, params: dict[str, Any]) -> int:
+                return int(conn.execute(query, params).fetchone()["n"])
+
+            return listing.search_page(where, after, sql.SQLITE, RUN_COLUMNS, limit, count=count, select=select)
+        return select(
+            listing.listing_sql(where, after, sql.SQLITE, RUN_COLUMNS),
+            listing.listing_params(where, after, sql.SQLITE, limit),
+        )
 
     @guarded
     @writes(durable=True)
     def delete_run(self, run_id: str) -> bool:
         cur = self._conn().execute("DELETE FROM runs WHERE run_id = ? AND status != 'STARTED'", (run_id,))
         return cur.rowcount == 1
+
+    @guarded
+    def list_ended_before(self, *, finished_before: datetime, limit: int = DEFAULT_BATCH) -> list[str]:
+        rows = self._conn().execute(
+            sql.ended_before_sql(sql.SQLITE), {"before": to_ms(finished_before), "limit": limit}
+        )
+        return [row["run_id"] for row in rows]
+
+    @guarded
+    @writes()
+    def delete_ended(self, run_ids: Sequence[str]) -> list[str]:
+        deleted: list[str] = []
+        for start in range(0, len(run_ids), _IDS_PER_STATEMENT):
+            chunk = list(run_ids[start : start + _IDS_PER_STATEMENT])
+            rows = self._conn().execute(sql.delete_ended_sql(len(chunk), sql.SQLITE), chunk).fetchall()
+            deleted += [row["run_id"] for row in rows]
+        return deleted
 
     @guarded
     def count_by_status(self) -> dict[RunStatus, int]:
