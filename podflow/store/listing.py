@@ -14,7 +14,9 @@ are merged:
 
 - a leg with fewer than :data:`SEARCH_PROBE` index entries (counted first,
   reading at most that many from the index alone) is read off its own index
-  and sorted: at most that many rows;
+  and sorted -- the page's ids first, from the index alone where it holds every
+  column the conditions name (``runs_name`` does for a plain name search), then
+  those rows;
 - a larger leg is common enough that walking the listing's order and keeping
   the matches finds a page soon (about ``limit x stored / matches`` rows, under
   ``limit x stored / SEARCH_PROBE``): the range is written so that its index is
@@ -45,7 +47,7 @@ SearchLeg = Literal["name", "id"]
 SEARCH_LEGS: tuple[SearchLeg, ...] = ("name", "id")
 _LEG_COLUMNS: dict[SearchLeg, str] = {"name": "name_key", "id": "run_id"}
 #: a search leg with this many index entries or more walks the listing's order
-SEARCH_PROBE = 5000
+SEARCH_PROBE = 50_000
 
 
 def _leg_range(leg: SearchLeg, d: Dialect, *, walk: bool) -> str:
@@ -90,11 +92,19 @@ def listing_sql(
         conds.append(f"created_at < {p('created_before', 'time')}")
     if after is not None:
         at, run_id = p("after_at", "time"), p("after_id", "text")
-        conds.append(f"(created_at < {at} OR (created_at = {at} AND run_id < {run_id}))")
+        # a row value: one range of the (…, created_at, run_id) index, where an OR would
+        # be a filter on every row newer than the cursor (a deep page read them all)
+        conds.append(f"(created_at, run_id) < ({at}, {run_id})")
+    order = "ORDER BY created_at DESC, run_id DESC"
+    if leg is not None and not walk:
+        # the page's ids first, off the leg's index alone where it covers the conditions
+        # (runs_name holds created_at and run_id), then only those rows
+        ids = f"SELECT run_id FROM runs WHERE {' AND '.join(conds)} {order} LIMIT {p('limit', 'int')}"
+        return f"SELECT {run_columns} FROM runs WHERE run_id IN ({ids}) {order}"
     query = f"SELECT {run_columns} FROM runs"
     if conds:
         query += " WHERE " + " AND ".join(conds)
-    return query + f" ORDER BY created_at DESC, run_id DESC LIMIT {p('limit', 'int')}"
+    return query + f" {order} LIMIT {p('limit', 'int')}"
 
 
 def _leg_params(where: RunFilter, leg: SearchLeg) -> dict[str, str]:
