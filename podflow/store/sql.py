@@ -283,8 +283,10 @@ def ended_before_sql(d: Dialect) -> str:
     terminal transitions alone, so that index holds exactly the ended runs), read
     as far as the batch goes, whatever the table holds."""
     before, limit = d.placeholder("before", "time"), d.placeholder("limit", "int")
+    # the status check is an expression, which no index serves: SQLite without
+    # statistics would otherwise read the (status, ...) index of nearly every run and sort
     return (
-        f"SELECT run_id FROM runs WHERE finished_at < {before} AND status IN {_ENDED}"
+        f"SELECT run_id FROM runs WHERE finished_at < {before} AND (status || '') IN {_ENDED}"
         f" ORDER BY finished_at LIMIT {limit}"
     )
 
