@@ -99,7 +99,9 @@ def listing_sql(
     if leg is not None and not walk:
         # the page's ids first, off the leg's index alone where it covers the conditions
         # (runs_name holds created_at and run_id), then only those rows
-        ids = f"SELECT run_id FROM runs WHERE {' AND '.join(conds)} {order} LIMIT {p('limit', 'int')}"
+        # (PostgreSQL would rather walk runs_created, filtering, than sort the range it is given)
+        by_time = f"ORDER BY {d.sort_only('created_at')} DESC, run_id DESC"
+        ids = f"SELECT run_id FROM runs WHERE {' AND '.join(conds)} {by_time} LIMIT {p('limit', 'int')}"
         return f"SELECT {run_columns} FROM runs WHERE run_id IN ({ids}) {order}"
     query = f"SELECT {run_columns} FROM runs"
     if conds:
