@@ -25,6 +25,8 @@ PODFLOW_HEARTBEAT_TIMEOUT is handled by the sweep -- so with ``lease_timeout_s``
 for ``lease_timeout_s - interval_s`` gives the run up itself (``LeaseLost``):
 a host cut off from the store stops executing before the sweep can hand the
 run to another attempt, instead of running on beside it, fenced but wasteful.
+A watchdog thread checks that deadline apart from the heartbeat writes, so a
+store call that hangs (a cut network drops packets) does not delay it.
 
 Progress is coalesced the same way: ``ctx.progress()`` only keeps the latest
 report of its run (:meth:`Tracked.report`); the monitor writes what is waiting
@@ -250,6 +252,7 @@ class HeartbeatMonitor:
         #: set by stop() and by a first report waiting
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> None:
@@ -258,13 +261,19 @@ class HeartbeatMonitor:
             self._wake.clear()
             self._thread = threading.Thread(target=self._loop, name="podflow-heartbeat", daemon=True)
             self._thread.start()
+            # the deadlines, apart from the writes: a store that hangs (a network cut
+            # drops packets, so a call waits for TCP) must not keep an attempt from
+            # giving its run up once its lease went unconfirmed too long
+            self._watchdog = threading.Thread(target=self._watch, name="podflow-heartbeat-watchdog", daemon=True)
+            self._watchdog.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        for thread in (self._thread, self._watchdog):
+            if thread is not None:
+                thread.join(timeout_s)
+        self._thread = self._watchdog = None
         self.flush_counts()
 
     def flush_counts(self) -> None:
@@ -391,6 +400,13 @@ class HeartbeatMonitor:
         if any(t.reported for t in runs):
             due.append(self._last_progress + self.progress_interval_s)
         return max(0.0, min(due) - now)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self._enforce(self.tracked())
+            except Exception:  # pragma: no cover - _enforce only marks
+                log.exception("heartbeat watchdog tick failed")
 
     def _loop(self) -> None:
         while True:

@@ -244,6 +244,37 @@ def test_the_monitor_thread_beats_every_interval(store: Store) -> None:
         monitor.stop()
 
 
+class HangingStore(CountingStore):
+    """A store whose heartbeat write hangs until released, as one behind a cut network does."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.released = threading.Event()
+
+    def heartbeat_many(self, leases: Any, *, now: Any, progress: Any = None) -> Any:
+        self.calls += 1
+        self.released.wait(30)
+        raise StoreUnavailable("the network came back too late")
+
+
+def test_a_heartbeat_write_that_hangs_does_not_keep_the_attempt_from_giving_the_run_up(store: Store) -> None:
+    hanging = HangingStore(store)
+    monitor = HeartbeatMonitor(store=hanging, interval_s=0.05, lease_timeout_s=0.4)  # type: ignore[arg-type]
+    run_id, attempt = started(store)
+    thread = RunThread(monitor, run_id, attempt)
+    monitor.start()
+    try:
+        thread.start()
+        assert thread.inside.wait(5)
+        wait_for(lambda: hanging.calls > 0, timeout=5, what="a heartbeat write to hang")
+        thread.join(5)  # the watchdog interrupts it while the write still hangs
+        assert isinstance(thread.raised, LeaseLost) and hanging.calls == 1
+    finally:
+        thread.done.set()
+        hanging.released.set()
+        monitor.stop()
+
+
 class _UnwritableCounters:
     def __init__(self, store: Store) -> None:
         self._store, self.down = store, True
