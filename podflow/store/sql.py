@@ -24,7 +24,7 @@ from functools import cache
 from typing import Any
 
 from ..models import Run, RunRef
-from ..timeutil import to_ms
+from ..timeutil import from_ms, to_ms
 from . import expressions as e
 from . import transitions as t
 from .base import RunFilter, prefix_range
@@ -41,6 +41,7 @@ __all__ = [
     "listing_sql",
     "page_params",
     "page_sql",
+    "ref_of",
     "returned",
     "returning",
     "update_sql",
@@ -51,7 +52,7 @@ RUN_COLUMNS = (
     "run_id, status, episode_profile, speaker_profile, episode_name, source_ids, briefing_suffix, mode,"
     " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, released, message_id,"
     " outbox_at, enqueued_at, enqueue_error, progress, error, result, history, idempotency_key,"
-    " request_hash, retry_of, current_message_id"
+    " request_hash, retry_of, current_message_id, priority, start_at"
 )
 SOURCE_INFO_COLUMNS = "source_id, title, filename, content_type, byte_size, sha256, created_at"
 
@@ -83,6 +84,8 @@ class Dialect:
     binary: Callable[[str], str] = lambda column: column
     #: the text of a key of a JSON column
     json_text: Callable[[str, str], str] = lambda column, key: f"json_extract({column}, '$.{key}')"
+    #: a time column's value as a datetime (None stays None)
+    read_time: Callable[[Any], datetime | None] = lambda value: value
 
 
 SQLITE = Dialect(
@@ -92,6 +95,7 @@ SQLITE = Dialect(
     append=lambda obj: f"json_insert(history, '$[#]', {obj})",
     bulk_lock="",
     time=to_ms,
+    read_time=lambda ms: None if ms is None else from_ms(ms),
 )
 
 _PG_TYPES = {"text": "text", "int": "integer", "time": "timestamptz", "json": "jsonb"}
@@ -192,13 +196,18 @@ def update_sql(write: t.Write, d: Dialect, run_columns: str) -> str:
     return _update_sql(write, d, run_columns)
 
 
-def returned(write: t.Write, row: Mapping[str, Any], run_of: Callable[[Any], Run]) -> Any:
+def ref_of(row: Mapping[str, Any], d: Dialect, **extra: Any) -> RunRef:
+    """The RunRef of a row selecting :data:`~podflow.store.transitions.REF_FIELDS`."""
+    return RunRef(**{**{k: row[k] for k in t.REF_FIELDS}, "start_at": d.read_time(row["start_at"]), **extra})
+
+
+def returned(write: t.Write, row: Mapping[str, Any], run_of: Callable[[Any], Run], d: Dialect) -> Any:
     """What ``write`` gives back for one RETURNING row (``run_of`` builds a whole run)."""
     match write.returning:
         case t.Returning.RUN:
             return run_of(row)
         case t.Returning.REF:
-            return RunRef(**{k: row[k] for k in t.REF_FIELDS})
+            return ref_of(row, d)
         case t.Returning.ATTEMPT:
             return int(row["attempt"])
         case t.Returning.RUN_ID:

@@ -208,13 +208,13 @@ def test_a_version_1_database_gets_its_runs_name_keys_from_the_migration() -> No
             run = make_run(episode_name="Ältere Folge")
             from podflow.store.postgres.rows import run_values
 
-            listed = RUN_COLUMNS.removesuffix(", current_message_id")  # schema 3 added it
+            listed = RUN_COLUMNS.removesuffix(", current_message_id, priority, start_at")  # schemas 3, 4 added them
             columns = listed.replace(" ", "").split(",")
             values = {c: v for c, v in run_values(run).items() if c in columns}
             conn.execute(f"INSERT INTO runs ({listed}) VALUES ({', '.join(f'%({c})s' for c in columns)})", values)
         store = PostgresStore(url, pool_size=1)
         try:
-            assert store.schema_version() == len(MIGRATIONS) == 3
+            assert store.schema_version() == len(MIGRATIONS) == 4
             assert [r.run_id for r in store.list_runs(where=RunFilter(search="ält")).runs] == [run.run_id]
         finally:
             store.close()

@@ -43,13 +43,13 @@ class PostgresRuns(PostgresConnection, WriteStore):
     @guarded
     def _write_one(self, write: t.Write, args: Mapping[str, Any]) -> Any:
         row = self._one(sql.update_sql(write, sql.POSTGRES, RUN_COLUMNS), sql.encode(write, sql.POSTGRES, args))
-        return None if row is None else sql.returned(write, row, run_of)
+        return None if row is None else sql.returned(write, row, run_of, sql.POSTGRES)
 
     @guarded
     def _write_many(self, write: t.Write, args: Mapping[str, Any], limit: int) -> list[Any]:
         statement = sql.update_sql(write, sql.POSTGRES, RUN_COLUMNS)
         rows = self._all(statement, sql.encode(write, sql.POSTGRES, args, limit))
-        return [sql.returned(write, row, run_of) for row in rows]
+        return [sql.returned(write, row, run_of, sql.POSTGRES) for row in rows]
 
     @guarded
     def _lease_rows(self, run_ids: list[str]) -> dict[str, Mapping[str, Any]]:
@@ -148,11 +148,14 @@ class PostgresRuns(PostgresConnection, WriteStore):
     @guarded
     def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
         query = {"outbox_at": LIST_OUTBOX}[column]
-        return [RunRef(**row) for row in self._all(query, {"cutoff": cutoff, "limit": limit})]
+        return [sql.ref_of(row, sql.POSTGRES) for row in self._all(query, {"cutoff": cutoff, "limit": limit})]
 
     @guarded
     def _page(
         self, where: e.Cond, order: str, args: Mapping[str, Any], after: tuple[datetime, str], limit: int
     ) -> list[RunRef]:
         params = sql.page_params(where, sql.POSTGRES, args, after, limit)
-        return [RunRef(**row) for row in self._all(sql.page_sql(where, order, sql.POSTGRES), params)]
+        return [
+            sql.ref_of(row, sql.POSTGRES, waiting_since=row["waiting_since"])
+            for row in self._all(sql.page_sql(where, order, sql.POSTGRES), params)
+        ]

@@ -147,6 +147,11 @@ MIGRATIONS: list[list[Step]] = [
         "ALTER TABLE runs ADD COLUMN current_message_id TEXT",
         "UPDATE runs SET current_message_id = message_id WHERE status IN ('PENDING', 'STARTED')",
     ],
+    # schema 6: each run's priority band, and a scheduled run's start time
+    [
+        "ALTER TABLE runs ADD COLUMN priority TEXT NOT NULL DEFAULT 'normal'",
+        "ALTER TABLE runs ADD COLUMN start_at INTEGER",
+    ],
 ]
 
 

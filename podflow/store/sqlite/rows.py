@@ -14,7 +14,6 @@ from ..sql import RUN_COLUMNS, SOURCE_INFO_COLUMNS
 __all__ = ["RUN_COLUMNS", "SOURCE_INFO_COLUMNS", "dt", "placeholders", "run_of", "run_values", "source_info"]
 
 
-
 def _ms(value: datetime | None) -> int | None:
     return None if value is None else to_ms(value)
 
@@ -63,6 +62,8 @@ def run_of(row: sqlite3.Row) -> Run:
         request_hash=row["request_hash"],
         retry_of=row["retry_of"],
         current_message_id=row["current_message_id"],
+        priority=row["priority"],
+        start_at=dt(row["start_at"]),
     )
 
 
@@ -99,6 +100,8 @@ def run_values(run: Run) -> tuple[Any, ...]:
         run.request_hash,
         run.retry_of,
         run.current_message_id,
+        run.priority,
+        _ms(run.start_at),
     )
 
 
