@@ -31,6 +31,7 @@ from podflow.models import (
     EpisodeProfile,
     ErrorInfo,
     Mode,
+    Priority,
     Progress,
     Run,
     SourceInfo,
@@ -243,6 +244,9 @@ class SubmitResponse(_Model):
     message_id: str | None
     mode: Mode
     retry_of: str | None = None
+    priority: Priority = "normal"
+    #: scheduled: the run stays PENDING until then
+    start_at: datetime | None = None
     links: RunLinks
     #: ``message_id`` again, under the old module's name (deprecated: read ``message_id``)
     celery_task_id: str | None = Field(default=None, json_schema_extra={"deprecated": True})
@@ -263,6 +267,10 @@ class RunView(_Model):
     episode_name: str
     source_ids: list[str]
     briefing_suffix: str | None
+    #: its band: queued high runs start before normal ones, normal before low
+    priority: Priority
+    #: scheduled: PENDING until this time (null: as soon as possible)
+    start_at: datetime | None
     mode: Mode
     attempt: int
     created_at: datetime

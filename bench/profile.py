@@ -66,7 +66,7 @@ class _NullDispatcher:
     def new_message_id(self) -> str:
         return str(uuid.uuid4())
 
-    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
+    def send(self, run_id: str, message_id: str | None, **options: object) -> None:
         pass
 
     def missing(self, refs: object) -> None:

@@ -18,17 +18,19 @@ from typing import Any
 from .checkpoints import remove_checkpoints
 from .dispatch import Dispatcher
 from .dispatch.outbox import deliver
-from .errors import IdempotencyConflict, InvalidTransition, RequestInFlight, ResultNotFound, RunNotFound
+from .errors import IdempotencyConflict, InvalidInput, InvalidTransition, RequestInFlight, ResultNotFound, RunNotFound
 from .generation.request import validate_request
 from .models import Run, RunRequest
 from .paths import RESULT_FILES, run_dir
 from .states import RunStatus
 from .store.base import Store
+from .timeutil import seconds
 
 __all__ = [
     "RETRYABLE",
     "Submission",
     "cancel",
+    "check_schedule",
     "create",
     "delete",
     "ensure_same_request",
@@ -43,6 +45,7 @@ __all__ = [
 
 #: statuses a run may be retried from (as a new run)
 RETRYABLE = frozenset({RunStatus.FAILURE, RunStatus.REVOKED})
+
 
 @dataclass(frozen=True, slots=True)
 class Submission:
@@ -76,6 +79,25 @@ def _new_run(dispatcher: Dispatcher, request: RunRequest, **fields: Any) -> Run:
     return Run.new(request, mode=dispatcher.mode, **fields)
 
 
+def _deliver(store: Store, dispatcher: Dispatcher, run: Run, *, now: datetime) -> str | None:
+    return deliver(store, dispatcher, run.run_id, run.message_id, now=now, priority=run.priority, start_at=run.start_at)
+
+
+def check_schedule(request: RunRequest, *, now: datetime, max_ahead_s: float | None) -> None:
+    """Refuse a ``start_at`` that is not in the future, or further ahead than
+    ``max_ahead_s`` (PODFLOW_MAX_SCHEDULE_AHEAD; None: no limit).
+
+    Raises:
+      InvalidInput: naming ``start_at``.
+    """
+    if request.start_at is None:
+        return
+    if request.start_at <= now:
+        raise InvalidInput(f"must be in the future (it is {now.isoformat()} now)", field="start_at")
+    if max_ahead_s is not None and request.start_at > now + seconds(max_ahead_s):
+        raise InvalidInput(f"must be at most {max_ahead_s:g} s ahead (PODFLOW_MAX_SCHEDULE_AHEAD)", field="start_at")
+
+
 def submit(
     store: Store,
     dispatcher: Dispatcher,
@@ -84,18 +106,23 @@ def submit(
     now: datetime,
     idempotency_key: str | None = None,
     retry_of: str | None = None,
+    max_schedule_ahead_s: float | None = None,
 ) -> Submission:
-    """Validate, record and start a run.
+    """Validate, record and start a run: at once, or, scheduled (``start_at``),
+    sent now with a delay until then (the store keeps it PENDING; the sweep
+    sends it again if the broker loses it).
 
     An existing run with the same ``idempotency_key`` is returned untouched
     (``created=False``); the caller compares ``request_hash`` to refuse a
     different body.
 
     Raises:
-      InvalidInput: an unknown profile or source (``field`` names it); nothing
+      InvalidInput: an unknown profile or source, a ``start_at`` in the past or
+        more than ``max_schedule_ahead_s`` ahead (``field`` names it); nothing
         was stored or sent.
       StoreUnavailable: nothing was stored.
     """
+    check_schedule(request, now=now, max_ahead_s=max_schedule_ahead_s)
     validate_request(store, request)
     run = _new_run(dispatcher, request, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
     message_id = dispatcher.new_message_id()
@@ -105,7 +132,7 @@ def submit(
     stored, created = store.create_run(run)
     if not created:
         return Submission(stored, created=False, enqueued=stored.enqueue_error is None, error=stored.enqueue_error)
-    error = deliver(store, dispatcher, stored.run_id, stored.message_id, now=now)
+    error = _deliver(store, dispatcher, stored, now=now)
     return Submission(stored, created=True, enqueued=error is None, error=error)
 
 
@@ -116,12 +143,15 @@ def create(
     *,
     now: datetime,
     idempotency_key: str | None = None,
+    max_schedule_ahead_s: float | None = None,
 ) -> tuple[Run, bool]:
     """Validate and record a draft run, not started (``POST /runs``). ``(run, created)``.
+    A ``start_at`` holds it when started (a start after that time starts it at once).
 
     Raises:
-      InvalidInput: an unknown profile or source.
+      InvalidInput: an unknown profile or source, or ``start_at`` (see :func:`submit`).
     """
+    check_schedule(request, now=now, max_ahead_s=max_schedule_ahead_s)
     validate_request(store, request)
     return store.create_run(_new_run(dispatcher, request, now=now, idempotency_key=idempotency_key))
 
@@ -182,7 +212,7 @@ def start(store: Store, dispatcher: Dispatcher, run_id: str, *, now: datetime) -
             raise RunNotFound(run_id)
         why = f"run is {current.status}" if current.status != "PENDING" else "run was already started"
         raise InvalidTransition(f"cannot start: {why}", run_id=run_id, status=str(current.status))
-    error = deliver(store, dispatcher, run.run_id, run.message_id, now=now)
+    error = _deliver(store, dispatcher, run, now=now)
     return Submission(run, created=False, enqueued=error is None, error=error)
 
 
@@ -226,6 +256,7 @@ def retry(
             run_id=run_id,
             status=str(run.status),
         )
+    # the same priority; a retry of a scheduled run is not scheduled: it starts now
     return submit(store, dispatcher, run.request, now=now, idempotency_key=idempotency_key, retry_of=run_id)
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from podflow.models import EpisodeProfile, Run, RunRef, RunRequest, Source, Speaker, SpeakerProfile
 from podflow.store.base import Store
@@ -186,6 +186,8 @@ class FakeDispatcher:
         self.held: set[str] | None = set()
         self.sent: list[tuple[str, str | None]] = []
         self.store_ids: list[str | None] = []
+        #: (priority, start_at) of each send
+        self.timings: list[tuple[str, Any]] = []
         self.requeues = 0
         self._store = store
         self._ids = 0
@@ -214,11 +216,21 @@ class FakeDispatcher:
         self._ids += 1
         return f"msg-{self._ids}"
 
-    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
+    def send(
+        self,
+        run_id: str,
+        message_id: str | None,
+        *,
+        store_id: str | None = None,
+        priority: str = "normal",
+        start_at: Any = None,
+        now: Any = None,
+    ) -> None:
         if self._store is not None:
             self.seen.append(self._store.get_run(run_id))
         self._check("enqueue")
         self.sent.append((run_id, message_id))
         self.store_ids.append(store_id)
+        self.timings.append((priority, start_at))
         if self.held is not None and message_id is not None:
             self.held.add(message_id)

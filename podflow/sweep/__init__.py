@@ -232,7 +232,15 @@ def _send_outbox(
         for ref in mine:
             if ref.run_id in held:
                 store.mark_enqueued(ref.run_id, now=now)
-            elif deliver(store, dispatcher, ref.run_id, ref.current_message_id or ref.message_id, now=now):
+            elif deliver(
+                store,
+                dispatcher,
+                ref.run_id,
+                ref.current_message_id or ref.message_id,
+                now=now,
+                priority=ref.priority,
+                start_at=ref.start_at,
+            ):
                 report.send_errors += 1
                 return  # the broker is down: leave the rest for the next sweep
             report.enqueued += 1
@@ -278,7 +286,7 @@ def _resend_lost(
     for ref in candidates.values():
         if ref.run_id not in missing:
             continue  # still held: ready, delayed or fetched; its delivery comes
-        outcome = resend(store, dispatcher, ref.run_id, now=now, reason=RESENT_REASON)
+        outcome = resend(store, dispatcher, ref, now=now, reason=RESENT_REASON)
         if outcome == "unsent":  # recorded, in the outbox: the next sweep sends it
             report.send_errors += 1
             return False

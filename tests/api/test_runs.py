@@ -323,7 +323,7 @@ class HeldDispatcher:
     def new_message_id(self) -> str:
         return "msg-" + os.urandom(8).hex()
 
-    def send(self, run_id: str, message_id: str | None) -> None:
+    def send(self, run_id: str, message_id: str | None, **options: Any) -> None:
         self.sending.set()
         assert self.release.wait(10)
 

@@ -315,7 +315,7 @@ class _FileDispatcher:
     def requeue_orphans(self) -> None:
         return None
 
-    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
+    def send(self, run_id: str, message_id: str | None, **options: Any) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(f"{run_id}\n")
 
