@@ -77,7 +77,7 @@ class QueueDispatcher:
 
     def missing(self, refs: Sequence[RunRef]) -> set[str] | None:
         """On Redis, the runs whose current message is neither ready, delayed nor
-        fetched by a worker (:func:`~podflow.worker.messages.held_messages`); None
+        fetched by a worker on their band's queue (:func:`~podflow.worker.messages.held_messages`); None
         on RabbitMQ, which cannot be asked about one message.
 
         Raises: BrokerUnavailable.
@@ -88,11 +88,9 @@ class QueueDispatcher:
         for ref in refs:
             if ref.current_message_id:
                 by_band[ref.priority].append(ref.current_message_id)
-        held: set[str] = set()
         with broker_errors("look up messages"):  # each band's queue: where its runs' messages are
-            for priority, ids in by_band.items():
-                held |= held_messages(self.broker, band_queue(self.queue_name, priority), ids)
-        return {r.run_id for r in refs if r.current_message_id not in held}
+            held = {p: held_messages(self.broker, band_queue(self.queue_name, p), ids) for p, ids in by_band.items()}
+        return {r.run_id for r in refs if r.current_message_id not in held.get(r.priority, ())}
 
     def requeue_orphans(self) -> None:
         """On Redis, Dramatiq's maintenance now: the messages of workers it counts
