@@ -31,12 +31,11 @@ HEARTBEAT_INTERVAL_S = 0.1
 class Pool:
     def __init__(self, tmp_path: Path, generator: Any = generators.by_name, **settings: Any) -> None:
         self.data_dir = tmp_path
-        defaults = {"retry_backoff_s": 0.05, "retry_backoff_max_s": 0.2}
+        defaults = {"retry_backoff_s": 0.05, "retry_backoff_max_s": 0.2, "concurrency": 2}
         self.settings = load_settings(
             env_file=None,
             data_dir=tmp_path,
             mode="thread",
-            concurrency=2,
             heartbeat_interval_s=HEARTBEAT_INTERVAL_S,
             heartbeat_timeout_s=1.0,
             sweep_interval_s=0.2,
@@ -183,3 +182,37 @@ def test_a_run_interrupted_by_stop_resumes_after_the_next_start(pool: Pool) -> N
     pool.executor().start()  # the process restarted
     done = pool.finished(run.run_id)
     assert done.status is RunStatus.SUCCESS and done.attempt == 2
+
+
+def _started_at(run: Run) -> Any:
+    return next(h.at for h in run.history if h.status is RunStatus.STARTED)
+
+
+def test_the_pool_serves_high_runs_before_normal_ones_queued_earlier(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("PODFLOW_TEST_EVENTS", str(tmp_path / "events.jsonl"))
+    pool = Pool(tmp_path, concurrency=1)
+    try:
+        executor = pool.executor()
+        executor.start()
+        busy = submit(pool.store, executor, request("slow:0.5"), now=utcnow()).run
+        wait_for(lambda: pool.store.get_run(busy.run_id).status is RunStatus.STARTED, what="the first run")
+        normal = [submit(pool.store, executor, request("noop"), now=utcnow()).run for _ in range(3)]
+        low = submit(pool.store, executor, request("noop").model_copy(update={"priority": "low"}), now=utcnow()).run
+        high = submit(pool.store, executor, request("noop").model_copy(update={"priority": "high"}), now=utcnow()).run
+        order = sorted([*normal, low, high], key=lambda run: _started_at(pool.finished(run.run_id)))
+        assert [run.run_id for run in order] == [high.run_id, *(r.run_id for r in normal), low.run_id]
+    finally:
+        pool.close()
+
+
+def test_a_scheduled_run_waits_in_the_pool_until_its_start(pool: Pool) -> None:
+    executor = pool.executor()
+    executor.start()
+    start_at = utcnow() + timedelta(seconds=1)
+    submission = submit(pool.store, executor, request("noop").model_copy(update={"start_at": start_at}), now=utcnow())
+    assert submission.enqueued
+    time.sleep(0.5)  # a sweep or two meanwhile: it is held, not sent again
+    assert pool.store.get_run(submission.run.run_id).status is RunStatus.PENDING
+    done = pool.finished(submission.run.run_id)
+    assert done.status is RunStatus.SUCCESS and done.started_at >= start_at
+    assert len(pool.events(done.run_id, "start")) == 1
