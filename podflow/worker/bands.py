@@ -22,9 +22,10 @@ it throughout; the thread then takes the higher one. The cost is one Redis round
 trip per delivery of a normal or low message.
 
 On RabbitMQ the bands are queues as well (``x-max-priority`` is not used: one
-priority queue would not let an operator see or drain a band on its own); the
-in-process check applies, the Redis one does not, so there a high message
-fetched after a normal one may start after it (one per worker thread at most).
+priority queue would not let an operator see or drain a band on its own), but a
+delivery does not yield: a message cannot be put back at the head of a RabbitMQ
+queue. There a normal message a worker fetched before a high one arrived may
+start first, at most one per worker thread.
 """
 
 from __future__ import annotations
