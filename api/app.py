@@ -118,6 +118,7 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
     events_interval_s: float = 0.5,
     keepalive_s: float = 15.0,
+    overview_ttl_s: float = 1.0,
     tables: Sequence[RouteTable] = ROUTE_TABLES,
 ) -> Starlette:
     """The API app for ``settings``.
@@ -125,7 +126,9 @@ def create_app(
     Its lifespan opens the store (unless ``store`` is given) and the dispatcher
     (unless ``dispatcher`` is given: the queue-mode broker, or the thread-mode
     pool, started), and closes what it opened on shutdown.
-    ``events_interval_s`` and ``keepalive_s`` pace Server-Sent Events.
+    ``events_interval_s`` and ``keepalive_s`` pace Server-Sent Events (one shared
+    poller per process, :mod:`api.watch`); the dashboard's overview is computed
+    at most once per ``overview_ttl_s`` for all its browsers (:mod:`api.recent`).
 
     Raises:
       ConfigError: thread mode, and PODFLOW_GENERATOR cannot be loaded.
@@ -149,10 +152,14 @@ def create_app(
                     clock=clock,
                     events_interval_s=events_interval_s,
                     keepalive_s=keepalive_s,
+                    overview_ttl_s=overview_ttl_s,
                 )
             )
             yield
         finally:
+            opened = getattr(app.state, "podflow", None)
+            if opened is not None:
+                await opened.watcher.close()
             await run_in_threadpool(stack.close)
 
     allow = allowed_methods(endpoints)

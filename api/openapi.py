@@ -32,7 +32,8 @@ from .schemas import ErrorBody
 __all__ = ["build_spec", "error_statuses"]
 
 REF = "#/components/schemas/{model}"
-_PATH_PARAM = re.compile(r"{(\w+)}")
+#: a path parameter, with or without a Starlette convertor (``{message_id:path}``)
+_PATH_PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 _ERROR_HEADERS = {
     401: {"WWW-Authenticate": "the auth scheme: Bearer"},
     416: {"Content-Range": "bytes */<size of the file>"},
@@ -168,7 +169,8 @@ class _Builder:
     def spec(self, *, title: str, version: str, description: str) -> dict[str, Any]:
         paths: dict[str, dict[str, Any]] = {}
         for endpoint in self.endpoints:
-            paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = self.operation(endpoint)
+            path = _PATH_PARAM.sub(r"{\1}", endpoint.path)
+            paths.setdefault(path, {})[endpoint.method.lower()] = self.operation(endpoint)
         components: dict[str, Any] = {"schemas": self.schemas}
         if self.auth:
             components["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}

@@ -26,10 +26,14 @@ from podflow.dispatch import Dispatcher
 from podflow.dispatch.queue import QueueDispatcher
 from podflow.dispatch.thread import build_thread_executor
 from podflow.generation.base import Generator
+from podflow.monitoring.overview import Overview
 from podflow.profiles import seed_defaults
 from podflow.settings import Settings
 from podflow.store import Store, open_store
 from podflow.worker.broker import build_broker, close_broker
+
+from .recent import Recent
+from .watch import RunWatcher
 
 __all__ = ["Services", "open_services", "services"]
 
@@ -42,9 +46,13 @@ class Services:
     #: the queue-mode broker (``/readyz`` pings it); None in thread mode
     broker: dramatiq.Broker | None
     clock: Callable[[], datetime]
-    #: how often a Server-Sent Events stream polls the store, and sends a keep-alive
+    #: how often the Server-Sent Events poller reads the store, and a stream sends a keep-alive
     events_interval_s: float
     keepalive_s: float
+    #: the one poller of every run followed over Server-Sent Events (api.watch)
+    watcher: RunWatcher
+    #: the dashboard's overview, computed at most once per ``overview_ttl_s`` for every browser
+    overview: Recent[Overview]
 
 
 def services(request: Request) -> Services:
@@ -82,4 +90,15 @@ def open_services(
         broker = build_broker(settings, role="api")
         stack.callback(close_broker, broker)
         dispatcher = QueueDispatcher(broker=broker, queue_name=settings.queue_name)
-    return Services(settings=settings, store=store, dispatcher=dispatcher, broker=broker, clock=clock, **options)
+    watcher = RunWatcher(store.get_runs, interval_s=options["events_interval_s"])
+    recent = Recent[Overview](ttl_s=options.pop("overview_ttl_s"))
+    return Services(
+        settings=settings,
+        store=store,
+        dispatcher=dispatcher,
+        broker=broker,
+        clock=clock,
+        watcher=watcher,
+        overview=recent,
+        **options,
+    )

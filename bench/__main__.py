@@ -22,16 +22,16 @@ from typing import Any
 from tests.postgres import scratch_database
 from tests.servers import RedisServer
 
-from . import latency, providers, recovery, submit, sweep, sweep_postgres, throughput
+from . import fleet, latency, providers, recovery, submit, sweep, sweep_postgres, throughput, watchers
 from .machine import describe_machine, load_average, pressure
 from .report import Report, Row
 from .scale import SCALES, Scale
 from .systems import CelerySystem, DramatiqSystem, PodflowSystem, System, celery_available
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("throughput", "latency", "sweep", "submit", "providers", "recovery")
+BENCHMARKS = ("throughput", "latency", "sweep", "submit", "providers", "recovery", "fleet", "watchers")
 #: Redis databases of the private server: one per benchmark, so each flushes only its own
-_DB = {"pipeline": 0, "sweep": 1, "submit": 2, "pipeline_postgres": 3, "providers": 4}
+_DB = {"pipeline": 0, "sweep": 1, "submit": 2, "pipeline_postgres": 3, "providers": 4, "fleet": 5, "watchers": 6}
 
 METHOD_NOTES = [
     "Each figure is the median of its repetitions (reps), with the min and max; a target is judged on the median.",
@@ -189,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
             providers_url = f"{base_url}/{_DB['providers']}"
             _run_step(report, "Provider overhead",
                       lambda: (*providers.measure(scale, work_dir, providers_url, _log), []))
+        if "fleet" in selected:
+            fleet_url = f"{base_url}/{_DB['fleet']}"
+            _run_step(report, fleet.BENCH, lambda: (*fleet.measure(scale, work_dir, fleet_url, _log), []))
+        if "watchers" in selected:
+            watch_url = f"{base_url}/{_DB['watchers']}"
+            _run_step(report, watchers.BENCH, lambda: (*watchers.measure(scale, work_dir, watch_url, _log), []))
         if "recovery" in selected:  # on a redis-server of its own: it restarts it
             _run_step(report, "Recovery", lambda: (*recovery.measure(scale, work_dir / "recovery", _log), []))
     finally:

@@ -39,6 +39,17 @@ class Scale:
     recovery_heartbeat_timeout_s: float = 6.0
     recovery_sweep_interval_s: float = 3.0
     recovery_backlog_s: float = 16.0
+    #: many runs in flight (bench.fleet): runs, worker processes, how long each
+    #: holds, its progress interval, and the measured window
+    fleet_runs: int = 1000
+    fleet_processes: int = 4
+    fleet_hold_s: float = 60.0
+    fleet_progress_s: float = 2.0
+    fleet_window_s: float = 30.0
+    #: many watchers (bench.watchers): SSE clients, the runs they follow, the window
+    watchers: int = 500
+    watched_runs: int = 50
+    watch_window_s: float = 20.0
 
 
 #: the reference run: about 5 minutes on 2 cores
@@ -74,5 +85,11 @@ QUICK = replace(
     recovery_heartbeat_timeout_s=3.0,
     recovery_sweep_interval_s=1.5,
     recovery_backlog_s=6.0,
+    fleet_runs=100,
+    fleet_hold_s=25.0,
+    fleet_window_s=10.0,
+    watchers=100,
+    watched_runs=10,
+    watch_window_s=5.0,
 )
 SCALES: dict[str, Scale] = {scale.name: scale for scale in (FULL, QUICK)}

@@ -174,7 +174,17 @@ class PodflowSystem(_WorkerSystem):
 
     name = "podflow"
 
-    def __init__(self, *, work_dir: Path, redis_url: str, processes: int, threads: int, store_url: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        work_dir: Path,
+        redis_url: str,
+        processes: int,
+        threads: int,
+        store_url: str = "",
+        generator: str = "bench.generators:noop",
+        **env: str,
+    ) -> None:
         tag = "-postgres" if store_url else ""
         self.data_dir = work_dir / f"podflow{tag}"
         if store_url:
@@ -184,7 +194,7 @@ class PodflowSystem(_WorkerSystem):
             data_dir=self.data_dir,
             broker_url=redis_url,
             store_url=store_url,
-            generator="bench.generators:noop",
+            generator=generator,
             worker_processes=processes,
             concurrency=threads,
         )
@@ -195,6 +205,7 @@ class PodflowSystem(_WorkerSystem):
             PODFLOW_GENERATOR=self.settings.generator,
             PODFLOW_WORKER_PROCESSES=str(processes),
             PODFLOW_CONCURRENCY=str(threads),
+            **env,
         )
         super().__init__()
         self.log = work_dir / f"podflow{tag}-worker.log"
@@ -242,7 +253,8 @@ class PodflowSystem(_WorkerSystem):
         if self.store is not None:
             self.store.close()
 
-    def _submit(self) -> str:
+    def submit_one(self) -> str:
+        """Submit one run (enqueued); its run_id."""
         assert self.store is not None and self.dispatcher is not None
         submission = submit(self.store, self.dispatcher, request("noop"), now=utcnow())
         if not submission.enqueued:
@@ -254,7 +266,7 @@ class PodflowSystem(_WorkerSystem):
         started, cpu = time.time(), time.thread_time()
         since_ms = int(started * 1000) - 1  # created_at is truncated to the millisecond
         for _ in range(n):
-            self._submit()
+            self.submit_one()
         self.dispatch_s, self.dispatch_cpu_s = time.time() - started, time.thread_time() - cpu
 
         def done() -> float | None:
@@ -272,7 +284,7 @@ class PodflowSystem(_WorkerSystem):
 
     def latency_once(self) -> float:
         assert self._reader is not None
-        run_id = self._submit()
+        run_id = self.submit_one()
 
         def started() -> tuple[int, int] | None:
             assert self._reader is not None

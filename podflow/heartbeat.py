@@ -26,6 +26,15 @@ for ``lease_timeout_s - interval_s`` gives the run up itself (``LeaseLost``):
 a host cut off from the store stops executing before the sweep can hand the
 run to another attempt, instead of running on beside it, fenced but wasteful.
 
+Progress is coalesced the same way: ``ctx.progress()`` only keeps the latest
+report of its run (:meth:`Tracked.report`); the monitor writes what is waiting
+for every run with its heartbeats, and between them at most once every
+``progress_interval_s`` (one ``heartbeat_many`` carrying each run's progress,
+fenced by each run's attempt). So the store sees a bounded number of statements
+per process and interval, however many runs the process holds and however
+often they report. Before an attempt's outcome is written, :meth:`HeartbeatMonitor.settle`
+writes its last report if it is still waiting: a run's final progress is never lost.
+
 The same tick adds what the process counted since the last one (its
 :class:`~podflow.store.counters.CounterBuffer`, ``counts``: checkpoints reused
 or computed, provider calls) to the store's counters with one write, so
@@ -46,14 +55,17 @@ from datetime import datetime
 
 from .errors import LeaseLost, RunCancelled, SoftTimeLimitExceeded, WorkerShutdown
 from .logs import run_fields
-from .models import Lease
+from .models import Lease, Progress
 from .store.base import Store
 from .store.counters import CounterBuffer
 from .timeutil import utcnow
 
-__all__ = ["HeartbeatMonitor", "Tracked"]
+__all__ = ["PROGRESS_INTERVAL_S", "HeartbeatMonitor", "Tracked"]
 
 log = logging.getLogger(__name__)
+
+#: between two heartbeats, progress waiting is written at most this often (per process)
+PROGRESS_INTERVAL_S = 1.0
 
 
 def _raise_async_exception(thread_id: int, interrupt: type[BaseException]) -> None:
@@ -73,7 +85,15 @@ def _clear_async_exception(thread_id: int) -> None:
 class Tracked:
     """One attempt of one run, as the monitor knows it. Made by :meth:`HeartbeatMonitor.track`."""
 
-    def __init__(self, run_id: str, attempt: int, *, thread_id: int, deadline: float | None) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        thread_id: int,
+        deadline: float | None,
+        on_report: Callable[[], None] = lambda: None,
+    ) -> None:
         self.run_id = run_id
         self.attempt = attempt
         self.thread_id = thread_id
@@ -86,6 +106,9 @@ class Tracked:
         self._raised = False
         self._interrupt: type[BaseException] | None = None
         self._reason = ""
+        #: the latest progress reported and not yet written
+        self._progress: Progress | None = None
+        self._on_report = on_report
 
     @property
     def interrupted(self) -> type[BaseException] | None:
@@ -112,6 +135,30 @@ class Tracked:
                 )
                 self._raised = True
                 _raise_async_exception(self.thread_id, interrupt)
+
+    def report(self, progress: Progress) -> None:
+        """Keep ``progress`` for the monitor to write (a later report replaces it)."""
+        with self._lock:
+            waiting, self._progress = self._progress is not None, progress
+        if not waiting:
+            self._on_report()
+
+    @property
+    def reported(self) -> bool:
+        """Progress is waiting to be written."""
+        return self._progress is not None
+
+    def take_progress(self) -> Progress | None:
+        """The progress waiting, now the caller's to write (or :meth:`put_back`)."""
+        with self._lock:
+            progress, self._progress = self._progress, None
+        return progress
+
+    def put_back(self, progress: Progress) -> None:
+        """A write of ``progress`` failed: keep it, unless a newer report came meanwhile."""
+        with self._lock:
+            if self._progress is None:
+                self._progress = progress
 
     def note(self, lease: Lease) -> None:
         """Act on what a heartbeat or progress write learnt about the lease."""
@@ -167,6 +214,8 @@ class HeartbeatMonitor:
         in runs whose ownership the store has not confirmed for this long, less
         one interval (see the module docstring).
       counts: the process's counters waiting for the store (a new buffer by default).
+      progress_interval_s: between heartbeats, write the progress waiting at most
+        this often (see the module docstring).
       clock: wall-clock time for the store; monotonic: for deadlines.
     """
 
@@ -178,6 +227,7 @@ class HeartbeatMonitor:
         soft_time_limit_s: float | None = None,
         lease_timeout_s: float | None = None,
         counts: CounterBuffer | None = None,
+        progress_interval_s: float = PROGRESS_INTERVAL_S,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -186,22 +236,32 @@ class HeartbeatMonitor:
         self.interval_s = interval_s
         self.soft_time_limit_s = soft_time_limit_s
         self.lease_timeout_s = lease_timeout_s
+        self.progress_interval_s = progress_interval_s
         self._clock = clock
         self._monotonic = monotonic
         self._runs: dict[str, Tracked] = {}
         self._lock = threading.Lock()
+        #: one write of leases and progress at a time, so a run's last report is
+        #: never overtaken by an older one still being written
+        self._write_lock = threading.Lock()
+        self._next_beat = monotonic() + interval_s
+        self._last_progress = -float("inf")
         self._stop = threading.Event()
+        #: set by stop() and by a first report waiting
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
+            self._wake.clear()
             self._thread = threading.Thread(target=self._loop, name="podflow-heartbeat", daemon=True)
             self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
@@ -227,7 +287,9 @@ class HeartbeatMonitor:
         already fences it off.
         """
         deadline = None if self.soft_time_limit_s is None else self._monotonic() + self.soft_time_limit_s
-        tracked = Tracked(run_id, attempt, thread_id=threading.get_ident(), deadline=deadline)
+        tracked = Tracked(
+            run_id, attempt, thread_id=threading.get_ident(), deadline=deadline, on_report=self._wake.set
+        )
         tracked.confirmed = self._monotonic()  # the claim just succeeded
         with self._lock:
             previous = self._runs.get(run_id)
@@ -254,39 +316,95 @@ class HeartbeatMonitor:
 
     # -- one tick ---------------------------------------------------------------
     def beat(self) -> None:
-        """Heartbeat every tracked run once and enforce soft deadlines. Never raises."""
+        """Heartbeat every tracked run once (with the progress waiting) and enforce
+        soft deadlines. Never raises."""
         runs = self.tracked()
+        self._next_beat = self._monotonic() + self.interval_s
         if runs:
+            self._write(runs)
+        self._enforce(runs)
+        self.flush_counts()  # after the marks: a slow write must not delay an interrupt
+
+    def flush_progress(self) -> None:
+        """Write the progress waiting, for the runs that have some, in one batch. Never raises."""
+        runs = [t for t in self.tracked() if t.reported]
+        if runs:
+            self._write(runs)
+        self._enforce(self.tracked())
+
+    def settle(self, tracked: Tracked) -> Lease:
+        """``tracked``'s lease as the store has it now, with its last progress written
+        first if it is still waiting: what the runner asks before it writes the outcome.
+
+        Raises:
+          StoreError: the store could not be read (the progress stays waiting).
+        """
+        with self._write_lock:
+            progress = tracked.take_progress()
+            if progress is None:
+                return self.store.lease(tracked.run_id, tracked.attempt)
             try:
-                leases = self.store.heartbeat_many({t.run_id: t.attempt for t in runs}, now=self._clock())
+                return self.store.set_progress(tracked.run_id, tracked.attempt, progress, now=self._clock())
+            except BaseException:
+                tracked.put_back(progress)
+                raise
+
+    def _write(self, runs: list[Tracked]) -> None:
+        """One ``heartbeat_many`` for ``runs``, with their progress; act on the leases."""
+        with self._write_lock:
+            progress = {t.run_id: p for t in runs if (p := t.take_progress()) is not None}
+            if progress:
+                self._last_progress = self._monotonic()
+            try:
+                leases = self.store.heartbeat_many(
+                    {t.run_id: t.attempt for t in runs}, now=self._clock(), progress=progress
+                )
             except Exception as exc:  # a blip: the next tick tries again
                 log.warning("heartbeat of %d run(s) failed, retrying: %s", len(runs), exc)
+                for tracked in runs:
+                    if tracked.run_id in progress:
+                        tracked.put_back(progress[tracked.run_id])
                 leases = {}
-            confirmed_at = self._monotonic()
-            for tracked in runs:
-                lease = leases.get(tracked.run_id)
-                if lease is not None:
-                    tracked.note(lease)
-                    if lease.owned:
-                        tracked.confirmed = confirmed_at
+        confirmed_at = self._monotonic()
+        for tracked in runs:
+            lease = leases.get(tracked.run_id)
+            if lease is not None:
+                tracked.note(lease)
+                if lease.owned:
+                    tracked.confirmed = confirmed_at
+
+    def _enforce(self, runs: list[Tracked]) -> None:
+        """Mark the runs whose lease went unconfirmed too long, or whose soft deadline passed."""
         now = self._monotonic()
         for tracked in runs:
             if self.lease_timeout_s is not None and now - tracked.confirmed >= self.lease_timeout_s - self.interval_s:
                 tracked.mark(LeaseLost, f"the store has not confirmed the lease for {now - tracked.confirmed:.1f} s")
             if tracked.deadline is not None and now >= tracked.deadline:
                 tracked.mark(SoftTimeLimitExceeded, f"soft time limit of {self.soft_time_limit_s:g} s exceeded")
-        self.flush_counts()  # after the marks: a slow write must not delay an interrupt
 
     def _next_wait(self) -> float:
-        deadlines = [t.deadline for t in self.tracked() if t.deadline is not None and t.interrupted is None]
-        wait = self.interval_s
-        if deadlines:
-            wait = min(wait, max(0.0, min(deadlines) - self._monotonic()))
-        return wait
+        """Seconds until the next heartbeat, soft deadline, or progress write due."""
+        runs = self.tracked()
+        now = self._monotonic()
+        due = [self._next_beat]
+        due += [t.deadline for t in runs if t.deadline is not None and t.interrupted is None]
+        if any(t.reported for t in runs):
+            due.append(self._last_progress + self.progress_interval_s)
+        return max(0.0, min(due) - now)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._next_wait()):
+        while True:
+            self._wake.wait(self._next_wait())
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                self.beat()
+                now = self._monotonic()
+                if now >= self._next_beat:
+                    self.beat()
+                elif now >= self._last_progress + self.progress_interval_s:
+                    self.flush_progress()
+                else:  # a soft deadline, or a report that waits for its turn
+                    self._enforce(self.tracked())
             except Exception:  # pragma: no cover - beat() catches what it expects
                 log.exception("heartbeat tick failed")

@@ -163,13 +163,10 @@ class RunContext:
         return self._staging.make()
 
     def progress(self, stage: str, percent: float, message: str = "") -> None:
+        """Report progress: kept, and written by the process's heartbeat monitor with
+        the next batch (the latest report of each run; see :mod:`podflow.heartbeat`)."""
         progress = Progress(stage=stage[:100], percent=min(100.0, max(0.0, percent)), message=message[:500])
-        try:
-            lease = self._store.set_progress(self.run_id, self.attempt, progress, now=self._clock())
-        except StoreError as exc:  # progress is best effort; the heartbeat keeps the lease
-            log.warning("run %s: progress not recorded: %s", self.run_id, exc)
-        else:
-            self._tracked.note(lease)
+        self._tracked.report(progress)
         self._tracked.check()
 
     def check_cancelled(self) -> None:
@@ -309,7 +306,8 @@ class Runner:
                 with tracked.interruptible():
                     result = self.generator(request, ctx)
                 # still ours? A zombie attempt must not even touch the run's files
-                tracked.note(self.store.lease(run_id, attempt))
+                # (and the last progress reported is written now, before the outcome)
+                tracked.note(self.monitor.settle(tracked))
                 tracked.check()
                 run_result = _with_stages(self._promote(run_id, staging.path, result, promoted), checkpoints)
                 staging.remove()  # before the outcome is visible
@@ -319,6 +317,7 @@ class Runner:
                 )
             except BaseException as exc:
                 staging.remove()  # partial files: gone before the outcome is visible
+                self._settle_progress(tracked)
                 progressed = checkpoints is not None and checkpoints.enabled and checkpoints.computed > 0
                 return self._failed(run_id, attempt, exc, progressed=progressed)
             if done is None:
@@ -332,6 +331,15 @@ class Runner:
             if promoted.files and not succeeded:
                 self._discard_promoted(run_id, promoted)
             staging.remove()
+
+    def _settle_progress(self, tracked: Tracked) -> None:
+        """A failed attempt's last progress report, written before its outcome (best effort)."""
+        if not tracked.reported:
+            return
+        try:
+            self.monitor.settle(tracked)
+        except StoreError as exc:
+            log.warning("run %s: last progress not recorded: %s", tracked.run_id, exc)
 
     def _checkpoints(self, run: Run, tracked: Tracked) -> Checkpoints:
         """The attempt's checkpoints: the run's own, then those of the runs it retries."""

@@ -86,6 +86,25 @@ def _serialize_mongomock_writes() -> None:
     collection._podflow_serialized = True  # type: ignore[attr-defined]
 
 
+def _accept_pymongo_bulk_updates() -> None:
+    """pymongo 4.11+ hands a bulk update's ``sort`` (None unless asked for) to the
+    bulk builder; mongomock 4.3's builder predates the argument. Accept it when unset."""
+    import mongomock.collection
+
+    builder = mongomock.collection.BulkOperationBuilder
+    if getattr(builder, "_podflow_sort", False):
+        return
+    original = builder.add_update
+
+    def add_update(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
+        if sort is not None:
+            raise NotImplementedError("mongomock: a bulk update with sort")
+        return original(self, *args, **kwargs)
+
+    builder.add_update = add_update
+    builder._podflow_sort = True
+
+
 STORE_BACKENDS = ["sqlite", "mongomock", "postgres", "mongo"]
 
 
@@ -105,6 +124,7 @@ def open_test_store(kind: str, tmp_path: os.PathLike[str], *, postgres_url: str 
         import mongomock
 
         _serialize_mongomock_writes()
+        _accept_pymongo_bulk_updates()
         return MongoStore(client=mongomock.MongoClient(tz_aware=True), database="podflow_test", **policy)  # type: ignore[arg-type]
     uri = os.environ.get("PODFLOW_TEST_MONGODB_URI")
     if not uri:

@@ -171,7 +171,7 @@ def test_a_graceful_stop_releases_the_run_and_another_worker_resumes_it_at_once(
     assert_resumed(stack, done, since=stopped, kept=6)
     resumed = next(h for h in done.history if h.attempt == 2)
     assert resumed.reason == "retry" and resumed.at.timestamp() - stopped < 5  # not after a 30 s backoff
-    assert "released for retry: WorkerShutdown" in [h.reason for h in done.history if h.attempt == 1]
+    assert "released: the worker stopped" in [h.reason for h in done.history if h.attempt == 1]
 
 
 def test_the_soft_time_limit_mid_audio_releases_the_run_to_resume_from_its_checkpoints(stack: Stack) -> None:

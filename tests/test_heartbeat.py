@@ -11,6 +11,7 @@ import pytest
 
 from podflow.errors import LeaseLost, RunCancelled, SoftTimeLimitExceeded, StoreUnavailable, WorkerShutdown
 from podflow.heartbeat import HeartbeatMonitor, Tracked, _raise_async_exception
+from podflow.models import Progress
 from podflow.store.base import Store
 from tests.conftest import T0, at, make_run
 from tests.execution import wait_for
@@ -34,12 +35,12 @@ class CountingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def heartbeat_many(self, leases: Any, *, now: Any) -> Any:
+    def heartbeat_many(self, leases: Any, *, now: Any, progress: Any = None) -> Any:
         self.calls += 1
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("store blip")
-        return self._store.heartbeat_many(leases, now=now)
+        return self._store.heartbeat_many(leases, now=now, progress=progress)
 
 
 class RunThread(threading.Thread):
@@ -269,3 +270,71 @@ def test_each_tick_adds_what_the_process_counted_and_keeps_it_through_a_blip(sto
     monitor.counts.add("provider_calls:tts:ok")
     monitor.stop()  # the rest goes when the process stops
     assert store.stats().provider_calls == {("tts", "ok"): 1}
+
+
+# -- coalesced progress ----------------------------------------------------------
+
+
+def _progress(percent: float) -> Progress:
+    return Progress(stage="script", percent=percent)
+
+
+def test_progress_reports_are_coalesced_into_the_next_batch(store: Store) -> None:
+    counting = CountingStore(store)
+    monitor = HeartbeatMonitor(store=counting, interval_s=10, clock=lambda: at(30))  # type: ignore[arg-type]
+    handles = [monitor.track(*started(store)) for _ in range(3)]
+    for percent in (10.0, 20.0, 30.0):  # many reports of one run: only the latest is written
+        handles[0].report(_progress(percent))
+    handles[1].report(_progress(5.0))
+    monitor.flush_progress()
+    assert counting.calls == 1 and not any(h.reported for h in handles)
+    assert store.get_run(handles[0].run_id).progress == _progress(30.0)
+    assert store.get_run(handles[1].run_id).progress == _progress(5.0)
+    assert store.get_run(handles[2].run_id).progress is None
+    monitor.flush_progress()  # nothing waiting: no write
+    assert counting.calls == 1
+
+
+def test_progress_of_a_failed_batch_waits_for_the_next_unless_a_newer_report_came(store: Store) -> None:
+    flaky = CountingStore(store, failures=1)
+    monitor = HeartbeatMonitor(store=flaky, interval_s=10, clock=lambda: at(30))  # type: ignore[arg-type]
+    tracked = monitor.track(*started(store))
+    tracked.report(_progress(10.0))
+    monitor.beat()
+    assert tracked.reported
+    monitor.beat()
+    assert store.get_run(tracked.run_id).progress == _progress(10.0)
+
+
+def test_settle_writes_the_last_progress_before_the_outcome(store: Store) -> None:
+    monitor = HeartbeatMonitor(store=store, interval_s=10, clock=lambda: at(30))
+    tracked = monitor.track(*started(store))
+    assert monitor.settle(tracked).owned  # nothing waiting: the lease, read
+    tracked.report(_progress(99.0))
+    assert monitor.settle(tracked).owned
+    assert store.get_run(tracked.run_id).progress == _progress(99.0) and not tracked.reported
+
+
+def test_a_lost_lease_is_noticed_by_a_progress_batch(store: Store) -> None:
+    monitor = HeartbeatMonitor(store=store, interval_s=10, clock=lambda: at(101))
+    tracked = monitor.track(*started(store))
+    store.cancel(tracked.run_id, now=at(100))
+    tracked.report(_progress(50.0))
+    monitor.flush_progress()
+    assert tracked.interrupted is RunCancelled
+    assert store.get_run(tracked.run_id).progress is None  # fenced: a cancelled run keeps its record
+
+
+def test_a_report_wakes_the_monitor_thread_and_later_ones_wait_their_turn(store: Store) -> None:
+    counting = CountingStore(store)
+    monitor = HeartbeatMonitor(store=counting, interval_s=60, progress_interval_s=60)  # type: ignore[arg-type]
+    tracked = monitor.track(*started(store))
+    monitor.start()
+    try:
+        tracked.report(_progress(1.0))  # the first: written at once
+        wait_for(lambda: store.get_run(tracked.run_id).progress == _progress(1.0), timeout=5)
+        tracked.report(_progress(2.0))  # within the interval: waits for its turn
+        assert monitor._next_wait() > 30 and tracked.reported
+    finally:
+        monitor.stop()
+    assert counting.calls == 1

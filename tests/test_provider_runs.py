@@ -104,7 +104,9 @@ def open_stack(redis_url: str, data_dir: Path, fake: FakeProvider) -> Iterator[S
     fake.latency_s.clear()
     fake.api_key = None
     store = seed(SqliteStore(data_dir / "podflow.sqlite3", heartbeat_timeout_s=1.5))
-    dispatcher = QueueDispatcher(broker=build_broker(load_settings(env_file=None, broker_url=redis_url)))
+    # the workers' heartbeat settings (worker_env), so the sweep's broker counts a killed worker dead as soon
+    settings = load_settings(env_file=None, broker_url=redis_url, heartbeat_interval_s=0.2, heartbeat_timeout_s=1.5)
+    dispatcher = QueueDispatcher(broker=build_broker(settings))
     made = Stack(data_dir, redis_url, fake, store, dispatcher)
     try:
         yield made

@@ -1,8 +1,9 @@
-"""A run's progress as Server-Sent Events (see :mod:`api.sse`)."""
+"""A run's progress as Server-Sent Events (see :mod:`api.sse`), from the process's
+shared poller (:mod:`api.watch`)."""
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import AsyncIterator
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -51,9 +52,12 @@ async def events(request: Request, run_id: str) -> Response:
     An unknown run is a 404 before the stream starts.
     """
     api = services(request)
-    await run_in_threadpool(lifecycle.get_run, api.store, run_id)
-    stream = run_events(
-        partial(api.store.get_run, run_id), interval_s=api.events_interval_s, keepalive_s=api.keepalive_s
-    )
+    run = await run_in_threadpool(lifecycle.get_run, api.store, run_id)
+
+    async def stream() -> AsyncIterator[str]:
+        async with api.watcher.watch(run) as snapshots:
+            async for chunk in run_events(snapshots, keepalive_s=api.keepalive_s):
+                yield chunk
+
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

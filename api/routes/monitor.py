@@ -36,13 +36,16 @@ METRICS = (
 def overview(request: Request) -> Response:
     """Queues, workers, runs by status, runs finished per minute over the last hour, and sweeps.
 
-    What the dashboard polls. `broker` is null in thread mode; a broker that
+    What the dashboard polls; computed at most once a second per API process,
+    however many browsers poll (`at` says when). `broker` is null in thread mode; a broker that
     does not answer is named in `broker.error` (queues empty, workers null)
     rather than failing the request.
     """
     api = services(request)
-    overview = monitor.overview(
-        api.store, api.broker, mode=api.settings.mode, now=api.clock(), queue=api.settings.queue_name
+    overview = api.overview.get(
+        lambda: monitor.overview(
+            api.store, api.broker, mode=api.settings.mode, now=api.clock(), queue=api.settings.queue_name
+        )
     )
     return respond(overview)
 
@@ -95,14 +98,20 @@ def dead_letters(request: Request, queue: str, query: DeadLetterQuery) -> Respon
 
 
 @routes.post(
-    "/api/monitor/queues/{queue}/dead/{message_id}/requeue", {200: DeadLetterView}, errors=(501,), name="requeue_dead"
+    "/api/monitor/queues/{queue}/dead/{message_id:path}/requeue",
+    {200: DeadLetterView},
+    errors=(501,),
+    name="requeue_dead",
 )
 def requeue_dead(request: Request, queue: str, message_id: str) -> Response:
     """Move a dead message (its `id` or `message_id`) back to the end of its queue, its retries reset.
+
+    An `id` is `<message_id>/<uuid>`: its slash may be sent as is or as `%2F`.
 
     404 once it is requeued already (or expired). Its run is then claimed as usual;
     a run that ended meanwhile is skipped by the worker.
     """
     api = services(request)
     message = deadletter.requeue(_dead_letters(api, queue), message_id, queue=queue)
+    api.overview.clear()  # the queue counts changed: the next overview shows it
     return respond(DeadLetterView.of(message, api.store))

@@ -127,14 +127,19 @@ def run(ctx: GenerationContext, work: Callable[[Reporter], Awaitable[T]], *, sta
         task.add_done_callback(lambda done: _settle(done, result))
         tasks.append(task)
 
-    def cancel() -> None:  # on the loop's thread, after start(): `started` cannot change meanwhile
+    def cancel() -> None:  # on the loop's thread, after start() if it was scheduled: `started` cannot change meanwhile
+        if not tasks:  # interrupted before start() was scheduled: nothing runs
+            finished.set()
+            return
         tasks[0].cancel()
         if not started:  # a task cancelled before its first step never runs its body
             finished.set()
 
     event_loop = loop()
-    event_loop.call_soon_threadsafe(start)
     try:
+        # inside the try: an interrupt may land while this schedules start() and the
+        # work has begun already; it must still be cancelled
+        event_loop.call_soon_threadsafe(start)
         while True:
             done, _ = concurrent.futures.wait([result], timeout=POLL_S)
             reporter.drain(ctx)

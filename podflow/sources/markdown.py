@@ -29,22 +29,31 @@ on context no regular expression sees.
 from __future__ import annotations
 
 import re
-
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+from functools import cache
+from typing import TYPE_CHECKING
 
 from .html import html_into
 from .prose import Blocks, as_sentence, collapse
 
-__all__ = ["markdown_prose", "markdown_title", "markdown_to_text"]
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
-# the parser holds only its configuration: one serves every thread
-_PARSER = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+__all__ = ["markdown_prose", "markdown_title", "markdown_to_text"]
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n(?:---|\.\.\.)\n", re.DOTALL)
 _TASK_BOX = re.compile(r"^\[[ xX]\]\s+")
 _LINE_BREAK_TAG = re.compile(r"^<br\b", re.IGNORECASE)
 _LIST_OPEN = frozenset({"bullet_list_open", "ordered_list_open"})
 _LIST_CLOSE = frozenset({"bullet_list_close", "ordered_list_close"})
+
+
+@cache
+def _parser() -> MarkdownIt:
+    """The parser, made on first use (a worker that never reads Markdown never
+    imports markdown-it). It holds only its configuration: one serves every thread."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
 def _inline_text(token: Token) -> str:
@@ -130,7 +139,7 @@ class _Reducer:
 
 def _markdown_blocks(markdown: str) -> Blocks:
     reducer = _Reducer()
-    for token in _PARSER.parse(_FRONT_MATTER.sub("", markdown.replace("\r\n", "\n"))):
+    for token in _parser().parse(_FRONT_MATTER.sub("", markdown.replace("\r\n", "\n"))):
         reducer.token(token)
     return reducer.blocks
 

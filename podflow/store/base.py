@@ -316,6 +316,10 @@ class Store(Protocol):
 
     def get_run(self, run_id: str) -> Run | None: ...
 
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        """The runs of ``run_ids`` that exist, by run_id, in one read (what the API's
+        shared Server-Sent Events poller asks for every run watched)."""
+
     def get_run_by_message_id(self, message_id: str) -> Run | None: ...
 
     def list_runs(
@@ -362,8 +366,14 @@ class Store(Protocol):
     def lease(self, run_id: str, attempt: int) -> Lease:
         """What ``attempt``'s hold on the run is now, read only (no heartbeat)."""
 
-    def heartbeat_many(self, leases: Mapping[str, int], *, now: datetime) -> dict[str, Lease]:
-        """:meth:`heartbeat` for many ``run_id -> attempt`` in a couple of round trips."""
+    def heartbeat_many(
+        self, leases: Mapping[str, int], *, now: datetime, progress: Mapping[str, Progress] | None = None
+    ) -> dict[str, Lease]:
+        """:meth:`heartbeat` for many ``run_id -> attempt``, and :meth:`set_progress`
+        for those of them in ``progress`` (others there are ignored), each fenced by
+        its own attempt, in a bounded number of round trips whatever the number of
+        runs (one batched write, and one read of the leases it missed). A run's
+        lease in the reply is what a single heartbeat would have said."""
 
     def set_progress(self, run_id: str, attempt: int, progress: Progress, *, now: datetime) -> Lease:
         """Record progress (and a heartbeat) if ``attempt`` still owns the run."""

@@ -56,8 +56,13 @@ class WriteStore(ABC):
         """status, attempt and released of each run that exists, by run_id."""
 
     @abstractmethod
-    def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
-        """:data:`transitions.HEARTBEAT` for many runs at once; the run_ids it wrote."""
+    def _beat(
+        self, leases: Mapping[str, int], progress: Mapping[str, Progress], *, now: datetime
+    ) -> tuple[set[str], dict[str, Mapping[str, Any]] | None]:
+        """:data:`transitions.HEARTBEAT` for many runs at once, :data:`transitions.PROGRESS`
+        for those in ``progress``, in a bounded number of statements (not one per
+        run): the run_ids it wrote, and the lease rows (:meth:`_lease_rows`) of the
+        others if it read them already (None: :meth:`heartbeat_many` reads them)."""
 
     @abstractmethod
     def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
@@ -115,12 +120,15 @@ class WriteStore(ABC):
     def lease(self, run_id: str, attempt: int) -> Lease:
         return lease_of(self._lease_rows([run_id]).get(run_id), attempt)
 
-    def heartbeat_many(self, leases: Mapping[str, int], *, now: datetime) -> dict[str, Lease]:
+    def heartbeat_many(
+        self, leases: Mapping[str, int], *, now: datetime, progress: Mapping[str, Progress] | None = None
+    ) -> dict[str, Lease]:
         if not leases:
             return {}
-        owned = self._heartbeat_owned(leases, now=now)
+        owned, rows = self._beat(leases, {r: p for r, p in (progress or {}).items() if r in leases}, now=now)
         missed = [run_id for run_id in leases if run_id not in owned]
-        rows = self._lease_rows(missed) if missed else {}
+        if rows is None:
+            rows = self._lease_rows(missed) if missed else {}
         return {
             run_id: OWNED if run_id in owned else lease_of(rows.get(run_id), attempt)
             for run_id, attempt in leases.items()

@@ -36,7 +36,8 @@ __all__ = [
     "SQLITE",
     "Dialect",
     "encode",
-    "heartbeat_many_sql",
+    "beat_params",
+    "beat_sql",
     "listing_params",
     "listing_sql",
     "page_params",
@@ -261,25 +262,67 @@ def page_params(
     return params
 
 
-def heartbeat_many_sql(pairs: int, d: Dialect) -> str:
-    """:data:`transitions.HEARTBEAT` for ``pairs`` (run_id, attempt) at once: its
-    precondition, with the pair matched as a row value. Parameters (positional):
-    now, then the pairs."""
-    if d is SQLITE:
-        now, pair = "?", "(?, ?)"
-    else:
-        now, pair = "%s::timestamptz", "(%s::text, %s::integer)"
-    write = t.HEARTBEAT
-    sets = ", ".join(f"{column} = {now}" for column in write.sets)
-    assert isinstance(write.guard, e.And)
-    assert all(isinstance(x, e.Param) and x.name == "now" for x in write.sets.values())
-    # the guard but its attempt, which the pair carries
-    rest = [c for c in write.guard.conds if not (isinstance(c, e.Eq) and c.field == "attempt")]
-    where = " AND ".join([cond(e.In("status", write.sources), d), *(cond(c, d) for c in rest)])
-    return (
-        f"UPDATE runs SET {sets} WHERE {where}"
-        f" AND (run_id, attempt) IN (VALUES {', '.join([pair] * pairs)}) RETURNING run_id"
+#: the batch of a beat as rows ``b(run_id, attempt, progress)`` from one JSON
+#: parameter, whatever its size; materialized, so each run is then looked up by
+#: its run_id (SQLite would otherwise scan every STARTED run once per batch row)
+_BEATS = {
+    "sqlite": "WITH b(run_id, attempt, progress) AS MATERIALIZED (SELECT json_extract(value, '$.run_id'),"
+    " json_extract(value, '$.attempt'), json_extract(value, '$.progress') FROM json_each(:beats))",
+    "postgres": "WITH b AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%(beats)s::jsonb)"
+    " AS r(run_id text, attempt integer, progress jsonb))",
+}
+
+
+@cache
+def beat_sql(d: Dialect) -> str:
+    """:data:`transitions.HEARTBEAT` for a batch of runs, with
+    :data:`transitions.PROGRESS` for those of them that carry a progress: ONE
+    statement for the batch, each run matched by its own (run_id, attempt) and
+    the writes' shared precondition (the fence). Parameters (named): ``now`` and
+    ``beats``, a JSON array of ``{run_id, attempt, progress}`` (:func:`beat_params`).
+    Returns the run_id of each run it wrote."""
+    beat, progress = t.HEARTBEAT, t.PROGRESS
+    # one precondition for both (the attempt comes from the batch's row), and
+    # PROGRESS writes everything HEARTBEAT does and more
+    assert beat.where == progress.where and beat.sources == progress.sources
+    assert isinstance(beat.guard, e.And) and set(beat.sets) <= set(progress.sets)
+    carried = "b.progress IS NOT NULL"
+
+    def value(expr: e.Expr) -> str:
+        return f"b.{expr.name}" if isinstance(expr, e.Param) and expr.kind == "json" else _expr(expr, d)
+
+    sets = []
+    for name, expr in progress.sets.items():
+        if name in beat.sets:
+            sets.append(f"{name} = {value(beat.sets[name])}")
+        else:
+            sets.append(f"{name} = CASE WHEN {carried} THEN {value(expr)} ELSE runs.{name} END")
+    rest = [c for c in beat.guard.conds if not (isinstance(c, e.Eq) and c.field == "attempt")]
+    where = " AND ".join(
+        [
+            "runs.run_id = b.run_id",
+            "runs.attempt = b.attempt",
+            cond(e.In("status", beat.sources), d),
+            *(cond(c, d) for c in rest),
+        ]
     )
+    return f"{_BEATS[d.name]} UPDATE runs SET {', '.join(sets)} FROM b WHERE {where} RETURNING runs.run_id"
+
+
+def beat_params(
+    leases: Mapping[str, int], progress: Mapping[str, Any], d: Dialect, *, now: datetime
+) -> dict[str, Any]:
+    """:func:`beat_sql`'s parameters: every run of ``leases`` (run_id -> attempt),
+    with its ``progress`` (a Progress) when it has one."""
+    beats = [
+        {
+            "run_id": run_id,
+            "attempt": attempt,
+            "progress": progress[run_id].model_dump(mode="json") if run_id in progress else None,
+        }
+        for run_id, attempt in leases.items()
+    ]
+    return {"now": d.time(now), "beats": json.dumps(beats)}
 
 
 def listing_sql(where: RunFilter, after: tuple[datetime, str] | None, d: Dialect, run_columns: str) -> str:

@@ -33,6 +33,11 @@ The table, by target::
                      a new current message id, back in the outbox        (no status change)
     heartbeat        STARTED(held by attempt): heartbeat_at              (no status change, no history)
     progress         STARTED(held by attempt): progress, heartbeat_at    (no status change, no history)
+
+A process's heartbeat round (``Store.heartbeat_many``) renders ``heartbeat`` and
+``progress`` together for all its runs: one SQL statement over a batch of
+(run_id, attempt, progress) rows (:func:`podflow.store.sql.beat_sql`), one MongoDB
+bulk write; each run is still fenced by its own attempt.
 """
 
 from __future__ import annotations

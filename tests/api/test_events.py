@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +84,16 @@ class CountingStore(SqliteStore):
     def __init__(self, path: Path) -> None:
         super().__init__(path, heartbeat_timeout_s=60, max_attempts=3)
         self.reads = 0
+        self.batches = 0
 
     def get_run(self, run_id: str) -> Run | None:
         self.reads += 1
         return super().get_run(run_id)
+
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        self.reads += 1
+        self.batches += 1
+        return super().get_runs(run_ids)
 
 
 def test_a_quiet_stream_sends_keep_alives_and_stops_polling_when_the_client_leaves(
@@ -113,6 +119,18 @@ def test_a_quiet_stream_sends_keep_alives_and_stops_polling_when_the_client_leav
         store.close()
 
 
+class Replay:
+    """Snapshots from a list, each one at once (a fake :class:`api.watch.Subscription`)."""
+
+    def __init__(self, runs: list[Run | None]) -> None:
+        self._runs = iter(runs)
+        self.latest = next(self._runs)
+
+    async def wait(self, timeout_s: float) -> bool:
+        self.latest = next(self._runs)
+        return True
+
+
 def collect(stream: AsyncIterator[str]) -> list[str]:
     async def gather() -> list[str]:
         return [event async for event in stream]
@@ -121,14 +139,64 @@ def collect(stream: AsyncIterator[str]) -> list[str]:
 
 
 def test_the_stream_ends_with_an_event_when_the_run_is_deleted() -> None:
-    runs = iter([make_run(), None])
-    events = collect(run_events(lambda: next(runs), interval_s=0, keepalive_s=60))
+    events = collect(run_events(Replay([make_run(), None]), keepalive_s=60))
     assert events[-1] == "id: 2\nevent: deleted\ndata: {}\n\n" and len(events) == 2
 
 
 def test_a_new_attempt_is_a_status_event_even_with_the_same_status() -> None:
     first = make_run(status=RunStatus.STARTED, attempt=1)
     retried = first.model_copy(update={"attempt": 2})
-    runs = iter([first, retried, retried.model_copy(update={"status": RunStatus.FAILURE})])
-    events = collect(run_events(lambda: next(runs), interval_s=0, keepalive_s=60))
-    assert [e.split("\n")[1] for e in events] == ["event: status"] * 3
+    runs = [first, first, retried, retried.model_copy(update={"status": RunStatus.FAILURE})]
+    events = collect(run_events(Replay(runs), keepalive_s=60))
+    assert [e.split("\n")[1] for e in events] == ["event: status"] * 3  # the repeated snapshot: no event
+
+
+def test_fifty_streams_cost_one_store_read_per_poll_interval(tmp_path: Path, redis_url: str) -> None:
+    store = CountingStore(tmp_path / "podflow.sqlite3")
+    app = create_app(settings_for(tmp_path, broker_url=redis_url), store=store, **FAST)
+    watchers = 50
+    try:
+        with serve(app) as api:
+            run_ids = [api.submit()["run_id"] for _ in range(5)]  # no worker: they stay PENDING
+            watcher = api.app.state.podflow.watcher
+            seen: dict[int, list[dict[str, Any]]] = {}
+
+            async def follow_one(i: int, client: httpx.AsyncClient) -> None:
+                async with client.stream("GET", f"/api/podcast/runs/{run_ids[i % 5]}/events") as response:
+                    events: list[dict[str, Any]] = []
+                    seen[i] = events
+                    buffer = ""
+                    async for text in response.aiter_text():
+                        buffer += text
+                        while "\n\n" in buffer:
+                            block, buffer = buffer.split("\n\n", 1)
+                            fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+                            if "data" in fields:
+                                events.append({**fields, "data": json.loads(fields["data"])})
+
+            async def main() -> None:
+                async with httpx.AsyncClient(base_url=api.url, timeout=30) as client, anyio.create_task_group() as tg:
+                    for i in range(watchers):
+                        tg.start_soon(follow_one, i, client)
+                    await wait_async(lambda: watcher.subscribers == watchers)
+                    before_reads, before_polls = store.reads, watcher.polls
+                    await wait_async(lambda: watcher.polls >= before_polls + 5)  # five intervals, 50 watchers
+                    polled, read = watcher.polls - before_polls, store.reads - before_reads
+                    assert read <= polled + 1, (read, polled)  # one read per interval, not one per watcher
+                    now = api.app.state.podflow.clock()
+                    for run_id in run_ids:  # every run ends: each stream gets its terminal event and closes
+                        store.cancel(run_id, now=now)
+
+            anyio.run(main)
+            assert len(seen) == watchers
+            for i, events in seen.items():
+                assert [e["data"]["status"] for e in events] == ["PENDING", "REVOKED"], i
+            assert store.batches >= 5 and watcher.subscribers == 0
+    finally:
+        store.close()
+
+
+async def wait_async(probe: Callable[[], bool], *, timeout: float = 20.0) -> None:
+    with anyio.fail_after(timeout):
+        while not probe():
+            await anyio.sleep(0.01)

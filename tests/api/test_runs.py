@@ -354,8 +354,11 @@ class HeldDispatcher:
         self.sending.set()
         assert self.release.wait(10)
 
-    def holds_nothing(self, *, now: Any) -> bool | None:
+    def missing(self, refs: Any) -> set[str] | None:
         return None
+
+    def requeue_orphans(self) -> None:
+        pass
 
 
 def test_a_key_whose_first_request_is_still_in_flight_is_a_409_with_retry_after(tmp_path: Path) -> None:

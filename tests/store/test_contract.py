@@ -22,6 +22,7 @@ from podflow.states import RunStatus
 from podflow.store.base import RunFilter, Store
 from podflow.store.counters import checkpoint_counter, provider_call_counter
 from tests.conftest import T0, at, make_run
+from tests.store.statements import count_statements
 
 LOST = ErrorInfo(type="worker_lost", message="no heartbeat")
 LATE = ErrorInfo(type="time_limit", message="over the limit")
@@ -761,3 +762,59 @@ def test_a_scheduled_run_is_cancelled_before_it_starts_and_never_claimed(store: 
     assert store.cancel(run.run_id, now=at(10), reason="cancelled") is not None
     assert store.claim(run.run_id, now=at(60)) is None
     assert store.get_run(run.run_id).status is RunStatus.REVOKED
+
+
+# -- batched heartbeats and progress ---------------------------------------------
+
+
+def test_heartbeat_many_records_each_runs_progress_fenced_by_its_attempt(store: Store) -> None:
+    reporting, a1 = started(store)
+    quiet, q1 = started(store)
+    zombie, z1 = started(store)
+    assert store.set_progress(quiet, q1, Progress(stage="outline", percent=10.0), now=at(1)).owned
+    store.claim(zombie, now=at(100))  # attempt 2 holds it now: attempt 1 is a zombie
+    progress = {
+        reporting: Progress(stage="script", percent=40.0, message="turn 4"),
+        zombie: Progress(stage="late", percent=99.0),
+        "run_unheld": Progress(stage="ignored", percent=1.0),  # not in leases: ignored
+    }
+    replies = store.heartbeat_many({reporting: a1, quiet: q1, zombie: z1}, now=at(101), progress=progress)
+    assert replies[reporting].owned and replies[quiet].owned
+    assert not replies[zombie].owned and not replies[zombie].cancelled
+    run = store.get_run(reporting)
+    assert run.progress == progress[reporting] and run.heartbeat_at == at(101) and run.updated_at == at(101)
+    kept = store.get_run(quiet)  # a beat without progress keeps the last one, and updated_at
+    assert kept.progress == Progress(stage="outline", percent=10.0)
+    assert kept.heartbeat_at == at(101) and kept.updated_at == at(1)
+    assert store.get_run(zombie).progress is None  # the new attempt's, untouched
+    assert store.get_run(zombie).heartbeat_at == at(100)
+
+
+def test_one_heartbeat_round_for_100_runs_is_a_bounded_number_of_statements(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = dict(started(store) for _ in range(100))
+    lost = list(held)[:3]
+    for run_id in lost[:2]:
+        store.cancel(run_id, now=at(1))
+    store.claim(lost[2], now=at(100))
+    progress = {run_id: Progress(stage="script", percent=float(i)) for i, run_id in enumerate(list(held)[::2])}
+    with count_statements(store, monkeypatch) as statements:
+        replies = store.heartbeat_many(held, now=at(101), progress=progress)
+    # one batched write, and one read of the leases it missed (MongoDB reads them all)
+    assert len(statements) <= 2, statements
+    assert {run_id for run_id, lease in replies.items() if not lease.owned} == set(lost)
+    assert all(replies[run_id].cancelled for run_id in lost[:2])
+    owned = [run_id for run_id in held if run_id not in lost]
+    assert all(store.get_run(run_id).heartbeat_at == at(101) for run_id in owned)
+    assert all(store.get_run(run_id).progress == p for run_id, p in progress.items() if run_id not in lost)
+
+
+def test_get_runs_reads_many_runs_at_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = [store.create_run(make_run(at(i)))[0] for i in range(30)]
+    wanted = [run.run_id for run in runs[::3]] + ["run_absent"]
+    with count_statements(store, monkeypatch) as statements:
+        found = store.get_runs(wanted)
+    assert len(statements) == 1
+    assert found == {run.run_id: run for run in runs[::3]}
+    assert store.get_runs([]) == {}

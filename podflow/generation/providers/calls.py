@@ -28,9 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import TypeVar
-
-import openai
+from typing import TYPE_CHECKING, TypeVar
 
 from ...timeutil import utcnow
 from ..loop import Reporter
@@ -38,6 +36,10 @@ from .endpoint import Endpoint
 from .errors import Failure, classify
 from .policy import RetryPolicy, Tries, next_wait
 from .slots import Slot, SlotPool
+
+if TYPE_CHECKING:  # the SDK (about a second and tens of MiB to import) loads with the first provider
+    # call, not with every worker: see tests/test_imports.py
+    import openai
 
 __all__ = ["Provider"]
 
@@ -89,6 +91,8 @@ class Provider:
         """The SDK client (made on the loop, where it is used), with the SDK's retries off."""
         if self._client is None:
             self._client_loop = asyncio.get_running_loop()
+            import openai
+
             self._client = openai.AsyncOpenAI(
                 base_url=self.endpoint.base_url,
                 api_key=self.endpoint.api_key or "unused",  # local servers take none; the SDK wants one
@@ -123,6 +127,8 @@ class Provider:
           ProviderUnavailable: 5xx, timeouts or connection errors past the retries.
           ProviderRateLimited: 429s past the rate-limit wait.
         """
+        import openai  # for its errors (loaded by now: see the TYPE_CHECKING import)
+
         slot = await self._take_slot(reporter)
         tries = Tries()
         try:

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
-
-import openai
+from typing import TYPE_CHECKING, Literal
 
 from ...errors import GenerationError, TransientGenerationError
 from .endpoint import Endpoint
 from .policy import retry_after_s
+
+if TYPE_CHECKING:  # the SDK (about a second and tens of MiB to import) loads with the first provider
+    # call, not with every worker: see tests/test_imports.py
+    import openai
 
 __all__ = [
     "Failure",
@@ -93,6 +95,7 @@ def classify(exc: BaseException, endpoint: Endpoint, *, now: datetime, voice: st
     ``voice`` (speech calls) lets a refusal name the voice; ``now`` reads a
     ``Retry-After`` given as an HTTP date.
     """
+    import openai  # loaded already: the call that raised ``exc`` used it
     if isinstance(exc, openai.APITimeoutError):
         message = f"{endpoint.label} did not answer within {endpoint.timeout_s:g} s ({endpoint.setting('timeout')})"
         return Failure("transient", message, outcome="timeout")

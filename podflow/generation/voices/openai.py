@@ -20,9 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import Any
-
-from openai import AsyncOpenAI
+from typing import TYPE_CHECKING, Any
 
 from ...errors import GenerationError, TransientGenerationError
 from ...models import SpeakerProfile
@@ -31,6 +29,9 @@ from ..base import GenerationContext
 from ..loop import Reporter, run
 from ..providers.calls import Provider
 from .base import Clip, OnClip, Span, turn_progress
+
+if TYPE_CHECKING:  # the SDK loads with the first call (podflow.generation.providers.calls)
+    from openai import AsyncOpenAI
 
 __all__ = ["ProviderVoice"]
 

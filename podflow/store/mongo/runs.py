@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateMany, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ...errors import StoreError
-from ...models import Run, RunRef
+from ...models import Progress, Run, RunRef
 from ...states import RunStatus
 from .. import expressions as e
 from .. import transitions as t
@@ -125,12 +125,29 @@ class MongoRuns(MongoConnection, WriteStore):
         return {doc["run_id"]: doc for doc in self.runs.find({"run_id": {"$in": run_ids}}, LEASE_FIELDS)}
 
     @guarded
-    def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
-        # HEARTBEAT's precondition for each (run_id, attempt), in one update
-        pairs = [render.mongo_filter(t.HEARTBEAT.where, {"run_id": r, "attempt": a}) for r, a in leases.items()]
-        self.runs.update_many({"$or": pairs}, {"$set": render.sets(t.HEARTBEAT, {}, {"now": now})})
+    def _beat(
+        self, leases: Mapping[str, int], progress: Mapping[str, Progress], *, now: datetime
+    ) -> tuple[set[str], dict[str, Mapping[str, Any]]]:
+        # One bulk write: HEARTBEAT's precondition for each (run_id, attempt) without
+        # a progress in one update_many, PROGRESS's for each run with one. Unlike a
+        # sweep (see the module docstring), a beat need not prove whose write a
+        # document carries, only that this attempt still holds the run: a hold is
+        # one interval (claim .. loss; an attempt never holds its run again), so an
+        # attempt the read below finds holding held it during the write, which
+        # matched and refreshed it.
+        def held(write: t.Write, run_id: str) -> dict[str, Any]:
+            return render.mongo_filter(write.where, {"run_id": run_id, "attempt": leases[run_id]})
+
+        beats = [held(t.HEARTBEAT, run_id) for run_id in leases if run_id not in progress]
+        ops: list[Any] = [
+            UpdateOne(held(t.PROGRESS, run_id), {"$set": render.sets(t.PROGRESS, {}, {"now": now, "progress": p})})
+            for run_id, p in progress.items()
+        ]
+        if beats:
+            ops.append(UpdateMany({"$or": beats}, {"$set": render.sets(t.HEARTBEAT, {}, {"now": now})}))
+        self.runs.bulk_write(ops, ordered=False)
         rows = self._lease_rows(list(leases))
-        return {run_id for run_id, attempt in leases.items() if lease_of(rows.get(run_id), attempt).owned}
+        return {run_id for run_id, attempt in leases.items() if lease_of(rows.get(run_id), attempt).owned}, rows
 
     # -- run records ------------------------------------------------------------------
     @guarded
@@ -152,6 +169,11 @@ class MongoRuns(MongoConnection, WriteStore):
     def get_run(self, run_id: str) -> Run | None:
         doc = self.runs.find_one({"run_id": run_id})
         return None if doc is None else run_of(doc)
+
+    @guarded
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        docs = self.runs.find({"run_id": {"$in": list(run_ids)}})
+        return {run.run_id: run for run in map(run_of, docs)}
 
     @guarded
     def get_run_by_message_id(self, message_id: str) -> Run | None:

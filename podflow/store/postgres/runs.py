@@ -7,14 +7,14 @@ counters in its triggers, so all three commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from ...errors import StoreError
-from ...models import Run, RunRef
+from ...models import Progress, Run, RunRef
 from ...states import RunStatus
 from .. import expressions as e
 from .. import sql
@@ -57,11 +57,11 @@ class PostgresRuns(PostgresConnection, WriteStore):
         return {row["run_id"]: row for row in rows}
 
     @guarded
-    def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
-        params: list[Any] = [now]
-        for run_id, attempt in leases.items():
-            params += [run_id, attempt]
-        return {row["run_id"] for row in self._all(sql.heartbeat_many_sql(len(leases), sql.POSTGRES), params)}
+    def _beat(
+        self, leases: Mapping[str, int], progress: Mapping[str, Progress], *, now: datetime
+    ) -> tuple[set[str], None]:
+        rows = self._all(sql.beat_sql(sql.POSTGRES), sql.beat_params(leases, progress, sql.POSTGRES, now=now))
+        return {row["run_id"] for row in rows}, None
 
     # -- run records ------------------------------------------------------------------
     @guarded
@@ -82,6 +82,11 @@ class PostgresRuns(PostgresConnection, WriteStore):
     def get_run(self, run_id: str) -> Run | None:
         row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))
         return None if row is None else run_of(row)
+
+    @guarded
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        rows = self._all(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ANY(%s)", (list(run_ids),))
+        return {run.run_id: run for run in map(run_of, rows)}
 
     @guarded
     def get_run_by_message_id(self, message_id: str) -> Run | None:

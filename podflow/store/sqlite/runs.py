@@ -8,11 +8,11 @@ lock; the counters change in the same statement, by trigger.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ...models import Run, RunRef
+from ...models import Progress, Run, RunRef
 from ...states import RunStatus
 from ...timeutil import from_ms, to_ms
 from .. import expressions as e
@@ -27,8 +27,8 @@ __all__ = ["SqliteRuns"]
 
 #: what a client was told was accepted survives a power cut (see .connection)
 _DURABLE = frozenset({t.CANCEL.name})
-#: SQLite's limit on host parameters allows this many (run_id, attempt) pairs per statement
-_PAIRS_PER_STATEMENT = 400
+#: run ids per ``get_runs`` statement, well within SQLite's limit on host parameters
+_IDS_PER_STATEMENT = 900
 
 
 class SqliteRuns(SqliteConnection, WriteStore):
@@ -57,17 +57,12 @@ class SqliteRuns(SqliteConnection, WriteStore):
 
     @guarded
     @writes()
-    def _heartbeat_owned(self, leases: Mapping[str, int], *, now: datetime) -> set[str]:
-        owned: set[str] = set()
-        items = list(leases.items())
-        for start in range(0, len(items), _PAIRS_PER_STATEMENT):
-            chunk = items[start : start + _PAIRS_PER_STATEMENT]
-            params: list[Any] = [to_ms(now)]
-            for run_id, attempt in chunk:
-                params += [run_id, attempt]
-            rows = self._conn().execute(sql.heartbeat_many_sql(len(chunk), sql.SQLITE), params).fetchall()
-            owned.update(row["run_id"] for row in rows)
-        return owned
+    def _beat(
+        self, leases: Mapping[str, int], progress: Mapping[str, Progress], *, now: datetime
+    ) -> tuple[set[str], None]:
+        params = sql.beat_params(leases, progress, sql.SQLITE, now=now)
+        rows = self._conn().execute(sql.beat_sql(sql.SQLITE), params).fetchall()
+        return {row["run_id"] for row in rows}, None
 
     # -- run records ------------------------------------------------------------------
     @guarded
@@ -92,6 +87,16 @@ class SqliteRuns(SqliteConnection, WriteStore):
     def get_run(self, run_id: str) -> Run | None:
         row = self._conn().execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else run_of(row)
+
+    @guarded
+    def get_runs(self, run_ids: Sequence[str]) -> dict[str, Run]:
+        found: dict[str, Run] = {}
+        ids = list(dict.fromkeys(run_ids))
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            chunk = ids[start : start + _IDS_PER_STATEMENT]
+            query = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({placeholders(len(chunk))})"
+            found.update((run.run_id, run) for run in map(run_of, self._conn().execute(query, chunk)))
+        return found
 
     @guarded
     def get_run_by_message_id(self, message_id: str) -> Run | None:

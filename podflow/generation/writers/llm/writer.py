@@ -18,10 +18,8 @@ request at once.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from ....models import EpisodeProfile
@@ -43,6 +41,10 @@ from .schema import (
     problem,
     transcript_schema,
 )
+
+if TYPE_CHECKING:  # the SDK loads with the first call (podflow.generation.providers.calls)
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletion
 
 __all__ = ["LLMWriter"]
 
