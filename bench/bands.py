@@ -20,16 +20,14 @@ import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from podflow.dispatch.queue import QueueDispatcher
 from podflow.lifecycle import submit
 from podflow.models import Run
-from podflow.settings import load_settings
 from podflow.states import RunStatus
-from podflow.store.sqlite import SqliteStore
+from podflow.store.base import Store
 from podflow.timeutil import utcnow
-from podflow.worker.broker import build_broker, close_broker
-from tests.execution import WorkerProcess, finished, request, seed, wait_for, worker_env
+from tests.execution import finished, one_thread_worker, request, wait_for
 from tests.servers import RedisServer
 
 
@@ -42,47 +40,41 @@ def main(backlog: int = 20, slow_s: float = 0.5, scheduled: int = 10, ahead_s: f
     with tempfile.TemporaryDirectory(prefix="podflow-bench-bands-") as tmp:
         data = Path(tmp)
         redis_server = RedisServer(data / "redis").start()
-        env = worker_env(data_dir=data, broker_url=redis_server.url)
-        settings = load_settings(env_file=None, broker_url=redis_server.url, data_dir=data)
-        store = seed(SqliteStore(data / "podflow.sqlite3"))
-        broker = build_broker(settings, role="bench")
-        dispatcher = QueueDispatcher(broker=broker)
-        worker = WorkerProcess(env, data / "worker.log")
-        worker.argv[-1] = "1"  # --threads 1
-        worker.start()
         try:
-            queued = [submit(store, dispatcher, request(f"slow:{slow_s}"), now=utcnow()).run for _ in range(backlog)]
-            wait_for(lambda: store.get_run(queued[0].run_id).status is RunStatus.STARTED, timeout=30)
-            high_request = request(f"slow:{slow_s}").model_copy(update={"priority": "high"})
-            high = submit(store, dispatcher, high_request, now=utcnow()).run
-            normal = submit(store, dispatcher, request(f"slow:{slow_s}"), now=utcnow()).run
-            timeout = 60 + backlog * slow_s * 3
-            for run in (high, normal):
-                done = finished(store, run.run_id, timeout=timeout)
-                wait = _claimed(done) - run.created_at.timestamp()
-                print(f"priority: {done.priority:<6} submitted behind {backlog} x {slow_s} s: waited {wait:6.2f} s")
-            for run in queued:
-                finished(store, run.run_id, timeout=timeout)
-
-            late: list[float] = []
-            runs = []
-            for _ in range(scheduled):
-                when = request("noop").model_copy(update={"start_at": utcnow() + timedelta(seconds=ahead_s)})
-                runs.append(submit(store, dispatcher, when, now=utcnow()).run)
-            for run in runs:
-                done = finished(store, run.run_id, timeout=30 + ahead_s)
-                assert run.start_at is not None
-                late.append(_claimed(done) - run.start_at.timestamp())
-            print(
-                f"schedule: {scheduled} runs {ahead_s:g} s ahead: started late by median"
-                f" {statistics.median(late):.3f} s, min {min(late):.3f} s, max {max(late):.3f} s"
-            )
-            print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", file=sys.stderr)
+            with one_thread_worker(data, redis_server.url) as (store, dispatcher, _):
+                _measure(store, dispatcher, backlog, slow_s, scheduled, ahead_s)
         finally:
-            worker.stop()
-            close_broker(broker)
-            store.close()
             redis_server.stop()
+
+
+def _measure(store: Store, dispatcher: Any, backlog: int, slow_s: float, scheduled: int, ahead_s: float) -> None:
+    queued = [submit(store, dispatcher, request(f"slow:{slow_s}"), now=utcnow()).run for _ in range(backlog)]
+    wait_for(lambda: store.get_run(queued[0].run_id).status is RunStatus.STARTED, timeout=30)
+    high_request = request(f"slow:{slow_s}").model_copy(update={"priority": "high"})
+    high = submit(store, dispatcher, high_request, now=utcnow()).run
+    normal = submit(store, dispatcher, request(f"slow:{slow_s}"), now=utcnow()).run
+    timeout = 60 + backlog * slow_s * 3
+    for run in (high, normal):
+        done = finished(store, run.run_id, timeout=timeout)
+        wait = _claimed(done) - run.created_at.timestamp()
+        print(f"priority: {done.priority:<6} submitted behind {backlog} x {slow_s} s: waited {wait:6.2f} s")
+    for run in queued:
+        finished(store, run.run_id, timeout=timeout)
+
+    late: list[float] = []
+    runs = []
+    for _ in range(scheduled):
+        when = request("noop").model_copy(update={"start_at": utcnow() + timedelta(seconds=ahead_s)})
+        runs.append(submit(store, dispatcher, when, now=utcnow()).run)
+    for run in runs:
+        done = finished(store, run.run_id, timeout=30 + ahead_s)
+        assert run.start_at is not None
+        late.append(_claimed(done) - run.start_at.timestamp())
+    print(
+        f"schedule: {scheduled} runs {ahead_s:g} s ahead: started late by median"
+        f" {statistics.median(late):.3f} s, min {min(late):.3f} s, max {max(late):.3f} s"
+    )
+    print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -170,6 +170,28 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError):  # children left in the group (never, normally) go too
             os.killpg(self.proc.pid, signal.SIGKILL)
         return self.proc.returncode
+
+
+@contextlib.contextmanager
+def one_thread_worker(data_dir: Path, broker_url: str) -> Iterator[tuple[Store, Any, WorkerProcess]]:
+    """A seeded SQLite store, a QueueDispatcher and one real worker process with one
+    thread on ``broker_url``: (store, dispatcher, worker); all closed after."""
+    from podflow.dispatch.queue import QueueDispatcher
+    from podflow.settings import load_settings
+    from podflow.store.sqlite import SqliteStore
+    from podflow.worker.broker import build_broker, close_broker
+
+    store = seed(SqliteStore(data_dir / "podflow.sqlite3"))
+    broker = build_broker(load_settings(env_file=None, broker_url=broker_url, data_dir=data_dir), role="test")
+    worker = WorkerProcess(worker_env(data_dir=data_dir, broker_url=broker_url), data_dir / "worker.log")
+    worker.argv[-1] = "1"  # --threads 1
+    try:
+        worker.start()
+        yield store, QueueDispatcher(broker=broker), worker
+    finally:
+        worker.stop()
+        close_broker(broker)
+        store.close()
 
 
 class FakeDispatcher:

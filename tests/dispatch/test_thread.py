@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -64,6 +65,21 @@ class Pool:
         self.store.close()
 
 
+@contextlib.contextmanager
+def started_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: Any
+) -> Iterator[tuple[Pool, ThreadExecutor]]:
+    """A pool with ``settings``, its executor started; closed after."""
+    monkeypatch.setenv("PODFLOW_TEST_EVENTS", str(tmp_path / "events.jsonl"))
+    pool = Pool(tmp_path, **settings)
+    try:
+        executor = pool.executor()
+        executor.start()
+        yield pool, executor
+    finally:
+        pool.close()
+
+
 @pytest.fixture
 def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pool]:
     monkeypatch.setenv("PODFLOW_TEST_EVENTS", str(tmp_path / "events.jsonl"))
@@ -115,19 +131,13 @@ def test_a_started_run_cancelled_stops_within_two_heartbeat_intervals(pool: Pool
 
 
 def test_the_monitor_enforces_the_soft_time_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PODFLOW_TEST_EVENTS", str(tmp_path / "events.jsonl"))
-    pool = Pool(tmp_path, soft_time_limit_s=0.5)
-    try:
-        executor = pool.executor()
-        executor.start()
+    with started_pool(tmp_path, monkeypatch, soft_time_limit_s=0.5) as (pool, executor):
         run = submit(pool.store, executor, request("slow:10"), now=utcnow()).run
         done = pool.finished(run.run_id, timeout=5)
         assert done.status is RunStatus.FAILURE and done.attempt == 1
         assert done.error.type == "soft_time_limit"
         assert pool.events(run.run_id, "interrupted")[0]["error"] == "SoftTimeLimitExceeded"
         assert not run_dir(tmp_path, run.run_id).exists()
-    finally:
-        pool.close()
 
 
 def checkpointed_steps(req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
@@ -189,11 +199,7 @@ def _started_at(run: Run) -> Any:
 
 
 def test_the_pool_serves_high_runs_before_normal_ones_queued_earlier(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setenv("PODFLOW_TEST_EVENTS", str(tmp_path / "events.jsonl"))
-    pool = Pool(tmp_path, concurrency=1)
-    try:
-        executor = pool.executor()
-        executor.start()
+    with started_pool(tmp_path, monkeypatch, concurrency=1) as (pool, executor):
         busy = submit(pool.store, executor, request("slow:0.5"), now=utcnow()).run
         wait_for(lambda: pool.store.get_run(busy.run_id).status is RunStatus.STARTED, what="the first run")
         normal = [submit(pool.store, executor, request("noop"), now=utcnow()).run for _ in range(3)]
@@ -201,8 +207,6 @@ def test_the_pool_serves_high_runs_before_normal_ones_queued_earlier(tmp_path: P
         high = submit(pool.store, executor, request("noop").model_copy(update={"priority": "high"}), now=utcnow()).run
         order = sorted([*normal, low, high], key=lambda run: _started_at(pool.finished(run.run_id)))
         assert [run.run_id for run in order] == [high.run_id, *(r.run_id for r in normal), low.run_id]
-    finally:
-        pool.close()
 
 
 def test_a_scheduled_run_waits_in_the_pool_until_its_start(pool: Pool) -> None:

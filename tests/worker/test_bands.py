@@ -12,11 +12,10 @@ from podflow.lifecycle import submit
 from podflow.models import Run
 from podflow.settings import load_settings
 from podflow.states import RunStatus
-from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import utcnow
 from podflow.worker.bands import band_of, band_queue, band_queues
 from podflow.worker.broker import build_broker, close_broker
-from tests.execution import WorkerProcess, finished, request, seed, wait_for, worker_env
+from tests.execution import finished, one_thread_worker, request, wait_for
 
 
 def test_each_band_has_its_queue_and_normal_keeps_the_queue_name() -> None:
@@ -59,15 +58,7 @@ def _started_at(run: Run) -> datetime:
 def test_high_runs_queued_behind_normal_ones_start_before_the_rest(redis_url: str, tmp_path: Path) -> None:
     """One worker thread, 20 normal runs queued, then 3 high: the 3 high start
     before every normal run still waiting when they arrived."""
-    env = worker_env(data_dir=tmp_path, broker_url=redis_url)
-    settings = load_settings(env_file=None, broker_url=redis_url, data_dir=tmp_path)
-    store = seed(SqliteStore(tmp_path / "podflow.sqlite3"))
-    broker = build_broker(settings, role="test")
-    dispatcher = QueueDispatcher(broker=broker)
-    worker = WorkerProcess(env, tmp_path / "worker.log")
-    worker.argv[-1] = "1"  # --threads 1
-    worker.start()
-    try:
+    with one_thread_worker(tmp_path, redis_url) as (store, dispatcher, worker):
         normal = [submit(store, dispatcher, request("slow:0.4"), now=utcnow()).run for _ in range(20)]
         # the worker is busy with one of them (just started: the highs arrive mid-run)
         wait_for(lambda: store.get_run(normal[1].run_id).status is RunStatus.STARTED, timeout=30, what="a start")
@@ -83,7 +74,3 @@ def test_high_runs_queued_behind_normal_ones_start_before_the_rest(redis_url: st
         assert len(waiting) >= 15  # most of the normal runs were still queued
         assert highs[-1] < waiting[0], (highs, waiting[:3])
         assert {done[run.run_id].priority for run in high} == {"high"}
-    finally:
-        worker.stop()
-        close_broker(broker)
-        store.close()
