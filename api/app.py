@@ -38,7 +38,7 @@ from podflow.timeutil import utcnow
 from .auth import BearerAuth
 from .errors import exception_handlers
 from .limits import DrainUnreadBody, drain_limit
-from .openapi import build_spec
+from .openapi import build_spec, spec_path
 from .routes import dashboard, docs, events, health, monitor, profiles, results, runs, sources, tasks
 from .routing import Endpoint, RouteTable, allowed_methods
 from .services import open_services
@@ -197,7 +197,7 @@ def mounted_routes(app: Starlette) -> set[tuple[str, str]]:
             else:
                 for method in getattr(route, "methods", None) or ():
                     if method != "HEAD":
-                        found.add((method, prefix + getattr(route, "path", "")))
+                        found.add((method, spec_path(prefix + getattr(route, "path", ""))))
 
     walk(app.routes, "")
     return found

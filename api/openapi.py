@@ -29,11 +29,18 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from .routing import Content, Endpoint, Media
 from .schemas import ErrorBody
 
-__all__ = ["build_spec", "error_statuses"]
+__all__ = ["build_spec", "error_statuses", "spec_path"]
 
 REF = "#/components/schemas/{model}"
 #: a path parameter, with or without a Starlette convertor (``{message_id:path}``)
 _PATH_PARAM = re.compile(r"{(\w+)(?::\w+)?}")
+
+
+def spec_path(path: str) -> str:
+    """A route's path as OpenAPI writes it: ``{message_id:path}`` is ``{message_id}``."""
+    return _PATH_PARAM.sub(r"{\1}", path)
+
+
 _ERROR_HEADERS = {
     401: {"WWW-Authenticate": "the auth scheme: Bearer"},
     416: {"Content-Range": "bytes */<size of the file>"},
@@ -169,8 +176,7 @@ class _Builder:
     def spec(self, *, title: str, version: str, description: str) -> dict[str, Any]:
         paths: dict[str, dict[str, Any]] = {}
         for endpoint in self.endpoints:
-            path = _PATH_PARAM.sub(r"{\1}", endpoint.path)
-            paths.setdefault(path, {})[endpoint.method.lower()] = self.operation(endpoint)
+            paths.setdefault(spec_path(endpoint.path), {})[endpoint.method.lower()] = self.operation(endpoint)
         components: dict[str, Any] = {"schemas": self.schemas}
         if self.auth:
             components["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}

@@ -36,14 +36,12 @@ from podflow.models import (
     Run,
     SourceInfo,
     SpeakerProfile,
-    StageCalls,
-    Transition,
     Verbatim,
     problems,
 )
-from podflow.paths import RESULT_FILES
 from podflow.states import RunStatus
 from podflow.store.base import RunFilter, Store
+from podflow.views import PathFor, ResultView, RunLinks, RunView, WebhookView
 from podflow.worker.deadletter import DeadMessage
 
 __all__ = [
@@ -78,6 +76,8 @@ __all__ = [
     "run_path",
     "validate",
     "validate_json",
+    "WebhookView",
+    "paths",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -181,57 +181,18 @@ def _path(request: Request, name: str, **params: str) -> str:
     return root + str(request.app.url_path_for(name, **params))
 
 
+def paths(request: Request) -> PathFor:
+    """The run views' links (:mod:`podflow.views`) as this app routes them, under the proxy's root path."""
+
+    def path_for(name: str, /, **params: str) -> str:
+        return _path(request, name, **params)
+
+    return path_for
+
+
 def run_path(request: Request, run_id: str) -> str:
     """The path of a run (``Location`` of the responses that made it)."""
     return _path(request, "get_run", run_id=run_id)
-
-
-class RunLinks(_Model):
-    self: str
-    events: str
-    cancel: str
-    retry: str
-    #: the old ``/celery/task/{id}``: the run found by its message id
-    task: str | None = None
-
-    @classmethod
-    def of(cls, run: Run, request: Request) -> RunLinks:
-        return cls(
-            self=_path(request, "get_run", run_id=run.run_id),
-            events=_path(request, "run_events", run_id=run.run_id),
-            cancel=_path(request, "cancel_run", run_id=run.run_id),
-            retry=_path(request, "retry_run", run_id=run.run_id),
-            task=_path(request, "get_task", message_id=run.message_id) if run.message_id else None,
-        )
-
-
-class ResultView(_Model):
-    """What a successful run produced: URLs of its files (null: not produced)."""
-
-    duration_s: float | None = None
-    audio_url: str | None = None
-    transcript_url: str | None = None
-    outline_url: str | None = None
-    #: per stage: results computed, and reused from checkpoints (earlier attempts, the retried run)
-    stages: dict[str, StageCalls] = Field(default_factory=dict)
-    #: of the reused results, those taken from the run this one retries
-    reused_from_retried: int = 0
-
-    @classmethod
-    def of(cls, run: Run, request: Request) -> ResultView | None:
-        if run.result is None:
-            return None
-        urls = {
-            f"{name}_url": _path(request, f"run_{name}", run_id=run.run_id)
-            for name, attr in RESULT_FILES.items()
-            if getattr(run.result, attr)
-        }
-        return cls(
-            duration_s=run.result.duration_s,
-            stages=run.result.stages,
-            reused_from_retried=run.result.reused_from_retried,
-            **urls,
-        )
 
 
 class SubmitResponse(_Model):
@@ -254,46 +215,7 @@ class SubmitResponse(_Model):
     @classmethod
     def of(cls, run: Run, request: Request) -> SubmitResponse:
         fields = run.model_dump(include=set(cls.model_fields) - {"links", "celery_task_id"})
-        return cls(**fields, links=RunLinks.of(run, request), celery_task_id=run.message_id)
-
-
-class RunView(_Model):
-    """A run, whole: request, status, attempts, progress, history, outcome, links."""
-
-    run_id: str
-    status: RunStatus
-    episode_profile: str
-    speaker_profile: str
-    episode_name: str
-    source_ids: list[str]
-    briefing_suffix: str | None
-    #: its band: queued high runs start before normal ones, normal before low
-    priority: Priority
-    #: scheduled: PENDING until this time (null: as soon as possible)
-    start_at: datetime | None
-    mode: Mode
-    attempt: int
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
-    message_id: str | None
-    enqueued_at: datetime | None
-    #: why the last enqueue failed; the sweep sends the run when the broker is back
-    enqueue_error: str | None
-    progress: Progress | None
-    error: ErrorInfo | None
-    result: ResultView | None
-    history: list[Transition]
-    idempotency_key: str | None
-    retry_of: str | None
-    links: RunLinks
-
-    @classmethod
-    def of(cls, run: Run, request: Request) -> RunView:
-        fields = run.model_dump(include=set(cls.model_fields) - {"result", "links"})
-        return cls(**fields, result=ResultView.of(run, request), links=RunLinks.of(run, request))
+        return cls(**fields, links=RunLinks.of(run, paths(request)), celery_task_id=run.message_id)
 
 
 class RunList(_Model):
@@ -379,7 +301,7 @@ class TaskView(_Model):
             status=run.status,
             ready=run.is_terminal,
             successful=run.status is RunStatus.SUCCESS,
-            result=ResultView.of(run, request) if run.status is RunStatus.SUCCESS else None,
+            result=ResultView.of(run, paths(request)) if run.status is RunStatus.SUCCESS else None,
             error=run.error if run.is_terminal and run.status is not RunStatus.SUCCESS else None,
         )
 
@@ -400,7 +322,7 @@ class CeleryTaskView(_Model):
     @classmethod
     def of(cls, celery_task_id: str, run: Run, request: Request) -> CeleryTaskView:
         result: dict[str, Any] | str | None = None
-        files = ResultView.of(run, request)
+        files = ResultView.of(run, paths(request))
         if run.status is RunStatus.SUCCESS and files is not None:
             result = {"run_id": run.run_id, **files.model_dump()}
         elif run.is_terminal and run.error is not None:

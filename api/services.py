@@ -2,10 +2,12 @@
 
 :func:`open_services` (blocking) opens the store and seeds the bundled profiles,
 then builds the dispatcher: a :class:`~podflow.dispatch.queue.QueueDispatcher` on the
-broker in queue mode, or a started :class:`~podflow.dispatch.thread.ThreadExecutor`
+broker in queue mode, with the :class:`~podflow.dispatch.outbox.EnqueueMarks` that
+confirm its sends in batches, or a started :class:`~podflow.dispatch.thread.ThreadExecutor`
 in thread mode. It registers how to close each on an ``ExitStack``, so they are
-closed in reverse order (executor, broker, store). A store or dispatcher passed
-in is used as is and left open: its owner closes it.
+closed in reverse order (executor or marks, broker, store). A store or dispatcher
+passed in is used as is and left open: its owner closes it (and its sends are
+confirmed one by one).
 
 The broker connects lazily: the API starts while the broker is down, submits
 then answer 503 naming the recorded run, and ``/readyz`` names the broker.
@@ -23,6 +25,7 @@ import dramatiq
 from starlette.requests import Request
 
 from podflow.dispatch import Dispatcher
+from podflow.dispatch.outbox import EnqueueMarks
 from podflow.dispatch.queue import QueueDispatcher
 from podflow.dispatch.thread import build_thread_executor
 from podflow.generation.base import Generator
@@ -53,6 +56,8 @@ class Services:
     watcher: RunWatcher
     #: the dashboard's overview, computed at most once per ``overview_ttl_s`` for every browser
     overview: Recent[Overview]
+    #: who confirms the dispatcher's sends in batches (queue mode); None: each at once
+    marks: EnqueueMarks | None = None
 
 
 def services(request: Request) -> Services:
@@ -81,6 +86,7 @@ def open_services(
         stack.callback(store.close)
     seed_defaults(store, now=clock())
     broker = getattr(dispatcher, "broker", None)
+    marks = None
     if dispatcher is None and settings.mode == "thread":
         executor = build_thread_executor(settings, store=store, generator=generator)
         executor.start()
@@ -90,6 +96,8 @@ def open_services(
         broker = build_broker(settings, role="api")
         stack.callback(close_broker, broker)
         dispatcher = QueueDispatcher(broker=broker, queue_name=settings.queue_name)
+        marks = EnqueueMarks(store, clock=clock)
+        stack.callback(marks.close)  # before the broker and the store
     watcher = RunWatcher(store.get_runs, interval_s=options["events_interval_s"])
     recent = Recent[Overview](ttl_s=options.pop("overview_ttl_s"))
     return Services(
@@ -100,5 +108,6 @@ def open_services(
         clock=clock,
         watcher=watcher,
         overview=recent,
+        marks=marks,
         **options,
     )

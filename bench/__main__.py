@@ -31,7 +31,12 @@ from .systems import CelerySystem, DramatiqSystem, PodflowSystem, System, celery
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ("throughput", "latency", "sweep", "submit", "providers", "recovery", "fleet", "watchers")
 #: Redis databases of the private server: one per benchmark, so each flushes only its own
-_DB = {"pipeline": 0, "sweep": 1, "submit": 2, "pipeline_postgres": 3, "providers": 4, "fleet": 5, "watchers": 6}
+_DB = {
+    "pipeline": 0, "sweep": 1, "submit": 2, "pipeline_postgres": 3, "providers": 4, "fleet": 5, "watchers": 6,
+    "pipeline_postgres_wide": 7,
+}
+#: the PostgreSQL store's second run: this many worker processes (SQLite admits one writer at a time; does this scale?)
+WIDE_PROCESSES = 4
 
 METHOD_NOTES = [
     "Each figure is the median of its repetitions (reps), with the min and max; a target is judged on the median.",
@@ -40,7 +45,8 @@ METHOD_NOTES = [
     "and Celery = the time recorded by the task whose Redis INCR reached N. Ratios pair the batches of one "
     "repetition; the systems take turns in a rotating order.",
     "podflow runs as production does: `podflow worker` (Dramatiq, podflow's middleware, one prefetched message per "
-    "thread, an idle poll of 100 ms, INFO logs), SQLite with accepted runs fsynced before submit returns. "
+    "thread, an idle poll of 100 ms, INFO logs), SQLite with accepted runs fsynced before submit returns, the "
+    "sends confirmed in batches as the API does (`EnqueueMarks`). "
     "Bare Dramatiq: Dramatiq's default middleware, prefetch and idle poll. "
     "Celery: `celery worker -P threads -c T`, one instance per process, without gossip, mingle and heartbeat, "
     "results ignored, INFO logs; \"old module's settings\": with a result backend, STARTED tracked, late acks "
@@ -92,6 +98,10 @@ def _pipeline(scale: Scale, work_dir: Path, redis: RedisServer, db: int, selecte
             # a Redis database of its own: both podflows use the same queue names
             pg_options = {**options, "redis_url": f"{redis.url.rsplit('/', 1)[0]}/{_DB['pipeline_postgres']}"}
             systems.insert(1, PodflowSystem(**pg_options, store_url=postgres_url))
+            wide_url = databases.enter_context(scratch_database("benchwide"))
+            wide = {**options, "processes": WIDE_PROCESSES, "tag": "-postgres-wide",
+                    "redis_url": f"{redis.url.rsplit('/', 1)[0]}/{_DB['pipeline_postgres_wide']}"}
+            systems.insert(2, PodflowSystem(**wide, store_url=wide_url))
         except RuntimeError as exc:  # no server answers
             report.notes.append(f"podflow on PostgreSQL was not measured: {exc}")
         _run_pipeline(scale, systems, podflow_system, dramatiq_system, redis, selected, profile, work_dir, report)
@@ -109,12 +119,15 @@ def _run_pipeline(scale: Scale, systems: list[System], podflow_system: PodflowSy
         report.notes.append("Celery is not installed (the `bench` extra): the Celery comparison was skipped.")
     with contextlib.ExitStack() as stack:
         for system in systems:
-            _log(f"starting {system.name} workers ({scale.processes} x {scale.threads})")
+            _log(f"starting {system.name} workers")
             stack.callback(system.stop)
             system.start()
         assert redis.proc is not None
         redis_pid = redis.proc.pid
         if "throughput" in selected:
+            from .profile import measure_statements
+
+            _run_step(report, "Store statements", lambda: measure_statements(work_dir))
             _run_step(report, "Pipeline throughput",
                       lambda: (*throughput.measure(systems, scale, _log, redis_pid=redis_pid), []))
         if "latency" in selected:

@@ -2,11 +2,11 @@
 
 Two kinds of evidence:
 
-- **Store statements per run**: one run submitted and executed in this process
-  (the production ``submit`` and ``Runner``, the ``noop`` generator, a
-  dispatcher that sends nothing), with SQLite's trace callback counting the
-  statements each side sends; every write is its own commit (the new run's
-  is fsynced before submit returns, after the write lock is released).
+- **Store statements per run**: no-op runs submitted and executed in this
+  process (the production ``submit`` and ``Runner``, a dispatcher that sends
+  nothing), on SQLite and PostgreSQL, with :mod:`tests.statements` counting
+  the statements each side sends (SQLite's trace callback, psycopg's cursors);
+  against :data:`BEFORE`, the counts before issue 18.
 - **Sampling profiles** (py-spy, from the ``bench`` extra) of the worker
   processes and of this process's submit loop during one more throughput
   batch. Each sample is charged to the innermost frame that belongs to a
@@ -23,24 +23,24 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from podflow.heartbeat import HeartbeatMonitor
-from podflow.lifecycle import submit
-from podflow.runner import Runner
+from podflow.store.base import Store
+from podflow.store.postgres import PostgresStore
 from podflow.store.sqlite import SqliteStore
-from podflow.timeutil import utcnow
-from tests.execution import request, seed
+from tests.execution import seed
+from tests.postgres import scratch_database
+from tests.statements import noop_runs
 
-from .generators import noop
+from .report import Row
 from .scale import Scale
-from .systems import BenchError, PodflowSystem
+from .stats import Figure
+from .systems import PodflowSystem
 
-__all__ = ["count_statements", "profile_podflow", "summarize"]
+__all__ = ["BEFORE", "count_statements", "measure_statements", "profile_podflow", "summarize"]
 
 #: (family, pattern on a frame's file), checked from the innermost frame outwards;
 #: py-spy names library files relative to their sys.path entry (``redis/client.py``)
@@ -57,61 +57,79 @@ FAMILIES = (
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
-class _NullDispatcher:
-    """Sends nothing: only the store's statements are counted."""
-
-    mode = "queue"
-    durable = True
-
-    def new_message_id(self) -> str:
-        return str(uuid.uuid4())
-
-    def send(self, run_id: str, message_id: str | None, **options: object) -> None:
-        pass
-
-    def missing(self, refs: object) -> None:
-        return None
-
-    def requeue_orphans(self) -> None:
-        return None
+#: what a no-op run cost before issue 18, on SQLite and PostgreSQL alike (counted with
+#: the same harness at the commit before it): submit = profile, profile, sources, insert,
+#: enqueue mark; execute = claim, run, profile, profile, source, lease, finish
+BEFORE = {"submit": {"reads": 3, "writes": 2}, "execute": {"reads": 5, "writes": 2}}
+#: runs counted per figure (a confirmation batch is shared by all of them)
+_COUNTED_RUNS = 100
 
 
-def count_statements(work_dir: Path) -> dict[str, dict[str, int]]:
-    """Statements one no-op run costs the store: ``{"submit": {...}, "execute": {...}}``,
-    each ``{"reads": n, "writes": n}``."""
+def count_statements(work_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Statements per no-op run, per SQL store (``sqlite``, and ``postgres`` where a
+    server answers): ``submit`` and ``execute`` in a process that has met the profiles
+    (their confirmations batched, as the API's), and ``first submit`` in a fresh one;
+    each ``{"reads": n, "writes": n}`` (:func:`tests.statements.noop_runs`)."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+
+    def counted(store: Store, data_dir: Path) -> dict[str, dict[str, float]]:
+        cold = noop_runs(seed(store), data_dir, runs=1, warm=False)["submit"].as_dict()
+        warm = noop_runs(store, data_dir, runs=_COUNTED_RUNS)
+        per_run = {part: {k: v / _COUNTED_RUNS for k, v in c.as_dict().items()} for part, c in warm.items()}
+        return {**per_run, "first submit": {k: float(v) for k, v in cold.items()}}
+
     data_dir = work_dir / "count"
-    store = seed(SqliteStore(data_dir / "podflow.sqlite3"))
-    monitor = HeartbeatMonitor(store=store, interval_s=3600)
-    runner = Runner(store=store, generator=noop, monitor=monitor, data_dir=data_dir)
-    counts: dict[str, Counter[str]] = {"submit": Counter(), "execute": Counter()}
-    phase = "submit"
-    previous = ""
-
-    def trace(sql: str) -> None:
-        nonlocal previous
-        # a statement that fires triggers is traced again for each trigger
-        # program, with the same (outer) text: count it once
-        if sql == previous:
-            return
-        previous = sql
-        verb = sql.lstrip().split(None, 1)[0].upper()
-        if verb in ("SELECT", "WITH"):
-            counts[phase]["reads"] += 1
-        elif verb in ("INSERT", "UPDATE", "DELETE", "REPLACE"):
-            counts[phase]["writes"] += 1
-
-    conn = store._conn()  # the store's own connection (this thread's): the only way to see its statements
-    conn.set_trace_callback(trace)
+    sqlite = SqliteStore(data_dir / "podflow.sqlite3")
     try:
-        run = submit(store, _NullDispatcher(), request("noop"), now=utcnow()).run
-        phase = "execute"
-        outcome = runner.execute(run.run_id)
-        if outcome.kind != "succeeded":
-            raise BenchError(f"the counted run did not succeed: {outcome}")
+        found["sqlite"] = counted(sqlite, data_dir)
     finally:
-        conn.set_trace_callback(None)
-        store.close()
-    return {name: {"reads": c["reads"], "writes": c["writes"]} for name, c in counts.items()}
+        sqlite.close()
+    try:
+        with scratch_database("count") as url:
+            postgres = PostgresStore(url, pool_size=2)
+            try:
+                found["postgres"] = counted(postgres, work_dir / "count-postgres")
+            finally:
+                postgres.close()
+    except RuntimeError:  # no server answers
+        pass
+    return found
+
+
+#: the targets per no-op run (issue 18): submit = one insert and a share of one confirmation, execute = claim + finish
+STATEMENT_TARGETS = {"submit": 1.5, "execute": 2.0}
+
+
+def measure_statements(work_dir: Path) -> tuple[list[Row], dict[str, Any], list[str]]:
+    """The statement counts as rows (one count each, so ``reps`` is 1), with their targets."""
+    statements = count_statements(work_dir)
+    rows = []
+    for name, parts in statements.items():
+        for part, bound in STATEMENT_TARGETS.items():
+            total = parts[part]["reads"] + parts[part]["writes"]
+            was = BEFORE[part]["reads"] + BEFORE[part]["writes"]
+            rows.append(Row("Store statements", f"{name}: {part}, per no-op run (before issue 18: {was})",
+                            "statements", Figure.of([total]), f"<= {bound:g}", met=total <= bound))
+    return rows, {"statements_per_run": statements, "statements_before": BEFORE}, statement_notes(statements)
+
+
+def statement_notes(statements: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """One line per store: a no-op run's statements now, against :data:`BEFORE`."""
+
+    def spell(c: dict[str, float]) -> str:
+        return f"{c['reads']:g} reads + {c['writes']:g} writes"
+
+    notes = []
+    for name, c in statements.items():
+        notes.append(
+            f"Store statements per no-op run ({name}, {_COUNTED_RUNS} runs counted): submit {spell(c['submit'])} "
+            f"(before issue 18: {spell(BEFORE['submit'])}), execute {spell(c['execute'])} (before: "
+            f"{spell(BEFORE['execute'])}); a process's first submit {spell(c['first submit'])} (it reads the "
+            "profiles it has not met). Submit = one insert that also checks the run's profiles and sources, and "
+            "a share of one batched confirmation; execute = one claim returning the run, its profiles and "
+            "sources, and one finish."
+        )
+    return notes
 
 
 def summarize(raw: str, *, within: str | None = None, top: int = 12) -> dict[str, Any]:
@@ -178,16 +196,9 @@ def _shares(summary: dict[str, Any], key: str, limit: int) -> str:
 
 
 def profile_podflow(system: PodflowSystem, scale: Scale, work_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Statement counts and py-spy profiles of podflow batches; ``notes`` summarise them."""
-    statements = count_statements(work_dir)
-    result: dict[str, Any] = {"statements_per_run": statements}
-    notes = [
-        "Profile: one no-op podflow run costs the SQLite store "
-        f"{statements['submit']['reads']} reads + {statements['submit']['writes']} writes to submit and "
-        f"{statements['execute']['reads']} reads + {statements['execute']['writes']} writes to execute "
-        "(each write is its own commit; the new run's is fsynced before submit returns; SQLite serializes "
-        "the writes of every process and thread, which queue on a lock and an flock)."
-    ]
+    """py-spy profiles of podflow batches; ``notes`` summarise them."""
+    result: dict[str, Any] = {}
+    notes: list[str] = []
     result["notes"] = notes
     if _py_spy_binary() is None:
         notes.append("py-spy is not installed (the `bench` extra): no sampling profile.")

@@ -12,7 +12,8 @@ Every system offers the same three things to the benchmarks:
 How completion is known, per system:
 
 ==========  =====================================================================
-podflow     ``podflow.lifecycle.submit`` into the SQLite store, executed by
+podflow     ``podflow.lifecycle.submit`` into the SQLite store (its sends confirmed
+            in batches, as the API does), executed by
             ``podflow worker`` (``dramatiq podflow.actors``); done = SUCCESS in the
             store; last completion = the largest ``finished_at`` of the batch;
             latency = ``started_at - created_at`` of the run
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from podflow.cli.worker import command as podflow_worker_command
+from podflow.dispatch.outbox import EnqueueMarks
 from podflow.dispatch.queue import QueueDispatcher
 from podflow.lifecycle import submit
 from podflow.settings import Settings, load_settings
@@ -183,12 +185,14 @@ class PodflowSystem(_WorkerSystem):
         threads: int,
         store_url: str = "",
         generator: str = "bench.generators:noop",
+        tag: str = "",
         **env: str,
     ) -> None:
-        tag = "-postgres" if store_url else ""
+        tag = tag or ("-postgres" if store_url else "")
+        self.processes = processes
         self.data_dir = work_dir / f"podflow{tag}"
         if store_url:
-            self.name = "podflow (PostgreSQL)"
+            self.name = "podflow (PostgreSQL)" if tag == "-postgres" else f"podflow (PostgreSQL, {processes} processes)"
         self.settings: Settings = load_settings(
             env_file=None,
             data_dir=self.data_dir,
@@ -211,12 +215,15 @@ class PodflowSystem(_WorkerSystem):
         self.log = work_dir / f"podflow{tag}-worker.log"
         self.store: Store | None = None
         self.dispatcher: QueueDispatcher | None = None
+        #: the sends' confirmations, in batches, as the API writes them
+        self.marks: EnqueueMarks | None = None
         self._reader: Any = None
 
     def start(self) -> None:
         self.store = open_store(self.settings)
         seed(self.store)
         self.dispatcher = QueueDispatcher(broker=build_broker(self.settings))
+        self.marks = EnqueueMarks(self.store)
         # exactly what `podflow worker` execs, with these settings
         argv = podflow_worker_command(self.settings)
         self.workers.spawn(argv, self.env, self.log, "ready for action", self.settings.worker_processes)
@@ -250,13 +257,15 @@ class PodflowSystem(_WorkerSystem):
         super().stop()
         if self._reader is not None:
             self._reader.close()
+        if self.marks is not None:
+            self.marks.close()
         if self.store is not None:
             self.store.close()
 
     def submit_one(self) -> str:
         """Submit one run (enqueued); its run_id."""
         assert self.store is not None and self.dispatcher is not None
-        submission = submit(self.store, self.dispatcher, request("noop"), now=utcnow())
+        submission = submit(self.store, self.dispatcher, request("noop"), now=utcnow(), marks=self.marks)
         if not submission.enqueued:
             raise BenchError(f"podflow could not enqueue: {submission.error}")
         return submission.run.run_id

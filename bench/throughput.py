@@ -75,8 +75,9 @@ def measure(
             log(f"throughput: rep {rep + 1}/{scale.reps} {system.name}: {n / seconds:.0f} runs/s ({seconds:.2f} s;"
                 f" dispatching alone {n / system.dispatch_s:.0f}/s)")
 
-    setup = f"{scale.processes} processes x {scale.threads} threads, {n} no-op jobs"
-    rows = [Row("Pipeline throughput", f"{name} ({setup})", "runs/s", Figure.of(values))
+    processes = {s.name: getattr(s, "processes", scale.processes) for s in systems}
+    setup = {name: f"{count} processes x {scale.threads} threads, {n} no-op jobs" for name, count in processes.items()}
+    rows = [Row("Pipeline throughput", f"{name} ({setup[name]})", "runs/s", Figure.of(values))
             for name, values in rates.items()]
     for other, target in TARGETS.items():
         bound = "" if target is None else f">= {target}"
@@ -87,10 +88,11 @@ def measure(
         ratio = Figure.of(p / o for p, o in zip(rates["podflow"], rates[other], strict=True))
         rows.append(Row("Pipeline throughput", f"podflow / {other}", "x", ratio, bound,
                         met=None if target is None else ratio.median >= target))
-    postgres, dramatiq = "podflow (PostgreSQL)", "Dramatiq"
-    if postgres in rates and dramatiq in rates:
-        ratio = Figure.of(p / o for p, o in zip(rates[postgres], rates[dramatiq], strict=True))
-        rows.append(Row("Pipeline throughput", f"{postgres} / {dramatiq}", "x", ratio, ""))
+    dramatiq = "Dramatiq"
+    for postgres in (name for name in rates if name.startswith("podflow (PostgreSQL")):  # reported, no target
+        if dramatiq in rates:
+            ratio = Figure.of(p / o for p, o in zip(rates[postgres], rates[dramatiq], strict=True))
+            rows.append(Row("Pipeline throughput", f"{postgres} / {dramatiq}", "x", ratio, ""))
     for name, parts in cpu_us.items():
         rows += [Row("CPU per job", f"{name}: {part}", "µs", Figure.of(values)) for part, values in parts.items()]
     for name in rates:

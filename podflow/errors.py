@@ -22,7 +22,8 @@ one subtree per subsystem (like ``dramatiq.errors``)::
     │   ├── AlreadyExists
     │   └── UnreadableProfile       a stored profile this version refuses (replace or delete it)
     ├── InvalidInput                bad input; ``field`` names the culprit
-    │   └── SourceTooLarge
+    │   ├── SourceTooLarge
+    │   └── NamesMissing            a run's insert found a profile or source it names gone
     └── GenerationError             permanent: the run fails at once
         ├── TransientGenerationError  retried with backoff
         │   ├── ProviderUnavailable   a provider's 5xx/timeouts outlasted the in-attempt retries
@@ -62,6 +63,7 @@ __all__ = [
     "InvalidInput",
     "InvalidTransition",
     "LeaseLost",
+    "NamesMissing",
     "NotFound",
     "NotSupported",
     "PodflowError",
@@ -215,6 +217,11 @@ class InvalidInput(PodflowError):
 
 class SourceTooLarge(InvalidInput):
     """A source document exceeds PODFLOW_MAX_SOURCE_BYTES."""
+
+
+class NamesMissing(InvalidInput):
+    """``Store.create_run(check_names=True)`` found a profile or source the run names
+    missing, and inserted nothing (:func:`podflow.lifecycle.submit` then says which)."""
 
 
 # -- generation -----------------------------------------------------------------

@@ -17,14 +17,23 @@ from typing import Any
 
 from .checkpoints import remove_checkpoints
 from .dispatch import Dispatcher
-from .dispatch.outbox import deliver
-from .errors import IdempotencyConflict, InvalidInput, InvalidTransition, RequestInFlight, ResultNotFound, RunNotFound
-from .generation.request import validate_request
+from .dispatch.outbox import EnqueueMarks, deliver
+from .errors import (
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    NamesMissing,
+    RequestInFlight,
+    ResultNotFound,
+    RunNotFound,
+)
+from .generation.request import forget_profiles, profiles_known, validate_request
 from .models import Run, RunRequest
 from .paths import RESULT_FILES, run_dir
 from .states import RunStatus
 from .store.base import Store
 from .timeutil import seconds
+from .webhooks.targets import NO_WEBHOOKS, WebhookTargets
 
 __all__ = [
     "RETRYABLE",
@@ -45,6 +54,9 @@ __all__ = [
 
 #: statuses a run may be retried from (as a new run)
 RETRYABLE = frozenset({RunStatus.FAILURE, RunStatus.REVOKED})
+#: a checked insert that keeps finding a name gone (a profile deleted and made again
+#: over and over) gives up after this many tries
+_NAME_CHECKS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +87,46 @@ def get_run(store: Store, run_id: str) -> Run:
     return run
 
 
-def _new_run(dispatcher: Dispatcher, request: RunRequest, **fields: Any) -> Run:
-    return Run.new(request, mode=dispatcher.mode, **fields)
+def _new_run(dispatcher: Dispatcher, request: RunRequest, webhooks: WebhookTargets, **fields: Any) -> Run:
+    """A new run for ``request``, its webhook's URL decided now (the request's, else the default)."""
+    callback_url = webhooks.resolve(request.callback_url)
+    run = Run.new(request, mode=dispatcher.mode, **fields)
+    return run if callback_url == run.callback_url else run.model_copy(update={"callback_url": callback_url})
 
 
-def _deliver(store: Store, dispatcher: Dispatcher, run: Run, *, now: datetime) -> str | None:
-    return deliver(store, dispatcher, run.run_id, run.message_id, now=now, priority=run.priority, start_at=run.start_at)
+def _record(store: Store, request: RunRequest, run: Run) -> tuple[Run, bool]:
+    """Insert ``run`` (made for ``request``) if the profiles and sources it names
+    exist, which the insert itself checks; the profiles are read first only when
+    this process has not found them readable yet, or the insert found one gone
+    (then :func:`validate_request` says which).
+
+    Raises:
+      InvalidInput: an unknown or unreadable profile, or an unknown source.
+    """
+    for _ in range(_NAME_CHECKS):
+        if not profiles_known(store, request):
+            validate_request(store, request)
+        try:
+            return store.create_run(run, check_names=True)
+        except NamesMissing as exc:
+            forget_profiles(store, request)
+            missing = exc
+    raise missing
+
+
+def _deliver(
+    store: Store, dispatcher: Dispatcher, run: Run, *, now: datetime, marks: EnqueueMarks | None = None
+) -> str | None:
+    return deliver(
+        store,
+        dispatcher,
+        run.run_id,
+        run.message_id,
+        now=now,
+        marks=marks,
+        priority=run.priority,
+        start_at=run.start_at,
+    )
 
 
 def check_schedule(request: RunRequest, *, now: datetime, max_ahead_s: float | None) -> None:
@@ -106,33 +152,39 @@ def submit(
     now: datetime,
     idempotency_key: str | None = None,
     retry_of: str | None = None,
+    marks: EnqueueMarks | None = None,
+    webhooks: WebhookTargets = NO_WEBHOOKS,
     max_schedule_ahead_s: float | None = None,
 ) -> Submission:
-    """Validate, record and start a run: at once, or, scheduled (``start_at``),
-    sent now with a delay until then (the store keeps it PENDING; the sweep
-    sends it again if the broker loses it).
+    """Validate, record and start a run: one insert (the run in the outbox, which
+    also checks what it names), the send, and the send's confirmation, which
+    ``marks`` writes in its next batch (a submit with an ``idempotency_key``
+    confirms at once, so that a replay finds its hand-over done). Its completion
+    webhook goes where ``webhooks`` says. A scheduled run (``start_at``) is sent
+    now with a delay until then (the store keeps it PENDING; the sweep sends it
+    again if the broker loses it).
 
     An existing run with the same ``idempotency_key`` is returned untouched
     (``created=False``); the caller compares ``request_hash`` to refuse a
     different body.
 
     Raises:
-      InvalidInput: an unknown profile or source, a ``start_at`` in the past or
-        more than ``max_schedule_ahead_s`` ahead (``field`` names it); nothing
-        was stored or sent.
+      InvalidInput: an unknown profile or source, a callback_url whose host is
+        not allowed, a ``start_at`` in the past or more than
+        ``max_schedule_ahead_s`` ahead (``field`` names it); nothing was stored or sent.
       StoreUnavailable: nothing was stored.
     """
     check_schedule(request, now=now, max_ahead_s=max_schedule_ahead_s)
-    validate_request(store, request)
-    run = _new_run(dispatcher, request, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
+    run = _new_run(dispatcher, request, webhooks, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
     message_id = dispatcher.new_message_id()
     run = run.model_copy(
         update={"outbox_at": run.created_at, "message_id": message_id, "current_message_id": message_id}
     )
-    stored, created = store.create_run(run)
+    stored, created = _record(store, request, run)
     if not created:
         return Submission(stored, created=False, enqueued=stored.enqueue_error is None, error=stored.enqueue_error)
-    error = _deliver(store, dispatcher, stored, now=now)
+    marks = None if idempotency_key else marks
+    error = _deliver(store, dispatcher, stored, now=now, marks=marks)
     return Submission(stored, created=True, enqueued=error is None, error=error)
 
 
@@ -143,17 +195,18 @@ def create(
     *,
     now: datetime,
     idempotency_key: str | None = None,
+    webhooks: WebhookTargets = NO_WEBHOOKS,
     max_schedule_ahead_s: float | None = None,
 ) -> tuple[Run, bool]:
     """Validate and record a draft run, not started (``POST /runs``). ``(run, created)``.
     A ``start_at`` holds it when started (a start after that time starts it at once).
 
     Raises:
-      InvalidInput: an unknown profile or source, or ``start_at`` (see :func:`submit`).
+      InvalidInput: an unknown profile or source, a callback_url whose host is not
+        allowed, or ``start_at`` (see :func:`submit`).
     """
     check_schedule(request, now=now, max_ahead_s=max_schedule_ahead_s)
-    validate_request(store, request)
-    return store.create_run(_new_run(dispatcher, request, now=now, idempotency_key=idempotency_key))
+    return _record(store, request, _new_run(dispatcher, request, webhooks, now=now, idempotency_key=idempotency_key))
 
 
 def ensure_same_request(run: Run, request: RunRequest, *, retry_of: str | None = None) -> Run:
@@ -238,6 +291,8 @@ def retry(
     *,
     now: datetime,
     idempotency_key: str | None = None,
+    marks: EnqueueMarks | None = None,
+    webhooks: WebhookTargets = NO_WEBHOOKS,
 ) -> Submission:
     """Submit a new run with the same request as a FAILURE or REVOKED one
     (``retry_of`` names the original, which is left as it is). The new run
@@ -257,7 +312,16 @@ def retry(
             status=str(run.status),
         )
     # the same priority; a retry of a scheduled run is not scheduled: it starts now
-    return submit(store, dispatcher, run.request, now=now, idempotency_key=idempotency_key, retry_of=run_id)
+    return submit(
+        store,
+        dispatcher,
+        run.request,
+        now=now,
+        idempotency_key=idempotency_key,
+        retry_of=run_id,
+        marks=marks,
+        webhooks=webhooks,
+    )
 
 
 def delete(store: Store, run_id: str, *, data_dir: Path) -> None:

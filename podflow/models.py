@@ -19,6 +19,7 @@ import re
 import secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -56,6 +57,8 @@ __all__ = [
     "SpeakerProfile",
     "StageCalls",
     "Transition",
+    "WebhookDelivery",
+    "WebhookOutcome",
     "Verbatim",
     "field_name",
     "new_run_id",
@@ -129,6 +132,8 @@ def _message(error: Any) -> str:
         return "unknown field"
     if error["type"] == "string_too_short" and error.get("ctx", {}).get("min_length") == 1:
         return "must not be empty or only whitespace"
+    if error["type"] == "value_error":  # a validator's own words, without pydantic's prefix
+        return str(error["msg"]).removeprefix("Value error, ")
     return str(error["msg"])
 
 
@@ -152,11 +157,23 @@ class RunRequest(_Model):
     #: start no earlier than this (ISO 8601 with a zone); the run stays PENDING,
     #: scheduled, until then (checked against the clock by ``lifecycle.submit``)
     start_at: AwareDatetime | None = None
+    #: where the completion webhook goes (``http(s)://``); None: PODFLOW_WEBHOOK_URL, if set
+    callback_url: str | None = Field(default=None, min_length=1, max_length=2000)
 
     @field_validator("start_at")
     @classmethod
     def _start_at_utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else utc(value)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
 
     @field_validator("source_ids")
     @classmethod
@@ -227,6 +244,24 @@ class RunResult(_Model):
     reused_from_retried: int = Field(default=0, ge=0)
 
 
+WebhookOutcome = Literal["delivered", "retrying", "expired"]
+
+
+class WebhookDelivery(_Model):
+    """What became of a run's completion webhook so far (the last attempt's outcome)."""
+
+    #: delivered (a 2xx), retrying (the last attempt failed; another is due), or
+    #: expired (PODFLOW_WEBHOOK_MAX_AGE passed without a 2xx: given up)
+    outcome: WebhookOutcome
+    last_attempt_at: UtcDatetime
+    #: the receiver's HTTP status (None: no reply, see ``last_error``)
+    last_status: int | None = None
+    last_error: str | None = None
+    #: the start of the receiver's reply body (never more than a short excerpt)
+    reply_excerpt: str | None = None
+    delivered_at: UtcDatetime | None = None
+
+
 class Transition(_Model):
     """One entry of a run's history, appended by the write that changed its status."""
 
@@ -279,6 +314,15 @@ class Run(_Model):
     idempotency_key: str | None = None
     request_hash: str | None = None
     retry_of: str | None = None
+    # the completion webhook: an obligation written by the transition that ends the run
+    #: where its event goes (the request's, else PODFLOW_WEBHOOK_URL at submit); None: no webhook
+    callback_url: str | None = None
+    #: the next delivery attempt is due at this time (set by the terminal transition;
+    #: pushed forward by each attempt's lease and retry; cleared once delivered or expired)
+    webhook_due_at: UtcDatetime | None = None
+    #: delivery attempts started (the fence of their outcome)
+    webhook_attempts: int = 0
+    webhook: WebhookDelivery | None = None
 
     @classmethod
     def new(
@@ -315,6 +359,7 @@ class Run(_Model):
             source_ids=self.source_ids,
             briefing_suffix=self.briefing_suffix,
             priority=self.priority,
+            callback_url=self.callback_url,
         )
 
     @property

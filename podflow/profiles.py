@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from .errors import InvalidInput, UnreadableProfile
 from .generation.espeak import Voices, available_voices
 from .models import EpisodeProfile, Speaker, SpeakerProfile, problems
-from .store.base import Profile, ProfileKind, Store
+from .store.base import Profile, ProfileKind, Store, StoredProfile, profile_of
 
 __all__ = [
     "BUNDLED_EPISODE_PROFILES",
@@ -35,6 +35,7 @@ __all__ = [
     "BUNDLED_SPEAKER_PROFILES",
     "available_voices",
     "check_speaker_profile",
+    "parse_profile",
     "read_profile",
     "read_profiles",
     "seed_defaults",
@@ -156,6 +157,19 @@ def read_profile(store: Store, kind: ProfileKind, name: str) -> Profile | None:
     """
     try:
         return store.get_profile(kind, name)
+    except ValidationError as exc:
+        raise _unreadable(exc, kind, name) from None
+
+
+def parse_profile(kind: ProfileKind, name: str, stored: StoredProfile) -> Profile | None:
+    """A profile as the store keeps it (``Claimed.profiles``: JSON text or a document), read
+    as :func:`read_profile` reads it; None for None.
+
+    Raises:
+      UnreadableProfile: it no longer validates.
+    """
+    try:
+        return profile_of(kind, stored)
     except ValidationError as exc:
         raise _unreadable(exc, kind, name) from None
 

@@ -43,7 +43,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -51,7 +51,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from .checkpoints import Checkpoints, remove_checkpoints
 from .errors import (
     GenerationError,
-    LeaseLost,
     RunCancelled,
     RunInterrupted,
     SoftTimeLimitExceeded,
@@ -59,7 +58,7 @@ from .errors import (
     WorkerShutdown,
 )
 from .generation.base import GenerationResult, Generator, GeneratorConfig
-from .generation.request import build_request
+from .generation.request import request_of
 from .generation.setup import generator_config
 from .heartbeat import HeartbeatMonitor, Tracked
 from .logs import run_context, set_attempt
@@ -67,7 +66,7 @@ from .models import ErrorInfo, Progress, Run, RunResult, StageCalls
 from .paths import RESULT_FILES, checkpoint_dir, run_dir, staging_attempts, staging_dir, stored_path
 from .retry import is_retryable
 from .states import RunStatus
-from .store.base import Store
+from .store.base import Claimed, Store
 from .store.counters import checkpoint_counter
 from .timeutil import utcnow
 
@@ -236,12 +235,13 @@ class Runner:
           first (or could not be claimed at all). Anything else ends in an Outcome.
         """
         with run_context(run_id):  # every line about the run carries it (podflow.logs)
-            attempt = self.store.claim(run_id, now=self._clock())
-            if attempt is None:
+            claimed = self.store.claim_execution(run_id, now=self._clock())
+            if claimed is None:
                 return self._not_claimed(run_id, message_id)
+            attempt = claimed.attempt
             set_attempt(attempt)
             log.debug("run %s: attempt %d started", run_id, attempt)
-            outcome = self._run(run_id, attempt)
+            outcome = self._run(claimed)
             detail = f": {outcome.detail}" * bool(outcome.detail)
             log.info("run %s: attempt %d %s%s", run_id, attempt, outcome.kind, detail)
             return outcome
@@ -288,7 +288,8 @@ class Runner:
         return f"the run changed concurrently (now {run.status})"
 
     # -- one attempt ------------------------------------------------------------
-    def _run(self, run_id: str, attempt: int) -> Outcome:
+    def _run(self, claimed: Claimed) -> Outcome:
+        run, run_id, attempt = claimed.run, claimed.run.run_id, claimed.attempt
         # absolute, so paths a generator builds from ctx.work_dir are too
         staging = _Staging(staging_dir(self.data_dir, run_id, attempt).absolute())
         tracked = self.monitor.track(run_id, attempt)
@@ -297,17 +298,16 @@ class Runner:
         checkpoints: Checkpoints | None = None
         try:
             try:
-                run = self.store.get_run(run_id)
-                if run is None:  # deleted under us (delete refuses STARTED runs, so rare)
-                    raise LeaseLost("the run disappeared")
-                request = build_request(self.store, run)
+                request = request_of(claimed)  # read with the claim: no store round trip here
                 checkpoints = self._checkpoints(run, tracked)
                 ctx = RunContext(run_id, attempt, staging, self.config, self.store, tracked, checkpoints, self._clock)
                 with tracked.interruptible():
                     result = self.generator(request, ctx)
-                # still ours? A zombie attempt must not even touch the run's files
-                # (and the last progress reported is written now, before the outcome)
-                tracked.note(self.monitor.settle(tracked))
+                # still ours? A zombie attempt must not even touch the run's files, and the last
+                # progress reported is written now, before the outcome; a result without files and
+                # no progress waiting touches nothing, and the fenced finish alone decides
+                if tracked.reported or _has_files(result):
+                    tracked.note(self.monitor.settle(tracked))
                 tracked.check()
                 run_result = _with_stages(self._promote(run_id, staging.path, result, promoted), checkpoints)
                 staging.remove()  # before the outcome is visible
@@ -321,7 +321,10 @@ class Runner:
                 progressed = checkpoints is not None and checkpoints.enabled and checkpoints.computed > 0
                 return self._failed(run_id, attempt, exc, progressed=progressed)
             if done is None:
-                return self._ended(run_id, attempt, "lost", "finish refused: the attempt no longer owns the run")
+                ended = self._ended(run_id, attempt, "lost", "finish refused: the attempt no longer owns the run")
+                if ended.status is RunStatus.REVOKED:  # cancelled after the generator returned
+                    return replace(ended, kind="cancelled", detail="cancelled while running")
+                return ended
             succeeded = True
             # only now: until the store took this SUCCESS, another attempt may still need them
             remove_checkpoints(self.data_dir, run_id)
@@ -478,6 +481,13 @@ class Runner:
         for older, path in staging_attempts(self.data_dir, run_id):
             if older < attempt:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+def _has_files(result: object) -> bool:
+    """Whether ``result`` names files to promote (a result of the wrong type goes on to be refused)."""
+    return not isinstance(result, GenerationResult) or any(
+        getattr(result, name) is not None for name in RESULT_FILES.values()
+    )
 
 
 def _with_stages(result: RunResult, checkpoints: Checkpoints) -> RunResult:

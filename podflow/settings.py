@@ -22,6 +22,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
+from .webhooks.signing import is_webhook_secret
+from .webhooks.targets import WebhookTargets, host_allowed
 
 __all__ = [
     "OLD_SETTINGS",
@@ -42,7 +44,7 @@ _STORE_SCHEMES = {
     "mongodb": "mongo",
     "mongodb+srv": "mongo",
 }
-_SECRETS = ("PODFLOW_API_TOKEN", "PODFLOW_LLM_API_KEY", "PODFLOW_TTS_API_KEY")
+_SECRETS = ("PODFLOW_API_TOKEN", "PODFLOW_LLM_API_KEY", "PODFLOW_TTS_API_KEY", "PODFLOW_WEBHOOK_SECRET")
 _GENERATOR_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _QUEUE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 
@@ -194,6 +196,49 @@ class Settings(BaseSettings):
         default=604800.0,
         gt=0,
         description="seconds a FAILURE or REVOKED run's checkpoints are kept for a retry before the sweep removes them",
+    )
+
+    # -- completion webhooks ----------------------------------------------------
+    webhook_url: str = _var(
+        "PODFLOW_WEBHOOK_URL",
+        default="",
+        description="where every run's completion webhook goes unless its callback_url says otherwise;"
+        " empty = only runs with a callback_url",
+    )
+    webhook_secret: SecretStr = _var(
+        "PODFLOW_WEBHOOK_SECRET",
+        default=SecretStr(""),
+        description="the webhooks' signing key, whsec_ and base64 (Standard Webhooks); empty = sent unsigned",
+    )
+    webhook_allowed_hosts: str = _var(
+        "PODFLOW_WEBHOOK_ALLOWED_HOSTS",
+        default="",
+        description="comma-separated hosts webhooks may go to (*.example.com for subdomains); empty = any",
+    )
+    webhook_timeout_s: float = _var(
+        "PODFLOW_WEBHOOK_TIMEOUT",
+        default=10.0,
+        gt=0,
+        le=300,
+        description="seconds one webhook POST may take",
+    )
+    webhook_retry_backoff_s: float = _var(
+        "PODFLOW_WEBHOOK_RETRY_BACKOFF",
+        default=5.0,
+        gt=0,
+        description="seconds before a failed webhook is sent again; doubles each retry, at most 10 minutes",
+    )
+    webhook_max_age_s: float = _var(
+        "PODFLOW_WEBHOOK_MAX_AGE",
+        default=86400.0,
+        gt=0,
+        description="seconds after the run ended that a webhook is retried before it is given up (expired)",
+    )
+    public_url: str = _var(
+        "PODFLOW_PUBLIC_URL",
+        default="",
+        description="the API's URL as clients reach it (https://podflow.example.com): the base of the"
+        " links in webhook events; empty = paths alone",
     )
 
     # -- generation -------------------------------------------------------------
@@ -427,6 +472,20 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL ending in /v1")
         return value.rstrip("/")
 
+    @field_validator("webhook_url", "public_url")
+    @classmethod
+    def _optional_http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be empty or an http:// or https:// URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and not is_webhook_secret(value.get_secret_value()):
+            raise ValueError("must be whsec_ followed by base64 (e.g. whsec_$(openssl rand -base64 32))")
+        return value
+
     @field_validator("generator")
     @classmethod
     def _generator_ref(cls, value: str) -> str:
@@ -448,6 +507,8 @@ class Settings(BaseSettings):
                 "PODFLOW_HEARTBEAT_TIMEOUT must be greater than PODFLOW_HEARTBEAT_INTERVAL "
                 f"(got {self.heartbeat_timeout_s:g} <= {self.heartbeat_interval_s:g})"
             )
+        if self.webhook_url and not host_allowed(self.webhook_url, self.webhook_hosts):
+            raise ValueError("PODFLOW_WEBHOOK_URL names a host that PODFLOW_WEBHOOK_ALLOWED_HOSTS does not allow")
         capped = [
             f"{env_var(name)}={getattr(self, name)}"
             for name in ("llm_max_concurrency", "tts_max_concurrency")
@@ -502,6 +563,16 @@ class Settings(BaseSettings):
     @property
     def auth_token(self) -> str:
         return self.api_token.get_secret_value()
+
+    @property
+    def webhook_hosts(self) -> tuple[str, ...]:
+        """PODFLOW_WEBHOOK_ALLOWED_HOSTS as a list (empty: any host)."""
+        return tuple(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())
+
+    @property
+    def webhook_targets(self) -> WebhookTargets:
+        """Where runs' webhooks go by default, and may go at all."""
+        return WebhookTargets(default_url=self.webhook_url or None, allowed_hosts=self.webhook_hosts)
 
     @property
     def caps_url(self) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from podflow.boot import boot
 from podflow.cli.sweep import run_once
 from podflow.sweep.service import build_sweeper
+from podflow.webhooks.delivery import build_deliverer
 
 from .process import SweepScheduler
 
@@ -30,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     if args.once:
         return run_once(settings, role="scheduler")
-    return SweepScheduler(build_sweeper(settings), interval_s=settings.sweep_interval_s).run()
+    sweeper = build_sweeper(settings)
+    deliverer = build_deliverer(settings, store=lambda: sweeper.store)
+    return SweepScheduler(sweeper, interval_s=settings.sweep_interval_s, deliverer=deliverer).run()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The scheduler process: an APScheduler ``BlockingScheduler`` sweeping every PODFLOW_SWEEP_INTERVAL.
+"""The scheduler process: an APScheduler ``BlockingScheduler`` sweeping every PODFLOW_SWEEP_INTERVAL,
+and delivering completion webhooks every second.
 
 One interval job, ``sweep``, calls :meth:`podflow.sweep.service.Sweeper.scheduled_sweep`
 (which logs one line per sweep and never raises, so a store or broker outage
@@ -7,6 +8,12 @@ to :func:`jitter_s` (so scaled-out schedulers spread out), coalescing missed
 runs into one (``coalesce``), never two at once (``max_instances=1``, one
 executor thread), and skipping a run that is more than an interval late
 (``misfire_grace_time``): the next one is due by then anyway.
+
+A second job, ``webhooks``, runs :meth:`podflow.webhooks.delivery.Deliverer.scheduled_delivery`
+every :data:`DELIVERY_INTERVAL_S` on its own executor thread (a long sweep never
+holds a webhook back): a due delivery or retry goes out within about a second of
+its time. Its obligations live in the store, so a restarted scheduler (or another
+one) sends what this one left.
 
 BlockingScheduler installs no signal handlers. On SIGTERM or SIGINT this
 process shuts the scheduler down from a helper thread (``shutdown(wait=True)``
@@ -30,12 +37,16 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from podflow.exitcodes import RET_OK
 from podflow.sweep.service import Sweeper
+from podflow.webhooks.delivery import Deliverer
 
 __all__ = ["SweepScheduler", "jitter_s"]
 
 log = logging.getLogger("scheduler")
 
 JOB_ID = "sweep"
+DELIVERY_JOB_ID = "webhooks"
+#: seconds between two looks for due webhooks
+DELIVERY_INTERVAL_S = 1.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -45,12 +56,15 @@ def jitter_s(interval_s: float) -> float:
 
 
 class SweepScheduler:
-    """A BlockingScheduler with the one sweep job, and graceful stop on SIGTERM/SIGINT."""
+    """A BlockingScheduler with the sweep job (and the webhook delivery job, given a
+    deliverer), and graceful stop on SIGTERM/SIGINT."""
 
-    def __init__(self, sweeper: Sweeper, *, interval_s: float) -> None:
+    def __init__(self, sweeper: Sweeper, *, interval_s: float, deliverer: Deliverer | None = None) -> None:
         self.sweeper = sweeper
         self.interval_s = interval_s
-        self.scheduler = BlockingScheduler(timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=1)})
+        self.deliverer = deliverer
+        executors = {"default": ThreadPoolExecutor(max_workers=1), DELIVERY_JOB_ID: ThreadPoolExecutor(max_workers=1)}
+        self.scheduler = BlockingScheduler(timezone=UTC, executors=executors)
         self.scheduler.add_job(
             sweeper.scheduled_sweep,
             trigger="interval",
@@ -63,6 +77,19 @@ class SweepScheduler:
             id=JOB_ID,
             name=JOB_ID,
         )
+        if deliverer is not None:
+            self.scheduler.add_job(
+                deliverer.scheduled_delivery,
+                trigger="interval",
+                seconds=DELIVERY_INTERVAL_S,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=1,
+                next_run_time=datetime.now(UTC),
+                id=DELIVERY_JOB_ID,
+                name=DELIVERY_JOB_ID,
+                executor=DELIVERY_JOB_ID,
+            )
         self._stopper: threading.Thread | None = None
         self._done = threading.Event()
 
@@ -100,6 +127,8 @@ class SweepScheduler:
                 self._stopper.join()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.deliverer is not None:
+                self.deliverer.close()
             self.sweeper.close()
         log.info("scheduler stopped")
         return RET_OK

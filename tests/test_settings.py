@@ -63,6 +63,11 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path, monkeypa
         ("PODFLOW_AUDIO_FORMAT", "ogg", "PODFLOW_AUDIO_FORMAT='ogg': input should be 'mp3' or 'wav'"),
         ("PODFLOW_TTS_MAX_CONCURRENCY", "-1", "PODFLOW_TTS_MAX_CONCURRENCY='-1': input should be greater than"),
         ("PODFLOW_LIMITS_URL", "amqp://x", "PODFLOW_LIMITS_URL='amqp://x': must be empty or a redis:// URL"),
+        ("PODFLOW_WEBHOOK_URL", "hooks.example.com", "PODFLOW_WEBHOOK_URL='hooks.example.com': must be empty or an"),
+        ("PODFLOW_WEBHOOK_SECRET", "s3cret", "PODFLOW_WEBHOOK_SECRET=<hidden>: must be whsec_ followed by base64"),
+        ("PODFLOW_WEBHOOK_SECRET", "whsec_***", "PODFLOW_WEBHOOK_SECRET=<hidden>: must be whsec_ followed by base64"),
+        ("PODFLOW_WEBHOOK_TIMEOUT", "0", "PODFLOW_WEBHOOK_TIMEOUT='0': input should be greater than 0"),
+        ("PODFLOW_PUBLIC_URL", "podflow.example.com", "PODFLOW_PUBLIC_URL='podflow.example.com': must be empty"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -222,3 +227,19 @@ def test_each_old_setting_is_warned_about_once_at_start_up_in_json_when_asked(tm
     assert [(line["level"], line["logger"]) for line in lines] == [("WARNING", "podflow.boot")] * 2
     assert [line["message"].split(" ")[0] for line in lines] == ["CELERY_TASK_TIME_LIMIT", "CELERY_CONCURRENCY"]
     assert all(set(line) >= {"time", "level", "logger", "message"} and "run_id" not in line for line in lines)
+
+
+def test_the_webhook_settings_default_to_no_default_url_any_host_and_the_issues_timings() -> None:
+    s = load_settings(None)
+    assert (s.webhook_url, s.webhook_hosts, s.public_url) == ("", (), "")
+    assert (s.webhook_timeout_s, s.webhook_retry_backoff_s, s.webhook_max_age_s) == (10.0, 5.0, 86400.0)
+    assert s.webhook_targets.default_url is None
+
+
+def test_a_default_webhook_url_must_be_on_an_allowed_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PODFLOW_WEBHOOK_URL", "http://10.0.0.5/hook")
+    monkeypatch.setenv("PODFLOW_WEBHOOK_ALLOWED_HOSTS", "hooks.example.com")
+    with pytest.raises(ConfigError, match="PODFLOW_WEBHOOK_URL names a host that PODFLOW_WEBHOOK_ALLOWED_HOSTS"):
+        load_settings(None)
+    monkeypatch.setenv("PODFLOW_WEBHOOK_ALLOWED_HOSTS", "*.example.com, 10.0.0.5")
+    assert load_settings(None).webhook_hosts == ("*.example.com", "10.0.0.5")

@@ -17,7 +17,7 @@ from podflow.models import RunRequest
 
 from ..errors import POLL_AFTER_S, RunNotEnqueued
 from ..routing import Header, RouteTable
-from ..schemas import RunList, RunListQuery, RunView, SubmitResponse, respond, run_path
+from ..schemas import RunList, RunListQuery, RunView, SubmitResponse, paths, respond, run_path
 from ..services import services
 
 __all__ = ["IDEMPOTENCY_KEY", "idempotency_key", "routes"]
@@ -97,6 +97,8 @@ def generate(request: Request, body: RunRequest) -> Response:
         body,
         now=api.clock(),
         idempotency_key=idempotency_key(request),
+        marks=api.marks,
+        webhooks=api.settings.webhook_targets,
         max_schedule_ahead_s=api.settings.max_schedule_ahead_s,
     )
     if not submission.created:
@@ -115,13 +117,18 @@ def create_run(request: Request, body: RunRequest) -> Response:
     """
     api = services(request)
     key = idempotency_key(request)
-    ahead_s = api.settings.max_schedule_ahead_s
     run, created = lifecycle.create(
-        api.store, api.dispatcher, body, now=api.clock(), idempotency_key=key, max_schedule_ahead_s=ahead_s
+        api.store,
+        api.dispatcher,
+        body,
+        now=api.clock(),
+        idempotency_key=key,
+        webhooks=api.settings.webhook_targets,
+        max_schedule_ahead_s=api.settings.max_schedule_ahead_s,
     )
     if not created:
         lifecycle.ensure_same_request(run, body)
-    return respond(RunView.of(run, request), 201 if created else 200, _located(request, run.run_id))
+    return respond(RunView.of(run, paths(request)), 201 if created else 200, _located(request, run.run_id))
 
 
 @routes.post("/api/podcast/runs/{run_id}/start", {202: SubmitResponse}, errors=(409,))
@@ -146,14 +153,14 @@ def list_runs(request: Request, query: RunListQuery) -> Response:
     `limit` (≤ 200) per page; pass `next_cursor` as `cursor` for the next page.
     """
     page = services(request).store.list_runs(limit=query.limit, cursor=query.cursor, where=query.filter())
-    views = [RunView.of(run, request) for run in page.runs]
+    views = [RunView.of(run, paths(request)) for run in page.runs]
     return respond(RunList(runs=views, next_cursor=page.next_cursor))
 
 
 @routes.get("/api/podcast/runs/{run_id}", {200: RunView})
 def get_run(request: Request, run_id: str) -> Response:
     """Get a run: status, attempt, progress, history, error, result and links."""
-    return respond(RunView.of(lifecycle.get_run(services(request).store, run_id), request))
+    return respond(RunView.of(lifecycle.get_run(services(request).store, run_id), paths(request)))
 
 
 @routes.post("/api/podcast/runs/{run_id}/cancel", {200: RunView}, errors=(409,))
@@ -164,7 +171,7 @@ def cancel_run(request: Request, run_id: str) -> Response:
     files are removed. 409 when the run is already finished.
     """
     api = services(request)
-    return respond(RunView.of(lifecycle.cancel(api.store, run_id, now=api.clock()), request))
+    return respond(RunView.of(lifecycle.cancel(api.store, run_id, now=api.clock()), paths(request)))
 
 
 @routes.post(
@@ -182,7 +189,10 @@ def retry_run(request: Request, run_id: str) -> Response:
     """
     api = services(request)
     key = idempotency_key(request)
-    submission = lifecycle.retry(api.store, api.dispatcher, run_id, now=api.clock(), idempotency_key=key)
+    webhooks = api.settings.webhook_targets
+    submission = lifecycle.retry(
+        api.store, api.dispatcher, run_id, now=api.clock(), idempotency_key=key, marks=api.marks, webhooks=webhooks
+    )
     if not submission.created:
         original = lifecycle.get_run(api.store, run_id)
         return _replayed(request, submission, original.request, retry_of=run_id)

@@ -31,6 +31,7 @@ from ..settings import Settings
 from ..states import TERMINAL, RunStatus
 from ..store.base import RunFilter, Store
 from ..timeutil import utcnow
+from ..views import WebhookView
 from ._common import confirm, dispatcher_for, duration, print_json, store_for, table
 
 __all__ = ["register"]
@@ -209,6 +210,21 @@ def show_run(args: argparse.Namespace, settings: Settings) -> int:
     return RET_OK
 
 
+def _webhook_line(run: Run) -> str | None:
+    """The completion webhook's delivery on one line: ``<url>: <state>, <n> attempts, ...``."""
+    hook = WebhookView.of(run)
+    if hook is None:
+        return None
+    parts = [f"{hook.url}: {hook.state}", f"{hook.attempts} attempt{'s' if hook.attempts != 1 else ''}"]
+    if hook.last_status is not None or hook.last_error:
+        parts.append(f"last {' '.join(str(x) for x in (hook.last_status, hook.last_error) if x is not None)}")
+    if hook.delivered_at is not None:
+        parts.append(f"delivered {hook.delivered_at.isoformat()}")
+    elif hook.next_attempt_at is not None:
+        parts.append(f"next {hook.next_attempt_at.isoformat()}")
+    return ", ".join(parts)
+
+
 def render_run(run: Run) -> str:
     """A run as ``field: value`` lines, then its history."""
     fields: list[tuple[str, Any]] = [
@@ -234,6 +250,7 @@ def render_run(run: Run) -> str:
         ("transcript", run.result and run.result.transcript_path),
         ("outline", run.result and run.result.outline_path),
         ("retry_of", run.retry_of),
+        ("webhook", _webhook_line(run)),
     ]
     shown = [(name, value) for name, value in fields if value not in (None, "")]
     width = max(len(name) for name, _ in shown)
@@ -291,7 +308,14 @@ def _bulk_retry(args: argparse.Namespace, settings: Settings) -> int:
             for run in runs:
                 try:
                     key = f"podflow-runs-retry:{run.run_id}"
-                    submission = retry(store, dispatcher, run.run_id, now=utcnow(), idempotency_key=key)
+                    submission = retry(
+                        store,
+                        dispatcher,
+                        run.run_id,
+                        now=utcnow(),
+                        idempotency_key=key,
+                        webhooks=settings.webhook_targets,
+                    )
                 except (NotFound, Conflict, InvalidInput) as exc:
                     print(f"podflow: {run.run_id}: {exc}", file=sys.stderr)
                     refused += 1
@@ -317,7 +341,7 @@ def retry_run(args: argparse.Namespace, settings: Settings) -> int:
         return _refused(InvalidInput("give a RUN_ID or filters, not both"))
     try:
         with store_for(settings) as store, dispatcher_for(settings) as dispatcher:
-            submission = retry(store, dispatcher, args.run_id, now=utcnow())
+            submission = retry(store, dispatcher, args.run_id, now=utcnow(), webhooks=settings.webhook_targets)
     except (NotFound, Conflict, InvalidInput) as exc:
         return _refused(exc)
     run = submission.run

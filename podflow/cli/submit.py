@@ -62,6 +62,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--speaker-profile", required=True, metavar="S", help="speaker profile (e.g. dual_host)")
     parser.add_argument("--name", required=True, help="the episode's name")
     parser.add_argument("--briefing", metavar="TEXT", help="added to the episode profile's briefing")
+    parser.add_argument("--callback-url", metavar="URL",
+                        help="where to POST the run's completion webhook (default: PODFLOW_WEBHOOK_URL)")  # fmt: skip
     parser.add_argument("--api", type=_api_url, metavar="URL",
                         help="the API (default: http://PODFLOW_API_HOST:PODFLOW_API_PORT/)")  # fmt: skip
     parser.add_argument("--token", help="the API's bearer token (default: PODFLOW_API_TOKEN)")
@@ -187,6 +189,8 @@ def _request(args: argparse.Namespace, source_ids: list[str]) -> dict[str, Any]:
         body["priority"] = args.priority
     if args.start_at is not None:
         body["start_at"] = args.start_at
+    if args.callback_url is not None:
+        body["callback_url"] = args.callback_url
     return body
 
 

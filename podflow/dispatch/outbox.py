@@ -14,15 +14,26 @@ a new current message id is recorded with the run back in the outbox
 run whose current message the broker does not hold, which the sweep finds.
 
 A durable dispatcher (the queue: a send returns once the broker has the
-message) clears the marker with ``mark_enqueued``. A non-durable one (thread
-mode's in-memory queue, :class:`OutboxDispatcher`) leaves it in place until a
-claim clears it: a restart finds the run.
+message) clears the marker with ``mark_enqueued``: at once, or, given
+:class:`EnqueueMarks` (the API's submits), with many others in one statement a
+moment later. A non-durable one (thread mode's in-memory queue,
+:class:`OutboxDispatcher`) leaves it in place until a claim clears it: a
+restart finds the run.
+
+Either way a confirmation may never be written (the process dies first, the
+store refuses it): the run is then still in the outbox, where the sweep finds
+it after PODFLOW_OUTBOX_GRACE and marks it if the broker holds its message, or
+sends it again (a duplicate delivery is harmless); its claim clears the marker
+too. Nothing relies on the confirmation but the sweep's own bookkeeping.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -30,9 +41,10 @@ from ..errors import BrokerUnavailable, StoreError
 from ..logs import run_fields
 from ..models import Mode, Priority, RunRef
 from ..store.base import Store
+from ..timeutil import utcnow
 from . import Dispatcher
 
-__all__ = ["OutboxDispatcher", "Resent", "deliver", "resend"]
+__all__ = ["EnqueueMarks", "OutboxDispatcher", "Resent", "deliver", "resend"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +73,98 @@ class OutboxDispatcher:
         return None
 
 
+class EnqueueMarks:
+    """Enqueue confirmations written in batches: one ``Store.mark_enqueued_many``
+    for the sends of ``delay_s`` (or of ``batch`` sends, whichever comes first),
+    by a thread of its own, started with the first confirmation.
+
+    A confirmation that is never written leaves its run in the outbox, which the
+    sweep recovers (see the module docstring). Until it is written, a replay of
+    the request that made the run finds it "in flight" (``lifecycle.in_flight``):
+    submits with an Idempotency-Key confirm at once. ``close()`` writes what is
+    left; confirmations after it are written at once.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        delay_s: float = 0.05,
+        batch: int = 500,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.delay_s = delay_s
+        self.batch = batch
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._pending: dict[str, str | None] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._closed = False
+
+    def add(self, run_id: str, message_id: str | None) -> None:
+        """Confirm that ``message_id``, ``run_id``'s message, is with the broker (soon)."""
+        with self._cond:
+            if not self._closed:
+                self._pending[run_id] = message_id
+                if self._thread is None or self._pid != os.getpid():  # first use, or a forked child
+                    self._pid = os.getpid()
+                    self._thread = threading.Thread(target=self._loop, name="podflow-enqueue-marks", daemon=True)
+                    self._thread.start()
+                if len(self._pending) in (1, self.batch):  # the batch's clock starts, or it is full: not every send
+                    self._cond.notify()
+                return
+        _mark(self.store, {run_id: message_id}, now=self._clock())
+
+    def flush(self) -> int:
+        """Write the confirmations gathered so far, now; how many runs were marked."""
+        with self._cond:
+            sent, self._pending = self._pending, {}
+        return _mark(self.store, sent, now=self._clock()) if sent else 0
+
+    def close(self) -> None:
+        """Write what is left and stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread if self._pid == os.getpid() else None
+        if thread is not None:
+            thread.join()
+        self.flush()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                deadline = time.monotonic() + self.delay_s
+                while len(self._pending) < self.batch and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                closing = self._closed
+            self.flush()
+            if closing:
+                return
+
+
+def _mark(store: Store, sent: dict[str, str | None], *, now: datetime) -> int:
+    """Record sends the broker accepted; a store error is only logged (the sweep recovers)."""
+    try:
+        return store.mark_enqueued_many(sent, now=now)
+    except StoreError as exc:
+        first = next(iter(sent))
+        log.warning(
+            "%d run(s) sent, but not marked enqueued (the sweep marks or re-sends them): %s",
+            len(sent),
+            exc,
+            extra=run_fields(first, message_id=sent[first]),
+        )
+        return 0
+
+
 def deliver(
     store: Store,
     dispatcher: Dispatcher,
@@ -68,15 +172,17 @@ def deliver(
     message_id: str | None,
     *,
     now: datetime,
+    marks: EnqueueMarks | None = None,
     priority: Priority = "normal",
     start_at: datetime | None = None,
 ) -> str | None:
     """Send a run whose start is recorded in the outbox, in its ``priority`` band
     and, scheduled, delayed until ``start_at``; record how it went.
 
-    Returns None when sent, else the error (also recorded on the run). Store
-    errors after a successful send are only logged: the sweep re-sends, and a
-    duplicate delivery is harmless.
+    Returns None when sent, else the error (also recorded on the run). The
+    confirmation of a durable send is written at once, or by ``marks`` in its next
+    batch; a store error there is only logged: the sweep marks or re-sends the
+    run, and a duplicate delivery is harmless.
     """
     try:
         dispatcher.send(run_id, message_id, store_id=store.store_id, priority=priority, start_at=start_at, now=now)
@@ -87,16 +193,12 @@ def deliver(
             about = run_fields(run_id, message_id=message_id)
             log.warning("run %s: enqueue failure not recorded: %s", run_id, store_exc, extra=about)
         return str(exc)
-    if dispatcher.durable:
-        try:
-            store.mark_enqueued(run_id, now=now)
-        except StoreError as exc:
-            log.warning(
-                "run %s: sent, but not marked enqueued (the sweep re-sends): %s",
-                run_id,
-                exc,
-                extra=run_fields(run_id, message_id=message_id),
-            )
+    if not dispatcher.durable:
+        return None
+    if marks is not None:
+        marks.add(run_id, message_id)
+    else:
+        _mark(store, {run_id: message_id}, now=now)
     return None
 
 

@@ -31,6 +31,8 @@ podflow_checkpoints_total                   counter    stage, outcome          s
 podflow_provider_calls_total                counter    endpoint, outcome       requests to the ``llm``/``tts``
                                                                                provider: ok, 429, 5xx, 4xx,
                                                                                timeout, connection, cancelled
+podflow_webhook_deliveries_total            counter    outcome                 webhook delivery attempts:
+                                                                               delivered, retried, expired
 podflow_broker_up                           gauge                              1 if the broker answered
                                                                                (queue mode)
 podflow_queue_messages                      gauge      queue, state            ready, delayed, dead, unacked
@@ -173,6 +175,14 @@ def _work_counters(stats: StoreStats) -> Iterator[Metric]:
         ["endpoint", "outcome"],
         stats.provider_calls,
     )
+    deliveries = CounterMetricFamily(
+        "podflow_webhook_deliveries",
+        "Completion webhook delivery attempts, by outcome (delivered, retried later, expired: given up)",
+        labels=["outcome"],
+    )
+    for outcome, count in stats.webhooks.items():
+        deliveries.add_metric([outcome], count)
+    yield deliveries
 
 
 def _labelled_counter(

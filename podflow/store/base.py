@@ -24,7 +24,7 @@ history entries' ``at`` as ISO-8601 text).
     mode              queue | thread: who executes it
     priority          high | normal | low: its band (whose queue carries its
                       message); ``normal`` for runs stored before bands
-                      (schema 6 on SQLite, 4 on PostgreSQL; MongoDB sets it on open)
+                      (schema 7 on SQLite, 5 on PostgreSQL; MongoDB sets it on open)
     start_at          scheduled: not started before this time (null: at once);
                       the expiry of a PENDING run counts from it
     attempt           0 until claimed; +1 on every claim (the fence)
@@ -46,6 +46,15 @@ history entries' ``at`` as ISO-8601 text).
     idempotency_key   unique when present (absent, not null, in MongoDB)
     request_hash      fingerprint of the request (idempotent-retry check)
     retry_of          run_id this run retries
+    callback_url      where the completion webhook goes (the request's, else
+                      PODFLOW_WEBHOOK_URL at submit); null: none
+    webhook_due_at    the webhook's next delivery attempt is due (written by the
+                      transition that ends the run, in the same write; leased
+                      forward by each attempt; null once delivered or given up)
+    webhook_attempts  delivery attempts claimed (fences their outcome)
+    webhook           {outcome, last_attempt_at, last_status, last_error,
+                      reply_excerpt, delivered_at}: the last attempt's outcome
+                      (schema 6 on SQLite, 4 on PostgreSQL)
     name_key          the episode name case-folded (``name_key``), for search;
                       derived at insert, never shown (schema 4 on SQLite, 2 on
                       PostgreSQL; MongoDB backfills it on open)
@@ -57,7 +66,8 @@ history entries' ``at`` as ISO-8601 text).
     for listings; finished_at for throughput charts; for the listing's filters
     (:class:`RunFilter`), (name_key, created_at, run_id), (episode_profile,
     created_at, run_id), (speaker_profile, created_at, run_id) and retry_of
-    (sparse). (SQLite keeps the four sweep indexes partial, on the STARTED or
+    (sparse); webhook_due_at, partial on the due ones (``runs_webhook_due``).
+    (SQLite keeps the four sweep indexes partial, on the STARTED or
     PENDING rows they serve.)
 
 ``sources`` -- source documents (model: ``podflow.models.Source``)
@@ -96,6 +106,9 @@ history entries' ``at`` as ISO-8601 text).
     provider_calls:<endpoint>:<outcome>
                                    requests to the ``llm``/``tts`` provider by outcome
                                    (ok, 429, 5xx, 4xx, timeout, connection, cancelled)
+    webhooks:<outcome>             completion webhook delivery attempts: delivered,
+                                   retried (failed, sent again later), expired (the
+                                   last failure: given up); ``add_counts``, from the deliverer
 
     SQLite and PostgreSQL maintain the run counters with triggers on ``runs`` (AFTER
     INSERT; AFTER UPDATE OF status into a terminal status), so they change in the very
@@ -141,6 +154,7 @@ from ..models import (
     Source,
     SourceInfo,
     SpeakerProfile,
+    WebhookDelivery,
 )
 from ..states import RunStatus, can_transition
 from ..timeutil import from_ms, to_ms
@@ -148,18 +162,21 @@ from .counters import MinuteCount, StoreStats
 
 __all__ = [
     "DEFAULT_BATCH",
+    "Claimed",
     "MinuteCount",
     "Profile",
     "ProfileKind",
     "RunFilter",
     "Store",
     "StoreStats",
+    "StoredProfile",
     "decode_cursor",
     "encode_cursor",
     "finish_status",
     "lease_of",
     "name_key",
     "newer_schema",
+    "profile_of",
     "prefix_range",
     "profile_kind",
     "profile_table",
@@ -167,6 +184,8 @@ __all__ = [
 
 ProfileKind = Literal["episode", "speaker"]
 Profile = EpisodeProfile | SpeakerProfile
+#: a profile as a store returns it unread: JSON text (SQLite), a document (PostgreSQL, MongoDB), None if absent
+StoredProfile = str | bytes | Mapping[str, Any] | None
 
 #: how many runs one bulk sweep operation touches at most per call
 DEFAULT_BATCH = 1000
@@ -207,6 +226,34 @@ def lease_of(row: Mapping[str, Any] | None, attempt: int) -> Lease:
     status = RunStatus(row["status"])
     owned = status is RunStatus.STARTED and row["attempt"] == attempt and not row["released"]
     return Lease(owned=owned, cancelled=status is RunStatus.REVOKED, status=status)
+
+
+def profile_of(kind: ProfileKind, stored: StoredProfile) -> Profile | None:
+    """A profile as a store keeps it (JSON text, or a document) as its model; None for None.
+
+    Raises:
+      pydantic.ValidationError: it no longer validates (``podflow.profiles`` names it).
+    """
+    if stored is None:
+        return None
+    model = PROFILE_MODELS[kind]
+    return model.model_validate_json(stored) if isinstance(stored, str | bytes) else model.model_validate(stored)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What :meth:`Store.claim_execution` hands the runner: the run as the claim left
+    it (STARTED, by the new ``attempt``) and what its request names, read with the
+    claim: each profile as stored (:func:`profile_of` reads it; None when it is gone)
+    and the sources that still exist, in the run's order."""
+
+    run: Run
+    profiles: Mapping[ProfileKind, StoredProfile]
+    sources: tuple[Source, ...]
+
+    @property
+    def attempt(self) -> int:
+        return self.run.attempt
 
 
 def finish_status(status: RunStatus | str) -> RunStatus:
@@ -310,9 +357,16 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     # -- run records ------------------------------------------------------------
-    def create_run(self, run: Run) -> tuple[Run, bool]:
+    def create_run(self, run: Run, *, check_names: bool = False) -> tuple[Run, bool]:
         """Insert ``run``; ``(run, True)``. If its idempotency key is taken,
-        insert nothing and return ``(existing_run, False)``."""
+        insert nothing and return ``(existing_run, False)``.
+
+        With ``check_names``, the insert is conditional on the profiles and sources
+        the run names existing, checked in the same statement on SQL stores.
+
+        Raises:
+          NamesMissing: ``check_names``, and one of them does not exist (nothing inserted).
+        """
 
     def get_run(self, run_id: str) -> Run | None: ...
 
@@ -351,6 +405,13 @@ class Store(Protocol):
     def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
         """The message is with the broker: ``enqueued_at = now``, outbox cleared."""
 
+    def mark_enqueued_many(self, sent: Mapping[str, str | None], *, now: datetime) -> int:
+        """:meth:`mark_enqueued` for many runs in one statement: ``sent`` maps each
+        run_id to the message the broker accepted, and a run whose current message
+        is another one now (re-sent since) is left in the outbox (None: any message;
+        a run without a current message takes any).
+        How many runs were marked."""
+
     def mark_enqueue_failed(self, run_id: str, *, error: str, now: datetime) -> bool:
         """Record why the enqueue failed; the run stays in the outbox for the sweep."""
 
@@ -359,6 +420,10 @@ class Store(Protocol):
         """PENDING, or STARTED and (released or heartbeat older than the timeout)
         with attempts left → STARTED with attempt + 1; returns that attempt.
         None when the run is absent, terminal, or held by a live attempt."""
+
+    def claim_execution(self, run_id: str, *, now: datetime) -> Claimed | None:
+        """:meth:`claim`, giving back the claimed run with the profiles and sources it
+        names (one statement on SQL stores: everything the runner needs to start)."""
 
     def heartbeat(self, run_id: str, attempt: int, *, now: datetime) -> Lease:
         """Refresh the heartbeat if ``attempt`` still owns the run."""
@@ -450,6 +515,21 @@ class Store(Protocol):
         self, *, enqueued_before: datetime, error: ErrorInfo, now: datetime, limit: int = DEFAULT_BATCH
     ) -> list[str]:
         """PENDING runs enqueued before the cutoff and never started → FAILURE."""
+
+    # -- completion webhooks (podflow.webhooks): the obligation the end of a run wrote --
+    def claim_webhooks(self, *, now: datetime, lease_until: datetime, limit: int = DEFAULT_BATCH) -> list[Run]:
+        """Ended runs whose webhook is due (``webhook_due_at`` before ``now``), at most
+        ``limit``: each one's next delivery attempt, leased (``webhook_due_at =
+        lease_until``, ``webhook_attempts + 1``), as the run after that write. Two
+        deliverers never claim the same attempt; one that dies leaves it due again at
+        ``lease_until``. On the partial index of ``webhook_due_at``."""
+
+    def record_webhook(
+        self, run_id: str, attempt: int, *, delivery: WebhookDelivery, next_at: datetime | None
+    ) -> bool:
+        """The outcome of delivery attempt ``attempt``: ``delivery``, and the next
+        attempt due at ``next_at`` (None: delivered or given up). False when that
+        attempt no longer holds the delivery (a later claim took it) or the run is gone."""
 
     # -- sources ----------------------------------------------------------------
     def add_source(self, source: Source) -> tuple[SourceInfo, bool]:

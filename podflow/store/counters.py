@@ -34,6 +34,7 @@ __all__ = [
     "SWEEP_LAST_AT",
     "SWEEP_RULES",
     "SWEEPS",
+    "WEBHOOK_OUTCOMES",
     "CounterBuffer",
     "DurationStats",
     "MinuteCount",
@@ -43,6 +44,7 @@ __all__ = [
     "finished_increments",
     "provider_call_counter",
     "sweep_increments",
+    "webhook_counter",
 ]
 
 #: upper bounds, in seconds, of the run-duration histogram's buckets (then +Inf).
@@ -60,6 +62,8 @@ SWEEP_COUNTS = (*SWEEP_RULES, "send_errors")
 #: what a stage result can be, and what a provider call can end with
 CHECKPOINT_OUTCOMES = ("computed", "reused")
 PROVIDER_OUTCOMES = ("ok", "429", "5xx", "4xx", "timeout", "connection", "cancelled")
+#: what a webhook delivery attempt can end with: a 2xx, a failure retried later, the last failure
+WEBHOOK_OUTCOMES = ("delivered", "retried", "expired")
 
 
 def finished(status: str) -> str:
@@ -89,6 +93,11 @@ def swept(rule: str) -> str:
 def checkpoint_counter(stage: str, outcome: str) -> str:
     """``checkpoints:<stage>:<computed|reused>``: stage results, by how they were had."""
     return f"checkpoints:{stage}:{outcome}"
+
+
+def webhook_counter(outcome: str) -> str:
+    """``webhooks:<delivered|retried|expired>``: webhook delivery attempts, by how they ended."""
+    return f"webhooks:{outcome}"
 
 
 def provider_call_counter(endpoint: str, outcome: str) -> str:
@@ -165,6 +174,8 @@ class StoreStats:
     checkpoints: dict[tuple[str, str], int] = field(default_factory=dict)
     #: provider requests by (``llm``/``tts``, outcome), counted by the workers
     provider_calls: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: webhook delivery attempts by outcome (``WEBHOOK_OUTCOMES``), counted by the deliverer
+    webhooks: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, counters: Mapping[str, int]) -> StoreStats:
@@ -195,6 +206,7 @@ class StoreStats:
             last_sweep_at=None if last is None else from_ms(int(last)),
             checkpoints=_pairs(counters, "checkpoints:"),
             provider_calls=_pairs(counters, "provider_calls:"),
+            webhooks={outcome: int(counters.get(webhook_counter(outcome), 0)) for outcome in WEBHOOK_OUTCOMES},
         )
 
 

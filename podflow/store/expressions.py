@@ -82,8 +82,8 @@ class Coalesce:
 class Case:
     """The value of the first branch whose condition holds, else ``default``."""
 
-    branches: tuple[tuple[Cond, Lit], ...]
-    default: Lit
+    branches: tuple[tuple[Cond, Lit | Param], ...]
+    default: Lit | Param
 
 
 Expr = Field | Param | Lit | Inc | Coalesce | Case
@@ -167,9 +167,11 @@ def params_of(part: Expr | Cond) -> Iterator[Param]:
             yield part
         case Coalesce(_, default):
             yield default
-        case Case(branches, _):
-            for cond, _value in branches:
+        case Case(branches, default):
+            for cond, value in branches:
                 yield from params_of(cond)
+                yield from params_of(value)
+            yield from params_of(default)
         case Eq(_, value) | Lt(_, value) | Ge(_, value):
             if isinstance(value, Param):
                 yield value
@@ -224,6 +226,6 @@ def evaluate(expr: Expr, row: Mapping[str, Any], args: Mapping[str, Any]) -> Any
         case Case(branches, default):
             for cond, chosen in branches:
                 if holds(cond, row, args):
-                    return chosen.value
-            return default.value
+                    return _operand(chosen, args)
+            return _operand(default, args)
     raise TypeError(f"not an expression: {expr!r}")

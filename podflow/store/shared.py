@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..models import ErrorInfo, Lease, Progress, Run, RunPage, RunRef, RunResult
+from ..models import ErrorInfo, Lease, Progress, Run, RunPage, RunRef, RunResult, WebhookDelivery
 from ..states import RunStatus
 from . import expressions as e
 from . import transitions as t
-from .base import DEFAULT_BATCH, RunFilter, decode_cursor, encode_cursor, finish_status, lease_of
+from .base import DEFAULT_BATCH, Claimed, RunFilter, decode_cursor, encode_cursor, finish_status, lease_of
 
 __all__ = ["OWNED", "PAGE_START", "WriteStore"]
 
@@ -96,15 +96,29 @@ class WriteStore(ABC):
         return RunPage(runs=shown, next_cursor=encode_cursor(shown[-1].created_at, shown[-1].run_id) if more else None)
 
     # -- execution ---------------------------------------------------------------------
-    def claim(self, run_id: str, *, now: datetime) -> int | None:
-        args = {
+    def _claim_args(self, run_id: str, now: datetime) -> dict[str, Any]:
+        """The arguments of :data:`transitions.CLAIM` (and ``CLAIM_RUN``)."""
+        return {
             "run_id": run_id,
             "now": now,
             "max_attempts": self.max_attempts,
             "stale_before": now - timedelta(seconds=self.heartbeat_timeout_s),
         }
-        attempt = self._write_one(t.CLAIM, args)
+
+    def claim(self, run_id: str, *, now: datetime) -> int | None:
+        attempt = self._write_one(t.CLAIM, self._claim_args(run_id, now))
         return None if attempt is None else int(attempt)
+
+    @abstractmethod
+    def claim_execution(self, run_id: str, *, now: datetime) -> Claimed | None:
+        """:data:`transitions.CLAIM_RUN`, with the profiles and sources the run names."""
+
+    # -- dispatch bookkeeping ------------------------------------------------------------
+    @abstractmethod
+    def mark_enqueued_many(self, sent: Mapping[str, str | None], *, now: datetime) -> int: ...
+
+    def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
+        return self.mark_enqueued_many({run_id: None}, now=now) == 1
 
     def _fenced(self, write: t.Write, run_id: str, attempt: int, **args: Any) -> Lease:
         if self._write_one(write, {"run_id": run_id, "attempt": attempt, **args}) is not None:
@@ -204,3 +218,14 @@ class WriteStore(ABC):
     def release_lost(self, *, heartbeat_before: datetime, now: datetime, limit: int = DEFAULT_BATCH) -> list[RunRef]:
         args = {"cutoff": heartbeat_before, "now": now, "max_attempts": self.max_attempts, "reason": _LOST_REASON}
         return list(self._write_many(t.RELEASE_LOST, args, limit))
+
+    # -- completion webhooks -----------------------------------------------------------
+    def claim_webhooks(self, *, now: datetime, lease_until: datetime, limit: int = DEFAULT_BATCH) -> list[Run]:
+        args = {"due_before": now, "lease_until": lease_until}
+        return list(self._write_many(t.WEBHOOK_CLAIM, args, limit))
+
+    def record_webhook(
+        self, run_id: str, attempt: int, *, delivery: WebhookDelivery, next_at: datetime | None
+    ) -> bool:
+        args = {"run_id": run_id, "webhook_attempt": attempt, "delivery": delivery, "next_at": next_at}
+        return self._write_one(t.WEBHOOK_OUTCOME, args) is not None

@@ -23,23 +23,29 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from ..models import Run, RunRef
+from ..models import Run, RunRef, Source
 from ..timeutil import from_ms, to_ms
 from . import expressions as e
 from . import transitions as t
-from .base import RunFilter, prefix_range
+from .base import Claimed, RunFilter, prefix_range
 
 __all__ = [
     "POSTGRES",
     "RUN_COLUMNS",
+    "SOURCE_COLUMNS",
     "SOURCE_INFO_COLUMNS",
     "SQLITE",
     "Dialect",
+    "claim_sql",
+    "claimed",
     "encode",
+    "enqueued_many_sql",
     "beat_params",
     "beat_sql",
     "listing_params",
     "listing_sql",
+    "names_exist_params",
+    "names_exist_sql",
     "page_params",
     "page_sql",
     "ref_of",
@@ -53,9 +59,11 @@ RUN_COLUMNS = (
     "run_id, status, episode_profile, speaker_profile, episode_name, source_ids, briefing_suffix, mode,"
     " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, released, message_id,"
     " outbox_at, enqueued_at, enqueue_error, progress, error, result, history, idempotency_key,"
-    " request_hash, retry_of, current_message_id, priority, start_at"
+    " request_hash, retry_of, current_message_id, callback_url, webhook_due_at, webhook_attempts, webhook,"
+    " priority, start_at"
 )
 SOURCE_INFO_COLUMNS = "source_id, title, filename, content_type, byte_size, sha256, created_at"
+SOURCE_COLUMNS = f"{SOURCE_INFO_COLUMNS}, text"
 
 #: what each kind of RETURNING clause selects (RUN: the backend's full column list)
 _RETURNING = {
@@ -85,6 +93,13 @@ class Dialect:
     binary: Callable[[str], str] = lambda column: column
     #: the text of a key of a JSON column
     json_text: Callable[[str, str], str] = lambda column, key: f"json_extract({column}, '$.{key}')"
+    #: ``column`` is one of the strings of a JSON array (a column or a ``json`` parameter)
+    in_json: Callable[[str, str], str] = lambda column, array: f"{column} IN (SELECT value FROM json_each({array}))"
+    #: a JSON object from (key, SQL expression) pairs, and the JSON array of a sub-query's objects
+    json_object: str = "json_object"
+    json_array_agg: str = "json_group_array"
+    #: the JSON text a parameter of kind ``json`` is sent as
+    json_param: Callable[[Any], Any] = json.dumps
     #: a time column's value as a datetime (None stays None)
     read_time: Callable[[Any], datetime | None] = lambda value: value
 
@@ -110,6 +125,9 @@ POSTGRES = Dialect(
     time=lambda dt: dt,
     binary=lambda column: f'{column} COLLATE "C"',
     json_text=lambda column, key: f"{column} ->> '{key}'",
+    in_json=lambda column, array: f"{column} IN (SELECT jsonb_array_elements_text({array}))",
+    json_object="json_build_object",
+    json_array_agg="json_agg",
 )
 
 
@@ -134,8 +152,8 @@ def _expr(expr: e.Expr, d: Dialect) -> str:
         case e.Coalesce(name, default):
             return f"coalesce({name}, {_expr(default, d)})"
         case e.Case(branches, default):
-            whens = " ".join(f"WHEN {cond(c, d)} THEN {_literal(v.value)}" for c, v in branches)
-            return f"CASE {whens} ELSE {_literal(default.value)} END"
+            whens = " ".join(f"WHEN {cond(c, d)} THEN {_expr(v, d)}" for c, v in branches)
+            return f"CASE {whens} ELSE {_expr(default, d)} END"
     raise TypeError(f"not an expression: {expr!r}")
 
 
@@ -200,6 +218,81 @@ def update_sql(write: t.Write, d: Dialect, run_columns: str) -> str:
 def ref_of(row: Mapping[str, Any], d: Dialect, **extra: Any) -> RunRef:
     """The RunRef of a row selecting :data:`~podflow.store.transitions.REF_FIELDS`."""
     return RunRef(**{**{k: row[k] for k in t.REF_FIELDS}, "start_at": d.read_time(row["start_at"]), **extra})
+
+
+#: what a claim gives back besides the run: the profiles and sources it names (see :func:`claim_sql`)
+_CLAIMED = ("claimed_episode_profile", "claimed_speaker_profile", "claimed_sources")
+
+
+@cache
+def claim_sql(d: Dialect, run_columns: str) -> str:
+    """:data:`transitions.CLAIM_RUN`, with the run's profiles (as stored) and its
+    sources (a JSON array of objects) in its RETURNING clause: one statement gives
+    the runner everything it needs. Parameters: those of the claim."""
+    profiles = [
+        f"(SELECT doc FROM {kind}_profiles WHERE name = runs.{kind}_profile) AS {name}"
+        for kind, name in zip(("episode", "speaker"), _CLAIMED, strict=False)
+    ]
+    fields = ", ".join(f"'{c.strip()}', {c.strip()}" for c in SOURCE_COLUMNS.split(","))
+    sources = (
+        f"(SELECT {d.json_array_agg}({d.json_object}({fields})) FROM sources"
+        f" WHERE {d.in_json('source_id', 'runs.source_ids')}) AS {_CLAIMED[2]}"
+    )
+    return update_sql(t.CLAIM_RUN, d, ", ".join([run_columns, *profiles, sources]))
+
+
+def claimed(row: Mapping[str, Any], run_of: Callable[[Any], Run], source_of: Callable[[Any], Source]) -> Claimed:
+    """The :class:`~podflow.store.base.Claimed` of one row :func:`claim_sql` returned
+    (``source_of`` builds a source from one object of the array)."""
+    # a dict row (PostgreSQL's) is validated whole: without the extra columns; SQLite's is read by name
+    run = run_of({k: v for k, v in row.items() if k not in _CLAIMED} if isinstance(row, dict) else row)
+    found = row[_CLAIMED[2]] or []
+    by_id = {s.source_id: s for s in map(source_of, json.loads(found) if isinstance(found, str) else found)}
+    return Claimed(
+        run=run,
+        profiles={"episode": row[_CLAIMED[0]], "speaker": row[_CLAIMED[1]]},
+        sources=tuple(by_id[i] for i in dict.fromkeys(run.source_ids) if i in by_id),
+    )
+
+
+def names_exist_sql(d: Dialect) -> str:
+    """The condition of a checked insert (``create_run(check_names=True)``): the
+    profiles and every source the run names exist. Parameters:
+    :func:`names_exist_params`'s."""
+    p = d.placeholder
+    return (
+        f"EXISTS (SELECT 1 FROM episode_profiles WHERE name = {p('episode_profile', 'text')})"
+        f" AND EXISTS (SELECT 1 FROM speaker_profiles WHERE name = {p('speaker_profile', 'text')})"
+        f" AND (SELECT count(*) FROM sources WHERE {d.in_json('source_id', p('named_sources', 'json'))})"
+        f" = {p('named_source_count', 'int')}"
+    )
+
+
+def names_exist_params(run: Run, d: Dialect) -> dict[str, Any]:
+    wanted = list(dict.fromkeys(run.source_ids))
+    return {
+        "episode_profile": run.episode_profile,
+        "speaker_profile": run.speaker_profile,
+        "named_sources": d.json_param(wanted),
+        "named_source_count": len(wanted),
+    }
+
+
+def enqueued_many_sql(d: Dialect) -> str:
+    """``mark_enqueued_many`` as one statement: every run of ``sent`` (a JSON object
+    run_id -> the message id sent, or null for any) whose current message is that one
+    (or none), looked up by primary key. Parameters: ``sent`` and ``now``."""
+    sent, now = d.placeholder("sent", "json"), d.placeholder("now", "time")
+    each = f"json_each({sent})" if d is SQLITE else f"jsonb_each_text({sent})"
+    same = "IS" if d is SQLITE else "IS NOT DISTINCT FROM"
+    return (
+        f"UPDATE runs SET enqueued_at = coalesce(enqueued_at, {now}), outbox_at = NULL, enqueue_error = NULL"
+        f" FROM (SELECT key AS id, value AS message FROM {each}) AS sent"
+        f" WHERE runs.run_id = sent.id"
+        # a run with no current message yet (older rows) was never sent again: any message is its own
+        f" AND coalesce(runs.current_message_id, sent.message) {same} coalesce(sent.message, runs.current_message_id)"
+        " RETURNING runs.run_id"
+    )
 
 
 def returned(write: t.Write, row: Mapping[str, Any], run_of: Callable[[Any], Run], d: Dialect) -> Any:

@@ -33,6 +33,15 @@ The table, by target::
                      a new current message id, back in the outbox        (no status change)
     heartbeat        STARTED(held by attempt): heartbeat_at              (no status change, no history)
     progress         STARTED(held by attempt): progress, heartbeat_at    (no status change, no history)
+    webhook_claim    terminal, webhook_due_at < due_before: the next
+                     delivery attempt, leased (due_at = lease_until)     (no status change, no history)
+    webhook_outcome  terminal, held by that delivery attempt: its
+                     outcome, the next due time (None: done)             (no status change, no history)
+
+Every write that ends a run (finish, cancel and the sweep's failures) also
+writes the completion webhook's obligation: ``webhook_due_at = now`` when the
+run has a ``callback_url`` -- in the very write that makes it terminal, so no
+crash can separate the two (an outbox, as ``outbox_at`` is for starts).
 
 A process's heartbeat round (``Store.heartbeat_many``) renders ``heartbeat`` and
 ``progress`` together for all its runs: one SQL statement over a batch of
@@ -43,7 +52,7 @@ bulk write; each run is still fenced by its own attempt.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from ..states import TERMINAL, RunStatus, allowed_sources
@@ -75,6 +84,7 @@ __all__ = [
     "BY_NAME",
     "CANCEL",
     "CLAIM",
+    "CLAIM_RUN",
     "EXPIRED",
     "FINISH",
     "HEARTBEAT",
@@ -84,6 +94,9 @@ __all__ = [
     "RELEASE",
     "RELEASE_LOST",
     "TIME_LIMIT",
+    "WEBHOOK_CLAIM",
+    "WEBHOOK_DUE",
+    "WEBHOOK_OUTCOME",
     "WORKER_LOST",
     "WRITES",
     "Entry",
@@ -193,8 +206,17 @@ _NOW = Param("now", "time")
 _STARTED = Lit(str(RunStatus.STARTED))
 #: the run is held by the attempt that writes
 _HELD = And((Eq("attempt", Param("attempt", "int")), Truthy("released", False)))
+#: the completion webhook's obligation, written by every write that ends a run: due
+#: now when the run has somewhere to send it
+_WEBHOOK_OWED: dict[str, Expr] = {"webhook_due_at": Case(((Eq("callback_url", Lit(None)), Lit(None)),), _NOW)}
 #: what ending a run resets (neither a retry nor a pending send survive it)
-_CLOSED: dict[str, Expr] = {"finished_at": _NOW, "updated_at": _NOW, "released": Lit(False), "outbox_at": Lit(None)}
+_CLOSED: dict[str, Expr] = {
+    "finished_at": _NOW,
+    "updated_at": _NOW,
+    "released": Lit(False),
+    "outbox_at": Lit(None),
+    **_WEBHOOK_OWED,
+}
 
 
 def _fail_bulk(name: str, source: RunStatus, guard: Cond) -> Write:
@@ -246,6 +268,10 @@ CLAIM = Write(
     returning=Returning.ATTEMPT,
 )
 
+#: the claim as the runner makes it (``Store.claim_execution``): the same write,
+#: giving back the whole run (SQL stores add what it names to the same statement)
+CLAIM_RUN = replace(CLAIM, returning=Returning.RUN)
+
 RELEASE = Write(
     name="release",
     sources=_from(RunStatus.STARTED, RunStatus.STARTED),
@@ -268,6 +294,7 @@ FINISH: dict[RunStatus, Write] = {
             "updated_at": _NOW,
             "result": Param("result", "json"),
             "error": Param("error", "json"),
+            **_WEBHOOK_OWED,
         },
         entry=Entry(Lit(str(status)), Field("attempt"), Param("reason")),
         returning=Returning.RUN,
@@ -374,6 +401,37 @@ PROGRESS = Write(
     returning=Returning.NOTHING,
 )
 
+_ENDED = tuple(sorted(TERMINAL))
+
+#: the runs whose completion webhook is due before ``due_before`` (on the partial
+#: index of ``webhook_due_at``: the cost follows what is due, not what is stored)
+WEBHOOK_DUE: Cond = Lt("webhook_due_at", Param("due_before", "time"))
+
+WEBHOOK_CLAIM = Write(
+    name="webhook_claim",
+    sources=_ENDED,
+    target=None,
+    guard=WEBHOOK_DUE,
+    # the lease: no other deliverer takes it until lease_until (past the POST's
+    # timeout); a crash after the POST leaves it due again then, so it is re-sent
+    sets={"webhook_due_at": Param("lease_until", "time"), "webhook_attempts": Inc("webhook_attempts")},
+    entry=None,
+    returning=Returning.RUN,
+    bulk=True,
+)
+
+WEBHOOK_OUTCOME = Write(
+    name="webhook_outcome",
+    sources=_ENDED,
+    target=None,
+    # held by the attempt that reports: a deliverer whose lease ran out and was
+    # claimed again by another does not overwrite the newer attempt's state
+    guard=Eq("webhook_attempts", Param("webhook_attempt", "int")),
+    sets={"webhook_due_at": Param("next_at", "time"), "webhook": Param("delivery", "json")},
+    entry=None,
+    returning=Returning.NOTHING,
+)
+
 #: every write, in the order of the table above
 WRITES: tuple[Write, ...] = (
     CLAIM,
@@ -387,5 +445,7 @@ WRITES: tuple[Write, ...] = (
     REDISPATCH,
     HEARTBEAT,
     PROGRESS,
+    WEBHOOK_CLAIM,
+    WEBHOOK_OUTCOME,
 )
 BY_NAME: dict[str, Write] = {w.name: w for w in WRITES}

@@ -230,10 +230,14 @@ def _send_outbox(
                 missing = dispatcher.missing(mine)
                 held = set() if missing is None else {ref.run_id for ref in mine} - missing
         progressed = False
+        if held:  # their confirmations, in one write
+            store.mark_enqueued_many({r.run_id: r.current_message_id for r in mine if r.run_id in held}, now=now)
+            report.enqueued += len(held)
+            progressed = True
         for ref in mine:
             if ref.run_id in held:
-                store.mark_enqueued(ref.run_id, now=now)
-            elif deliver(
+                continue
+            if deliver(
                 store,
                 dispatcher,
                 ref.run_id,

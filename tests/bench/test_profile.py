@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.profile import count_statements, summarize
+from bench.profile import measure_statements, summarize
 
 RAW = """\
 process 1:"python -m dramatiq";Thread._bootstrap (threading.py:1002);WorkerThread.run (dramatiq/worker.py:534);\
@@ -37,9 +37,13 @@ def test_a_summary_within_a_function_keeps_only_its_stacks() -> None:
     assert summarize("", within="Runner.execute") == {"samples": 0, "families_pct": [], "podflow_functions_pct": []}
 
 
-def test_one_run_costs_the_store_a_few_reads_and_writes_on_each_side(tmp_path: Path) -> None:
-    counts = count_statements(tmp_path)
-    assert set(counts) == {"submit", "execute"}
-    for side in counts.values():
-        assert side["writes"] >= 1 and side["reads"] >= 1
-    assert counts["submit"]["writes"] + counts["execute"]["writes"] <= 10, counts
+def test_the_statement_rows_count_a_noop_run_on_each_sql_store_against_its_target(tmp_path: Path) -> None:
+    rows, details, notes = measure_statements(tmp_path)
+    counts = details["statements_per_run"]
+    assert "sqlite" in counts and set(counts["sqlite"]) == {"submit", "execute", "first submit"}
+    for store in counts.values():
+        assert store["execute"] == {"reads": 0, "writes": 2}
+        assert store["submit"]["reads"] == 0 and 1 <= store["submit"]["writes"] <= 1.5
+        assert store["first submit"]["reads"] <= 3
+    assert all(row.met and row.target for row in rows) and len(rows) == 2 * len(counts)
+    assert any("before issue 18: 3 reads + 2 writes" in note for note in notes)

@@ -75,6 +75,23 @@ def test_show_prints_the_run_with_its_history(store: SqliteStore, capsys: pytest
     assert json.loads(capsys.readouterr().out)["status"] == "FAILURE"
 
 
+def test_show_prints_the_webhook_delivery(store: SqliteStore, capsys: pytest.CaptureFixture[str]) -> None:
+    from podflow.models import WebhookDelivery
+
+    run = Run.new(request("hooked"), now=T0).model_copy(update={"callback_url": "http://127.0.0.1:9/h"})
+    store.create_run(run)
+    attempt = store.claim(run.run_id, now=at(1))
+    store.finish(run.run_id, attempt, status=RunStatus.SUCCESS, now=at(2))
+    store.claim_webhooks(now=at(3), lease_until=at(40))
+    failure = WebhookDelivery(outcome="retrying", last_attempt_at=at(4), last_error="timed out after 10 s")
+    store.record_webhook(run.run_id, 1, delivery=failure, next_at=at(9))
+    assert main(["runs", "show", run.run_id]) == 0
+    fields = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.split("history:\n")[0].splitlines())
+    assert fields["webhook"] == (
+        f"http://127.0.0.1:9/h: pending, 1 attempt, last timed out after 10 s, next {at(9).isoformat()}"
+    )
+
+
 def test_show_of_an_unknown_run_exits_1_with_one_line(store: SqliteStore, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "show", "run_" + "0" * 32]) == RET_FAILED_RUN
     assert capsys.readouterr().err == f"podflow: run 'run_{'0' * 32}' not found\n"

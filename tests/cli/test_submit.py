@@ -195,6 +195,18 @@ def test_no_follow_returns_once_submitted_and_one_key_makes_one_run(
         assert len(api.store.list_runs().runs) == 1
 
 
+def test_a_callback_url_goes_with_the_run_and_a_bad_one_is_refused_naming_the_field(
+    served: Callable[..., Any], redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with served(broker_url=redis_url) as api:
+        hook = "https://hooks.example.com/podflow"
+        assert submit(api, *ARGS, "--name", "x", "--no-follow", "--callback-url", hook, document()) == RET_OK
+        run = api.store.get_run(fields(capsys.readouterr().out)["run_id"])
+        assert run is not None and run.callback_url == hook
+        assert submit(api, *ARGS, "--name", "x", "--no-follow", "--callback-url", "ftp://h/x", document()) == 1
+        assert "callback_url: must be an http:// or https:// URL" in capsys.readouterr().err
+
+
 def test_ctrl_c_while_following_exits_130_and_leaves_the_run_running(tmp_path: Path, redis_url: str) -> None:
     with serve(create_app(settings_for(tmp_path, broker_url=redis_url))) as api:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PODFLOW_", "MONGODB_"))}

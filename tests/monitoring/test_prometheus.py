@@ -104,3 +104,13 @@ def test_checkpoint_and_provider_counts_from_the_workers_are_counters_by_label(s
     assert samples[("podflow_checkpoints_total", (("outcome", "reused"), ("stage", "outline")))] == 1
     assert samples[("podflow_provider_calls_total", (("endpoint", "tts"), ("outcome", "429")))] == 3
     assert samples[("podflow_provider_calls_total", (("endpoint", "llm"), ("outcome", "timeout")))] == 1
+
+
+def test_webhook_deliveries_are_counted_by_outcome(store: Store) -> None:
+    from podflow.store.counters import webhook_counter
+
+    store.add_counts({webhook_counter("delivered"): 4, webhook_counter("retried"): 7})
+    samples = scrape(store)
+    assert samples[("podflow_webhook_deliveries_total", (("outcome", "delivered"),))] == 4
+    assert samples[("podflow_webhook_deliveries_total", (("outcome", "retried"),))] == 7
+    assert samples[("podflow_webhook_deliveries_total", (("outcome", "expired"),))] == 0

@@ -8,7 +8,7 @@ from datetime import UTC
 
 import pytest
 
-from podflow.errors import AlreadyExists, InvalidInput, ProfileNotFound
+from podflow.errors import AlreadyExists, InvalidInput, NamesMissing, ProfileNotFound
 from podflow.models import (
     EpisodeProfile,
     ErrorInfo,
@@ -17,10 +17,11 @@ from podflow.models import (
     Source,
     Speaker,
     SpeakerProfile,
+    WebhookDelivery,
 )
 from podflow.states import RunStatus
-from podflow.store.base import RunFilter, Store
-from podflow.store.counters import checkpoint_counter, provider_call_counter
+from podflow.store.base import RunFilter, Store, profile_of
+from podflow.store.counters import checkpoint_counter, provider_call_counter, webhook_counter
 from tests.conftest import T0, at, make_run
 from tests.store.statements import count_statements
 
@@ -196,6 +197,61 @@ def test_a_pending_run_is_claimed_once(store: Store) -> None:
     ]
 
 
+def _catalog(store: Store) -> tuple[EpisodeProfile, SpeakerProfile, list[Source]]:
+    episode = EpisodeProfile(name="tech_news", num_segments=2)
+    speakers = SpeakerProfile(name="dual_host", speakers=[Speaker(name="Ada", voice="en-us", personality="curious")])
+    store.create_profile(episode, now=T0)
+    store.create_profile(speakers, now=T0)
+    sources = []
+    for n in (1, 2):
+        text = f"source {n}"
+        source = Source(
+            source_id=f"src_{n}", title=f"s{n}", filename=None, content_type="text/plain", byte_size=len(text),
+            sha256=hashlib.sha256(text.encode()).hexdigest(), text=text, created_at=at(n),
+        )  # fmt: skip
+        store.add_source(source)
+        sources.append(source)
+    return episode, speakers, sources
+
+
+def test_a_claim_for_execution_returns_the_claimed_run_with_its_profiles_and_sources(store: Store) -> None:
+    episode, speakers, sources = _catalog(store)
+    run, _ = store.create_run(make_run(source_ids=["src_2", "src_1", "src_2"]))
+    claimed = store.claim_execution(run.run_id, now=at(5))
+    assert claimed is not None and claimed.attempt == 1
+    assert claimed.run == store.get_run(run.run_id)  # the run as the claim left it
+    assert claimed.run.status is RunStatus.STARTED and claimed.run.started_at == at(5)
+    assert profile_of("episode", claimed.profiles["episode"]) == episode
+    assert profile_of("speaker", claimed.profiles["speaker"]) == speakers
+    assert list(claimed.sources) == [sources[1], sources[0]]  # the run's order, once each
+    assert store.claim_execution(run.run_id, now=at(6)) is None  # held by a live attempt
+    assert store.claim_execution("run_absent", now=at(6)) is None
+
+
+def test_a_claim_for_execution_says_what_the_run_names_is_gone(store: Store) -> None:
+    _catalog(store)
+    run, _ = store.create_run(make_run(source_ids=["src_1", "src_gone"], speaker_profile="gone"))
+    claimed = store.claim_execution(run.run_id, now=at(5))
+    assert claimed is not None and claimed.attempt == 1  # claimed all the same: the runner fails it
+    assert claimed.profiles["speaker"] is None and profile_of("episode", claimed.profiles["episode"]) is not None
+    assert [s.source_id for s in claimed.sources] == ["src_1"]
+
+
+def test_a_checked_insert_inserts_only_a_run_whose_profiles_and_sources_exist(store: Store) -> None:
+    _catalog(store)
+    for missing in ({"episode_profile": "gone"}, {"speaker_profile": "gone"}, {"source_ids": ["src_1", "src_x"]}):
+        run = make_run(**missing)
+        with pytest.raises(NamesMissing):
+            store.create_run(run, check_names=True)
+        assert store.get_run(run.run_id) is None
+    named = make_run(source_ids=["src_1", "src_2", "src_1"], idempotency_key="k")
+    run, created = store.create_run(named, check_names=True)
+    assert created and store.get_run(run.run_id) == run
+    again, created = store.create_run(make_run(at(1), source_ids=["src_1"], idempotency_key="k"), check_names=True)
+    assert not created and again.run_id == run.run_id
+    assert store.stats().created == 1  # the refused inserts counted nothing
+
+
 def test_concurrent_claims_of_one_run_let_exactly_one_win(store: Store) -> None:
     run, _ = store.create_run(make_run())
     wins: list[int | None] = []
@@ -359,6 +415,22 @@ def test_start_is_requested_once_and_confirmed_by_mark_enqueued(store: Store) ->
     assert store.get_run_by_message_id("msg-1").run_id == run.run_id
     assert store.request_start(run.run_id, message_id="msg-3", now=at(4)) is None  # already enqueued
     assert not store.mark_enqueued("run_absent", now=at(4))
+
+
+def test_sends_are_confirmed_many_at_once_but_only_for_the_message_sent(store: Store) -> None:
+    runs = [store.create_run(make_run(outbox_at=T0, message_id=f"m{n}", current_message_id=f"m{n}"))[0]
+            for n in range(4)]  # fmt: skip
+    sent = {runs[0].run_id: "m0", runs[1].run_id: "m1", runs[2].run_id: "old", runs[3].run_id: None, "run_absent": "x"}
+    assert store.mark_enqueued_many(sent, now=at(3)) == 3
+    marked = {r.run_id: store.get_run(r.run_id) for r in runs}
+    for run_id in (runs[0].run_id, runs[1].run_id, runs[3].run_id):  # None: whatever message carries it
+        assert marked[run_id].outbox_at is None and marked[run_id].enqueued_at == at(3)
+    # its current message is another one (re-sent since): that send is still to be confirmed
+    assert marked[runs[2].run_id].outbox_at == T0 and marked[runs[2].run_id].enqueued_at is None
+    assert store.mark_enqueued_many({runs[0].run_id: "m0"}, now=at(9)) == 1
+    assert store.get_run(runs[0].run_id).enqueued_at == at(3)  # the first confirmation stands
+    assert store.mark_enqueued_many({}, now=at(9)) == 0
+    assert [r.run_id for r in store.list_outbox(requested_before=at(10))] == [runs[2].run_id]
 
 
 def test_request_start_keeps_a_message_id_the_run_already_has(store: Store) -> None:
@@ -818,3 +890,76 @@ def test_get_runs_reads_many_runs_at_once(store: Store, monkeypatch: pytest.Monk
     assert len(statements) == 1
     assert found == {run.run_id: run for run in runs[::3]}
     assert store.get_runs([]) == {}
+
+
+# -- completion webhooks -------------------------------------------------------------
+
+HOOK = "http://127.0.0.1:9/hook"
+
+
+def _retrying(now, status=500) -> WebhookDelivery:
+    return WebhookDelivery(outcome="retrying", last_attempt_at=now, last_status=status, reply_excerpt="no")
+
+
+def test_a_finished_run_with_a_callback_owes_its_webhook_and_one_without_owes_none(store: Store) -> None:
+    hooked, attempt = started(store, callback_url=HOOK)
+    done = store.finish(hooked, attempt, status=RunStatus.SUCCESS, now=at(5))
+    assert done.webhook_due_at == at(5) and done.webhook_attempts == 0 and done.webhook is None
+    plain, attempt = started(store)
+    assert store.finish(plain, attempt, status=RunStatus.SUCCESS, now=at(5)).webhook_due_at is None
+    pending, _ = store.create_run(make_run(callback_url=HOOK))
+    claimed = {run.run_id for run in store.claim_webhooks(now=at(100), lease_until=at(140))}
+    assert claimed == {hooked} and store.get_run(pending.run_id).webhook_due_at is None  # not ended: owes nothing yet
+    assert store.cancel(pending.run_id, now=at(200)).webhook_due_at == at(200)
+
+
+def test_a_due_webhook_is_claimed_once_under_a_lease_and_again_when_the_lease_runs_out(store: Store) -> None:
+    run_id, attempt = started(store, callback_url=HOOK)
+    store.finish(run_id, attempt, status=RunStatus.FAILURE, now=at(5), error=LOST)
+    assert store.claim_webhooks(now=at(5), lease_until=at(45)) == []  # due at 5: not before it
+    (claimed,) = store.claim_webhooks(now=at(6), lease_until=at(46))
+    assert claimed.run_id == run_id and claimed.webhook_attempts == 1 and claimed.webhook_due_at == at(46)
+    assert claimed.status is RunStatus.FAILURE and claimed.callback_url == HOOK
+    assert store.claim_webhooks(now=at(45), lease_until=at(85)) == []  # leased
+    # the deliverer died after its POST: the next claim is a second attempt
+    (again,) = store.claim_webhooks(now=at(47), lease_until=at(87))
+    assert again.webhook_attempts == 2
+    assert not store.record_webhook(run_id, 1, delivery=_retrying(at(48)), next_at=at(53))  # overtaken
+    assert store.record_webhook(run_id, 2, delivery=_retrying(at(48)), next_at=at(53))
+    run = store.get_run(run_id)
+    assert run.webhook_due_at == at(53) and run.webhook == _retrying(at(48)) and run.webhook_attempts == 2
+    assert store.claim_webhooks(now=at(52), lease_until=at(92)) == []
+    assert [r.webhook_attempts for r in store.claim_webhooks(now=at(54), lease_until=at(94))] == [3]
+    delivered = WebhookDelivery(outcome="delivered", last_attempt_at=at(55), last_status=200, delivered_at=at(55))
+    assert store.record_webhook(run_id, 3, delivery=delivered, next_at=None)
+    assert store.claim_webhooks(now=at(100_000), lease_until=at(100_040)) == []  # never re-sent
+    run = store.get_run(run_id)
+    assert run.webhook == delivered and run.webhook_due_at is None and run.webhook_attempts == 3
+    assert store.record_webhook("run_absent", 1, delivery=delivered, next_at=None) is False
+
+
+def test_concurrent_webhook_claims_take_each_delivery_once(store: Store) -> None:
+    due = set()
+    for _ in range(12):
+        run_id, attempt = started(store, callback_url=HOOK)
+        store.finish(run_id, attempt, status=RunStatus.SUCCESS, now=at(5))
+        due.add(run_id)
+    taken: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def claim() -> None:
+        barrier.wait()
+        while batch := store.claim_webhooks(now=at(6), lease_until=at(46), limit=2):
+            taken.extend(run.run_id for run in batch)
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken) == sorted(due)
+
+
+def test_webhook_outcomes_are_counted(store: Store) -> None:
+    store.add_counts({webhook_counter("delivered"): 2, webhook_counter("retried"): 3})
+    assert store.stats().webhooks == {"delivered": 2, "retried": 3, "expired": 0}

@@ -98,7 +98,7 @@ def _version_1_file(path: Path, runs: list) -> None:
     conn = sqlite3.connect(path)
     for statement in MIGRATIONS[0]:
         conn.execute(statement)
-    columns = RUN_COLUMNS.removesuffix(", current_message_id, priority, start_at")  # schemas 5, 6 added them
+    columns = RUN_COLUMNS.partition(", current_message_id")[0]  # schema 5 added it, and 6 the webhook's
     for run in runs:
         conn.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' * 26)})", run_values(run)[:26])
     conn.execute("PRAGMA user_version = 1")
@@ -121,7 +121,7 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
         ],
     )
     store = SqliteStore(path)
-    assert store.schema_version() == len(MIGRATIONS) == 6
+    assert store.schema_version() == len(MIGRATIONS) == 7
     # schema 4 folded the names of the runs already there: search finds them
     from podflow.store.base import RunFilter
 
@@ -129,7 +129,7 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
     # schema 5: a live run's current message is its first; an ended run's is of no use
     current = {str(r.status): r.current_message_id for r in store.list_runs().runs if r.message_id}
     assert current == {"PENDING": "m-pending", "REVOKED": None}
-    # schema 6: every run stored before priorities is normal, and unscheduled
+    # schema 7: every run stored before priorities is normal, and unscheduled
     assert {(r.priority, r.start_at) for r in store.list_runs().runs} == {("normal", None)}
     assert len(store.store_id) == 16 and SqliteStore(path).store_id == store.store_id  # made once
     stats = store.stats()
@@ -206,3 +206,20 @@ def test_each_listing_filter_searches_an_index(tmp_path: Path, where: dict[str, 
     store.close()
     assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
     assert "runs_created" not in plan and not re.search(r"SCAN runs($| )", plan), plan
+
+
+def test_due_webhooks_are_claimed_through_their_partial_index(tmp_path: Path) -> None:
+    from podflow.store import sql
+    from podflow.store import transitions as t
+    from podflow.store.sqlite.rows import RUN_COLUMNS
+
+    store = SqliteStore(tmp_path / "podflow.sqlite3")
+    for i in range(300):  # ended runs, a few of them with a webhook still due
+        due = at(i) if i % 50 == 0 else None
+        store.create_run(make_run(at(i), status=RunStatus.SUCCESS, callback_url="http://h/", webhook_due_at=due))
+    store._conn().execute("ANALYZE")
+    statement = sql.update_sql(t.WEBHOOK_CLAIM, sql.SQLITE, RUN_COLUMNS)
+    params = sql.encode(t.WEBHOOK_CLAIM, sql.SQLITE, {"due_before": at(400), "lease_until": at(440)}, 8)
+    plan = " | ".join(row["detail"] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {statement}", params))
+    store.close()
+    assert "runs_webhook_due" in plan and not re.search(r"SCAN runs($| )", plan), plan

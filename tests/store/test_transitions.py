@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from podflow.models import ErrorInfo, Progress, RunResult
+from podflow.models import ErrorInfo, Progress, RunResult, WebhookDelivery
 from podflow.states import TERMINAL, TRANSITIONS, RunStatus, can_transition
 from podflow.store import transitions as t
 from podflow.store.base import Store
@@ -18,6 +18,9 @@ DONE = RunResult()
 #: far past every cutoff and heartbeat timeout of a run prepared at T0
 LATE = at(10_000)
 MAX_ATTEMPTS = 3  # the store fixture's
+HOOK = "http://127.0.0.1:9/hook"
+DELIVERED = WebhookDelivery(outcome="delivered", last_attempt_at=LATE, last_status=204, delivered_at=LATE)
+LEASE_UNTIL = at(10_040)
 
 Apply = Callable[[Store, str, int], bool]
 
@@ -35,6 +38,8 @@ APPLY: dict[str, Apply] = {
     "redispatch": lambda s, r, a: s.redispatch(r, message_id="msg-new", now=LATE, reason="edge"),
     "heartbeat": lambda s, r, a: s.heartbeat(r, a, now=LATE).owned,
     "progress": lambda s, r, a: s.set_progress(r, a, Progress(stage="edge", percent=50), now=LATE).owned,
+    "webhook_claim": lambda s, r, a: r in {x.run_id for x in s.claim_webhooks(now=LATE, lease_until=LEASE_UNTIL)},
+    "webhook_outcome": lambda s, r, a: s.record_webhook(r, 1, delivery=DELIVERED, next_at=None),
 }
 
 
@@ -124,3 +129,39 @@ def test_redispatch_only_touches_a_run_waiting_for_its_message(
         assert len(after.history) == len(before.history) + 1
     else:
         assert after == before
+
+
+@pytest.mark.parametrize("write", [w for w in t.WRITES if w.ends_run], ids=lambda w: w.name)
+@pytest.mark.parametrize("hook", [HOOK, None], ids=["with-callback", "without"])
+def test_the_write_that_ends_a_run_owes_its_webhook_in_the_same_write(
+    store: Store, write: t.Write, hook: str | None
+) -> None:
+    run_id, attempt = prepared(store, write.sources[0], write, callback_url=hook)
+    assert APPLY[write.name](store, run_id, attempt)
+    after = store.get_run(run_id)
+    assert after is not None and after.status is write.target
+    assert after.webhook_due_at == (LATE if hook else None) and after.webhook_attempts == 0
+
+
+@pytest.mark.parametrize("source", list(RunStatus), ids=str)
+@pytest.mark.parametrize("write", [t.WEBHOOK_CLAIM, t.WEBHOOK_OUTCOME], ids=lambda w: w.name)
+def test_webhook_writes_only_touch_an_ended_run_whose_delivery_is_due_or_held(
+    store: Store, source: RunStatus, write: t.Write
+) -> None:
+    attempts = 1 if write is t.WEBHOOK_OUTCOME else 0
+    run_id, _ = prepared(store, source, write, callback_url=HOOK, webhook_due_at=T0, webhook_attempts=attempts)
+    before = store.get_run(run_id)
+    changed = APPLY[write.name](store, run_id, 1)
+    after = store.get_run(run_id)
+    assert before is not None and after is not None
+    assert changed == (source in TERMINAL)
+    if not changed:
+        assert after == before
+    elif write is t.WEBHOOK_CLAIM:
+        assert after.webhook_due_at == LEASE_UNTIL and after.webhook_attempts == 1
+    else:
+        assert after.webhook_due_at is None and after.webhook == DELIVERED
+    if changed:  # neither is a status change: no history, nothing else touched
+        assert after.model_copy(update={"webhook_due_at": None, "webhook_attempts": 0, "webhook": None}) == (
+            before.model_copy(update={"webhook_due_at": None, "webhook_attempts": 0, "webhook": None})
+        )

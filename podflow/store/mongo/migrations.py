@@ -37,6 +37,7 @@ class MongoMigrations(MongoConnection):
         for field in ("name_key", "episode_profile", "speaker_profile"):
             self.runs.create_index([(field, ASCENDING), ("created_at", DESCENDING), ("run_id", DESCENDING)])
         self.runs.create_index("retry_of", sparse=True)
+        self.ensure_webhook_index()
         self.sources.create_index("source_id", unique=True)
         self.sources.create_index("sha256", unique=True)
         self.sources.create_index([("created_at", DESCENDING), ("source_id", DESCENDING)])
@@ -44,6 +45,16 @@ class MongoMigrations(MongoConnection):
             collection.create_index("name", unique=True)
         self.seeded.create_index([("kind", ASCENDING), ("name", ASCENDING)], unique=True)
         self.leases.create_index("name", unique=True)
+
+    @guarded
+    def ensure_webhook_index(self) -> None:
+        """The completion webhooks' due times (SQLite schema 6, PostgreSQL 4): partial,
+        on the runs with a delivery due, so finding them costs what is due, not what is stored."""
+        self.runs.create_index(
+            "webhook_due_at",
+            name="runs_webhook_due",
+            partialFilterExpression={"webhook_due_at": {"$type": "date"}},
+        )
 
     @guarded
     def ensure_name_keys(self) -> None:
@@ -76,7 +87,7 @@ class MongoMigrations(MongoConnection):
     @guarded
     def ensure_priorities(self) -> None:
         """Give each run stored before priorities its band, ``normal`` (the SQL
-        stores' schema 6 / 4 column default), so the sweep's refs always name one;
+        stores' schema 7 / 5 column default), so the sweep's refs always name one;
         a run stored then has no ``start_at``, which reads as unscheduled."""
         self.runs.update_many({"priority": {"$exists": False}}, {"$set": {"priority": "normal"}})
 

@@ -86,7 +86,7 @@ def entry(write: t.Write, row: Mapping[str, Any], args: Mapping[str, Any], now: 
 def update(write: t.Write, row: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, Any]:
     """The whole update document for ``row``."""
     doc: dict[str, Any] = {"$set": sets(write, row, args)}
-    appended = entry(write, row, args, args["now"])
+    appended = None if write.entry is None else entry(write, row, args, args["now"])
     if appended is not None:
         doc["$push"] = {"history": appended}
     return doc

@@ -19,12 +19,12 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateMany, UpdateOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from ...errors import StoreError
-from ...models import Progress, Run, RunRef
+from ...errors import NamesMissing, StoreError
+from ...models import Progress, Run, RunRef, Source
 from ...states import RunStatus
 from .. import expressions as e
 from .. import transitions as t
-from ..base import RunFilter, lease_of
+from ..base import Claimed, ProfileKind, RunFilter, lease_of
 from ..counters import CREATED, finished_increments
 from ..shared import WriteStore
 from . import render
@@ -110,15 +110,46 @@ class MongoRuns(MongoConnection, WriteStore):
         where = render.mongo_filter(write.where, args)
         fields = {"_id": 0, "started_at": 1, **{f: 1 for f in t.REF_FIELDS}}
         candidates = list(self.runs.find(where, {**fields, **{f: 1 for f in reads}}).limit(limit))
-        written = []
+        # a write returning whole runs takes each document as written; the others need the candidate's fields
+        whole = write.returning is t.Returning.RUN
+        written, after = [], []
         for doc in candidates:
             read = {f: doc.get(f) for f in reads}
             change = render.update(write, {**render.pinned(write, args), **read}, args)
             query = {"$and": [where, {"run_id": doc["run_id"]}, read]}
-            if self.runs.find_one_and_update(query, change, projection={"_id": 1}) is not None:
+            projection = None if whole else {"_id": 1}
+            done = self.runs.find_one_and_update(
+                query, change, projection=projection, return_document=ReturnDocument.AFTER
+            )
+            if done is not None:
                 written.append(doc)
+                after.append(done)
         self._count_ended(write, written, args)
-        return [self._returned(write, d, d, args) for d in written]
+        return [self._returned(write, a, d, args) for a, d in zip(after, written, strict=True)]
+
+    @guarded
+    def claim_execution(self, run_id: str, *, now: datetime) -> Claimed | None:
+        run: Run | None = self._write_one(t.CLAIM_RUN, self._claim_args(run_id, now))
+        if run is None:
+            return None
+        # no statement spans collections here: what the run names is read after its claim
+        hidden = {"_id": 0, "updated_at": 0}
+        profiles: dict[ProfileKind, Any] = {
+            "episode": self.profiles["episode"].find_one({"name": run.episode_profile}, hidden),
+            "speaker": self.profiles["speaker"].find_one({"name": run.speaker_profile}, hidden),
+        }
+        wanted = list(dict.fromkeys(run.source_ids))
+        found = {d["source_id"]: d for d in self.sources.find({"source_id": {"$in": wanted}}, {"_id": 0})}
+        sources = tuple(Source.model_validate(found[i]) for i in wanted if i in found)
+        return Claimed(run=run, profiles=profiles, sources=sources)
+
+    def _names_exist(self, run: Run) -> bool:
+        wanted = list(dict.fromkeys(run.source_ids))
+        return (
+            self.profiles["episode"].find_one({"name": run.episode_profile}, {"_id": 1}) is not None
+            and self.profiles["speaker"].find_one({"name": run.speaker_profile}, {"_id": 1}) is not None
+            and self.sources.count_documents({"source_id": {"$in": wanted}}) == len(wanted)
+        )
 
     @guarded
     def _lease_rows(self, run_ids: list[str]) -> dict[str, Mapping[str, Any]]:
@@ -151,7 +182,9 @@ class MongoRuns(MongoConnection, WriteStore):
 
     # -- run records ------------------------------------------------------------------
     @guarded
-    def create_run(self, run: Run) -> tuple[Run, bool]:
+    def create_run(self, run: Run, *, check_names: bool = False) -> tuple[Run, bool]:
+        if check_names and not self._names_exist(run):  # read first: no insert is conditional on another collection
+            raise NamesMissing("a profile or source the run names does not exist")
         for _ in range(_CAS_ROUNDS):
             try:
                 self.runs.insert_one(run_doc(run))
@@ -232,14 +265,16 @@ class MongoRuns(MongoConnection, WriteStore):
         return None
 
     @guarded
-    def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
+    def mark_enqueued_many(self, sent: Mapping[str, str | None], *, now: datetime) -> int:
+        if not sent:
+            return 0
         confirmed = {"outbox_at": None, "enqueue_error": None}
-        first = self.runs.update_one(
-            {"run_id": run_id, "enqueued_at": None}, {"$set": {**confirmed, "enqueued_at": now}}
-        )
-        if first.matched_count:
-            return True
-        return bool(self.runs.update_one({"run_id": run_id}, {"$set": confirmed}).matched_count == 1)
+        # a run with no current message yet (older documents) was never sent again: any message is its own
+        sends = {"$or": [{"run_id": r, **({} if m is None else {"current_message_id": {"$in": [m, None]}})}
+                         for r, m in sent.items()]}  # fmt: skip
+        # enqueued_at only where unset (the first confirmation, or the claim's, stands), then the rest
+        self.runs.update_many({**sends, "enqueued_at": None}, {"$set": {**confirmed, "enqueued_at": now}})
+        return int(self.runs.update_many(sends, {"$set": confirmed}).matched_count)
 
     @guarded
     def mark_enqueue_failed(self, run_id: str, *, error: str, now: datetime) -> bool:

@@ -151,7 +151,16 @@ MIGRATIONS: list[list[Step]] = [
         "ALTER TABLE runs ADD COLUMN current_message_id text",
         "UPDATE runs SET current_message_id = message_id WHERE status IN ('PENDING', 'STARTED')",
     ],
-    # schema 4: each run's priority band, and a scheduled run's start time
+    # schema 4: completion webhooks (podflow.webhooks): where each run's event goes, and
+    # its delivery, owed by the write that ends the run; the index holds only the due ones
+    [
+        "ALTER TABLE runs ADD COLUMN callback_url text",
+        "ALTER TABLE runs ADD COLUMN webhook_due_at timestamptz",
+        "ALTER TABLE runs ADD COLUMN webhook_attempts integer NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN webhook jsonb",
+        "CREATE INDEX runs_webhook_due ON runs (webhook_due_at) WHERE webhook_due_at IS NOT NULL",
+    ],
+    # schema 5: each run's priority band, and a scheduled run's start time
     [
         "ALTER TABLE runs ADD COLUMN priority text NOT NULL DEFAULT 'normal'",
         "ALTER TABLE runs ADD COLUMN start_at timestamptz",

@@ -34,7 +34,7 @@ def run_values(run: Run) -> dict[str, Any]:
             for h in run.history
         ]
     )
-    for name in ("progress", "error", "result"):
+    for name in ("progress", "error", "result", "webhook"):
         values[name] = jsonb(getattr(run, name))
     return values
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import psycopg
 
-from ...errors import StoreError
-from ...models import Progress, Run, RunRef
+from ...errors import NamesMissing, StoreError
+from ...models import Progress, Run, RunRef, Source
 from ...states import RunStatus
 from .. import expressions as e
 from .. import sql
 from .. import transitions as t
-from ..base import RunFilter, name_key
+from ..base import Claimed, RunFilter, name_key
 from ..shared import WriteStore
 from .connection import PostgresConnection, guarded
 from .rows import RUN_COLUMNS, run_of, run_values
@@ -27,9 +27,33 @@ from .rows import RUN_COLUMNS, run_of, run_values
 __all__ = ["LIST_OUTBOX", "PostgresRuns"]
 
 _REF_COLUMNS = ", ".join(t.REF_FIELDS)
-_INSERT = (
+_COLUMNS = [c.strip() for c in RUN_COLUMNS.split(",")]
+_INSERT = f"INSERT INTO runs ({RUN_COLUMNS}, name_key) VALUES ({', '.join(f'%({c})s' for c in _COLUMNS)}, %(name_key)s)"
+#: the columns that are not text (a SELECT list, unlike VALUES, does not take the column's type)
+_TYPES = {
+    **dict.fromkeys(("attempt", "webhook_attempts"), "integer"),
+    "released": "boolean",
+    **dict.fromkeys(("source_ids", "progress", "error", "result", "history", "webhook"), "jsonb"),
+    **dict.fromkeys(
+        (
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "outbox_at",
+            "enqueued_at",
+            "webhook_due_at",
+            "start_at",
+        ),
+        "timestamptz",
+    ),
+}
+#: the run inserted only if what it names exists: one statement, no read before it
+_CHECKED_INSERT = (
     f"INSERT INTO runs ({RUN_COLUMNS}, name_key)"
-    f" VALUES ({', '.join(f'%({c.strip()})s' for c in RUN_COLUMNS.split(','))}, %(name_key)s)"
+    f" SELECT {', '.join(f'%({c})s::' + _TYPES.get(c, 'text') for c in _COLUMNS)}, %(name_key)s::text"
+    f" WHERE {sql.names_exist_sql(sql.POSTGRES)} RETURNING 1"
 )
 #: the sweep's read of the outbox (served by its partial index)
 LIST_OUTBOX = (
@@ -52,6 +76,12 @@ class PostgresRuns(PostgresConnection, WriteStore):
         return [sql.returned(write, row, run_of, sql.POSTGRES) for row in rows]
 
     @guarded
+    def claim_execution(self, run_id: str, *, now: datetime) -> Claimed | None:
+        args = sql.encode(t.CLAIM_RUN, sql.POSTGRES, self._claim_args(run_id, now))
+        row = self._one(sql.claim_sql(sql.POSTGRES, RUN_COLUMNS), args)
+        return None if row is None else sql.claimed(row, run_of, Source.model_validate)
+
+    @guarded
     def _lease_rows(self, run_ids: list[str]) -> dict[str, Mapping[str, Any]]:
         rows = self._all("SELECT run_id, status, attempt, released FROM runs WHERE run_id = ANY(%s)", (run_ids,))
         return {row["run_id"]: row for row in rows}
@@ -65,10 +95,14 @@ class PostgresRuns(PostgresConnection, WriteStore):
 
     # -- run records ------------------------------------------------------------------
     @guarded
-    def create_run(self, run: Run) -> tuple[Run, bool]:
+    def create_run(self, run: Run, *, check_names: bool = False) -> tuple[Run, bool]:
+        values = {**run_values(run), "name_key": name_key(run.episode_name)}
         for _ in range(8):
             try:
-                self._one(_INSERT, {**run_values(run), "name_key": name_key(run.episode_name)})
+                if not check_names:
+                    self._one(_INSERT, values)
+                elif self._one(_CHECKED_INSERT, {**values, **sql.names_exist_params(run, sql.POSTGRES)}) is None:
+                    raise NamesMissing("a profile or source the run names does not exist")
                 return run, True
             except psycopg.errors.UniqueViolation:
                 if run.idempotency_key is None:
@@ -133,13 +167,11 @@ class PostgresRuns(PostgresConnection, WriteStore):
         return None if row is None else run_of(row)
 
     @guarded
-    def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
-        row = self._one(
-            "UPDATE runs SET enqueued_at = coalesce(enqueued_at, %(now)s), outbox_at = NULL, enqueue_error = NULL"
-            " WHERE run_id = %(run_id)s RETURNING 1",
-            {"now": now, "run_id": run_id},
-        )
-        return row is not None
+    def mark_enqueued_many(self, sent: Mapping[str, str | None], *, now: datetime) -> int:
+        if not sent:
+            return 0
+        params = {"sent": sql.POSTGRES.json_param(dict(sent)), "now": now}
+        return len(self._all(sql.enqueued_many_sql(sql.POSTGRES), params))
 
     @guarded
     def mark_enqueue_failed(self, run_id: str, *, error: str, now: datetime) -> bool:

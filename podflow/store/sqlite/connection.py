@@ -43,6 +43,11 @@ _BUSY_FIRST_S = 0.00005
 _BUSY_MAX_S = 0.002
 
 
+#: what SQLite's own synchronous=FULL calls where it exists (Linux): the data and the
+#: metadata needed to read it back (the size), without a journal commit for the mtime
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY or "locked" in str(exc)
 
@@ -151,7 +156,7 @@ class SqliteConnection:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _sync_wal(self) -> None:
-        """Make every transaction committed so far durable: fsync the write-ahead log.
+        """Make every transaction committed so far durable: flush the write-ahead log to disk.
 
         The same guarantee as ``synchronous=FULL`` (committed frames are in the
         log, and SQLite only rewrites the log after a checkpoint has synced
@@ -161,7 +166,7 @@ class SqliteConnection:
         """
         fd = os.open(f"{self.path}-wal", os.O_RDONLY)
         try:
-            os.fsync(fd)
+            _datasync(fd)
         finally:
             os.close(fd)
 

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from ...models import ErrorInfo, Progress, Run, RunResult, SourceInfo, Transition
+from ...models import ErrorInfo, Progress, Run, RunResult, SourceInfo, Transition, WebhookDelivery
 from ...timeutil import from_ms, to_ms
 from ..sql import RUN_COLUMNS, SOURCE_INFO_COLUMNS
 
@@ -62,6 +62,10 @@ def run_of(row: sqlite3.Row) -> Run:
         request_hash=row["request_hash"],
         retry_of=row["retry_of"],
         current_message_id=row["current_message_id"],
+        callback_url=row["callback_url"],
+        webhook_due_at=dt(row["webhook_due_at"]),
+        webhook_attempts=row["webhook_attempts"],
+        webhook=WebhookDelivery.model_validate_json(row["webhook"]) if row["webhook"] else None,
         priority=row["priority"],
         start_at=dt(row["start_at"]),
     )
@@ -100,6 +104,10 @@ def run_values(run: Run) -> tuple[Any, ...]:
         run.request_hash,
         run.retry_of,
         run.current_message_id,
+        run.callback_url,
+        _ms(run.webhook_due_at),
+        run.webhook_attempts,
+        _json(run.webhook),
         run.priority,
         _ms(run.start_at),
     )

@@ -7,18 +7,20 @@ lock; the counters change in the same statement, by trigger.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ...models import Progress, Run, RunRef
+from ...errors import NamesMissing
+from ...models import Progress, Run, RunRef, Source
 from ...states import RunStatus
 from ...timeutil import from_ms, to_ms
 from .. import expressions as e
 from .. import sql
 from .. import transitions as t
-from ..base import RunFilter, name_key
+from ..base import Claimed, RunFilter, name_key
 from ..shared import WriteStore
 from .connection import SqliteConnection, guarded, writes
 from .rows import RUN_COLUMNS, dt, placeholders, run_of, run_values
@@ -29,6 +31,17 @@ __all__ = ["SqliteRuns"]
 _DURABLE = frozenset({t.CANCEL.name})
 #: run ids per ``get_runs`` statement, well within SQLite's limit on host parameters
 _IDS_PER_STATEMENT = 900
+_INSERTED = [*(c.strip() for c in RUN_COLUMNS.split(",")), "name_key"]
+_INSERT = f"INSERT INTO runs ({', '.join(_INSERTED)}) VALUES ({placeholders(len(_INSERTED))})"
+#: the run inserted only if what it names exists: one statement, no read before it
+_CHECKED_INSERT = (
+    f"INSERT INTO runs ({', '.join(_INSERTED)}) SELECT {', '.join(f':{c}' for c in _INSERTED)}"
+    f" WHERE {sql.names_exist_sql(sql.SQLITE)}"
+)
+
+
+def _source_of(obj: Mapping[str, Any]) -> Source:
+    return Source(**{**obj, "created_at": from_ms(obj["created_at"])})
 
 
 class SqliteRuns(SqliteConnection, WriteStore):
@@ -46,6 +59,13 @@ class SqliteRuns(SqliteConnection, WriteStore):
         with self.writing():
             rows = self._conn().execute(statement, sql.encode(write, sql.SQLITE, args, limit)).fetchall()
         return [sql.returned(write, row, run_of, sql.SQLITE) for row in rows]
+
+    @guarded
+    def claim_execution(self, run_id: str, *, now: datetime) -> Claimed | None:
+        args = sql.encode(t.CLAIM_RUN, sql.SQLITE, self._claim_args(run_id, now))
+        with self.writing():
+            row = self._conn().execute(sql.claim_sql(sql.SQLITE, RUN_COLUMNS), args).fetchone()
+        return None if row is None else sql.claimed(row, run_of, _source_of)
 
     @guarded
     def _lease_rows(self, run_ids: list[str]) -> dict[str, Mapping[str, Any]]:
@@ -67,11 +87,15 @@ class SqliteRuns(SqliteConnection, WriteStore):
     # -- run records ------------------------------------------------------------------
     @guarded
     @writes(durable=True)
-    def create_run(self, run: Run) -> tuple[Run, bool]:
+    def create_run(self, run: Run, *, check_names: bool = False) -> tuple[Run, bool]:
         conn = self._conn()
+        values = (*run_values(run), name_key(run.episode_name))
         try:
-            values = (*run_values(run), name_key(run.episode_name))
-            conn.execute(f"INSERT INTO runs ({RUN_COLUMNS}, name_key) VALUES ({placeholders(len(values))})", values)
+            if not check_names:
+                conn.execute(_INSERT, values)
+            elif not conn.execute(_CHECKED_INSERT, {**dict(zip(_INSERTED, values, strict=True)),
+                                                    **sql.names_exist_params(run, sql.SQLITE)}).rowcount:
+                raise NamesMissing("a profile or source the run names does not exist")
         except sqlite3.IntegrityError:
             if run.idempotency_key is None:
                 raise
@@ -79,7 +103,7 @@ class SqliteRuns(SqliteConnection, WriteStore):
                 f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = ?", (run.idempotency_key,)
             ).fetchone()
             if row is None:  # the key's holder was deleted in between; try once more
-                return self.create_run(run)
+                return self.create_run(run, check_names=check_names)
             return run_of(row), False
         return run, True
 
@@ -159,13 +183,11 @@ class SqliteRuns(SqliteConnection, WriteStore):
 
     @guarded
     @writes()
-    def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
-        cur = self._conn().execute(
-            "UPDATE runs SET enqueued_at = coalesce(enqueued_at, :now), outbox_at = NULL,"
-            " enqueue_error = NULL WHERE run_id = :run_id",
-            {"now": to_ms(now), "run_id": run_id},
-        )
-        return cur.rowcount == 1
+    def mark_enqueued_many(self, sent: Mapping[str, str | None], *, now: datetime) -> int:
+        if not sent:
+            return 0
+        params = {"sent": json.dumps(dict(sent)), "now": to_ms(now)}
+        return len(self._conn().execute(sql.enqueued_many_sql(sql.SQLITE), params).fetchall())
 
     @guarded
     @writes()
