@@ -22,14 +22,14 @@ from typing import Any
 from tests.postgres import scratch_database
 from tests.servers import RedisServer
 
-from . import fleet, latency, providers, recovery, submit, sweep, sweep_postgres, throughput, watchers
+from . import bigstore, fleet, latency, providers, recovery, submit, sweep, sweep_postgres, throughput, watchers
 from .machine import describe_machine, load_average, pressure
 from .report import Report, Row
 from .scale import SCALES, Scale
 from .systems import CelerySystem, DramatiqSystem, PodflowSystem, System, celery_available
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("throughput", "latency", "sweep", "submit", "providers", "recovery", "fleet", "watchers")
+BENCHMARKS = ("throughput", "latency", "sweep", "bigstore", "submit", "providers", "recovery", "fleet", "watchers")
 #: Redis databases of the private server: one per benchmark, so each flushes only its own
 _DB = {
     "pipeline": 0, "sweep": 1, "submit": 2, "pipeline_postgres": 3, "providers": 4, "fleet": 5, "watchers": 6,
@@ -57,6 +57,9 @@ METHOD_NOTES = [
     "Recovery: real workers and `podflow scheduler` on a redis-server of its own, with PODFLOW_HEARTBEAT_TIMEOUT and "
     "PODFLOW_SWEEP_INTERVAL shortened to the figures' settings; each figure is the median over the lost runs of one "
     "repetition (kill or restart -> the run's history entry). See bench/recovery.py.",
+    "Big store: Store.list_runs (what GET /runs runs, without HTTP) on a store of the scale's size, each query "
+    "timed in turn; p50 and p99 are nearest-rank over the samples. Retention: one sweep() per repetition deleting "
+    "the oldest k ended runs (no files on disk), less a sweep that deletes nothing, per deleted run.",
     "Memory: RSS summed over each worker tree (main process and children); forked children share pages, so the "
     "sum is an upper bound. Idle after the warm-up; peak sampled every 100 ms during the throughput batches.",
 ]
@@ -194,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         if "sweep" in selected:
             _run_step(report, "Sweep cost (PostgreSQL)",
                       lambda: (*sweep_postgres.measure(scale, f"{base_url}/{_DB['sweep']}", _log), []))
+        if "bigstore" in selected:
+            _run_step(report, "Big store", lambda: (*bigstore.measure(scale, work_dir, _log), []))
         if "submit" in selected:
             submit_url = f"{base_url}/{_DB['submit']}"
             _run_step(report, "Submit path",

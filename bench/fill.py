@@ -43,6 +43,7 @@ from typing import Any
 
 from podflow.models import ErrorInfo, Run, RunRequest, RunResult
 from podflow.states import RunStatus
+from podflow.store.base import name_key
 from podflow.store.sqlite import SqliteStore
 from podflow.sweep import SweepPolicy
 
@@ -228,9 +229,17 @@ def _read_templates(conn: sqlite3.Connection, made: dict[str, str]) -> tuple[lis
     return columns, templates
 
 
-def _cloner(columns: list[str], templates: dict[str, _Template], rng: random.Random) -> Callable[..., tuple[Any, ...]]:
-    """clone(kind, run_id=None) -> a row of ``kind``, shifted back at random."""
+#: a show name for a clone (its episode name is ``<show> #<n>``)
+Shows = Callable[[random.Random], str]
+
+
+def _cloner(
+    columns: list[str], templates: dict[str, _Template], rng: random.Random, shows: Shows | None = None
+) -> Callable[..., tuple[Any, ...]]:
+    """clone(kind, run_id=None) -> a row of ``kind``, shifted back at random (and named
+    after one of ``shows``, if given)."""
     run_col, message_col, history_col = (columns.index(c) for c in ("run_id", "message_id", "history"))
+    name_col, key_col = columns.index("episode_name"), columns.index("name_key")
     current_col = columns.index("current_message_id")
     time_cols = [columns.index(c) for c in _TIME_COLUMNS]
 
@@ -247,14 +256,27 @@ def _cloner(columns: list[str], templates: dict[str, _Template], rng: random.Ran
             if values[col] is not None:
                 values[col] -= shift
         values[history_col] = json.dumps([{**h, "at": h["at"] - shift} for h in template.history])
+        if shows is not None:
+            values[name_col] = f"{shows(rng)} #{rng.randrange(1000)}"
+            values[key_col] = name_key(values[name_col])
         return tuple(values)
 
     return clone
 
 
-def fill(path: Path, *, total: int, stale: int, now: datetime, seed: int = 7, chunk: int = 50_000) -> Filled:
+def fill(
+    path: Path,
+    *,
+    total: int,
+    stale: int,
+    now: datetime,
+    seed: int = 7,
+    chunk: int = 50_000,
+    shows: Shows | None = None,
+) -> Filled:
     """Create ``path`` with ``total`` runs, ``stale`` of them stale candidates
-    (staged stale: call :meth:`Filled.stage` to change how many).
+    (staged stale: call :meth:`Filled.stage` to change how many); named after
+    ``shows`` if given (else all "bench").
 
     Raises:
       FileExistsError: ``path`` exists (the filler only writes fresh files).
@@ -274,7 +296,7 @@ def fill(path: Path, *, total: int, stale: int, now: datetime, seed: int = 7, ch
     conn = _connect(path)
     try:
         columns, templates = _read_templates(conn, made)
-        clone = _cloner(columns, templates, rng)
+        clone = _cloner(columns, templates, rng, shows)
         candidates = []
         for i in range(stale):
             row = clone(STALE_KINDS[i % len(STALE_KINDS)])

@@ -29,6 +29,11 @@ class Scale:
     sweep_reps: int
     #: profile podflow (statement counts, py-spy) unless told otherwise (--no-profile)
     profile: bool
+    #: big store: runs stored, listing samples per query, retention deletions (runs per sweep) and their reps
+    bigstore_runs: int = 1_000_000
+    bigstore_samples: int = 200
+    bigstore_deletions: tuple[int, ...] = (1_000, 10_000)
+    bigstore_reps: int = 3
     #: provider overhead: the fake's latency per chat completion and per speech request,
     #: and the runs of the concurrent batch
     provider_chat_s: float = 2.0
@@ -91,5 +96,9 @@ QUICK = replace(
     watchers=100,
     watched_runs=10,
     watch_window_s=5.0,
+    bigstore_runs=50_000,
+    bigstore_samples=50,
+    bigstore_deletions=(100, 1_000),
+    bigstore_reps=2,
 )
 SCALES: dict[str, Scale] = {scale.name: scale for scale in (FULL, QUICK)}

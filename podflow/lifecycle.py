@@ -9,13 +9,12 @@ and tidy up files. Time is the ``now`` argument.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import remove_checkpoints
+from .deletion import delete_ended, remove_files
 from .dispatch import Dispatcher
 from .dispatch.outbox import EnqueueMarks, deliver
 from .errors import (
@@ -29,8 +28,8 @@ from .errors import (
 )
 from .generation.request import forget_profiles, profiles_known, validate_request
 from .models import Run, RunRequest
-from .paths import RESULT_FILES, run_dir
-from .states import RunStatus
+from .paths import RESULT_FILES
+from .states import RunStatus, is_terminal
 from .store.base import Store
 from .timeutil import seconds
 from .webhooks.targets import NO_WEBHOOKS, WebhookTargets
@@ -325,13 +324,18 @@ def retry(
 
 
 def delete(store: Store, run_id: str, *, data_dir: Path) -> None:
-    """Delete the run's record, its files under ``podcasts/<run_id>/`` and its checkpoints.
+    """Delete the run's record, its files under ``podcasts/<run_id>/`` and its
+    checkpoints (in the order :mod:`podflow.deletion` explains).
 
     Raises:
       RunNotFound
       InvalidTransition: the run is STARTED (cancel it first).
     """
     run = get_run(store, run_id)
+    if is_terminal(run.status):
+        if not delete_ended(store, [run_id], data_dir=data_dir):
+            raise RunNotFound(run_id)  # deleted meanwhile
+        return
     if run.status is RunStatus.STARTED or not store.delete_run(run_id):
         current = store.get_run(run_id)
         if current is None:
@@ -339,8 +343,7 @@ def delete(store: Store, run_id: str, *, data_dir: Path) -> None:
         raise InvalidTransition(
             f"cannot delete: run is {current.status}; cancel it first", run_id=run_id, status=str(current.status)
         )
-    shutil.rmtree(run_dir(data_dir, run_id), ignore_errors=True)
-    remove_checkpoints(data_dir, run_id)
+    remove_files(data_dir, run_id)
 
 
 def result_file(run: Run, name: str, *, data_dir: Path) -> Path:

@@ -197,6 +197,13 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds a FAILURE or REVOKED run's checkpoints are kept for a retry before the sweep removes them",
     )
+    retention_days: float = _var(
+        "PODFLOW_RETENTION_DAYS",
+        default=0.0,
+        ge=0,
+        description="days an ended run (SUCCESS, FAILURE, REVOKED) is kept after it finished before the sweep "
+        "deletes it with its files; 0 keeps runs forever",
+    )
 
     # -- completion webhooks ----------------------------------------------------
     webhook_url: str = _var(

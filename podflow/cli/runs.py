@@ -23,13 +23,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..deletion import delete_ended
 from ..errors import Conflict, InvalidInput, NotFound, RunNotFound
 from ..exitcodes import RET_FAILED_RUN, RET_OK, RET_REVOKED, RET_TIMEOUT, RET_UNAVAILABLE
 from ..lifecycle import RETRYABLE, cancel, delete, retry
 from ..models import Run
 from ..settings import Settings
 from ..states import TERMINAL, RunStatus
-from ..store.base import RunFilter, Store
+from ..store.base import DEFAULT_BATCH, RunFilter, Store
 from ..timeutil import utcnow
 from ..views import WebhookView
 from ._common import confirm, dispatcher_for, duration, print_json, store_for, table
@@ -377,14 +378,22 @@ def delete_runs(args: argparse.Namespace, settings: Settings) -> int:
         runs = _matching(store, _where(args))
         if not _count_and_confirm(args, runs, "Delete"):
             return RET_OK
-        deleted = refused = 0
-        for run in runs:
-            try:
-                delete(store, run.run_id, data_dir=settings.data_dir)
-                deleted += 1
-            except (NotFound, Conflict) as exc:  # started, or deleted, meanwhile
-                print(f"podflow: {run.run_id}: {exc}", file=sys.stderr)
-                refused += 1
+        if args.status in TERMINAL:  # ended runs never change: in batches, as the retention sweep does
+            ids = [run.run_id for run in runs]
+            deleted = sum(
+                len(delete_ended(store, ids[start : start + DEFAULT_BATCH], data_dir=settings.data_dir))
+                for start in range(0, len(ids), DEFAULT_BATCH)
+            )
+            refused = 0  # one deleted meanwhile is gone all the same
+        else:
+            deleted = refused = 0
+            for run in runs:
+                try:
+                    delete(store, run.run_id, data_dir=settings.data_dir)
+                    deleted += 1
+                except (NotFound, Conflict) as exc:  # started, or deleted, meanwhile
+                    print(f"podflow: {run.run_id}: {exc}", file=sys.stderr)
+                    refused += 1
     print(f"podflow: deleted {deleted} run(s) and their files" + (f"; {refused} refused" if refused else ""),
           file=sys.stderr)  # fmt: skip
     return RET_FAILED_RUN if refused else RET_OK

@@ -63,7 +63,8 @@ history entries' ``at`` as ISO-8601 text).
     (status, heartbeat_at) for lost runs; (status, started_at) for the time
     limit; (status, outbox_at) for failed enqueues; (status, enqueued_at) for
     expired PENDING runs; (status, created_at, run_id) and (created_at, run_id)
-    for listings; finished_at for throughput charts; for the listing's filters
+    for listings; finished_at (set by the terminal transitions alone, so it holds
+    the ended runs only) for throughput charts and retention; for the listing's filters
     (:class:`RunFilter`), (name_key, created_at, run_id), (episode_profile,
     created_at, run_id), (speaker_profile, created_at, run_id) and retry_of
     (sparse); webhook_due_at, partial on the due ones (``runs_webhook_due``).
@@ -530,6 +531,17 @@ class Store(Protocol):
         """The outcome of delivery attempt ``attempt``: ``delivery``, and the next
         attempt due at ``next_at`` (None: delivered or given up). False when that
         attempt no longer holds the delivery (a later claim took it) or the run is gone."""
+    # -- retention: index-backed, cost grows with the runs deleted ------------------
+    def list_ended_before(self, *, finished_before: datetime, limit: int = DEFAULT_BATCH) -> list[str]:
+        """Ids of the SUCCESS, FAILURE and REVOKED runs that finished before the
+        cutoff, oldest first, at most ``limit``: a range of the finished_at index,
+        so the cost follows the batch, not the number of runs stored. A run whose
+        completion webhook is still due (``webhook_due_at``) is not among them."""
+
+    def delete_ended(self, run_ids: Sequence[str]) -> list[str]:
+        """Delete the runs among ``run_ids`` that are terminal with no completion
+        webhook due (any other is left alone); the ids deleted. The counters (``stats``) do not change.
+        Callers delete a run's files first: :func:`podflow.deletion.delete_ended`."""
 
     # -- sources ----------------------------------------------------------------
     def add_source(self, source: Source) -> tuple[SourceInfo, bool]:

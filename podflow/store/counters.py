@@ -57,7 +57,9 @@ CREATED = "created"
 SWEEPS = "sweeps"
 SWEEP_LAST_AT = "sweep_last_at"
 #: the sweep's rules (podflow.sweep), then everything a sweep report counts
-SWEEP_RULES = ("time_limit", "worker_lost", "redispatched", "enqueued", "requeued", "expired", "checkpoints")
+SWEEP_RULES = (
+    "time_limit", "worker_lost", "redispatched", "enqueued", "requeued", "expired", "checkpoints", "deleted"
+)  # fmt: skip
 SWEEP_COUNTS = (*SWEEP_RULES, "send_errors")
 #: what a stage result can be, and what a provider call can end with
 CHECKPOINT_OUTCOMES = ("computed", "reused")

@@ -24,10 +24,11 @@ from functools import cache
 from typing import Any
 
 from ..models import Run, RunRef, Source
+from ..states import TERMINAL
 from ..timeutil import from_ms, to_ms
 from . import expressions as e
 from . import transitions as t
-from .base import Claimed, RunFilter, prefix_range
+from .base import Claimed
 
 __all__ = [
     "POSTGRES",
@@ -38,12 +39,12 @@ __all__ = [
     "Dialect",
     "claim_sql",
     "claimed",
+    "delete_ended_sql",
     "encode",
     "enqueued_many_sql",
     "beat_params",
     "beat_sql",
-    "listing_params",
-    "listing_sql",
+    "ended_before_sql",
     "names_exist_params",
     "names_exist_sql",
     "page_params",
@@ -102,6 +103,9 @@ class Dialect:
     json_param: Callable[[Any], Any] = json.dumps
     #: a time column's value as a datetime (None stays None)
     read_time: Callable[[Any], datetime | None] = lambda value: value
+    #: a time column as a sort key that no index provides (so the planner reads the
+    #: index of the WHERE clause and sorts, rather than walking the time's index)
+    sort_only: Callable[[str], str] = lambda column: column
 
 
 SQLITE = Dialect(
@@ -128,6 +132,7 @@ POSTGRES = Dialect(
     in_json=lambda column, array: f"{column} IN (SELECT jsonb_array_elements_text({array}))",
     json_object="json_build_object",
     json_array_agg="json_agg",
+    sort_only=lambda column: f"({column} + interval '0 s')",
 )
 
 
@@ -418,52 +423,30 @@ def beat_params(
     return {"now": d.time(now), "beats": json.dumps(beats)}
 
 
-def listing_sql(where: RunFilter, after: tuple[datetime, str] | None, d: Dialect, run_columns: str) -> str:
-    """The listing's SELECT (newest first, ``LIMIT`` the ``limit`` parameter) for
-    :func:`listing_params`. Every condition is a range or an equality on one of
-    the listing's indexes (see :mod:`podflow.store.base`)."""
-    p = d.placeholder
-    conds: list[str] = []
-    if where.status is not None:
-        conds.append(f"status = {p('status', 'text')}")
-    if where.search_key is not None:
-        name, run_id = d.binary("name_key"), d.binary("run_id")
-        conds.append(
-            f"(({name} >= {p('name_lo', 'text')} AND {name} < {p('name_hi', 'text')})"
-            f" OR ({run_id} >= {p('id_lo', 'text')} AND {run_id} < {p('id_hi', 'text')}))"
-        )
-    for column in ("episode_profile", "speaker_profile", "retry_of"):
-        if getattr(where, column) is not None:
-            conds.append(f"{column} = {p(column, 'text')}")
-    if where.error_type is not None:
-        conds.append(f"{d.json_text('error', 'type')} = {p('error_type', 'text')}")
-    if where.created_after is not None:
-        conds.append(f"created_at >= {p('created_after', 'time')}")
-    if where.created_before is not None:
-        conds.append(f"created_at < {p('created_before', 'time')}")
-    if after is not None:
-        at, run_id = p("after_at", "time"), p("after_id", "text")
-        conds.append(f"(created_at < {at} OR (created_at = {at} AND run_id < {run_id}))")
-    query = f"SELECT {run_columns} FROM runs"
-    if conds:
-        query += " WHERE " + " AND ".join(conds)
-    return query + f" ORDER BY created_at DESC, run_id DESC LIMIT {p('limit', 'int')}"
+#: the terminal statuses as a SQL list: a run in one of them never changes again
+_ENDED = "(" + ", ".join(_literal(str(s)) for s in sorted(TERMINAL)) + ")"
 
 
-def listing_params(where: RunFilter, after: tuple[datetime, str] | None, d: Dialect, limit: int) -> dict[str, Any]:
-    """The parameters of :func:`listing_sql`."""
-    params: dict[str, Any] = {"limit": limit}
-    if where.status is not None:
-        params["status"] = str(where.status)
-    if where.search_key is not None and where.search_id is not None:
-        params["name_lo"], params["name_hi"] = prefix_range(where.search_key)
-        params["id_lo"], params["id_hi"] = prefix_range(where.search_id)
-    for column in ("episode_profile", "speaker_profile", "retry_of", "error_type"):
-        if getattr(where, column) is not None:
-            params[column] = getattr(where, column)
-    for column in ("created_after", "created_before"):
-        if getattr(where, column) is not None:
-            params[column] = d.time(getattr(where, column))
-    if after is not None:
-        params["after_at"], params["after_id"] = d.time(after[0]), after[1]
-    return params
+def ended_before_sql(d: Dialect) -> str:
+    """The ids of terminal runs finished before ``before``, oldest first, at most
+    ``limit``: a range of the ``runs_finished`` index (``finished_at`` is set by the
+    terminal transitions alone, so that index holds exactly the ended runs), read
+    as far as the batch goes, whatever the table holds. A run whose completion
+    webhook is still due is kept until it is delivered or given up."""
+    before, limit = d.placeholder("before", "time"), d.placeholder("limit", "int")
+    # the status check is an expression, which no index serves: SQLite without
+    # statistics would otherwise read the (status, ...) index of nearly every run and sort
+    return (
+        f"SELECT run_id FROM runs WHERE finished_at < {before} AND (status || '') IN {_ENDED}"
+        f" AND webhook_due_at IS NULL ORDER BY finished_at LIMIT {limit}"
+    )
+
+
+def delete_ended_sql(count: int, d: Dialect) -> str:
+    """Delete ``count`` runs by id (positional parameters), those that are terminal
+    only, with no completion webhook due (any other is left alone); RETURNING the ids deleted."""
+    marks = ", ".join(["?" if d is SQLITE else "%s"] * count)
+    return (
+        f"DELETE FROM runs WHERE run_id IN ({marks}) AND status IN {_ENDED} AND webhook_due_at IS NULL"
+        " RETURNING run_id"
+    )

@@ -37,8 +37,16 @@ its cost follows the number of matching runs:
    FAILURE/REVOKED for longer than PODFLOW_CHECKPOINT_TTL → removed. A file
    rule, not a store write: one directory listing and a run read per run that
    has checkpoints (running runs, and failed ones within the TTL).
+8. ``deleted``      retention (PODFLOW_RETENTION_DAYS, 0 = keep forever): SUCCESS,
+   FAILURE and REVOKED runs finished longer ago than that → deleted with their
+   result files and checkpoints (:func:`podflow.deletion.delete_ended`: files
+   first, then the rows). Oldest first, read off the finished_at index in
+   batches of ``batch``, at most ``retention_cap`` runs per sweep, so a first
+   sweep over years of runs never stalls the others: the next sweeps carry on.
+   The counters are not lowered (``/metrics`` counts runs ever finished), and
+   ``swept:deleted`` counts the deletions.
 
-Without a dispatcher only the failing rules (1, 2, 6) and 7 run: that is what a
+Without a dispatcher only the failing rules (1, 2, 6), 7 and 8 run: that is what a
 scheduler process does in thread mode, where the API process dispatches.
 Dispatch rules only send runs of the dispatcher's own mode. Where the broker
 cannot be asked about one message (RabbitMQ: ``missing`` is None), rule 5 sends
@@ -68,6 +76,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..checkpoints import is_removable, remove_checkpoints
+from ..deletion import delete_ended
 from ..dispatch import Dispatcher
 from ..dispatch.outbox import deliver, resend
 from ..errors import BrokerUnavailable
@@ -80,10 +89,20 @@ from ..timeutil import seconds
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["RESENT_REASON", "SWEEP_LEASE", "SweepPolicy", "SweepReport", "locked_sweep", "sweep"]
+__all__ = [
+    "DEFAULT_RETENTION_CAP",
+    "RESENT_REASON",
+    "SWEEP_LEASE",
+    "SweepPolicy",
+    "SweepReport",
+    "locked_sweep",
+    "sweep",
+]
 
 log = logging.getLogger(__name__)
 
+#: the most runs one sweep deletes by retention: ten batches
+DEFAULT_RETENTION_CAP = 10 * DEFAULT_BATCH
 #: the store lease that serializes schedulers
 SWEEP_LEASE = "sweep"
 #: the history reason of a run sent again because the broker lost its message
@@ -107,6 +126,10 @@ class SweepPolicy:
     data_dir: Path | None = None
     #: PODFLOW_CHECKPOINT_TTL: how long a FAILURE or REVOKED run's checkpoints stay
     checkpoint_ttl_s: float = 7 * 86400.0
+    #: PODFLOW_RETENTION_DAYS in seconds: ended runs older than this are deleted (0: kept forever)
+    retention_s: float = 0.0
+    #: the most runs one sweep deletes (the rest wait for the next sweeps)
+    retention_cap: int = DEFAULT_RETENTION_CAP
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: float) -> SweepPolicy:
@@ -115,6 +138,7 @@ class SweepPolicy:
             "pending_timeout_s": settings.pending_timeout_s,
             "data_dir": settings.data_dir,
             "checkpoint_ttl_s": settings.checkpoint_ttl_s,
+            "retention_s": settings.retention_days * 86400.0,
             **overrides,
         }
         return cls(**values)  # type: ignore[arg-type]
@@ -132,6 +156,8 @@ class SweepReport:
     expired: int = 0
     #: runs whose checkpoints were removed
     checkpoints: int = 0
+    #: ended runs deleted by retention, with their files
+    deleted: int = 0
     #: sends that failed (the broker is down); retried by the next sweep
     send_errors: int = 0
 
@@ -139,7 +165,7 @@ class SweepReport:
     def total(self) -> int:
         return (
             self.time_limit + self.worker_lost + self.redispatched + self.enqueued + self.requeued + self.expired
-            + self.checkpoints
+            + self.checkpoints + self.deleted
         )  # fmt: skip
 
     def as_dict(self) -> dict[str, int]:
@@ -190,6 +216,7 @@ def sweep(store: Store, *, now: datetime, policy: SweepPolicy, dispatcher: Dispa
     else:
         log.warning("sweep: expiry skipped: the broker could not be asked which messages it lost")
     report.checkpoints = _expire_checkpoints(store, now=now, policy=policy)
+    report.deleted = _delete_expired(store, now=now, policy=policy)
     # for /metrics and the dashboard: sweeps counted, and when the last one ran
     store.record_sweep(report.as_dict(), now=now)
     # callers log the outcome (the scheduler one line per sweep)
@@ -311,6 +338,24 @@ def _expire_checkpoints(store: Store, *, now: datetime, policy: SweepPolicy) -> 
         if is_removable(store.get_run(run_id), now=now, ttl_s=policy.checkpoint_ttl_s):
             removed += remove_checkpoints(policy.data_dir, run_id)
     return removed
+
+
+def _delete_expired(store: Store, *, now: datetime, policy: SweepPolicy) -> int:
+    """Rule 8: delete the ended runs past retention, with their files, oldest first,
+    at most ``retention_cap``; how many were deleted. Nothing without a data
+    directory: rows deleted without their files would leave the files orphaned."""
+    if policy.retention_s <= 0 or policy.data_dir is None:
+        return 0
+    cutoff = now - seconds(policy.retention_s)
+    deleted = 0
+    while deleted < policy.retention_cap:
+        limit = min(policy.batch, policy.retention_cap - deleted)
+        run_ids = store.list_ended_before(finished_before=cutoff, limit=limit)
+        gone = delete_ended(store, run_ids, data_dir=policy.data_dir)
+        deleted += len(gone)
+        if len(run_ids) < limit or not gone:  # the last batch (or one another deleter took)
+            break
+    return deleted
 
 
 def locked_sweep(

@@ -109,6 +109,7 @@ def test_the_overview_shows_runs_queues_and_the_last_hour(api: Api) -> None:
             "requeued": 0,
             "expired": 0,
             "checkpoints": 0,
+            "deleted": 0,
             "send_errors": 0,
         },
     }

@@ -87,3 +87,19 @@ def test_the_filler_writes_only_fresh_files_and_a_sane_stale_count(tmp_path: Pat
         fill(tmp_path / "other.sqlite3", total=10, stale=11, now=T0)
     with pytest.raises(ValueError):
         filled.stage(STALE + 1)
+
+
+def test_runs_filled_after_shows_are_found_by_their_show_s_name(tmp_path: Path) -> None:
+    from bench.bigstore import _show
+    from podflow.store.base import RunFilter
+
+    filled = fill(tmp_path / "named.sqlite3", total=TOTAL, stale=0, now=T0, shows=_show)
+    store = SqliteStore(filled.path, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, max_attempts=3)
+    try:
+        runs = _all_runs(store)
+        shown = [r for r in runs if r.episode_name.startswith("Show 07 #")]
+        assert len(runs) == TOTAL and 0 < len(shown) < TOTAL / 10
+        found = store.list_runs(limit=TOTAL, where=RunFilter(search="show 07 #")).runs
+        assert [r.run_id for r in found] == [r.run_id for r in shown]  # both newest first
+    finally:
+        store.close()

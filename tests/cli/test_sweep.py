@@ -36,7 +36,8 @@ def test_sweep_once_sends_what_the_outbox_holds_and_prints_the_counts(
     assert main(["sweep", "--once"]) == 0
     out = capsys.readouterr().out
     assert out == (
-        "sweep: time_limit=0 worker_lost=0 redispatched=0 enqueued=1 requeued=0 expired=0 checkpoints=0 send_errors=0\n"
+        "sweep: time_limit=0 worker_lost=0 redispatched=0 enqueued=1 requeued=0 expired=0"
+        " checkpoints=0 deleted=0 send_errors=0\n"
     )
     assert redis.Redis.from_url(redis_url).llen("dramatiq:podcast") == 1
 

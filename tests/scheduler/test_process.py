@@ -144,7 +144,8 @@ def test_once_sweeps_once_and_exits_0(tmp_path: Path, redis_url: str) -> None:
     out = subprocess.run([*SCHEDULER, "--once"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout == (
-        "sweep: time_limit=1 worker_lost=0 redispatched=0 enqueued=0 requeued=0 expired=0 checkpoints=0 send_errors=0\n"
+        "sweep: time_limit=1 worker_lost=0 redispatched=0 enqueued=0 requeued=0 expired=0"
+        " checkpoints=0 deleted=0 send_errors=0\n"
     )
     assert store.get_run(overdue).status is RunStatus.FAILURE
     store.close()

@@ -128,6 +128,28 @@ def test_runs_are_found_by_the_start_of_their_name_in_any_case_or_of_their_id(st
     assert set(_ids(store, search="  ")) == {weekly.run_id, daily.run_id, chinese.run_id, accented.run_id}
 
 
+@pytest.mark.parametrize("probe", [50_000, 2], ids=["sorted", "walked"])
+def test_a_search_pages_newest_first_whichever_way_each_index_is_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch, probe: int
+) -> None:
+    from podflow.store import listing
+
+    monkeypatch.setattr(listing, "SEARCH_PROBE", probe)  # 2: every leg is "common", and walked
+    runs = [store.create_run(make_run(at(i), episode_name=f"Run {i}" if i % 2 else f"Weekly {i}"))[0]
+            for i in range(9)]  # fmt: skip
+    newest_first = [r.run_id for r in reversed(runs)]
+    # "run" is both a name prefix (the odd ones) and every run id's: each run once, in order
+    seen, cursor = [], None
+    while True:
+        page = store.list_runs(limit=2, cursor=cursor, where=RunFilter(search="run"))
+        seen += [r.run_id for r in page.runs]
+        if not (cursor := page.next_cursor):
+            break
+    assert seen == newest_first
+    assert _ids(store, search="weekly") == [r.run_id for r in reversed(runs) if r.episode_name.startswith("Weekly")]
+    assert _ids(store, search="weekly", status=RunStatus.STARTED) == []
+
+
 def test_runs_are_filtered_by_profile_error_retry_and_creation_time_and_page_as_usual(store: Store) -> None:
     runs = [
         store.create_run(make_run(at(i), episode_profile="tech_news" if i % 2 else "deep_dive"))[0] for i in range(6)
@@ -666,6 +688,47 @@ def test_counters_never_go_backwards_when_runs_are_deleted(store: Store) -> None
     assert store.count_by_status()[RunStatus.SUCCESS] == 0
 
 
+def _ended(store: Store, status: RunStatus, finished: float) -> str:
+    """A run that reached ``status`` at ``at(finished)``."""
+    if status is RunStatus.REVOKED:
+        run, _ = store.create_run(make_run(at(finished - 10)))
+        store.cancel(run.run_id, now=at(finished))
+        return run.run_id
+    run_id, attempt = started(store, at(finished - 10))
+    store.finish(run_id, attempt, status=status, now=at(finished))
+    return run_id
+
+
+def test_only_ended_runs_finished_before_the_cutoff_are_listed_for_retention_oldest_first(store: Store) -> None:
+    old = [_ended(store, status, 100 + i) for i, status in enumerate(
+        [RunStatus.FAILURE, RunStatus.SUCCESS, RunStatus.REVOKED])]  # fmt: skip
+    recent = _ended(store, RunStatus.SUCCESS, 5000)
+    at_cutoff = _ended(store, RunStatus.SUCCESS, 1000)
+    pending, _ = store.create_run(make_run(at(0)))
+    running, _ = started(store, at(0))
+    released, attempt = started(store, at(0))
+    store.release(released, attempt, error=LOST, now=at(1))
+    assert store.list_ended_before(finished_before=at(1000)) == old  # the cutoff is exclusive
+    assert store.list_ended_before(finished_before=at(1000), limit=2) == old[:2]
+    live = {pending.run_id, running, released}
+    assert not live & set(store.list_ended_before(finished_before=at(10**6)))
+    assert {recent, at_cutoff} <= set(store.list_ended_before(finished_before=at(10**6)))
+
+
+def test_delete_ended_deletes_only_terminal_runs_and_leaves_the_counters(store: Store) -> None:
+    ended = [_ended(store, status, 100) for status in (RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.REVOKED)]
+    pending, _ = store.create_run(make_run(at(0)))
+    running, _ = started(store, at(0))
+    before = store.stats()
+    absent = "run_" + "0" * 32
+    assert sorted(store.delete_ended([*ended, pending.run_id, running, absent])) == sorted(ended)
+    assert all(store.get_run(run_id) is None for run_id in ended)
+    assert store.get_run(pending.run_id) is not None and store.get_run(running) is not None
+    assert store.stats() == before  # runs ever created and finished stay counted
+    assert store.delete_ended(ended) == [] and store.delete_ended([]) == []
+    assert store.list_ended_before(finished_before=at(10**6)) == []
+
+
 def test_a_claim_a_release_and_a_refused_write_count_nothing(store: Store) -> None:
     run_id, attempt = started(store)
     store.release(run_id, attempt, error=LOST, now=at(1))
@@ -692,6 +755,7 @@ def test_sweeps_are_summed_and_the_latest_sweep_time_is_kept(store: Store) -> No
         "requeued": 0,
         "expired": 0,
         "checkpoints": 0,
+        "deleted": 0,
         "send_errors": 3,
     }
     store.record_sweep({}, now=at(90))
@@ -963,3 +1027,15 @@ def test_concurrent_webhook_claims_take_each_delivery_once(store: Store) -> None
 def test_webhook_outcomes_are_counted(store: Store) -> None:
     store.add_counts({webhook_counter("delivered"): 2, webhook_counter("retried"): 3})
     assert store.stats().webhooks == {"delivered": 2, "retried": 3, "expired": 0}
+
+
+def test_retention_keeps_an_ended_run_until_its_webhook_is_delivered(store: Store) -> None:
+    run_id, attempt = started(store, at(0), callback_url=HOOK)
+    store.finish(run_id, attempt, status=RunStatus.SUCCESS, now=at(10))
+    assert store.list_ended_before(finished_before=at(10**6)) == []  # its webhook is due
+    assert store.delete_ended([run_id]) == [] and store.get_run(run_id) is not None
+    (claimed,) = store.claim_webhooks(now=at(11), lease_until=at(51))
+    delivered = WebhookDelivery(outcome="delivered", last_attempt_at=at(12), last_status=200, delivered_at=at(12))
+    assert store.record_webhook(run_id, claimed.webhook_attempts, delivery=delivered, next_at=None)
+    assert store.list_ended_before(finished_before=at(10**6)) == [run_id]
+    assert store.delete_ended([run_id]) == [run_id]

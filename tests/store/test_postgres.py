@@ -13,12 +13,12 @@ import pytest
 from podflow.errors import StoreError, StoreUnavailable
 from podflow.models import ErrorInfo
 from podflow.states import RunStatus
-from podflow.store import sql
+from podflow.store import listing, sql
 from podflow.store import transitions as t
 from podflow.store.base import RunFilter
 from podflow.store.postgres import MIGRATIONS, PostgresStore
 from podflow.store.postgres.rows import RUN_COLUMNS
-from podflow.store.postgres.runs import LIST_OUTBOX
+from podflow.store.postgres.runs import LIST_OUTBOX, WALK
 from podflow.store.postgres.telemetry import FINISHED_PER_MINUTE
 from tests.conftest import T0, at, make_run
 from tests.postgres import scratch_database, truncate
@@ -192,24 +192,60 @@ def test_each_sweep_statement_reads_an_index_not_the_table(filled: str, name: st
 
 
 _LISTINGS = {
-    "search by name": RunFilter(search="Episode 1234"),
-    "search by id": RunFilter(search="run_00"),
-    "episode profile": RunFilter(episode_profile="p7"),
-    "retries of a run": RunFilter(retry_of="run_x"),
-    "failed, by error type": RunFilter(status=RunStatus.FAILURE, error_type="worker_lost"),
+    "first page": (RunFilter(), None, "runs_created"),
+    "status": (RunFilter(status=RunStatus.FAILURE), None, "runs_status_created"),
+    "search by name": (RunFilter(search="Episode 1234"), "name", "runs_name"),
+    "search by id": (RunFilter(search="run_00"), "id", "runs_id_prefix"),
+    "episode profile": (RunFilter(episode_profile="p7"), None, "runs_episode_profile"),
+    "retries of a run": (RunFilter(retry_of="run_x"), None, "runs_retry_of"),
+    "failed, by error type": (RunFilter(status=RunStatus.FAILURE, error_type="worker_lost"), None,
+                              "runs_status_created"),
 }
 
 
+def _reads(index: str, plan: str) -> bool:
+    """Whether ``plan`` reads ``index`` (an index scan, or a bitmap one)."""
+    return f"using {index}" in plan or f"Index Scan on {index}" in plan
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["first page", "cursor page"])
 @pytest.mark.parametrize("name", list(_LISTINGS))
-def test_each_listing_filter_reads_an_index_not_the_table(filled: str, name: str) -> None:
-    where = _LISTINGS[name]
-    statement = sql.listing_sql(where, None, sql.POSTGRES, RUN_COLUMNS)
+def test_each_listing_query_reads_an_index_not_the_table(filled: str, name: str, deep: bool) -> None:
+    where, leg, index = _LISTINGS[name]
+    after = (at(10), "run_" + "8" * 32) if deep else None
+    statement = listing.listing_sql(where, after, sql.POSTGRES, RUN_COLUMNS, leg=leg)
+    params = listing.listing_params(where, after, sql.POSTGRES, 51, leg=leg)
     with psycopg.connect(filled) as conn:
-        plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {statement}", sql.listing_params(
-            where, None, sql.POSTGRES, 51)).fetchall())  # fmt: skip
-    assert "Index" in plan and "Seq Scan on runs" not in plan, plan
-    # an index of the filter, not the listing order's index read through with a filter
-    assert "runs_created" not in plan, plan
+        plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {statement}", params).fetchall())
+        if leg is not None:  # and the probe that chose that plan reads that index alone
+            probe_params = listing._leg_params(where, leg)
+            probe = "\n".join(row[0] for row in conn.execute(
+                f"EXPLAIN {listing.probe_sql(leg, sql.POSTGRES)}", probe_params).fetchall())  # fmt: skip
+            assert _reads(index, probe) and "Seq Scan" not in probe, probe
+    assert _reads(index, plan) and "Seq Scan on runs" not in plan, plan
+    if deep and leg is None and index != "runs_retry_of":
+        # the cursor is a range of the index (a filter would read every newer run)
+        assert "Index Cond: " in plan and "ROW(created_at, run_id) <" in plan.split("Index Cond: ", 1)[1], plan
+    if index != "runs_created":  # an index of the filter, not the listing order's read through with a filter
+        assert "runs_created" not in plan, plan
+
+
+@pytest.mark.parametrize("leg", ["name", "id"])
+def test_a_common_search_walks_the_listing_order_instead_of_sorting_its_matches(filled: str, leg: str) -> None:
+    where = RunFilter(search="episode" if leg == "name" else "run_")
+    statement = listing.listing_sql(where, None, sql.POSTGRES, RUN_COLUMNS, leg=leg, walk=True)  # type: ignore[arg-type]
+    with psycopg.connect(filled) as conn:  # in the store's transaction for it
+        conn.execute(WALK)
+        plan = "\n".join(row[0] for row in conn.execute(
+            f"EXPLAIN {statement}", listing.listing_params(where, None, sql.POSTGRES, 51, leg=leg)).fetchall())  # type: ignore[arg-type]  # fmt: skip
+    assert _reads("runs_created", plan) and "Sort" not in plan, plan
+
+
+def test_retention_reads_the_finished_index(filled: str) -> None:
+    with psycopg.connect(filled) as conn:
+        plan = "\n".join(row[0] for row in conn.execute(
+            f"EXPLAIN {sql.ended_before_sql(sql.POSTGRES)}", {"before": at(30), "limit": 1000}).fetchall())  # fmt: skip
+    assert _reads("runs_finished", plan) and "Seq Scan" not in plan, plan
 
 
 def test_a_version_1_database_gets_its_runs_name_keys_from_the_migration() -> None:

@@ -181,17 +181,22 @@ def test_profile_timestamps_are_the_callers_now_not_the_databases_clock(tmp_path
 
 
 @pytest.mark.parametrize(
-    ("where", "index"),
+    ("where", "leg", "index"),
     [
-        ({"search": "episode 12"}, "runs_name"),
-        ({"search": "run_00"}, "sqlite_autoindex_runs_1"),
-        ({"episode_profile": "p7"}, "runs_episode_profile"),
-        ({"speaker_profile": "s"}, "runs_speaker_profile"),
-        ({"retry_of": "run_x"}, "runs_retry_of"),
+        ({}, None, "runs_created"),
+        ({"status": "FAILURE"}, None, "runs_status_created"),
+        ({"search": "episode 12"}, "name", "runs_name"),
+        ({"search": "run_00"}, "id", "sqlite_autoindex_runs_1"),
+        ({"episode_profile": "p7"}, None, "runs_episode_profile"),
+        ({"speaker_profile": "s"}, None, "runs_speaker_profile"),
+        ({"retry_of": "run_x"}, None, "runs_retry_of"),
     ],
 )
-def test_each_listing_filter_searches_an_index(tmp_path: Path, where: dict[str, str], index: str) -> None:
-    from podflow.store import sql
+@pytest.mark.parametrize("deep", [False, True], ids=["first page", "cursor page"])
+def test_each_listing_query_searches_an_index(
+    tmp_path: Path, where: dict[str, str], leg: str | None, index: str, deep: bool
+) -> None:
+    from podflow.store import listing, sql
     from podflow.store.base import RunFilter
     from podflow.store.sqlite.rows import RUN_COLUMNS
 
@@ -200,12 +205,23 @@ def test_each_listing_filter_searches_an_index(tmp_path: Path, where: dict[str, 
         store.create_run(make_run(at(i), episode_name=f"Episode {i}", episode_profile=f"p{i % 50}"))
     store._conn().execute("ANALYZE")
     filt = RunFilter(**where)  # type: ignore[arg-type]
-    statement = sql.listing_sql(filt, None, sql.SQLITE, RUN_COLUMNS)
-    params = sql.listing_params(filt, None, sql.SQLITE, 51)
+    after = (at(150), "run_" + "8" * 32) if deep else None
+    statement = listing.listing_sql(filt, after, sql.SQLITE, RUN_COLUMNS, leg=leg)  # type: ignore[arg-type]
+    params = listing.listing_params(filt, after, sql.SQLITE, 51, leg=leg)  # type: ignore[arg-type]
     plan = " | ".join(row["detail"] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {statement}", params))
+    if leg is not None:  # and the probe that chose that plan reads the same index alone
+        probe = " | ".join(row["detail"] for row in store._conn().execute(
+            f"EXPLAIN QUERY PLAN {listing.probe_sql(leg, sql.SQLITE)}", listing._leg_params(filt, leg)))  # type: ignore[arg-type]  # fmt: skip
+        assert f"USING COVERING INDEX {index}" in probe, probe
     store.close()
     assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
-    assert "runs_created" not in plan and not re.search(r"SCAN runs($| )", plan), plan
+    if index != "runs_created":
+        assert "runs_created" not in plan, plan
+    assert not re.search(r"SCAN runs($| \|)", plan), plan  # a table scan (SCAN ... USING INDEX walks an index)
+    if leg is None and index != "runs_retry_of":  # in the index's order (a run has few retries)
+        assert "TEMP B-TREE" not in plan, plan
+    if deep and leg is None and index != "runs_retry_of":  # the cursor is a range of the index, not a filter
+        assert "(created_at,run_id)<(?,?)" in plan, plan
 
 
 def test_due_webhooks_are_claimed_through_their_partial_index(tmp_path: Path) -> None:
@@ -223,3 +239,32 @@ def test_due_webhooks_are_claimed_through_their_partial_index(tmp_path: Path) ->
     plan = " | ".join(row["detail"] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {statement}", params))
     store.close()
     assert "runs_webhook_due" in plan and not re.search(r"SCAN runs($| )", plan), plan
+
+
+@pytest.mark.parametrize("leg", ["name", "id"])
+def test_a_common_search_walks_the_listing_order_instead_of_sorting_its_matches(tmp_path: Path, leg: str) -> None:
+    from podflow.store import listing, sql
+    from podflow.store.base import RunFilter
+    from podflow.store.sqlite.rows import RUN_COLUMNS
+
+    store = SqliteStore(tmp_path / "podflow.sqlite3")
+    store.create_run(make_run(T0))
+    filt = RunFilter(search="run_" if leg == "id" else "episode")
+    statement = listing.listing_sql(filt, None, sql.SQLITE, RUN_COLUMNS, leg=leg, walk=True)  # type: ignore[arg-type]
+    params = listing.listing_params(filt, None, sql.SQLITE, 51, leg=leg)  # type: ignore[arg-type]
+    plan = " | ".join(row["detail"] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {statement}", params))
+    store.close()
+    assert "USING INDEX runs_created" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_retention_reads_the_finished_index(tmp_path: Path) -> None:
+    from podflow.store import sql
+
+    store = SqliteStore(tmp_path / "podflow.sqlite3")  # no ANALYZE: a store as it runs, without statistics
+    for i in range(50):
+        run, _ = store.create_run(make_run(at(i)))
+        store.cancel(run.run_id, now=at(i))
+    plan = " | ".join(row["detail"] for row in store._conn().execute(
+        f"EXPLAIN QUERY PLAN {sql.ended_before_sql(sql.SQLITE)}", {"before": 0, "limit": 1000}))  # fmt: skip
+    store.close()
+    assert "USING INDEX runs_finished" in plan and "TEMP B-TREE" not in plan, plan

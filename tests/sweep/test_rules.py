@@ -402,3 +402,51 @@ def test_checkpoints_are_removed_once_no_retry_can_use_them(store: Store, tmp_pa
     assert store.stats().swept["checkpoints"] == 4
     assert sweep(store, now=at(4200), policy=policy).checkpoints == 1  # the TTL passed for the other one too
     assert sweep(store, now=at(4200), policy=POLICY).checkpoints == 0  # no data dir: the rule does nothing
+
+
+def test_retention_deletes_ended_runs_past_the_cutoff_with_their_files_and_leaves_the_counters(
+    store: Store, tmp_path: Path
+) -> None:
+    from podflow.paths import run_dir
+
+    policy = replace(POLICY, data_dir=tmp_path, retention_s=86400)
+    old_success, old_failure = started(store, at(0)), started(store, at(0))
+    store.finish(old_success, 1, status=RunStatus.SUCCESS, now=at(10))
+    store.finish(old_failure, 1, status=RunStatus.FAILURE, now=at(20))
+    old_revoked = add(store, at(0))
+    store.cancel(old_revoked, now=at(30))
+    recent = started(store, at(0))
+    store.finish(recent, 1, status=RunStatus.SUCCESS, now=at(86400))
+    waiting = add(store, at(0))  # PENDING for days: the expiry rule's, never retention's
+    for run_id in (old_success, old_failure, old_revoked, recent):
+        (run_dir(tmp_path, run_id) / "episode.mp3").parent.mkdir(parents=True)
+        (run_dir(tmp_path, run_id) / "episode.mp3").write_bytes(b"ID3")
+        (checkpoint_dir(tmp_path, run_id) / "clip-1.wav").parent.mkdir(parents=True)
+        (checkpoint_dir(tmp_path, run_id) / "clip-1.wav").write_bytes(b"RIFF")
+    counted = store.stats()
+
+    report = sweep(store, now=at(86400 + 25), policy=policy)  # past the cut-off: the SUCCESS and FAILURE runs
+    assert report.deleted == 2
+    assert store.get_run(old_success) is None and store.get_run(old_failure) is None
+    assert {r.run_id for r in store.list_runs(limit=10).runs} == {old_revoked, recent, waiting}
+    for run_id in (old_success, old_failure):
+        assert not run_dir(tmp_path, run_id).exists() and not checkpoint_dir(tmp_path, run_id).exists()
+    assert (run_dir(tmp_path, old_revoked) / "episode.mp3").exists()
+    stats = store.stats()
+    assert (stats.created, stats.finished, stats.durations) == (counted.created, counted.finished, counted.durations)
+    assert stats.swept["deleted"] == 2
+    assert sweep(store, now=at(86400 + 31), policy=policy).deleted == 1  # the REVOKED one's turn
+    assert not run_dir(tmp_path, old_revoked).exists()
+    assert sweep(store, now=at(10**6), policy=replace(policy, retention_s=0)).deleted == 0  # 0: kept forever
+    assert sweep(store, now=at(10**6), policy=replace(policy, data_dir=None)).deleted == 0  # files unknown: kept
+    assert store.get_run(recent) is not None
+
+
+def test_retention_deletes_in_batches_and_at_most_its_cap_per_sweep(store: Store, tmp_path: Path) -> None:
+    policy = replace(POLICY, data_dir=tmp_path, retention_s=60, batch=2, retention_cap=5)
+    for i in range(7):
+        store.cancel(add(store, at(i)), now=at(i))
+    assert sweep(store, now=at(3600), policy=policy).deleted == 5  # three batches, the last cut to the cap
+    assert sweep(store, now=at(3600), policy=policy).deleted == 2
+    assert sweep(store, now=at(3600), policy=policy).deleted == 0
+    assert store.stats().swept["deleted"] == 7 and store.stats().finished[RunStatus.REVOKED] == 7

@@ -37,7 +37,8 @@ def test_a_scheduled_sweep_logs_its_counts_on_one_line(tmp_path: Path, caplog: p
         sweeper.scheduled_sweep()
     [line] = [r.getMessage() for r in caplog.records if r.name == "podflow.sweep.service"]
     assert line.startswith(
-        "sweep: time_limit=1 worker_lost=0 redispatched=0 enqueued=0 requeued=0 expired=0 checkpoints=0 send_errors=0 ("
+        "sweep: time_limit=1 worker_lost=0 redispatched=0 enqueued=0 requeued=0 expired=0"
+        " checkpoints=0 deleted=0 send_errors=0 ("
     )
     assert store.get_run(run.run_id).status is RunStatus.FAILURE
     sweeper.close()

@@ -21,10 +21,10 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ...errors import NamesMissing, StoreError
 from ...models import Progress, Run, RunRef, Source
-from ...states import RunStatus
+from ...states import TERMINAL, RunStatus
 from .. import expressions as e
 from .. import transitions as t
-from ..base import Claimed, ProfileKind, RunFilter, lease_of
+from ..base import DEFAULT_BATCH, Claimed, ProfileKind, RunFilter, lease_of
 from ..counters import CREATED, finished_increments
 from ..shared import WriteStore
 from . import render
@@ -37,6 +37,8 @@ log = logging.getLogger("podflow.store.mongo")
 
 #: a read-then-conditional-write loses a race at most this often before giving up
 _CAS_ROUNDS = 8
+#: the terminal statuses: a run in one of them never changes again
+_ENDED = sorted(str(status) for status in TERMINAL)
 
 
 class MongoRuns(MongoConnection, WriteStore):
@@ -227,6 +229,27 @@ class MongoRuns(MongoConnection, WriteStore):
     def delete_run(self, run_id: str) -> bool:
         result = self.runs.delete_one({"run_id": run_id, "status": {"$ne": str(RunStatus.STARTED)}})
         return bool(result.deleted_count == 1)
+
+    @guarded
+    def list_ended_before(self, *, finished_before: datetime, limit: int = DEFAULT_BATCH) -> list[str]:
+        docs = (
+            self.runs.find(
+                {"finished_at": {"$lt": finished_before}, "status": {"$in": _ENDED}, "webhook_due_at": None},
+                {"run_id": 1},
+            )
+            .sort("finished_at", ASCENDING)
+            .limit(limit)
+        )
+        return [doc["run_id"] for doc in docs]
+
+    @guarded
+    def delete_ended(self, run_ids: Sequence[str]) -> list[str]:
+        ended = {"run_id": {"$in": list(run_ids)}, "status": {"$in": _ENDED}, "webhook_due_at": None}
+        found = [doc["run_id"] for doc in self.runs.find(ended, {"run_id": 1})]
+        # a terminal run never changes, so what was found is what goes (a second
+        # deleter at the same moment, which the sweep lease rules out, would count it too)
+        self.runs.delete_many(ended)
+        return found
 
     @guarded
     def count_by_status(self) -> dict[RunStatus, int]:
