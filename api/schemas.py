@@ -31,6 +31,7 @@ from podflow.models import (
     EpisodeProfile,
     ErrorInfo,
     Mode,
+    Priority,
     Progress,
     Run,
     SourceInfo,
@@ -204,6 +205,9 @@ class SubmitResponse(_Model):
     message_id: str | None
     mode: Mode
     retry_of: str | None = None
+    priority: Priority = "normal"
+    #: scheduled: the run stays PENDING until then
+    start_at: datetime | None = None
     links: RunLinks
     #: ``message_id`` again, under the old module's name (deprecated: read ``message_id``)
     celery_task_id: str | None = Field(default=None, json_schema_extra={"deprecated": True})

@@ -19,6 +19,7 @@ from .dispatch import Dispatcher
 from .dispatch.outbox import EnqueueMarks, deliver
 from .errors import (
     IdempotencyConflict,
+    InvalidInput,
     InvalidTransition,
     NamesMissing,
     RequestInFlight,
@@ -30,12 +31,14 @@ from .models import Run, RunRequest
 from .paths import RESULT_FILES
 from .states import RunStatus, is_terminal
 from .store.base import Store
+from .timeutil import seconds
 from .webhooks.targets import NO_WEBHOOKS, WebhookTargets
 
 __all__ = [
     "RETRYABLE",
     "Submission",
     "cancel",
+    "check_schedule",
     "create",
     "delete",
     "ensure_same_request",
@@ -53,6 +56,7 @@ RETRYABLE = frozenset({RunStatus.FAILURE, RunStatus.REVOKED})
 #: a checked insert that keeps finding a name gone (a profile deleted and made again
 #: over and over) gives up after this many tries
 _NAME_CHECKS = 3
+
 
 @dataclass(frozen=True, slots=True)
 class Submission:
@@ -109,6 +113,36 @@ def _record(store: Store, request: RunRequest, run: Run) -> tuple[Run, bool]:
     raise missing
 
 
+def _deliver(
+    store: Store, dispatcher: Dispatcher, run: Run, *, now: datetime, marks: EnqueueMarks | None = None
+) -> str | None:
+    return deliver(
+        store,
+        dispatcher,
+        run.run_id,
+        run.message_id,
+        now=now,
+        marks=marks,
+        priority=run.priority,
+        start_at=run.start_at,
+    )
+
+
+def check_schedule(request: RunRequest, *, now: datetime, max_ahead_s: float | None) -> None:
+    """Refuse a ``start_at`` that is not in the future, or further ahead than
+    ``max_ahead_s`` (PODFLOW_MAX_SCHEDULE_AHEAD; None: no limit).
+
+    Raises:
+      InvalidInput: naming ``start_at``.
+    """
+    if request.start_at is None:
+        return
+    if request.start_at <= now:
+        raise InvalidInput(f"must be in the future (it is {now.isoformat()} now)", field="start_at")
+    if max_ahead_s is not None and request.start_at > now + seconds(max_ahead_s):
+        raise InvalidInput(f"must be at most {max_ahead_s:g} s ahead (PODFLOW_MAX_SCHEDULE_AHEAD)", field="start_at")
+
+
 def submit(
     store: Store,
     dispatcher: Dispatcher,
@@ -119,22 +153,27 @@ def submit(
     retry_of: str | None = None,
     marks: EnqueueMarks | None = None,
     webhooks: WebhookTargets = NO_WEBHOOKS,
+    max_schedule_ahead_s: float | None = None,
 ) -> Submission:
     """Validate, record and start a run: one insert (the run in the outbox, which
     also checks what it names), the send, and the send's confirmation, which
     ``marks`` writes in its next batch (a submit with an ``idempotency_key``
     confirms at once, so that a replay finds its hand-over done). Its completion
-    webhook goes where ``webhooks`` says.
+    webhook goes where ``webhooks`` says. A scheduled run (``start_at``) is sent
+    now with a delay until then (the store keeps it PENDING; the sweep sends it
+    again if the broker loses it).
 
     An existing run with the same ``idempotency_key`` is returned untouched
     (``created=False``); the caller compares ``request_hash`` to refuse a
     different body.
 
     Raises:
-      InvalidInput: an unknown profile or source, or a callback_url whose host
-        is not allowed (``field`` names it); nothing was stored or sent.
+      InvalidInput: an unknown profile or source, a callback_url whose host is
+        not allowed, a ``start_at`` in the past or more than
+        ``max_schedule_ahead_s`` ahead (``field`` names it); nothing was stored or sent.
       StoreUnavailable: nothing was stored.
     """
+    check_schedule(request, now=now, max_ahead_s=max_schedule_ahead_s)
     run = _new_run(dispatcher, request, webhooks, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
     message_id = dispatcher.new_message_id()
     run = run.model_copy(
@@ -144,7 +183,7 @@ def submit(
     if not created:
         return Submission(stored, created=False, enqueued=stored.enqueue_error is None, error=stored.enqueue_error)
     marks = None if idempotency_key else marks
-    error = deliver(store, dispatcher, stored.run_id, stored.message_id, now=now, marks=marks)
+    error = _deliver(store, dispatcher, stored, now=now, marks=marks)
     return Submission(stored, created=True, enqueued=error is None, error=error)
 
 
@@ -156,12 +195,16 @@ def create(
     now: datetime,
     idempotency_key: str | None = None,
     webhooks: WebhookTargets = NO_WEBHOOKS,
+    max_schedule_ahead_s: float | None = None,
 ) -> tuple[Run, bool]:
     """Validate and record a draft run, not started (``POST /runs``). ``(run, created)``.
+    A ``start_at`` holds it when started (a start after that time starts it at once).
 
     Raises:
-      InvalidInput: an unknown profile or source, or a callback_url whose host is not allowed.
+      InvalidInput: an unknown profile or source, a callback_url whose host is not
+        allowed, or ``start_at`` (see :func:`submit`).
     """
+    check_schedule(request, now=now, max_ahead_s=max_schedule_ahead_s)
     return _record(store, request, _new_run(dispatcher, request, webhooks, now=now, idempotency_key=idempotency_key))
 
 
@@ -221,7 +264,7 @@ def start(store: Store, dispatcher: Dispatcher, run_id: str, *, now: datetime) -
             raise RunNotFound(run_id)
         why = f"run is {current.status}" if current.status != "PENDING" else "run was already started"
         raise InvalidTransition(f"cannot start: {why}", run_id=run_id, status=str(current.status))
-    error = deliver(store, dispatcher, run.run_id, run.message_id, now=now)
+    error = _deliver(store, dispatcher, run, now=now)
     return Submission(run, created=False, enqueued=error is None, error=error)
 
 
@@ -267,6 +310,7 @@ def retry(
             run_id=run_id,
             status=str(run.status),
         )
+    # the same priority; a retry of a scheduled run is not scheduled: it starts now
     return submit(
         store,
         dispatcher,

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -42,6 +43,8 @@ __all__ = [
     "EpisodeProfile",
     "ErrorInfo",
     "Lease",
+    "PRIORITIES",
+    "Priority",
     "Progress",
     "Run",
     "RunPage",
@@ -65,6 +68,11 @@ __all__ = [
 
 UtcDatetime = Annotated[datetime, AfterValidator(utc)]
 Mode = Literal["queue", "thread"]
+#: a run's priority band: a queued ``high`` run starts before ``normal`` ones
+#: submitted earlier, and ``normal`` before ``low`` (:mod:`podflow.worker.bands`)
+Priority = Literal["high", "normal", "low"]
+#: the bands, first served first
+PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
 #: text kept exactly as given, surrounding whitespace included: a document's own
 #: text (a Markdown source may well start with an indented code block)
 Verbatim = Annotated[str, StringConstraints(strip_whitespace=False)]
@@ -144,8 +152,18 @@ class RunRequest(_Model):
     episode_name: str = Field(min_length=1, max_length=200)
     source_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=50)
     briefing_suffix: str | None = Field(default=None, max_length=4000)
+    #: the run's band: queued high runs start before normal ones, normal before low
+    priority: Priority = "normal"
+    #: start no earlier than this (ISO 8601 with a zone); the run stays PENDING,
+    #: scheduled, until then (checked against the clock by ``lifecycle.submit``)
+    start_at: AwareDatetime | None = None
     #: where the completion webhook goes (``http(s)://``); None: PODFLOW_WEBHOOK_URL, if set
     callback_url: str | None = Field(default=None, min_length=1, max_length=2000)
+
+    @field_validator("start_at")
+    @classmethod
+    def _start_at_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else utc(value)
 
     @field_validator("callback_url")
     @classmethod
@@ -264,6 +282,9 @@ class Run(_Model):
     episode_name: str
     source_ids: list[str]
     briefing_suffix: str | None = None
+    priority: Priority = "normal"
+    #: scheduled: not started before this time (None: as soon as possible)
+    start_at: UtcDatetime | None = None
     # execution
     mode: Mode = "queue"
     attempt: int = 0
@@ -329,12 +350,15 @@ class Run(_Model):
 
     @property
     def request(self) -> RunRequest:
+        """What the run was asked to do, and at which priority; not when (a retry
+        of a scheduled run starts at once)."""
         return RunRequest(
             episode_profile=self.episode_profile,
             speaker_profile=self.speaker_profile,
             episode_name=self.episode_name,
             source_ids=self.source_ids,
             briefing_suffix=self.briefing_suffix,
+            priority=self.priority,
             callback_url=self.callback_url,
         )
 
@@ -359,6 +383,9 @@ class RunRef(_Model):
     message_id: str | None = None
     #: the id of the message that carries the run now (what the broker is asked about)
     current_message_id: str | None = None
+    #: its band (whose queue carries its message) and, scheduled, its start time
+    priority: Priority = "normal"
+    start_at: UtcDatetime | None = None
     #: set by ``Store.list_awaiting``: since when it waits for its message (the page
     #: cursor is ``(waiting_since, run_id)``)
     waiting_since: UtcDatetime | None = None
@@ -464,4 +491,3 @@ class EpisodeProfile(_Profile):
     language: str = Field(default="en", max_length=35, pattern=LANGUAGE_PATTERN)
     #: the LLM for this profile's episodes (PODFLOW_LLM=openai); None = PODFLOW_LLM_MODEL
     llm_model: str | None = Field(default=None, min_length=1, max_length=200, pattern=MODEL_PATTERN)
-

@@ -167,6 +167,12 @@ class Settings(BaseSettings):
         gt=0,
         description="an enqueued run not started within this many seconds expires",
     )
+    max_schedule_ahead_s: float = _var(
+        "PODFLOW_MAX_SCHEDULE_AHEAD",
+        default=30 * 86400.0,
+        gt=0,
+        description="a run's start_at may be at most this many seconds ahead",
+    )
     sweep_interval_s: float = _var(
         "PODFLOW_SWEEP_INTERVAL",
         default=300.0,

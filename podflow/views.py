@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import ErrorInfo, Mode, Progress, Run, StageCalls, Transition
+from .models import ErrorInfo, Mode, Priority, Progress, Run, StageCalls, Transition
 from .paths import RESULT_FILES
 from .states import RunStatus
 
@@ -160,6 +160,10 @@ class RunView(_View):
     episode_name: str
     source_ids: list[str]
     briefing_suffix: str | None
+    #: its band: queued high runs start before normal ones, normal before low
+    priority: Priority
+    #: scheduled: PENDING until this time (null: as soon as possible)
+    start_at: datetime | None
     mode: Mode
     attempt: int
     created_at: datetime

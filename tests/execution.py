@@ -9,9 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from podflow.models import EpisodeProfile, Run, RunRef, RunRequest, Source, Speaker, SpeakerProfile
 from podflow.store.base import Store
@@ -172,6 +172,28 @@ class WorkerProcess:
         return self.proc.returncode
 
 
+@contextlib.contextmanager
+def one_thread_worker(data_dir: Path, broker_url: str) -> Iterator[tuple[Store, Any, WorkerProcess]]:
+    """A seeded SQLite store, a QueueDispatcher and one real worker process with one
+    thread on ``broker_url``: (store, dispatcher, worker); all closed after."""
+    from podflow.dispatch.queue import QueueDispatcher
+    from podflow.settings import load_settings
+    from podflow.store.sqlite import SqliteStore
+    from podflow.worker.broker import build_broker, close_broker
+
+    store = seed(SqliteStore(data_dir / "podflow.sqlite3"))
+    broker = build_broker(load_settings(env_file=None, broker_url=broker_url, data_dir=data_dir), role="test")
+    worker = WorkerProcess(worker_env(data_dir=data_dir, broker_url=broker_url), data_dir / "worker.log")
+    worker.argv[-1] = "1"  # --threads 1
+    try:
+        worker.start()
+        yield store, QueueDispatcher(broker=broker), worker
+    finally:
+        worker.stop()
+        close_broker(broker)
+        store.close()
+
+
 class FakeDispatcher:
     """A dispatcher that records what it sends; ``down`` makes sends and look-ups fail.
 
@@ -186,6 +208,8 @@ class FakeDispatcher:
         self.held: set[str] | None = set()
         self.sent: list[tuple[str, str | None]] = []
         self.store_ids: list[str | None] = []
+        #: (priority, start_at) of each send
+        self.timings: list[tuple[str, Any]] = []
         self.requeues = 0
         self._store = store
         self._ids = 0
@@ -214,11 +238,21 @@ class FakeDispatcher:
         self._ids += 1
         return f"msg-{self._ids}"
 
-    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
+    def send(
+        self,
+        run_id: str,
+        message_id: str | None,
+        *,
+        store_id: str | None = None,
+        priority: str = "normal",
+        start_at: Any = None,
+        now: Any = None,
+    ) -> None:
         if self._store is not None:
             self.seen.append(self._store.get_run(run_id))
         self._check("enqueue")
         self.sent.append((run_id, message_id))
         self.store_ids.append(store_id)
+        self.timings.append((priority, start_at))
         if self.held is not None and message_id is not None:
             self.held.add(message_id)

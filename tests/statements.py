@@ -136,7 +136,7 @@ class NullDispatcher:
         self._n += 1
         return f"msg-{self._n}"
 
-    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
+    def send(self, run_id: str, message_id: str | None, **options: object) -> None:
         return None
 
     def missing(self, refs: object) -> None:

@@ -9,11 +9,11 @@ import pytest
 from podflow import lifecycle
 from podflow.errors import IdempotencyConflict, InvalidInput, InvalidTransition, ResultNotFound, RunNotFound
 from podflow.lifecycle import create, ensure_same_request, start, submit
-from podflow.models import ErrorInfo, RunResult
+from podflow.models import ErrorInfo, Run, RunResult
 from podflow.paths import checkpoint_dir, run_dir
 from podflow.states import RunStatus
 from podflow.store.base import Store
-from tests.conftest import T0, at, make_run
+from tests.conftest import T0, at, make_request, make_run
 from tests.execution import FakeDispatcher, request, seed
 
 ABSENT = "run_" + "0" * 32
@@ -138,3 +138,21 @@ def test_a_replayed_idempotency_key_must_carry_the_same_request(store: Store) ->
         ensure_same_request(run, request("other"))
     with pytest.raises(IdempotencyConflict):
         ensure_same_request(run, request(), retry_of="run_" + "1" * 32)
+
+
+def test_a_start_must_be_in_the_future_and_within_the_schedule_horizon() -> None:
+    from podflow.lifecycle import check_schedule
+
+    check_schedule(make_request(), now=T0, max_ahead_s=60)  # unscheduled
+    check_schedule(make_request(start_at=at(60)), now=T0, max_ahead_s=60)  # at the horizon
+    check_schedule(make_request(start_at=at(10**6)), now=T0, max_ahead_s=None)  # no horizon
+    for when, why in ((at(0), "in the future"), (at(-1), "in the future"), (at(61), "at most 60 s ahead")):
+        with pytest.raises(InvalidInput, match=why) as refused:
+            check_schedule(make_request(start_at=when), now=T0, max_ahead_s=60)
+        assert refused.value.field == "start_at"
+
+
+def test_a_retry_keeps_the_priority_but_not_the_start() -> None:
+    run = Run.new(make_request(priority="low", start_at=at(60)), now=T0)
+    assert (run.priority, run.start_at) == ("low", at(60))
+    assert (run.request.priority, run.request.start_at) == ("low", None)

@@ -16,7 +16,7 @@ from podflow.errors import NotFound, NotSupported
 from podflow.monitoring import overview as monitor
 from podflow.monitoring.prometheus import PodflowCollector, render_metrics
 from podflow.worker import deadletter
-from podflow.worker.broker import QUEUE_NAME
+from podflow.worker.bands import band_queues
 
 from ..routing import Media, RouteTable
 from ..schemas import DeadLetterList, DeadLetterQuery, DeadLetterView, respond
@@ -77,7 +77,7 @@ class QueueNotFound(NotFound):
 
 def _dead_letters(api: Services, queue: str) -> object:
     """The broker whose dead-letter queue ``queue`` is. Raises: QueueNotFound, NotSupported."""
-    if queue != QUEUE_NAME:
+    if queue not in band_queues(api.settings.queue_name).values():
         raise QueueNotFound(queue)
     if api.broker is None:
         raise NotSupported("thread mode has no broker, so no dead-letter queue")
@@ -86,7 +86,8 @@ def _dead_letters(api: Services, queue: str) -> object:
 
 @routes.get("/api/monitor/queues/{queue}/dead", {200: DeadLetterList}, query=DeadLetterQuery, errors=(501,))
 def dead_letters(request: Request, queue: str, query: DeadLetterQuery) -> Response:
-    """The messages Dramatiq gave up on in `queue` (`podcast`), most recently dead first, with each run's status.
+    """The messages Dramatiq gave up on in `queue` (a band's: `podcast.high`, `podcast`, `podcast.low`),
+    most recently dead first, with each run's status.
 
     Redis only (501 on RabbitMQ and in thread mode). Dead messages are kept 7 days.
     """

@@ -79,6 +79,10 @@ def generate(request: Request, body: RunRequest) -> Response:
 
     202 with the new run (`Location`: the run; `Retry-After`: when to poll it). An
     unknown profile or source is a 422 naming the field, and nothing is recorded.
+    `priority` (`high`, `normal`, `low`) puts it in a band: queued high runs start
+    before normal ones submitted earlier, normal before low. `start_at` (ISO 8601
+    with a zone, in the future, at most PODFLOW_MAX_SCHEDULE_AHEAD ahead; else a
+    422 naming it) keeps it PENDING, scheduled, until then; it can be cancelled meanwhile.
     With an Idempotency-Key already used for the same body, 200 with that run (409
     while that first request is still in flight; 422 for another body). The response
     also carries `celery_task_id` (= `message_id`, deprecated) for clients of the old
@@ -95,6 +99,7 @@ def generate(request: Request, body: RunRequest) -> Response:
         idempotency_key=idempotency_key(request),
         marks=api.marks,
         webhooks=api.settings.webhook_targets,
+        max_schedule_ahead_s=api.settings.max_schedule_ahead_s,
     )
     if not submission.created:
         return _replayed(request, submission, body)
@@ -113,7 +118,13 @@ def create_run(request: Request, body: RunRequest) -> Response:
     api = services(request)
     key = idempotency_key(request)
     run, created = lifecycle.create(
-        api.store, api.dispatcher, body, now=api.clock(), idempotency_key=key, webhooks=api.settings.webhook_targets
+        api.store,
+        api.dispatcher,
+        body,
+        now=api.clock(),
+        idempotency_key=key,
+        webhooks=api.settings.webhook_targets,
+        max_schedule_ahead_s=api.settings.max_schedule_ahead_s,
     )
     if not created:
         lifecycle.ensure_same_request(run, body)

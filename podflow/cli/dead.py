@@ -1,7 +1,7 @@
 """``podflow dead list|requeue``: the messages Dramatiq gave up on, straight from the broker.
 
-``list`` shows the dead-letter queue of ``podcast``, most recently dead first,
-with each message's run and that run's status now; ``requeue`` moves messages
+``list`` shows the dead-letter queue of PODFLOW_QUEUE (``podcast``; ``--priority``
+another band's), most recently dead first, with each message's run and that run's status now; ``requeue`` moves messages
 back to the queue, their retries reset (:mod:`podflow.worker.deadletter`).
 Redis only: on RabbitMQ both exit 69 saying what to use instead.
 """
@@ -14,9 +14,11 @@ from typing import Any
 
 from ..errors import NotFound, NotSupported
 from ..exitcodes import RET_CONFIG, RET_FAILED_RUN, RET_OK, RET_UNAVAILABLE
+from ..models import PRIORITIES
 from ..settings import Settings
 from ..timeutil import utcnow
-from ..worker.broker import QUEUE_NAME, build_broker, close_broker
+from ..worker.bands import band_queue
+from ..worker.broker import build_broker, close_broker
 from ..worker.deadletter import MAX_LISTED, list_dead, requeue
 from ._common import confirm, duration, print_json, store_for, table
 
@@ -29,12 +31,23 @@ def register(subparsers: Any) -> None:
     listing = actions.add_parser("list", help="the dead-letter queue, most recently dead first")
     listing.add_argument("--limit", type=int, default=50, help=f"at most this many (default 50, max {MAX_LISTED})")
     listing.add_argument("--json", action="store_true", help="print JSON")
+    _band_option(listing)
     listing.set_defaults(handler=list_messages)
     again = actions.add_parser("requeue", help="move dead messages back to the queue, their retries reset")
     again.add_argument("ids", nargs="*", metavar="ID", help="entries or message ids, as `dead list` shows them")
     again.add_argument("--all", action="store_true", help="every dead message of the queue")
     again.add_argument("--yes", action="store_true", help="do not ask for confirmation (with --all)")
+    _band_option(again)
     again.set_defaults(handler=requeue_messages)
+
+
+def _band_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--priority", choices=PRIORITIES, default="normal",
+                        help="the band whose dead-letter queue (default: normal, PODFLOW_QUEUE itself)")  # fmt: skip
+
+
+def _queue(args: argparse.Namespace, settings: Settings) -> str:
+    return band_queue(settings.queue_name, args.priority)
 
 
 def _broker(settings: Settings) -> Any:
@@ -45,11 +58,12 @@ def _broker(settings: Settings) -> Any:
 
 
 def list_messages(args: argparse.Namespace, settings: Settings) -> int:
+    queue = _queue(args, settings)
     broker = _broker(settings)
     if broker is None:
         return RET_CONFIG
     try:
-        messages, total = list_dead(broker, queue=QUEUE_NAME, limit=max(1, min(args.limit, MAX_LISTED)))
+        messages, total = list_dead(broker, queue=queue, limit=max(1, min(args.limit, MAX_LISTED)))
     except NotSupported as exc:
         print(f"podflow: {exc}", file=sys.stderr)
         return RET_UNAVAILABLE
@@ -62,7 +76,7 @@ def list_messages(args: argparse.Namespace, settings: Settings) -> int:
         return None if run is None else str(run.status)
 
     if args.json:
-        print_json({"queue": QUEUE_NAME, "total": total,
+        print_json({"queue": queue, "total": total,
                     "messages": [{**m.as_dict(), "run_status": status(m.run_id)} for m in messages]})  # fmt: skip
         return RET_OK
     now = utcnow()
@@ -71,13 +85,14 @@ def list_messages(args: argparse.Namespace, settings: Settings) -> int:
          m.retries, (m.error or "")[:60]]
         for m in messages
     ]  # fmt: skip
-    print(f"{QUEUE_NAME}: {total} dead-lettered message(s)" + (f", the newest {len(messages)}:" if rows else ""))
+    print(f"{queue}: {total} dead-lettered message(s)" + (f", the newest {len(messages)}:" if rows else ""))
     if rows:
         print(table(["id", "run", "run status", "dead", "retries", "error"], rows))
     return RET_OK
 
 
 def requeue_messages(args: argparse.Namespace, settings: Settings) -> int:
+    queue = _queue(args, settings)
     if bool(args.ids) == args.all:
         print("podflow: name the messages to requeue, or pass --all", file=sys.stderr)
         return RET_FAILED_RUN
@@ -87,17 +102,17 @@ def requeue_messages(args: argparse.Namespace, settings: Settings) -> int:
     try:
         ids = list(args.ids)
         if args.all:
-            messages, total = list_dead(broker, queue=QUEUE_NAME, limit=MAX_LISTED)
+            messages, total = list_dead(broker, queue=queue, limit=MAX_LISTED)
             ids = [m.id for m in messages]
             if not ids:
-                print(f"podflow: no dead-lettered message in {QUEUE_NAME}", file=sys.stderr)
+                print(f"podflow: no dead-lettered message in {queue}", file=sys.stderr)
                 return RET_OK
-            if not confirm(f"Requeue {len(ids)} of {total} dead message(s) of {QUEUE_NAME}?", assume_yes=args.yes):
+            if not confirm(f"Requeue {len(ids)} of {total} dead message(s) of {queue}?", assume_yes=args.yes):
                 return RET_FAILED_RUN
         missing = 0
         for ident in ids:
             try:
-                message = requeue(broker, ident, queue=QUEUE_NAME)
+                message = requeue(broker, ident, queue=queue)
             except NotFound as exc:
                 print(f"podflow: {exc}", file=sys.stderr)
                 missing += 1

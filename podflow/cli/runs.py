@@ -156,6 +156,11 @@ def _refused(exc: Exception) -> int:
 
 
 def _detail(run: Run) -> str:
+    detail = _status_detail(run)
+    return detail if run.priority == "normal" else f"[{run.priority}] {detail}".rstrip()
+
+
+def _status_detail(run: Run) -> str:
     if run.status is RunStatus.STARTED:
         if run.released and run.history:  # why no attempt holds it: a retry, a stopped worker, a lost one
             return run.history[-1].reason
@@ -166,6 +171,8 @@ def _detail(run: Run) -> str:
         return f"{run.error.type}: {run.error.message}"
     if run.status is RunStatus.PENDING and run.enqueue_error:
         return f"not enqueued: {run.enqueue_error}"
+    if run.status is RunStatus.PENDING and run.start_at is not None:
+        return f"scheduled for {run.start_at.isoformat()}"
     if run.result is not None and run.result.audio_path:
         return run.result.audio_path
     return ""
@@ -227,6 +234,8 @@ def render_run(run: Run) -> str:
         ("episode", f"{run.episode_name} ({run.episode_profile} / {run.speaker_profile})"),
         ("sources", ", ".join(run.source_ids)),
         ("mode", run.mode),
+        ("priority", run.priority),
+        ("scheduled", run.start_at),
         ("attempt", run.attempt),
         ("created", run.created_at),
         ("started", run.started_at),

@@ -23,6 +23,7 @@ from ..monitoring.snapshot import foreign_stores, inspect_broker, inspect_store
 from ..monitoring.workers import inspect_workers
 from ..settings import Settings
 from ..timeutil import utcnow
+from ..worker.bands import band_queues
 from ..worker.broker import build_broker
 from ..worker.presence import PRESENCE_TTL_S
 from ._common import duration, print_json, redact, store_for, table
@@ -68,7 +69,7 @@ def _broker_part(settings: Settings, now: datetime, store_id: str | None) -> dic
     part: dict[str, Any] = {"url": redact(settings.broker_url), "queue": settings.queue_name}
     broker = build_broker(settings, role="cli")
     try:
-        status = inspect_broker(broker, now=now, queues=(settings.queue_name,))
+        status = inspect_broker(broker, now=now, queues=tuple(band_queues(settings.queue_name).values()))
         part.update(status.as_dict())
         details = inspect_workers(broker, now=now, heartbeats=status.workers or ())
         part["worker_details"] = None if details is None else [d.model_dump(mode="json") for d in details]

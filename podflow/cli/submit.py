@@ -27,6 +27,7 @@ import logging
 import secrets
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit
 from ..errors import PodflowError
 from ..exitcodes import RET_FAILED_RUN, RET_OK, RET_USAGE
 from ..lifecycle import result_file
+from ..models import PRIORITIES
 from ..settings import Settings
 from ._client import ApiClient, ApiError, ApiUnreachable, Submitted, follow_run
 from ._common import api_address, duration, print_json, store_for
@@ -69,7 +71,23 @@ def register(subparsers: Any) -> None:
                         help="the same key again returns the same run, not a new one (default: random)")  # fmt: skip
     parser.add_argument("--no-follow", action="store_true", help="print the run id and return once submitted")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    parser.add_argument("--priority", choices=PRIORITIES, default=None,
+                        help="the run's band: queued high runs start before normal ones, normal before low "
+                             "(default: normal)")  # fmt: skip
+    parser.add_argument("--start-at", type=_start_at, metavar="TIME",
+                        help="start no earlier than this ISO 8601 time with a zone (e.g. 2026-05-01T06:00:00+02:00); "
+                             "the run stays PENDING, scheduled, until then")  # fmt: skip
     parser.set_defaults(handler=run)
+
+
+def _start_at(value: str) -> str:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be an ISO 8601 time, e.g. 2026-05-01T06:00:00+02:00") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError("must name its zone (an offset such as +02:00, or Z)")
+    return when.isoformat()
 
 
 @dataclass
@@ -167,6 +185,10 @@ def _request(args: argparse.Namespace, source_ids: list[str]) -> dict[str, Any]:
     }
     if args.briefing is not None:
         body["briefing_suffix"] = args.briefing
+    if args.priority is not None:
+        body["priority"] = args.priority
+    if args.start_at is not None:
+        body["start_at"] = args.start_at
     if args.callback_url is not None:
         body["callback_url"] = args.callback_url
     return body
@@ -191,7 +213,9 @@ def _tell_submitted(submitted: Submitted) -> None:
         print(f"podflow: this Idempotency-Key was used already: run {submitted.run_id} ({submitted.status})",
               file=sys.stderr)  # fmt: skip
     else:
-        print(f"podflow: submitted run {submitted.run_id}", file=sys.stderr)
+        when = submitted.body.get("start_at")
+        print(f"podflow: submitted run {submitted.run_id}" + (f", scheduled for {when}" if when else ""),
+              file=sys.stderr)  # fmt: skip
 
 
 def _follow(client: ApiClient, outcome: _Outcome, settings: Settings) -> None:

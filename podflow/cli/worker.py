@@ -3,8 +3,11 @@
 It runs::
 
     python -m dramatiq podflow.actors --processes PODFLOW_WORKER_PROCESSES
-        --threads PODFLOW_CONCURRENCY --queues PODFLOW_QUEUE
+        --threads PODFLOW_CONCURRENCY
+        --queues PODFLOW_QUEUE.high PODFLOW_QUEUE PODFLOW_QUEUE.low
         --worker-shutdown-timeout 60000
+
+(every priority band's queue, :mod:`podflow.worker.bands`)
 
 in a session of its own and relays SIGTERM, SIGINT and SIGHUP to Dramatiq's
 main process only, as systemd's ``KillMode=mixed`` does. A process manager
@@ -36,6 +39,7 @@ from ..errors import ConfigError
 from ..exitcodes import RET_CONFIG, RET_OK
 from ..generation.loader import load_generator
 from ..settings import Settings
+from ..worker.bands import band_queues
 from ._process import run_relaying
 
 __all__ = ["SHUTDOWN_TIMEOUT_S", "command"]
@@ -62,7 +66,7 @@ def command(settings: Settings) -> list[str]:
         "--threads",
         str(settings.concurrency),
         "--queues",
-        settings.queue_name,
+        *band_queues(settings.queue_name).values(),
         "--worker-shutdown-timeout",
         str(SHUTDOWN_TIMEOUT_S * 1000),
     ]

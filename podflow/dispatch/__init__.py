@@ -19,9 +19,10 @@ package imports no broker: only ``queue`` needs Dramatiq.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
-from ..models import Mode, RunRef
+from ..models import Mode, Priority, RunRef
 
 __all__ = ["Dispatcher"]
 
@@ -39,8 +40,20 @@ class Dispatcher(Protocol):
     def new_message_id(self) -> str | None:
         """A fresh message id (None when the dispatcher has no messages)."""
 
-    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
-        """Send the run under ``message_id``, naming the store it belongs to.
+    def send(
+        self,
+        run_id: str,
+        message_id: str | None,
+        *,
+        store_id: str | None = None,
+        priority: Priority = "normal",
+        start_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Send the run under ``message_id``, naming the store it belongs to, in
+        its ``priority`` band. A scheduled run (``start_at`` after ``now``) is
+        delivered no earlier than ``start_at``: held by the transport until then
+        (a broker delay, a timer), and refused by the worker if it comes early.
 
         Raises:
           BrokerUnavailable: nothing was sent.

@@ -39,7 +39,7 @@ from typing import Literal
 
 from ..errors import BrokerUnavailable, StoreError
 from ..logs import run_fields
-from ..models import Mode, RunRef
+from ..models import Mode, Priority, RunRef
 from ..store.base import Store
 from ..timeutil import utcnow
 from . import Dispatcher
@@ -63,7 +63,7 @@ class OutboxDispatcher:
     def new_message_id(self) -> None:
         return None
 
-    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
+    def send(self, run_id: str, message_id: str | None, **options: object) -> None:
         return None
 
     def missing(self, refs: Sequence[RunRef]) -> None:
@@ -173,8 +173,11 @@ def deliver(
     *,
     now: datetime,
     marks: EnqueueMarks | None = None,
+    priority: Priority = "normal",
+    start_at: datetime | None = None,
 ) -> str | None:
-    """Send a run whose start is recorded in the outbox, and record how it went.
+    """Send a run whose start is recorded in the outbox, in its ``priority`` band
+    and, scheduled, delayed until ``start_at``; record how it went.
 
     Returns None when sent, else the error (also recorded on the run). The
     confirmation of a durable send is written at once, or by ``marks`` in its next
@@ -182,7 +185,7 @@ def deliver(
     run, and a duplicate delivery is harmless.
     """
     try:
-        dispatcher.send(run_id, message_id, store_id=store.store_id)
+        dispatcher.send(run_id, message_id, store_id=store.store_id, priority=priority, start_at=start_at, now=now)
     except BrokerUnavailable as exc:
         try:
             store.mark_enqueue_failed(run_id, error=str(exc), now=now)
@@ -203,9 +206,10 @@ def deliver(
 Resent = Literal["sent", "unsent", "gone"]
 
 
-def resend(store: Store, dispatcher: Dispatcher, run_id: str, *, now: datetime, reason: str) -> Resent:
+def resend(store: Store, dispatcher: Dispatcher, ref: RunRef, *, now: datetime, reason: str) -> Resent:
     """Send a run whose message is gone again, under a new message id recorded
-    first (``Store.redispatch``, with ``reason`` in its history): ``sent``;
+    first (``Store.redispatch``, with ``reason`` in its history), in its own band
+    and, scheduled, still delayed until its start: ``sent``;
     ``unsent`` when the broker refused it (the run waits in the outbox, or for the
     next sweep); ``gone`` when the run no longer waits for a message (claimed,
     ended or deleted meanwhile), and nothing was sent.
@@ -214,6 +218,7 @@ def resend(store: Store, dispatcher: Dispatcher, run_id: str, *, now: datetime, 
       StoreUnavailable: nothing was recorded or sent.
     """
     message_id = dispatcher.new_message_id()
-    if not store.redispatch(run_id, message_id=message_id, now=now, reason=reason):
+    if not store.redispatch(ref.run_id, message_id=message_id, now=now, reason=reason):
         return "gone"
-    return "sent" if deliver(store, dispatcher, run_id, message_id, now=now) is None else "unsent"
+    sent = deliver(store, dispatcher, ref.run_id, message_id, now=now, priority=ref.priority, start_at=ref.start_at)
+    return "sent" if sent is None else "unsent"

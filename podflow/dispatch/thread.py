@@ -9,7 +9,9 @@ failure is retried after an exponential backoff (a timer) while attempts
 remain; a run released without failing (the soft time limit after new
 checkpoints) is sent again at once.
 
-Its queue lives in memory, so it never marks a run enqueued: a run stays in
+Its queue lives in memory and is served in priority order (high, normal, low;
+first in, first out within a band); a scheduled run waits on a timer until its
+``start_at``. It never marks a run enqueued: a run stays in
 the outbox until a claim clears it. At ``start()`` and every
 PODFLOW_SWEEP_INTERVAL it runs the sweep with itself as dispatcher, which
 picks up what a restart left behind: PENDING runs in the outbox, and STARTED
@@ -24,6 +26,7 @@ outbox.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -36,7 +39,7 @@ from ..generation.base import Generator
 from ..generation.loader import load_generator
 from ..heartbeat import HeartbeatMonitor
 from ..logs import run_fields
-from ..models import Mode, RunRef
+from ..models import PRIORITIES, Mode, Priority, RunRef
 from ..retry import MAX_MESSAGE_RETRIES, RESUME_DELAY_MS, backoff_ms, is_retryable, resumes_at_once
 from ..runner import Runner, build_runner
 from ..store.base import Store
@@ -86,7 +89,10 @@ class ThreadExecutor:
         self.retry_backoff_max_s = retry_backoff_max_s
         self.max_retries = max_retries
         self._clock = clock
-        self._queue: queue.Queue[str] = queue.Queue()
+        #: (band rank, arrival, run_id): the highest band first, then first in
+        self._queue: queue.PriorityQueue[tuple[int, int, str]] = queue.PriorityQueue()
+        self._arrivals = itertools.count()
+        self._priorities: dict[str, Priority] = {}  # of the runs queued, running or scheduled
         self._lock = threading.Lock()
         self._pending: set[str] = set()  # queued or running: a second send is a no-op
         self._retries: dict[str, int] = {}
@@ -108,19 +114,35 @@ class ThreadExecutor:
     def requeue_orphans(self) -> None:
         return None
 
-    def send(self, run_id: str, message_id: str | None = None, *, store_id: str | None = None) -> None:
-        """Queue ``run_id`` (once: a run already queued or running is not queued again).
+    def send(
+        self,
+        run_id: str,
+        message_id: str | None = None,
+        *,
+        store_id: str | None = None,
+        priority: Priority = "normal",
+        start_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Queue ``run_id`` in its band (once: a run already queued, running or
+        waiting for its start is not queued again); a scheduled one when its
+        ``start_at`` comes.
 
         Raises:
           BrokerUnavailable: the executor is stopping (the run stays in the outbox).
         """
         if self._stopping.is_set():
             raise BrokerUnavailable("the thread-mode executor is stopping")
+        delay_s = (start_at - now).total_seconds() if start_at is not None and now is not None else 0.0
         with self._lock:
-            if run_id in self._pending:
+            if run_id in self._pending or (delay_s > 0 and run_id in self._scheduled):
+                return
+            self._priorities[run_id] = priority
+            if delay_s > 0:
+                self._schedule(run_id, delay_s)
                 return
             self._pending.add(run_id)
-        self._queue.put(run_id)
+        self._queue.put((PRIORITIES.index(priority), next(self._arrivals), run_id))
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> None:
@@ -162,7 +184,7 @@ class ThreadExecutor:
     def _work(self) -> None:
         while not self._stopping.is_set():
             try:
-                run_id = self._queue.get(timeout=0.2)
+                _, _, run_id = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
             self._execute(run_id)
@@ -184,6 +206,7 @@ class ThreadExecutor:
         else:
             with self._lock:
                 self._retries.pop(run_id, None)
+                self._priorities.pop(run_id, None)
 
     def _retry_later(self, run_id: str, exc: BaseException) -> None:
         with self._lock:
@@ -198,19 +221,25 @@ class ThreadExecutor:
                 min_ms=max(1, int(self.retry_backoff_s * 1000)),
                 max_ms=max(1, int(self.retry_backoff_max_s * 1000)),
             )  # fmt: skip
-            timer = threading.Timer(delay_ms / 1000, self._resend, args=(run_id,))
-            timer.daemon = True
-            self._timers.add(timer)
-            self._scheduled.add(run_id)
+            self._schedule(run_id, delay_ms / 1000)
         after = type(exc).__name__
         log.info("run %s: retrying in %.1f s after %s", run_id, delay_ms / 1000, after, extra=run_fields(run_id))
+
+    def _schedule(self, run_id: str, delay_s: float) -> None:
+        """Send ``run_id`` again in ``delay_s`` (a retry's backoff, a scheduled start);
+        called with the lock held."""
+        timer = threading.Timer(delay_s, self._resend, args=(run_id,))
+        timer.daemon = True
+        self._timers.add(timer)
+        self._scheduled.add(run_id)
         timer.start()
 
     def _resend(self, run_id: str) -> None:
         with self._lock:
             self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
+            priority = self._priorities.get(run_id, "normal")
         try:
-            self.send(run_id)
+            self.send(run_id, priority=priority)
         except BrokerUnavailable:  # stopping: the sweep after the next start picks it up
             pass
         finally:

@@ -20,6 +20,7 @@ from ..errors import BrokerUnavailable
 from ..models import Mode
 from ..states import TERMINAL, RunStatus
 from ..store.base import Store
+from ..worker.bands import band_queues
 from ..worker.broker import QUEUE_NAME
 from ..worker.presence import PRESENCE_TTL_S
 from .snapshot import BrokerClient, QueueCounts, foreign_stores, inspect_broker, inspect_store
@@ -122,7 +123,7 @@ def _broker_part(
     broker: dramatiq.Broker, *, now: datetime, store_id: str, queue: str
 ) -> tuple[BrokerView, list[QueueCounts], list[BrokerClient] | None, list[WorkerView] | None]:
     try:
-        status = inspect_broker(broker, now=now, queues=(queue,))
+        status = inspect_broker(broker, now=now, queues=tuple(band_queues(queue).values()))
         details = inspect_workers(broker, now=now, heartbeats=status.workers or ())
     except BrokerUnavailable as exc:
         return BrokerView(error=str(exc), queue=queue), [], None, None

@@ -62,6 +62,7 @@ from ..errors import BrokerUnavailable
 from ..store.base import Store
 from ..store.counters import SWEEP_RULES, StoreStats
 from ..timeutil import to_ms
+from ..worker.bands import band_queues
 from ..worker.broker import QUEUE_NAME
 from .snapshot import BrokerStatus, inspect_broker, inspect_store
 
@@ -196,7 +197,7 @@ def _labelled_counter(
 def _broker_metrics(broker: dramatiq.Broker, *, now: datetime, queue: str) -> Iterator[Metric]:
     status: BrokerStatus | None
     try:
-        status = inspect_broker(broker, now=now, queues=(queue,))
+        status = inspect_broker(broker, now=now, queues=tuple(band_queues(queue).values()))
     except BrokerUnavailable:
         status = None
     yield GaugeMetricFamily("podflow_broker_up", "1 if the broker answered this scrape", value=int(status is not None))

@@ -44,6 +44,7 @@ from ..errors import BrokerUnavailable
 from ..states import RunStatus
 from ..store.base import Store
 from ..timeutil import to_ms
+from ..worker.bands import band_queues
 from ..worker.broker import QUEUE_NAME, broker_errors, parse_client_id
 
 __all__ = [
@@ -177,9 +178,10 @@ def foreign_stores(workers: Iterable[BrokerClient] | None, *, store_id: str, que
 
 
 def inspect_broker(
-    broker: dramatiq.Broker, *, now: datetime, queues: Sequence[str] = (QUEUE_NAME,)
+    broker: dramatiq.Broker, *, now: datetime, queues: Sequence[str] = tuple(band_queues(QUEUE_NAME).values())
 ) -> BrokerStatus:
-    """Queue counts for ``queues`` and, on Redis, the broker's heartbeats.
+    """Queue counts for ``queues`` (default: every band's of ``podcast``) and, on
+    Redis, the broker's heartbeats.
 
     Raises: BrokerUnavailable.
     """

@@ -22,6 +22,11 @@ history entries' ``at`` as ISO-8601 text).
     episode_profile, speaker_profile, episode_name, source_ids, briefing_suffix
                       the request
     mode              queue | thread: who executes it
+    priority          high | normal | low: its band (whose queue carries its
+                      message); ``normal`` for runs stored before bands
+                      (schema 7 on SQLite, 5 on PostgreSQL; MongoDB sets it on open)
+    start_at          scheduled: not started before this time (null: at once);
+                      the expiry of a PENDING run counts from it
     attempt           0 until claimed; +1 on every claim (the fence)
     created_at, updated_at, started_at (of the current attempt),
     finished_at, heartbeat_at

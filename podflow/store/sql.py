@@ -25,7 +25,7 @@ from typing import Any
 
 from ..models import Run, RunRef, Source
 from ..states import TERMINAL
-from ..timeutil import to_ms
+from ..timeutil import from_ms, to_ms
 from . import expressions as e
 from . import transitions as t
 from .base import Claimed
@@ -49,6 +49,7 @@ __all__ = [
     "names_exist_sql",
     "page_params",
     "page_sql",
+    "ref_of",
     "returned",
     "returning",
     "update_sql",
@@ -59,7 +60,8 @@ RUN_COLUMNS = (
     "run_id, status, episode_profile, speaker_profile, episode_name, source_ids, briefing_suffix, mode,"
     " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, released, message_id,"
     " outbox_at, enqueued_at, enqueue_error, progress, error, result, history, idempotency_key,"
-    " request_hash, retry_of, current_message_id, callback_url, webhook_due_at, webhook_attempts, webhook"
+    " request_hash, retry_of, current_message_id, callback_url, webhook_due_at, webhook_attempts, webhook,"
+    " priority, start_at"
 )
 SOURCE_INFO_COLUMNS = "source_id, title, filename, content_type, byte_size, sha256, created_at"
 SOURCE_COLUMNS = f"{SOURCE_INFO_COLUMNS}, text"
@@ -99,6 +101,8 @@ class Dialect:
     json_array_agg: str = "json_group_array"
     #: the JSON text a parameter of kind ``json`` is sent as
     json_param: Callable[[Any], Any] = json.dumps
+    #: a time column's value as a datetime (None stays None)
+    read_time: Callable[[Any], datetime | None] = lambda value: value
     #: a time column as a sort key that no index provides (so the planner reads the
     #: index of the WHERE clause and sorts, rather than walking the time's index)
     sort_only: Callable[[str], str] = lambda column: column
@@ -111,6 +115,7 @@ SQLITE = Dialect(
     append=lambda obj: f"json_insert(history, '$[#]', {obj})",
     bulk_lock="",
     time=to_ms,
+    read_time=lambda ms: None if ms is None else from_ms(ms),
 )
 
 _PG_TYPES = {"text": "text", "int": "integer", "time": "timestamptz", "json": "jsonb"}
@@ -215,6 +220,11 @@ def update_sql(write: t.Write, d: Dialect, run_columns: str) -> str:
     return _update_sql(write, d, run_columns)
 
 
+def ref_of(row: Mapping[str, Any], d: Dialect, **extra: Any) -> RunRef:
+    """The RunRef of a row selecting :data:`~podflow.store.transitions.REF_FIELDS`."""
+    return RunRef(**{**{k: row[k] for k in t.REF_FIELDS}, "start_at": d.read_time(row["start_at"]), **extra})
+
+
 #: what a claim gives back besides the run: the profiles and sources it names (see :func:`claim_sql`)
 _CLAIMED = ("claimed_episode_profile", "claimed_speaker_profile", "claimed_sources")
 
@@ -290,13 +300,13 @@ def enqueued_many_sql(d: Dialect) -> str:
     )
 
 
-def returned(write: t.Write, row: Mapping[str, Any], run_of: Callable[[Any], Run]) -> Any:
+def returned(write: t.Write, row: Mapping[str, Any], run_of: Callable[[Any], Run], d: Dialect) -> Any:
     """What ``write`` gives back for one RETURNING row (``run_of`` builds a whole run)."""
     match write.returning:
         case t.Returning.RUN:
             return run_of(row)
         case t.Returning.REF:
-            return RunRef(**{k: row[k] for k in t.REF_FIELDS})
+            return ref_of(row, d)
         case t.Returning.ATTEMPT:
             return int(row["attempt"])
         case t.Returning.RUN_ID:
@@ -436,4 +446,7 @@ def delete_ended_sql(count: int, d: Dialect) -> str:
     """Delete ``count`` runs by id (positional parameters), those that are terminal
     only, with no completion webhook due (any other is left alone); RETURNING the ids deleted."""
     marks = ", ".join(["?" if d is SQLITE else "%s"] * count)
-    return f"DELETE FROM runs WHERE run_id IN ({marks}) AND status IN {_ENDED} AND webhook_due_at IS NULL RETURNING run_id"
+    return (
+        f"DELETE FROM runs WHERE run_id IN ({marks}) AND status IN {_ENDED} AND webhook_due_at IS NULL"
+        " RETURNING run_id"
+    )

@@ -28,7 +28,7 @@ The table, by target::
     worker_lost      STARTED, heartbeat_at < cutoff, no attempts left    -> FAILURE
     release_lost     STARTED(not released), heartbeat_at < cutoff,
                      attempts left                                       -> STARTED, released
-    expired          PENDING, enqueued_at < cutoff                       -> FAILURE
+    expired          PENDING, enqueued_at and start_at (if any) < cutoff -> FAILURE
     redispatch       PENDING(out of the outbox) | STARTED(released):
                      a new current message id, back in the outbox        (no status change)
     heartbeat        STARTED(held by attempt): heartbeat_at              (no status change, no history)
@@ -105,7 +105,6 @@ __all__ = [
 ]
 
 
-
 # -- writes ----------------------------------------------------------------------------
 
 
@@ -120,7 +119,7 @@ class Returning(Enum):
 
 
 #: the run's fields in a REF (a :class:`~podflow.models.RunRef`)
-REF_FIELDS = ("run_id", "attempt", "mode", "message_id", "current_message_id")
+REF_FIELDS = ("run_id", "attempt", "mode", "message_id", "current_message_id", "priority", "start_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +318,17 @@ WORKER_LOST = _fail_bulk(
     RunStatus.STARTED,
     And((Lt("heartbeat_at", Param("cutoff", "time")), Ge("attempt", Param("max_attempts", "int")))),
 )
-EXPIRED = _fail_bulk("expired", RunStatus.PENDING, Lt("enqueued_at", Param("cutoff", "time")))
+#: a scheduled run's wait counts from its start time, not from its (early) enqueue
+EXPIRED = _fail_bulk(
+    "expired",
+    RunStatus.PENDING,
+    And(
+        (
+            Lt("enqueued_at", Param("cutoff", "time")),
+            Or((Eq("start_at", Lit(None)), Lt("start_at", Param("cutoff", "time")))),
+        )
+    ),
+)
 
 RELEASE_LOST = Write(
     name="release_lost",

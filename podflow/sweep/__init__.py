@@ -22,14 +22,15 @@ its cost follows the number of matching runs:
    just now -- while the broker holds that message nowhere (not ready, not
    delayed for a retry, not fetched by a live or dead worker: Redis restarted
    without persistence, a flushed or dead-lettered message) → sent again under
-   a new message id, recorded first (history ``re-sent: ...``). Decided per run,
+   a new message id, recorded first (history ``re-sent: ...``), on its own
+   band's queue and, scheduled, still delayed until its start. Decided per run,
    whatever else is queued, with one broker read per sweep
    (:meth:`~podflow.dispatch.Dispatcher.missing`). A run whose message is still
    held is left alone however long it waits: a backlog is not a loss, and a
    retry's backoff is the retry's;
 6. ``expired``      PENDING, its message enqueued but not started within
    PODFLOW_PENDING_TIMEOUT → FAILURE ``expired`` (a re-sent run counts from its
-   new message). Skipped by a sweep that could not ask the broker about lost
+   new message, a scheduled run from its ``start_at``). Skipped by a sweep that could not ask the broker about lost
    messages: a run may be lost there, not stuck, and rule 5 comes first.
 7. ``checkpoints``  checkpoint directories (``PODFLOW_DATA_DIR/checkpoints/``)
    of runs that are gone, SUCCESS (left by a crash after the finish), or
@@ -263,7 +264,15 @@ def _send_outbox(
         for ref in mine:
             if ref.run_id in held:
                 continue
-            if deliver(store, dispatcher, ref.run_id, ref.current_message_id or ref.message_id, now=now):
+            if deliver(
+                store,
+                dispatcher,
+                ref.run_id,
+                ref.current_message_id or ref.message_id,
+                now=now,
+                priority=ref.priority,
+                start_at=ref.start_at,
+            ):
                 report.send_errors += 1
                 return  # the broker is down: leave the rest for the next sweep
             report.enqueued += 1
@@ -309,7 +318,7 @@ def _resend_lost(
     for ref in candidates.values():
         if ref.run_id not in missing:
             continue  # still held: ready, delayed or fetched; its delivery comes
-        outcome = resend(store, dispatcher, ref.run_id, now=now, reason=RESENT_REASON)
+        outcome = resend(store, dispatcher, ref, now=now, reason=RESENT_REASON)
         if outcome == "unsent":  # recorded, in the outbox: the next sweep sends it
             report.send_errors += 1
             return False

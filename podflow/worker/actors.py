@@ -10,6 +10,8 @@ processes, and each opens its own store and heartbeat thread
 names itself in the broker's heartbeats with its store's id, and after the worker
 shut down closes them and leaves the heartbeats (a clean stop is no dead worker).
 
+Runs of every priority band are served, in band order (:mod:`podflow.worker.bands`);
+a scheduled run's message that comes before its start is put back until then.
 A delivery of another store's message is put back for that store's workers; a
 deferred one (the run's own message while an attempt that may be dead holds the
 run) is put back until the claim can tell (:mod:`podflow.worker.deliveries`). A
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import dramatiq
@@ -44,8 +47,9 @@ from ..runner import SHUTDOWN_REASON, Outcome, Runner, build_runner
 from ..settings import Settings
 from ..states import is_terminal
 from ..store import open_store
+from .bands import BandOrder, band_queues
 from .broker import ACTOR_NAME, STORE_OPTION, build_broker, client_id
-from .deliveries import FOREIGN_DELAY_S, ForeignStores, put_back
+from .deliveries import FOREIGN_DELAY_S, ForeignStores, early_by_s, put_back, yield_to_higher_band
 from .messages import is_redis, leave_heartbeats
 
 __all__ = ["WorkerResources", "broker", "generate_podcast", "resources", "settings"]
@@ -147,6 +151,8 @@ broker = build_broker(settings, role="worker")
 dramatiq.set_broker(broker)
 resources = WorkerResources(settings=settings, generator=_generator)
 broker.add_middleware(resources)
+bands = BandOrder(queue_name=settings.queue_name)
+broker.add_middleware(bands)
 if settings.worker_metrics_port is not None:
     from .exporter import WorkerMetrics
 
@@ -166,7 +172,8 @@ def _publish(run_id: str, outcome: Outcome) -> dict[str, Any]:
     if _results is not None and current is not None and outcome.status and is_terminal(outcome.status):
         run = resources.runner().store.get_run(run_id)
         if run is not None and run.message_id and run.message_id != current.message_id:
-            first = QueueDispatcher(broker=broker, queue_name=settings.queue_name).message(run_id, run.message_id)
+            dispatcher = QueueDispatcher(broker=broker, queue_name=settings.queue_name)
+            first = dispatcher.message(run_id, run.message_id, priority=run.priority)
             _results.backend.store_result(first, summary, _results.result_ttl)
     return summary
 
@@ -198,6 +205,11 @@ def generate_podcast(run_id: str) -> dict[str, Any] | None:
     if message is not None and resources.foreign_owner(message) is not None:
         put_back(broker, message, delay_s=FOREIGN_DELAY_S)  # checked before any claim
         return None
+    if message is not None and (early_s := early_by_s(message, now_s=time.time())) > 0:
+        put_back(broker, message, delay_s=early_s)  # a scheduled run's message came early (a re-send)
+        return None
+    if message is not None and yield_to_higher_band(broker, message, bands):
+        return None
     try:
         outcome = resources.runner().execute(run_id, message_id=None if message is None else message.message_id)
     except _RESUMED as exc:  # released, and said so: a retry now, not an error with a traceback
@@ -207,3 +219,9 @@ def generate_podcast(run_id: str) -> dict[str, Any] | None:
         put_back(broker, message, delay_s=outcome.retry_in_s)
         return None
     return _publish(run_id, outcome)
+
+
+# every band's queue (the normal band's is the actor's own): a worker consumes them
+# all unless ``--queues`` says otherwise, and serves them in order (podflow.worker.bands)
+for _queue in band_queues(settings.queue_name).values():
+    broker.declare_queue(_queue)

@@ -81,6 +81,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTOR_NAME",
     "QUEUE_NAME",
+    "START_OPTION",
     "STORE_OPTION",
     "ClientId",
     "RunLogContext",
@@ -99,6 +100,9 @@ QUEUE_NAME = "podcast"
 ACTOR_NAME = "generate_podcast"
 #: the message option naming the store the run belongs to (``Store.store_id``)
 STORE_OPTION = "podflow_store"
+#: the message option of a scheduled run: its start, ms since the epoch (a worker
+#: puts an early delivery back until then)
+START_OPTION = "podflow_start_at"
 
 #: Dramatiq's connection errors, besides the clients' (podflow.retry); all are
 #: turned into BrokerUnavailable by :func:`broker_errors`

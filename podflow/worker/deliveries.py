@@ -1,6 +1,6 @@
 """What a worker does with a delivery that it must not run: it puts the message back.
 
-Two cases, both decided before or instead of a claim:
+Four cases, all decided before or instead of a claim:
 
 - **another store's message** (two deployments sharing one queue, e.g. two
   development stacks on the Redis at 6379): the message names the store its run
@@ -9,6 +9,11 @@ Two cases, both decided before or instead of a claim:
   :data:`FOREIGN_DELAY_S` so that two such pools cannot pass messages back and
   forth in a tight loop, for that store's own workers. A WARNING names both
   stores, once a minute per foreign store (:class:`ForeignStores`);
+- **a scheduled run's message before its start** (``START_OPTION``: a re-send
+  that lost its delay, a clock ahead of the sender's): put back until then;
+- **a lower band's message while a higher band's waits**
+  (:class:`~podflow.worker.bands.BandOrder`): put back at the head of its own
+  queue, at once (:func:`~podflow.worker.messages.put_first`);
 - **a deferred delivery** (:meth:`podflow.runner.Runner.execute`): the run's own
   message while an attempt that may be dead holds the run; it comes back when
   that attempt's heartbeat would be stale.
@@ -29,9 +34,12 @@ from typing import Any
 
 import dramatiq
 
-from .broker import broker_errors
+from ..errors import BrokerUnavailable
+from .bands import BandOrder
+from .broker import START_OPTION, broker_errors
+from .messages import is_redis, put_first
 
-__all__ = ["FOREIGN_DELAY_S", "ForeignStores", "put_back"]
+__all__ = ["FOREIGN_DELAY_S", "ForeignStores", "early_by_s", "put_back", "yield_to_higher_band"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,32 @@ def put_back(broker: dramatiq.Broker, message: Any, *, delay_s: float) -> None:
     with broker_errors(f"put message {message.message_id} back"):
         broker.enqueue(message, delay=max(1, int(delay_s * 1000)))
     message.options["store_results"] = False  # this delivery ran nothing: no result to store
+
+
+def early_by_s(message: Any, *, now_s: float) -> float:
+    """How many seconds before its run's scheduled start ``message`` came (0: not early)."""
+    start_ms = message.options.get(START_OPTION)
+    if not isinstance(start_ms, int | float):
+        return 0.0
+    return max(0.0, start_ms / 1000 - now_s)
+
+
+def yield_to_higher_band(broker: dramatiq.Broker, message: Any, bands: BandOrder) -> bool:
+    """Put ``message`` back at the head of its queue when a higher band's message
+    waits (:meth:`BandOrder.should_yield`); whether it was. The delivery then
+    stores no result. A broker that cannot be asked is no reason to wait: False.
+    """
+    try:
+        with broker_errors(f"yield message {message.message_id}"):
+            if not is_redis(broker) or not bands.should_yield(broker, message):
+                return False
+            put_first(broker, message)
+    except BrokerUnavailable as exc:
+        log.warning("band order not kept for message %s: %s", message.message_id, exc)
+        return False
+    message.options["store_results"] = False
+    log.debug("message %s yields to a higher band", message.message_id)
+    return True
 
 
 class ForeignStores:

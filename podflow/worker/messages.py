@@ -27,12 +27,15 @@ the ack of one copy may come after the next copy of the same message entered
 the same hash, and would delete it (Dramatiq's "Found 'None' message" warning,
 and a message lost). :class:`RedisBroker` names each copy
 ``<message id>/<fresh uuid>``: unique per copy, as Dramatiq's, and traceable.
-The three operations:
+The four operations:
 
 - :func:`held_messages`: which of these messages the broker holds (the sweep's
   per-run lost-message check);
 - :func:`requeue_dead_workers`: Dramatiq's maintenance, now (it otherwise runs
   on a random 0.1 % of the calls of each queue, which a busy cluster hardly makes);
+- :func:`put_first`: a delivery yielding to a higher band goes back at the
+  front of its list (:mod:`podflow.worker.bands`), as a new copy enqueued before
+  the delivery ends;
 - :func:`leave_heartbeats`: a worker that stopped cleanly leaves
   ``__heartbeats__`` at once, instead of looking alive for the heartbeat timeout
   and then dead until maintenance removes it.
@@ -49,7 +52,7 @@ from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker as DramatiqRedisBroker
 from dramatiq.common import current_millis, dq_name
 
-__all__ = ["RedisBroker", "held_messages", "is_redis", "leave_heartbeats", "requeue_dead_workers"]
+__all__ = ["RedisBroker", "held_messages", "is_redis", "leave_heartbeats", "put_first", "requeue_dead_workers"]
 
 #: between the message id and the copy's uuid in a hash field's name
 _SEPARATOR = "/"
@@ -62,6 +65,13 @@ for i = 2, #KEYS do
     if redis.call("exists", KEYS[i]) == 1 then return 0 end
 end
 return redis.call("zrem", KEYS[1], ARGV[1])
+"""
+
+#: Dramatiq's "enqueue", but at the head of the list (KEYS[1]: the list, KEYS[2]:
+#: its hash; ARGV[1]: the copy's name, ARGV[2]: the message)
+_PUT_FIRST = """
+redis.call("hset", KEYS[2], ARGV[1], ARGV[2])
+return redis.call("lpush", KEYS[1], ARGV[1])
 """
 
 
@@ -77,7 +87,7 @@ class RedisBroker(DramatiqRedisBroker):
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
         queue_name = message.queue_name
-        name = f"{message.message_id}{_SEPARATOR}{uuid.uuid4().hex}"
+        name = _copy_name(message)
         message = message.copy(options={"redis_message_id": name})
         if delay is not None:
             queue_name = dq_name(queue_name)
@@ -87,6 +97,23 @@ class RedisBroker(DramatiqRedisBroker):
         self.do_enqueue(queue_name, name, message.encode())
         self.emit_after("enqueue", message, delay)
         return message
+
+
+def _copy_name(message: dramatiq.Message[Any]) -> str:
+    return f"{message.message_id}{_SEPARATOR}{uuid.uuid4().hex}"
+
+
+def put_first(broker: DramatiqRedisBroker, message: Any) -> None:
+    """Enqueue a new copy of ``message`` (a delivery under way, from a ready
+    queue) at the head of its queue's list, to be fetched next. The delivery
+    then ends (and is acknowledged) as usual: the broker holds the message throughout.
+
+    Raises: redis-py's connection errors.
+    """
+    name = _copy_name(message)
+    copy = message.copy(options={"redis_message_id": name})
+    key = f"{broker.namespace}:{message.queue_name}"
+    broker.client.eval(_PUT_FIRST, 2, key, f"{key}.msgs", name, copy.encode())
 
 
 def is_redis(broker: dramatiq.Broker) -> TypeGuard[DramatiqRedisBroker]:

@@ -443,3 +443,20 @@ def test_a_dead_letter_message_is_requeued_from_the_page(page: Any, tmp_path: Pa
         expect(queue).to_contain_text("podcast")
         expect(queue.locator("td").nth(0)).to_have_text("1")  # ready again
         assert broker.client.zcard(f"{broker.namespace}:podcast.XQ") == 0
+
+
+def test_a_scheduled_high_priority_run_shows_its_band_and_its_start(page: Any, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, mode="thread", generator="tests.generators:noop")
+    expect = sync_api.expect
+    with serve(create_app(settings)) as api:
+        start_at = utcnow() + timedelta(days=2)
+        body = {**api.request(episode_name="Weekly show"), "priority": "high", "start_at": start_at.isoformat()}
+        response = api.client.post("/api/podcast/runs", json=body)
+        assert response.status_code == 201, response.text
+        run_id = response.json()["run_id"]
+        page.goto(f"{api.url}/dashboard")
+        expect(row(page, run_id).locator(".scheduled")).to_contain_text("scheduled for")
+        expect(row(page, run_id).locator(".priority.high")).to_be_visible()
+        row(page, run_id).locator("a.episode").click()
+        expect(page.locator("#run-times")).to_contain_text("starts")
+        expect(page.locator("#run-times")).to_contain_text("priority")

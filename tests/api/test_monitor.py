@@ -91,7 +91,8 @@ def test_the_overview_shows_runs_queues_and_the_last_hour(api: Api) -> None:
         "last_sweep",
     }
     assert body["mode"] == "queue" and body["totals"]["PENDING"] == 1 and body["oldest_pending_age_s"] >= 0
-    assert body["queues"] == [{"name": "podcast", "ready": 1, "delayed": 0, "dead": 0, "unacked": 0}]
+    assert [q["name"] for q in body["queues"]] == ["podcast.high", "podcast", "podcast.low"]  # a queue per band
+    assert body["queues"][1] == {"name": "podcast", "ready": 1, "delayed": 0, "dead": 0, "unacked": 0}
     assert body["workers"] == [] and body["broker"]["kind"] == "redis"
     assert body["broker"]["queue"] == "podcast" and body["broker"]["foreign_stores"] == []
     assert body["store_id"] == api.store.store_id
@@ -150,10 +151,10 @@ def test_dead_letters_are_listed_with_their_run_and_requeued_through_the_api(api
     assert (message["message_id"], message["run_id"], message["run_status"]) == (dead.message_id, run_id, "PENDING")
     assert message["error"] == "ValueError: boom"
     overview = api.client.get("/api/monitor/overview").json()
-    assert overview["queues"][0]["dead"] == 1 and overview["worker_details"] == []
+    assert overview["queues"][1]["dead"] == 1 and overview["worker_details"] == []
     requeued = api.client.post(f"/api/monitor/queues/podcast/dead/{message['id']}/requeue")
     assert requeued.status_code == 200 and requeued.json()["run_id"] == run_id
-    assert api.client.get("/api/monitor/overview").json()["queues"][0] == {
+    assert api.client.get("/api/monitor/overview").json()["queues"][1] == {
         "name": "podcast", "ready": 1, "delayed": 0, "dead": 0, "unacked": 0}  # fmt: skip
     error(api.client.post(f"/api/monitor/queues/podcast/dead/{message['id']}/requeue"), 404, "not_found")
     error(api.client.get("/api/monitor/queues/nope/dead"), 404, "not_found")

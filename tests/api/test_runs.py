@@ -52,6 +52,11 @@ def test_a_submit_is_accepted_with_the_run_id_status_and_message_id(api: Api) ->
         ({"episode_name": "   "}, "episode_name"),
         ({"source_ids": [7]}, "source_ids[0]"),
         ({"briefing_suffix": True}, "briefing_suffix"),
+        ({"priority": "urgent"}, "priority"),
+        ({"start_at": "2030-01-01T06:00:00"}, "start_at"),  # no zone: whose six o'clock?
+        ({"start_at": "2020-01-01T06:00:00Z"}, "start_at"),  # past
+        ({"start_at": "2999-01-01T06:00:00+02:00"}, "start_at"),  # beyond PODFLOW_MAX_SCHEDULE_AHEAD
+        ({"start_at": "next tuesday"}, "start_at"),
     ],
 )
 def test_a_bad_submit_is_a_422_naming_the_field_and_records_nothing(api: Api, change: dict, field: str) -> None:
@@ -59,6 +64,28 @@ def test_a_bad_submit_is_a_422_naming_the_field_and_records_nothing(api: Api, ch
     assert body["message"].startswith(f"{field}: ")
     assert body["details"][0]["field"] == field and body["details"][0]["message"]
     assert api.store.list_runs().runs == []
+
+
+def test_a_scheduled_high_priority_run_is_pending_and_shows_both(api: Api) -> None:
+    from datetime import datetime, timedelta
+
+    start_at = (utcnow() + timedelta(hours=3)).replace(microsecond=0)
+    when = datetime.fromisoformat
+    body = {**api.request(), "priority": "high", "start_at": start_at.astimezone().isoformat()}
+    submitted = api.client.post("/api/podcast/generate", json=body)
+    assert submitted.status_code == 202, submitted.text
+    assert (submitted.json()["priority"], when(submitted.json()["start_at"])) == ("high", start_at)
+    run = api.client.get(f"/api/podcast/runs/{submitted.json()['run_id']}").json()
+    assert (run["status"], run["priority"], when(run["start_at"])) == ("PENDING", "high", start_at)
+    listed = api.client.get("/api/podcast/runs").json()["runs"]
+    assert [(r["priority"], when(r["start_at"])) for r in listed] == [("high", start_at)]
+    broker = api.app.state.podflow.broker  # held in the high band's delay queue until then
+    assert broker.client.hlen(f"{broker.namespace}:podcast.high.DQ.msgs") == 1
+    # a draft may be scheduled too, and is checked the same way
+    late = api.client.post("/api/podcast/runs", json={**api.request(), "start_at": "2020-01-01T00:00:00Z"})
+    assert error(late, 422, "validation_error")["details"][0]["field"] == "start_at"
+    cancelled = api.client.post(f"/api/podcast/runs/{run['run_id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "REVOKED"  # before it starts
 
 
 def test_a_missing_field_and_a_body_that_is_not_json_are_422s(api: Api) -> None:
@@ -325,7 +352,7 @@ class HeldDispatcher:
     def new_message_id(self) -> str:
         return "msg-" + os.urandom(8).hex()
 
-    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
+    def send(self, run_id: str, message_id: str | None, **options: Any) -> None:
         self.sending.set()
         assert self.release.wait(10)
 

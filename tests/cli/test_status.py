@@ -46,7 +46,12 @@ def test_status_counts_queued_delayed_and_dead_messages_and_runs(
     consumer.close()
 
     report = status_json(capsys)
-    assert report["broker"]["queues"] == [{"name": "podcast", "ready": 3, "delayed": 1, "dead": 1, "unacked": 0}]
+    empty = {"ready": 0, "delayed": 0, "dead": 0, "unacked": 0}
+    assert report["broker"]["queues"] == [  # per band, first served first
+        {"name": "podcast.high", **empty},
+        {"name": "podcast", "ready": 3, "delayed": 1, "dead": 1, "unacked": 0},
+        {"name": "podcast.low", **empty},
+    ]
     assert report["broker"]["workers"] == [] and report["broker"]["workers_alive"] == 0
     assert [c["role"] for c in report["broker"]["clients"]] == ["test"]  # the sender is no worker
     assert report["store"]["runs"]["PENDING"] == 1 and report["store"]["kind"] == "sqlite"
@@ -54,7 +59,8 @@ def test_status_counts_queued_delayed_and_dead_messages_and_runs(
 
     assert main(["status"]) == 0
     text = capsys.readouterr().out
-    assert "  podcast      3        1     1        0" in text and "workers: 0 alive" in text
+    assert "  podcast           3        1     1        0" in text and "workers: 0 alive" in text
+    assert "  podcast.high      0        0     0        0" in text  # depth per band
     assert "oldest PENDING: " in text
 
 

@@ -41,7 +41,7 @@ def test_podflow_worker_runs_dramatiq_with_the_configured_processes_threads_and_
     argv = shlex.split(capsys.readouterr().out)
     assert argv == [
         sys.executable, "-m", "dramatiq", "podflow.actors",
-        "--processes", "3", "--threads", "6", "--queues", "podcast",
+        "--processes", "3", "--threads", "6", "--queues", "podcast.high", "podcast", "podcast.low",
         "--worker-shutdown-timeout", str(SHUTDOWN_TIMEOUT_S * 1000),
     ]  # fmt: skip
 

@@ -82,7 +82,8 @@ def test_the_worker_unit_runs_what_podflow_worker_runs_and_outlasts_its_shutdown
     expected = command(settings)[3:]  # after `python -m dramatiq`
     expected[expected.index("--processes") + 1] = "${PODFLOW_WORKER_PROCESSES}"
     expected[expected.index("--threads") + 1] = "${PODFLOW_CONCURRENCY}"
-    expected[expected.index("--queues") + 1] = "${PODFLOW_QUEUE}"
+    at = expected.index("--queues")  # every band's queue
+    expected[at + 1 : at + 4] = ["${PODFLOW_QUEUE}.high", "${PODFLOW_QUEUE}", "${PODFLOW_QUEUE}.low"]
     assert exec_start[1:] == expected
     defaults = dict(item.split("=") for item in one(unit, "Service", "Environment").split())
     # the env file may override them

@@ -68,7 +68,11 @@ def test_queue_mode_shows_the_queues_and_the_workers(store: Store, broker: drama
     client.close()
     view = overview(store, broker, mode="queue", now=T0)
     assert view.broker is not None and view.broker.kind == "redis" and view.broker.error is None
-    assert [(q.name, q.ready, q.delayed, q.dead, q.unacked) for q in view.queues] == [("podcast", 1, 0, 0, 0)]
+    assert [(q.name, q.ready, q.delayed, q.dead, q.unacked) for q in view.queues] == [
+        ("podcast.high", 0, 0, 0, 0),  # a queue per band
+        ("podcast", 1, 0, 0, 0),
+        ("podcast.low", 0, 0, 0, 0),
+    ]
     assert [(w.host, w.pid, w.last_seen_s, w.alive) for w in view.workers or []] == [("host-a", 77, 1.0, True)]
     assert view.store_id == store.store_id and view.broker.foreign_stores == []
     assert view.last_sweep.at is None and view.last_sweep.age_s is None

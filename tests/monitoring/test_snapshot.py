@@ -65,7 +65,7 @@ def test_ready_delayed_dead_and_unacked_messages_are_counted_per_queue(broker: d
     consumer = broker.consume(QUEUE_NAME, prefetch=2)
     fetched = [next(consumer), next(consumer)]  # a worker holds two...
     consumer.nack(fetched[0])  # ...and dead-letters one
-    status = inspect_broker(broker, now=utcnow())
+    status = inspect_broker(broker, now=utcnow(), queues=("podcast",))
     [queue] = status.queues
     assert (queue.name, queue.ready, queue.delayed, queue.dead, queue.unacked) == (QUEUE_NAME, 2, 1, 1, 1)
     assert status.kind == "redis" and status.heartbeat_timeout_s == 60

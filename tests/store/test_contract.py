@@ -857,6 +857,49 @@ def test_a_run_whose_message_was_lost_goes_back_to_the_outbox_under_a_new_id(sto
     assert not store.redispatch(run.run_id, message_id="m4", now=at(34), reason="claimed")
 
 
+# -- priorities and scheduled runs ----------------------------------------------------
+
+
+def test_a_run_keeps_its_band_and_start_and_every_sweep_ref_carries_them(store: Store) -> None:
+    """What the sweep re-sends with: the band and the start, from every query that
+    returns refs (the outbox, the runs waiting for a message, the released ones)."""
+    start = at(3600)
+    queued, _ = store.create_run(make_run(at(0), priority="high", start_at=start, outbox_at=at(0), message_id="m1"))
+    assert (store.get_run(queued.run_id).priority, store.get_run(queued.run_id).start_at) == ("high", start)
+    [ref] = store.list_outbox(requested_before=at(1))
+    assert (ref.run_id, ref.priority, ref.start_at) == (queued.run_id, "high", start)
+    store.mark_enqueued(queued.run_id, now=at(1))
+    [ref] = store.list_awaiting(status=RunStatus.PENDING, before=at(10))
+    assert (ref.priority, ref.start_at) == ("high", start)
+    low, _ = store.create_run(make_run(at(0), priority="low", enqueued_at=at(0)))
+    assert store.claim(low.run_id, now=at(1)) == 1
+    [lost] = store.release_lost(heartbeat_before=at(100), now=at(100))
+    assert (lost.run_id, lost.priority, lost.start_at) == (low.run_id, "low", None)
+    listed = {r.run_id: (r.priority, r.start_at) for r in store.list_runs().runs}
+    assert listed == {queued.run_id: ("high", start), low.run_id: ("low", None)}
+
+
+def test_a_scheduled_run_expires_only_a_pending_timeout_after_its_start(store: Store) -> None:
+    # both sent at 0, one to start at 1000: waiting until then is no delay
+    scheduled, _ = store.create_run(make_run(at(0), enqueued_at=at(0), start_at=at(1000)))
+    unscheduled, _ = store.create_run(make_run(at(0), enqueued_at=at(0)))
+    cutoff = at(500)  # now = 500 + PENDING_TIMEOUT
+    assert store.fail_pending_enqueued_before(enqueued_before=cutoff, error=EXPIRED, now=at(600)) == [
+        unscheduled.run_id
+    ]
+    assert store.get_run(scheduled.run_id).status is RunStatus.PENDING
+    assert store.fail_pending_enqueued_before(enqueued_before=at(1001), error=EXPIRED, now=at(1100)) == [
+        scheduled.run_id
+    ]
+
+
+def test_a_scheduled_run_is_cancelled_before_it_starts_and_never_claimed(store: Store) -> None:
+    run, _ = store.create_run(make_run(at(0), enqueued_at=at(0), start_at=at(60)))
+    assert store.cancel(run.run_id, now=at(10), reason="cancelled") is not None
+    assert store.claim(run.run_id, now=at(60)) is None
+    assert store.get_run(run.run_id).status is RunStatus.REVOKED
+
+
 # -- batched heartbeats and progress ---------------------------------------------
 
 

@@ -264,7 +264,7 @@ def test_a_version_1_database_gets_its_runs_name_keys_from_the_migration() -> No
             conn.execute(f"INSERT INTO runs ({listed}) VALUES ({', '.join(f'%({c})s' for c in columns)})", values)
         store = PostgresStore(url, pool_size=1)
         try:
-            assert store.schema_version() == len(MIGRATIONS) == 4
+            assert store.schema_version() == len(MIGRATIONS) == 5
             assert [r.run_id for r in store.list_runs(where=RunFilter(search="ält")).runs] == [run.run_id]
         finally:
             store.close()

@@ -121,7 +121,7 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
         ],
     )
     store = SqliteStore(path)
-    assert store.schema_version() == len(MIGRATIONS) == 6
+    assert store.schema_version() == len(MIGRATIONS) == 7
     # schema 4 folded the names of the runs already there: search finds them
     from podflow.store.base import RunFilter
 
@@ -129,6 +129,8 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
     # schema 5: a live run's current message is its first; an ended run's is of no use
     current = {str(r.status): r.current_message_id for r in store.list_runs().runs if r.message_id}
     assert current == {"PENDING": "m-pending", "REVOKED": None}
+    # schema 7: every run stored before priorities is normal, and unscheduled
+    assert {(r.priority, r.start_at) for r in store.list_runs().runs} == {("normal", None)}
     assert len(store.store_id) == 16 and SqliteStore(path).store_id == store.store_id  # made once
     stats = store.stats()
     assert stats.created == 4

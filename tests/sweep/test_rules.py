@@ -189,6 +189,17 @@ def test_lost_messages_are_found_per_run_whatever_else_is_queued(store: Store) -
     assert sweep(store, now=at(200), policy=POLICY, dispatcher=dispatcher).requeued == 1  # young, once past it
 
 
+def test_the_sweeps_sends_keep_each_runs_band_and_scheduled_start(store: Store) -> None:
+    start = at(7200)
+    outboxed = add(store, outbox_at=T0, message_id="o", priority="low", start_at=start)
+    lost = add(store, enqueued_at=T0, message_id="l", current_message_id="l", priority="high", start_at=start)
+    dispatcher = FakeDispatcher()
+    report = sweep(store, now=at(120), policy=POLICY, dispatcher=dispatcher)
+    assert (report.enqueued, report.requeued) == (1, 1)
+    sent = dict(zip((run for run, _ in dispatcher.sent), dispatcher.timings, strict=True))
+    assert sent == {outboxed: ("low", start), lost: ("high", start)}  # still delayed until its start
+
+
 def test_a_lost_run_is_never_failed_as_expired(store: Store) -> None:
     lost = add(store, enqueued_at=T0, message_id="gone", current_message_id="gone")
     stuck = add(store, enqueued_at=T0, message_id="held", current_message_id="held")
@@ -315,7 +326,7 @@ class _FileDispatcher:
     def requeue_orphans(self) -> None:
         return None
 
-    def send(self, run_id: str, message_id: str | None, *, store_id: str | None = None) -> None:
+    def send(self, run_id: str, message_id: str | None, **options: Any) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(f"{run_id}\n")
 

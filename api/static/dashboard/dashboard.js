@@ -622,6 +622,9 @@
         return progressCell(run);
       case "PENDING":
         if (run.enqueue_error) return [el("span", { className: "warn" }, `not enqueued yet: ${run.enqueue_error}`)];
+        if (run.start_at && Date.parse(run.start_at) > Date.now()) {
+          return [el("span", { className: "scheduled", title: run.start_at }, `scheduled for ${new Date(run.start_at).toLocaleString()}`)];
+        }
         return [el("span", { className: "muted" }, run.enqueued_at ? "queued" : "not started")];
       case "FAILURE": {
         const error = run.error || { type: "", message: "" };
@@ -648,6 +651,7 @@
     tr.className = `run ${run.status}`;
     tr.dataset.status = run.status;
     const attempt = run.attempt > 1 ? el("span", { className: "muted" }, ` attempt ${run.attempt}`) : null;
+    const band = run.priority && run.priority !== "normal" ? el("span", { className: `priority ${run.priority}` }, ` ${run.priority}`) : null;
     tr.replaceChildren(
       el(
         "td",
@@ -656,7 +660,7 @@
         el("span", { className: "id", title: run.run_id }, run.run_id.slice(0, 12)),
         el("span", { className: "muted profiles" }, `${run.episode_profile} · ${run.speaker_profile}`),
       ),
-      el("td", {}, el("span", { className: `badge ${run.status}` }, LABELS[run.status] || run.status), attempt,
+      el("td", {}, el("span", { className: `badge ${run.status}` }, LABELS[run.status] || run.status), band, attempt,
          el("span", { className: "elapsed muted" })),
       el("td", { className: "outcome" }, ...outcomeCell(run)),
       el("td", { className: "created", title: run.created_at }),
@@ -675,7 +679,7 @@
         state.rows.set(run.run_id, row);
       }
       // rebuild a row only when what it shows changed, so a playing <audio> is left alone
-      const signature = JSON.stringify([run.status, run.attempt, run.progress, run.error, run.result, run.enqueue_error]);
+      const signature = JSON.stringify([run.status, run.attempt, run.progress, run.error, run.result, run.enqueue_error, run.priority, run.start_at && Date.parse(run.start_at) > Date.now()]);
       if (signature !== row.signature) {
         fillRow(row.tr, run);
         row.signature = signature;
@@ -790,6 +794,8 @@
     if (run.started_at) fact(times, run.finished_at ? "took" : "running for", duration(elapsed(run)));
     if (run.finished_at) fact(times, "finished", el("span", { title: run.finished_at }, ago(run.finished_at)));
     fact(times, "attempt", `${run.attempt}`);
+    if (run.priority && run.priority !== "normal") fact(times, "priority", run.priority);
+    if (run.start_at) fact(times, run.started_at ? "scheduled for" : "starts", el("span", { title: run.start_at }, new Date(run.start_at).toLocaleString()));
     if (run.heartbeat_at && run.status === "STARTED") fact(times, "heartbeat", ago(run.heartbeat_at));
     if (!changed) return;
 

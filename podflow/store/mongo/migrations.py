@@ -85,6 +85,13 @@ class MongoMigrations(MongoConnection):
             )
 
     @guarded
+    def ensure_priorities(self) -> None:
+        """Give each run stored before priorities its band, ``normal`` (the SQL
+        stores' schema 7 / 5 column default), so the sweep's refs always name one;
+        a run stored then has no ``start_at``, which reads as unscheduled."""
+        self.runs.update_many({"priority": {"$exists": False}}, {"$set": {"priority": "normal"}})
+
+    @guarded
     def ensure_counters(self) -> None:
         """Create the counters document from the runs already there, if it is missing
         (a database from before it existed). Best effort under concurrency: another

@@ -39,6 +39,7 @@ class MongoStore(MongoRuns, MongoCatalog, MongoTelemetry, MongoMigrations):
             self.ensure_name_keys()
             self.ensure_counters()
             self.ensure_current_message_ids()
+            self.ensure_priorities()
             self.store_id = self.ensure_store_id()
         except BaseException:
             self.close()

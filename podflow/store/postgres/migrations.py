@@ -114,8 +114,7 @@ MIGRATIONS: list[list[Step]] = [
         "CREATE INDEX runs_started_heartbeat ON runs (heartbeat_at) WHERE status = 'STARTED'",
         "CREATE INDEX runs_started_started ON runs (started_at) WHERE status = 'STARTED'",
         "CREATE INDEX runs_pending_outbox ON runs (outbox_at) WHERE status = 'PENDING' AND outbox_at IS NOT NULL",
-        "CREATE INDEX runs_pending_enqueued ON runs (enqueued_at)"
-        " WHERE status = 'PENDING' AND enqueued_at IS NOT NULL",
+        "CREATE INDEX runs_pending_enqueued ON runs (enqueued_at) WHERE status = 'PENDING' AND enqueued_at IS NOT NULL",
         "CREATE INDEX runs_status_created ON runs (status, created_at, run_id)",
         "CREATE INDEX runs_created ON runs (created_at, run_id)",
         "CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL",
@@ -160,6 +159,11 @@ MIGRATIONS: list[list[Step]] = [
         "ALTER TABLE runs ADD COLUMN webhook_attempts integer NOT NULL DEFAULT 0",
         "ALTER TABLE runs ADD COLUMN webhook jsonb",
         "CREATE INDEX runs_webhook_due ON runs (webhook_due_at) WHERE webhook_due_at IS NOT NULL",
+    ],
+    # schema 5: each run's priority band, and a scheduled run's start time
+    [
+        "ALTER TABLE runs ADD COLUMN priority text NOT NULL DEFAULT 'normal'",
+        "ALTER TABLE runs ADD COLUMN start_at timestamptz",
     ],
 ]
 

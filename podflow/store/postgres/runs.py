@@ -44,6 +44,7 @@ _TYPES = {
             "outbox_at",
             "enqueued_at",
             "webhook_due_at",
+            "start_at",
         ),
         "timestamptz",
     ),
@@ -69,13 +70,13 @@ class PostgresRuns(PostgresConnection, WriteStore):
     @guarded
     def _write_one(self, write: t.Write, args: Mapping[str, Any]) -> Any:
         row = self._one(sql.update_sql(write, sql.POSTGRES, RUN_COLUMNS), sql.encode(write, sql.POSTGRES, args))
-        return None if row is None else sql.returned(write, row, run_of)
+        return None if row is None else sql.returned(write, row, run_of, sql.POSTGRES)
 
     @guarded
     def _write_many(self, write: t.Write, args: Mapping[str, Any], limit: int) -> list[Any]:
         statement = sql.update_sql(write, sql.POSTGRES, RUN_COLUMNS)
         rows = self._all(statement, sql.encode(write, sql.POSTGRES, args, limit))
-        return [sql.returned(write, row, run_of) for row in rows]
+        return [sql.returned(write, row, run_of, sql.POSTGRES) for row in rows]
 
     @guarded
     def claim_execution(self, run_id: str, *, now: datetime) -> Claimed | None:
@@ -214,11 +215,14 @@ class PostgresRuns(PostgresConnection, WriteStore):
     @guarded
     def _pending_before(self, column: str, cutoff: datetime, limit: int) -> list[RunRef]:
         query = {"outbox_at": LIST_OUTBOX}[column]
-        return [RunRef(**row) for row in self._all(query, {"cutoff": cutoff, "limit": limit})]
+        return [sql.ref_of(row, sql.POSTGRES) for row in self._all(query, {"cutoff": cutoff, "limit": limit})]
 
     @guarded
     def _page(
         self, where: e.Cond, order: str, args: Mapping[str, Any], after: tuple[datetime, str], limit: int
     ) -> list[RunRef]:
         params = sql.page_params(where, sql.POSTGRES, args, after, limit)
-        return [RunRef(**row) for row in self._all(sql.page_sql(where, order, sql.POSTGRES), params)]
+        return [
+            sql.ref_of(row, sql.POSTGRES, waiting_since=row["waiting_since"])
+            for row in self._all(sql.page_sql(where, order, sql.POSTGRES), params)
+        ]

@@ -156,6 +156,11 @@ MIGRATIONS: list[list[Step]] = [
         "ALTER TABLE runs ADD COLUMN webhook TEXT",
         "CREATE INDEX runs_webhook_due ON runs (webhook_due_at) WHERE webhook_due_at IS NOT NULL",
     ],
+    # schema 7: each run's priority band, and a scheduled run's start time
+    [
+        "ALTER TABLE runs ADD COLUMN priority TEXT NOT NULL DEFAULT 'normal'",
+        "ALTER TABLE runs ADD COLUMN start_at INTEGER",
+    ],
 ]
 
 

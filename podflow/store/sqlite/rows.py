@@ -14,7 +14,6 @@ from ..sql import RUN_COLUMNS, SOURCE_INFO_COLUMNS
 __all__ = ["RUN_COLUMNS", "SOURCE_INFO_COLUMNS", "dt", "placeholders", "run_of", "run_values", "source_info"]
 
 
-
 def _ms(value: datetime | None) -> int | None:
     return None if value is None else to_ms(value)
 
@@ -67,6 +66,8 @@ def run_of(row: sqlite3.Row) -> Run:
         webhook_due_at=dt(row["webhook_due_at"]),
         webhook_attempts=row["webhook_attempts"],
         webhook=WebhookDelivery.model_validate_json(row["webhook"]) if row["webhook"] else None,
+        priority=row["priority"],
+        start_at=dt(row["start_at"]),
     )
 
 
@@ -107,6 +108,8 @@ def run_values(run: Run) -> tuple[Any, ...]:
         _ms(run.webhook_due_at),
         run.webhook_attempts,
         _json(run.webhook),
+        run.priority,
+        _ms(run.start_at),
     )
 
 

@@ -56,14 +56,14 @@ class SqliteRuns(SqliteConnection, WriteStore):
         statement = sql.update_sql(write, sql.SQLITE, RUN_COLUMNS)
         with self.writing(durable=write.name in _DURABLE):
             row = self._conn().execute(statement, sql.encode(write, sql.SQLITE, args)).fetchone()
-        return None if row is None else sql.returned(write, row, run_of)
+        return None if row is None else sql.returned(write, row, run_of, sql.SQLITE)
 
     @guarded
     def _write_many(self, write: t.Write, args: Mapping[str, Any], limit: int) -> list[Any]:
         statement = sql.update_sql(write, sql.SQLITE, RUN_COLUMNS)
         with self.writing():
             rows = self._conn().execute(statement, sql.encode(write, sql.SQLITE, args, limit)).fetchall()
-        return [sql.returned(write, row, run_of) for row in rows]
+        return [sql.returned(write, row, run_of, sql.SQLITE) for row in rows]
 
     @guarded
     def claim_execution(self, run_id: str, *, now: datetime) -> Claimed | None:
@@ -241,7 +241,7 @@ class SqliteRuns(SqliteConnection, WriteStore):
             f" WHERE status = 'PENDING' AND {column} < ? ORDER BY {column} LIMIT ?",
             (to_ms(cutoff), limit),
         )
-        return [RunRef(**dict(row)) for row in rows]
+        return [sql.ref_of(row, sql.SQLITE) for row in rows]
 
     @guarded
     def _page(
@@ -249,5 +249,4 @@ class SqliteRuns(SqliteConnection, WriteStore):
     ) -> list[RunRef]:
         params = sql.page_params(where, sql.SQLITE, args, after, limit)
         rows = self._conn().execute(sql.page_sql(where, order, sql.SQLITE), params).fetchall()
-        return [RunRef(**{**dict(row), "waiting_since": from_ms(row["waiting_since"])}) for row in rows]
-
+        return [sql.ref_of(row, sql.SQLITE, waiting_since=from_ms(row["waiting_since"])) for row in rows]

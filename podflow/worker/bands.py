@@ -1,0 +1,112 @@
+"""Priority bands on Dramatiq: one queue per band, and a worker that serves them in order.
+
+Dramatiq on Redis keeps each queue first in, first out, and a worker fetches
+from every queue it consumes at once. So a run's priority is its queue
+(:func:`band_queue`): ``<PODFLOW_QUEUE>.high``, ``<PODFLOW_QUEUE>`` itself for
+``normal`` (the queue of every run sent before bands existed, so in-flight
+messages and existing deployments keep working) and ``<PODFLOW_QUEUE>.low``. One
+actor, ``generate_podcast``, serves all three: Dramatiq routes a message to an
+actor by its ``actor_name``, whatever queue it came from.
+
+Separate queues are not enough on their own. A worker prefetches one message
+per thread from *each* queue (:mod:`podflow.worker.prefetch`) into one
+in-process priority queue ordered by the actor's priority (the same for every
+band), then by arrival: when a thread comes free, a normal message fetched while
+the high one before it ran is there first, and the next high message is still
+in Redis. :class:`BandOrder` closes that gap when a delivery begins: a message
+of a lower band yields when a higher band this worker consumes has a message
+ready, in Redis (its list) or already fetched by this worker. Yielding puts the
+message back at the *front* of its own list (:func:`~podflow.worker.messages.put_first`:
+it keeps its place among its band) before the delivery ends, so the broker holds
+it throughout; the thread then takes the higher one. The cost is one Redis round
+trip per delivery of a normal or low message.
+
+On RabbitMQ the bands are queues as well (``x-max-priority`` is not used: one
+priority queue would not let an operator see or drain a band on its own), but a
+delivery does not yield: a message cannot be put back at the head of a RabbitMQ
+queue. There a normal message a worker fetched before a high one arrived may
+start first, at most one per worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+from dramatiq.common import dq_name
+from dramatiq.middleware import Middleware
+
+from ..models import PRIORITIES, Priority
+from .messages import is_redis
+
+__all__ = ["BandOrder", "band_of", "band_queue", "band_queues"]
+
+#: the suffix of each band's queue after PODFLOW_QUEUE (normal: none)
+_SUFFIX: dict[Priority, str] = {"high": ".high", "normal": "", "low": ".low"}
+
+
+def band_queue(queue_name: str, priority: Priority) -> str:
+    """The queue of ``priority``'s band, for PODFLOW_QUEUE ``queue_name``."""
+    return queue_name + _SUFFIX[priority]
+
+
+def band_queues(queue_name: str) -> dict[Priority, str]:
+    """Every band's queue, first served first."""
+    return {priority: band_queue(queue_name, priority) for priority in PRIORITIES}
+
+
+def band_of(queue_name: str, message_queue: str) -> Priority | None:
+    """The band whose queue ``message_queue`` is (its delay queue included), or None."""
+    for priority, name in band_queues(queue_name).items():
+        if message_queue in (name, dq_name(name)):
+            return priority
+    return None
+
+
+class BandOrder(Middleware):
+    """Tells a delivery of a lower band to yield to a higher one waiting (see the module)."""
+
+    def __init__(self, *, queue_name: str) -> None:
+        self.queue_name = queue_name
+        self._worker: dramatiq.Worker | None = None
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._worker = worker
+
+    def _consumed(self) -> set[str]:
+        worker = self._worker
+        return set(getattr(worker, "consumers", {}) or ()) if worker is not None else set()
+
+    def should_yield(self, broker: dramatiq.Broker, message: Any) -> bool:
+        """Whether ``message`` (a delivery beginning) should let a message of a
+        higher band this worker consumes go first.
+
+        Raises: redis-py's connection errors.
+        """
+        band = band_of(self.queue_name, message.queue_name)
+        if band is None or band == PRIORITIES[0]:
+            return False
+        consumed = self._consumed()
+        higher = [
+            name for name in (band_queue(self.queue_name, p) for p in PRIORITIES[: PRIORITIES.index(band)])
+            if name in consumed
+        ]  # fmt: skip
+        if not higher:
+            return False
+        if self._fetched_here(higher):
+            return True
+        if not is_redis(broker):
+            return False
+        pipe = broker.client.pipeline(transaction=False)
+        for name in higher:
+            pipe.llen(f"{broker.namespace}:{name}")
+        return any(int(n) > 0 for n in pipe.execute())
+
+    def _fetched_here(self, queues: list[str]) -> bool:
+        """Whether this worker already fetched a message of ``queues`` that waits for a thread."""
+        worker = self._worker
+        if worker is None:
+            return False
+        with worker.work_queue.mutex:  # a snapshot of the heap; Dramatiq's threads take items meanwhile
+            waiting = list(worker.work_queue.queue)
+        return any(item.message.queue_name in queues for item in waiting)
