@@ -266,7 +266,9 @@ def test_a_run_opens_from_the_list_with_its_timeline_of_two_attempts(page: Any, 
     settings = settings_for(tmp_path, broker_url=redis_url)
     expect = sync_api.expect
     with serve(create_app(settings)) as api, InProcessWorker(settings, api.store, flaky_episode):
-        run_id = api.submit(episode_name="Crash safety, explained", briefing_suffix="Keep it short.")["run_id"]
+        run_id = api.submit(
+            episode_name="Crash safety, explained", briefing_suffix="Keep it short.", callback_url="http://127.0.0.1:9/hook"
+        )["run_id"]
         wait_for(lambda: api.store.get_run(run_id).status == RunStatus.SUCCESS, timeout=20)
         page.goto(f"{api.url}/dashboard")
         row(page, run_id).locator("a.episode").click()
@@ -284,6 +286,8 @@ def test_a_run_opens_from_the_list_with_its_timeline_of_two_attempts(page: Any, 
         expect(attempts.nth(0)).to_contain_text("released for retry")
         expect(attempts.nth(1)).to_contain_text("SUCCESS")
         expect(page.locator("#run-request")).to_contain_text("Keep it short.")
+        # its completion webhook, owed since the run ended (no scheduler here delivers it)
+        expect(page.locator("#run-request")).to_contain_text("http://127.0.0.1:9/hook: pending, 0 attempts")
         expect(page.locator("#run-request .sources")).to_contain_text("Long jobs")  # the source's title
         expect(page.locator("#run-times")).to_contain_text("took")
         expect(page.locator("#result-audio audio")).to_have_attribute("src", f"/api/podcast/runs/{run_id}/audio")

@@ -773,6 +773,16 @@
     dl.append(el("dt", {}, term), el("dd", {}, ...value));
   }
 
+  // the completion webhook's delivery, as `podflow runs show` prints it
+  function webhookText(hook) {
+    const parts = [`${hook.url}: ${hook.state}`, `${hook.attempts} attempt${hook.attempts === 1 ? "" : "s"}`];
+    const last = [hook.last_status, hook.last_error].filter((x) => x !== null && x !== undefined && x !== "");
+    if (last.length) parts.push(`last ${last.join(" ")}`);
+    if (hook.delivered_at) parts.push(`delivered ${ago(hook.delivered_at)}`);
+    else if (hook.next_attempt_at) parts.push(`next ${new Date(hook.next_attempt_at).toLocaleTimeString()}`);
+    return parts.join(", ");
+  }
+
   async function renderRun(run) {
     const detail = state.detail;
     setText("run-title", run.episode_name);
@@ -782,7 +792,7 @@
     setText("run-id", run.run_id);
     document.title = `${run.episode_name} · podflow`;
 
-    const signature = JSON.stringify([run.status, run.attempt, run.progress, run.error, run.history.length, run.result, run.updated_at]);
+    const signature = JSON.stringify([run.status, run.attempt, run.progress, run.error, run.history.length, run.result, run.updated_at, run.webhook]);
     const changed = signature !== detail.signature;
     detail.signature = signature;
 
@@ -828,6 +838,7 @@
     fact(request, "speaker profile", run.speaker_profile);
     fact(request, "episode name", run.episode_name);
     fact(request, "briefing", run.briefing_suffix || el("span", { className: "muted" }, "(the profile's own)"));
+    if (run.webhook) fact(request, "webhook", webhookText(run.webhook));
     const titles = await sourceTitles(run.source_ids);
     fact(request, `sources (${titles.length})`, el("ul", { className: "sources" }, ...titles.map(([id, title]) =>
       el("li", {}, title, " ", el("code", { className: "muted" }, id)))));
