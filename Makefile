@@ -23,7 +23,7 @@ TEST_TOOLS := chromium:chromium curl:curl ip:iproute2 runuser:util-linux supervi
 help:
 	@echo "make run    set up and start the local stack (API, worker, scheduler)"
 	@echo "make test   set up and run every test"
-	@echo "make bench  run the benchmarks (writes bench/results/; about 5 minutes)"
+	@echo "make bench  run the benchmarks (writes bench/results/; about 16 minutes)"
 	@echo "make bench-quick  a small benchmark run, for development"
 	@echo "make lint   ruff, and mypy --strict on podflow, api and scheduler (pyproject.toml)"
 

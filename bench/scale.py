@@ -57,7 +57,7 @@ class Scale:
     watch_window_s: float = 20.0
 
 
-#: the reference run: about 5 minutes on 2 cores
+#: the reference run: about 16 minutes on 2 cores
 FULL = Scale(
     name="full",
     reps=3,
