@@ -71,7 +71,7 @@ def _broker_part(settings: Settings, now: datetime, store_id: str | None) -> dic
     try:
         status = inspect_broker(broker, now=now, queues=tuple(band_queues(settings.queue_name).values()))
         part.update(status.as_dict())
-        details = inspect_workers(broker, now=now, heartbeats=status.workers or ())
+        details = inspect_workers(broker, now=now, heartbeats=status.workers or (), queue=settings.queue_name)
         part["worker_details"] = None if details is None else [d.model_dump(mode="json") for d in details]
         if store_id is not None:
             part["foreign_stores"] = foreign_stores(status.workers, store_id=store_id, queue=settings.queue_name)

@@ -124,7 +124,7 @@ def _broker_part(
 ) -> tuple[BrokerView, list[QueueCounts], list[BrokerClient] | None, list[WorkerView] | None]:
     try:
         status = inspect_broker(broker, now=now, queues=tuple(band_queues(queue).values()))
-        details = inspect_workers(broker, now=now, heartbeats=status.workers or ())
+        details = inspect_workers(broker, now=now, heartbeats=status.workers or (), queue=queue)
     except BrokerUnavailable as exc:
         return BrokerView(error=str(exc), queue=queue), [], None, None
     view = BrokerView(

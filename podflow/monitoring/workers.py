@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ..timeutil import from_ms, to_ms
-from ..worker.broker import broker_errors
+from ..worker.broker import QUEUE_NAME, broker_errors
 from ..worker.presence import PRESENCE_TTL_S, WORKERS_KEY, record_key
 from .snapshot import BrokerClient
 
@@ -87,13 +87,23 @@ def _int(value: Any, default: int = 0) -> int:
 
 
 def group_workers(
-    records: Iterable[dict[str, Any]], *, now: datetime, heartbeats: Sequence[BrokerClient] = ()
+    records: Iterable[dict[str, Any]],
+    *,
+    now: datetime,
+    heartbeats: Sequence[BrokerClient] = (),
+    queue: str | None = None,
 ) -> list[WorkerView]:
-    """Presence records grouped into workers, most recently seen first."""
+    """Presence records grouped into workers, most recently seen first. With
+    ``queue`` (PODFLOW_QUEUE), a process whose broker heartbeat names another queue
+    is left out: another deployment sharing the Redis on purpose, not one of ours."""
     store_ids = {(c.host, c.pid): getattr(c, "store_id", None) for c in heartbeats}
+    queues = {(c.host, c.pid): c.queue or QUEUE_NAME for c in heartbeats}
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
-        key = (str(record.get("host", "?")), _int(record.get("main_pid"), _int(record.get("pid"))))
+        host = str(record.get("host", "?"))
+        if queue is not None and queues.get((host, _int(record.get("pid"))), queue) != queue:
+            continue
+        key = (host, _int(record.get("main_pid"), _int(record.get("pid"))))
         groups.setdefault(key, []).append(record)
     now_ms = to_ms(now)
     views = []
@@ -121,12 +131,15 @@ def group_workers(
     return sorted(views, key=lambda v: (v.last_seen_s, v.host, v.pid))
 
 
-def inspect_workers(broker: Any, *, now: datetime, heartbeats: Sequence[BrokerClient] = ()) -> list[WorkerView] | None:
-    """The workers now; None where no presence records exist (RabbitMQ).
+def inspect_workers(
+    broker: Any, *, now: datetime, heartbeats: Sequence[BrokerClient] = (), queue: str | None = None
+) -> list[WorkerView] | None:
+    """The workers now (of ``queue``'s deployment, see :func:`group_workers`); None
+    where no presence records exist (RabbitMQ).
 
     Raises: BrokerUnavailable.
     """
     if getattr(broker, "client", None) is None:
         return None
-    return group_workers(read_presence(broker, now=now), now=now, heartbeats=heartbeats)
+    return group_workers(read_presence(broker, now=now), now=now, heartbeats=heartbeats, queue=queue)
 

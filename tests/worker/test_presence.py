@@ -84,3 +84,21 @@ def test_processes_of_one_command_are_one_worker_and_store_ids_come_from_heartbe
     assert views[0].running == ["run_11", "run_12"] and views[0].last_seen_s == 1.5
     if heartbeats:
         assert [v.store_id for v in views] == ["s1", "s2"]
+
+
+def test_workers_of_another_queue_on_the_same_redis_are_not_listed_as_ours() -> None:
+    """Two deployments on one Redis on purpose (PODFLOW_QUEUE): each lists its own workers."""
+    now = utcnow()
+    seen = to_ms(now) - 1000
+    records = [
+        {"host": "h1", "pid": pid, "main_pid": pid, "threads": 4, "processes": 1, "started_at": seen,
+         "done": 0, "failed": 0, "running": "[]", "seen_ms": seen}
+        for pid in (11, 21, 31)
+    ]  # fmt: skip
+    heartbeats = [
+        BrokerClient("a", "worker", "h1", 11, 1.0, True, store_id="s1", queue="podcast"),
+        BrokerClient("b", "worker", "h1", 21, 1.0, True, store_id="s2", queue="staging"),
+    ]  # 31: no heartbeat yet (a worker just started): listed
+    assert [v.pid for v in group_workers(records, now=now, heartbeats=heartbeats, queue="podcast")] == [11, 31]
+    assert [v.pid for v in group_workers(records, now=now, heartbeats=heartbeats, queue="staging")] == [21, 31]
+    assert [v.pid for v in group_workers(records, now=now, heartbeats=heartbeats)] == [11, 21, 31]
