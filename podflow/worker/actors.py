@@ -51,6 +51,7 @@ from .bands import BandOrder, band_queues
 from .broker import ACTOR_NAME, STORE_OPTION, build_broker, client_id
 from .deliveries import FOREIGN_DELAY_S, ForeignStores, early_by_s, put_back, yield_to_higher_band
 from .messages import is_redis, leave_heartbeats
+from .presence import note_outcome
 
 __all__ = ["WorkerResources", "broker", "generate_podcast", "resources", "settings"]
 
@@ -160,14 +161,16 @@ if settings.worker_metrics_port is not None:
 _results = next((m for m in broker.middleware if isinstance(m, Results)), None)
 
 
-def _publish(run_id: str, outcome: Outcome) -> dict[str, Any]:
-    """The delivery's result (the Results middleware stores it, when on; the
-    presence record counts it). A run finished under a re-dispatched message
-    also gets its result stored under the run's first message id, which is the
-    one its submitter holds."""
-    summary = outcome.as_dict()
+def _publish(run_id: str, outcome: Outcome) -> dict[str, Any] | None:
+    """The delivery's result: the presence record counts it; with the Results
+    middleware on, it is also returned (and stored). A run finished under a
+    re-dispatched message also gets its result stored under the run's first
+    message id, which is the one its submitter holds. Without the middleware the
+    actor returns None: Dramatiq would log a warning for every delivery otherwise."""
+    note_outcome(outcome.status)
     if _results is None:
-        return summary
+        return None
+    summary = outcome.as_dict()
     current = CurrentMessage.get_current_message()
     if _results is not None and current is not None and outcome.status and is_terminal(outcome.status):
         run = resources.runner().store.get_run(run_id)

@@ -44,13 +44,31 @@ from dramatiq.middleware import Middleware
 from ..timeutil import to_ms, utcnow
 from .broker import ACTOR_NAME, broker_errors
 
-__all__ = ["PRESENCE_TTL_S", "WORKERS_KEY", "WorkerPresence", "record_key"]
+__all__ = ["PRESENCE_TTL_S", "WORKERS_KEY", "WorkerPresence", "note_outcome", "record_key"]
 
 log = logging.getLogger(__name__)
 
 #: a worker silent this long drops off (the same as Dramatiq's heartbeat timeout)
 PRESENCE_TTL_S = 60.0
 WORKERS_KEY = "podflow:workers"
+
+
+#: the status the delivery on this worker thread ended its run in, for the presence
+#: counts: the actor returns None (a value would need the Results middleware, and
+#: Dramatiq logs a warning for every delivery that returns one without it)
+_outcome = threading.local()
+
+
+def note_outcome(status: str | None) -> None:
+    """Say how the delivery running on this thread ended its run (``SUCCESS``,
+    ``FAILURE``... or None); :meth:`WorkerPresence.after_process_message` counts it."""
+    _outcome.status = status
+
+
+def _take_outcome() -> str | None:
+    status: str | None = getattr(_outcome, "status", None)
+    _outcome.status = None
+    return status
 
 
 def record_key(worker_id: str) -> str:
@@ -130,10 +148,12 @@ class WorkerPresence(Middleware):
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
+        noted = _take_outcome()
         run_id = _run_of(message)
         if run_id is None:
             return
-        status = result.get("status") if isinstance(result, dict) and exception is None else None
+        status = result.get("status") if isinstance(result, dict) else noted
+        status = None if exception is not None else status
         with self._lock:
             left = self._running.get(run_id, 1) - 1
             if left > 0:
