@@ -156,7 +156,9 @@ def submit(
     max_schedule_ahead_s: float | None = None,
 ) -> Submission:
     """Validate, record and start a run: one insert (the run in the outbox, which
-    also checks what it names), the send, and the send's confirmation, which
+    also checks what it names), the send (overlapping the insert's disk flush,
+    :meth:`Store.deferred_sync`: a message may reach a worker before its run is
+    on disk, never before it is committed), and the send's confirmation, which
     ``marks`` writes in its next batch (a submit with an ``idempotency_key``
     confirms at once, so that a replay finds its hand-over done). Its completion
     webhook goes where ``webhooks`` says. A scheduled run (``start_at``) is sent
@@ -179,11 +181,13 @@ def submit(
     run = run.model_copy(
         update={"outbox_at": run.created_at, "message_id": message_id, "current_message_id": message_id}
     )
-    stored, created = _record(store, request, run)
-    if not created:
-        return Submission(stored, created=False, enqueued=stored.enqueue_error is None, error=stored.enqueue_error)
-    marks = None if idempotency_key else marks
-    error = _deliver(store, dispatcher, stored, now=now, marks=marks)
+    # the insert's disk flush overlaps the send; submit returns once both are done
+    with store.deferred_sync():
+        stored, created = _record(store, request, run)
+        if not created:
+            return Submission(stored, created=False, enqueued=stored.enqueue_error is None, error=stored.enqueue_error)
+        marks = None if idempotency_key else marks
+        error = _deliver(store, dispatcher, stored, now=now, marks=marks)
     return Submission(stored, created=True, enqueued=error is None, error=error)
 
 

@@ -138,6 +138,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -356,6 +357,15 @@ class Store(Protocol):
         """Raises StoreUnavailable unless the store answers."""
 
     def close(self) -> None: ...
+
+    def deferred_sync(self) -> AbstractContextManager[None]:
+        """A block whose durable writes may return before they are on disk; leaving
+        it waits until they are. What the caller does inside (the submit path's
+        broker send) overlaps the disk flush. A no-op where a commit is durable
+        when it returns (PostgreSQL, MongoDB); SQLite flushes its log meanwhile.
+
+        Raises (on leaving): StoreUnavailable, a flush failed.
+        """
 
     # -- run records ------------------------------------------------------------
     def create_run(self, run: Run, *, check_names: bool = False) -> tuple[Run, bool]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +41,10 @@ class WriteStore(ABC):
 
     heartbeat_timeout_s: float
     max_attempts: int
+
+    def deferred_sync(self) -> AbstractContextManager[None]:
+        """Nothing to defer: a commit is durable when it returns (see :class:`~podflow.store.base.Store`)."""
+        return nullcontext()
 
     # -- primitives ------------------------------------------------------------------
     @abstractmethod

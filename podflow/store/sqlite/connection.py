@@ -4,7 +4,8 @@ Durability: what a client is told was accepted -- a new run, a start
 request, a cancellation, sources and profiles -- survives a power cut: the
 write-ahead log is fsynced before the method returns (``durable`` writes; the
 guarantee of ``synchronous=FULL``, but flushed after the write lock is
-released, so other writers never wait for this one's disk). The execution
+released, so other writers never wait for this one's disk; concurrent durable
+writes share one flush, see :mod:`.walsync`). The execution
 path (claims, heartbeats, progress, finishes, enqueue marks, sweep writes)
 commits with ``synchronous=NORMAL``: still atomic, safe from corruption and
 durable across process crashes, but a power cut may roll back its last
@@ -29,6 +30,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from ...errors import StoreError, StoreUnavailable
 from .migrations import migrate, read_store_id
+from .walsync import WalSync
 
 __all__ = ["SqliteConnection", "guarded", "writes"]
 
@@ -41,11 +43,6 @@ S = TypeVar("S", bound="SqliteConnection")
 #: holds the lock (tens of microseconds), so podflow waits in finer steps.
 _BUSY_FIRST_S = 0.00005
 _BUSY_MAX_S = 0.002
-
-
-#: what SQLite's own synchronous=FULL calls where it exists (Linux): the data and the
-#: metadata needed to read it back (the size), without a journal commit for the mtime
-_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -119,6 +116,7 @@ class SqliteConnection:
         self._lock_pid = 0
         self._closed = False
         self.store_id = ""
+        self._wal_sync = WalSync(Path(f"{self.path}-wal"))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -140,7 +138,37 @@ class SqliteConnection:
         with self._write_lock, self._file_lock():
             yield
         if durable:
-            self._sync_wal()
+            ticket = self._wal_sync.ticket()
+            deferred: list[int] | None = getattr(self._local, "deferred", None)
+            if deferred is None:
+                self._wal_sync.wait(ticket)
+            else:
+                deferred.append(ticket)
+                self._wal_sync.start(ticket)
+
+    @contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """Durable writes of this thread inside the block return once committed,
+        their flush begun on another thread; leaving the block waits until it is
+        done, so what the caller does meanwhile (a broker send) overlaps the disk
+        flush. What the block returns is as durable as ever; a reader may see the
+        rows before they are on disk (a power cut would take them and anything
+        after them together). Re-entrant.
+
+        Raises:
+          StoreUnavailable: on leaving, a flush failed.
+        """
+        if getattr(self._local, "deferred", None) is not None:
+            yield
+            return
+        tickets: list[int] = []
+        self._local.deferred = tickets
+        try:
+            yield
+        finally:
+            self._local.deferred = None
+            if tickets:
+                self._wal_sync.wait(max(tickets))
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -154,21 +182,6 @@ class SqliteConnection:
             yield
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-
-    def _sync_wal(self) -> None:
-        """Make every transaction committed so far durable: flush the write-ahead log to disk.
-
-        The same guarantee as ``synchronous=FULL`` (committed frames are in the
-        log, and SQLite only rewrites the log after a checkpoint has synced
-        them into the database file), without holding the write lock through
-        the flush. The log is opened each time: a cached descriptor could
-        outlive a log that SQLite deleted and made anew.
-        """
-        fd = os.open(f"{self.path}-wal", os.O_RDONLY)
-        try:
-            _datasync(fd)
-        finally:
-            os.close(fd)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
