@@ -43,7 +43,8 @@ METHOD_NOTES = [
     "Throughput: from just before the first of N dispatches (all from one process, one after another) to the last "
     "completion: podflow = the largest finished_at of the batch's SUCCESS runs in the SQLite store; bare Dramatiq "
     "and Celery = the time recorded by the task whose Redis INCR reached N. Ratios pair the batches of one "
-    "repetition; the systems take turns in a rotating order.",
+    "repetition; the systems take turns in a rotating order, and while one runs its batch every other system's "
+    "workers are stopped (SIGSTOP/SIGCONT), so that idle pollers take no CPU from it.",
     "podflow runs as production does: `podflow worker` (Dramatiq, podflow's middleware, one prefetched message per "
     "thread, an idle poll of 100 ms, INFO logs), SQLite with accepted runs fsynced before submit returns, the "
     "sends confirmed in batches as the API does (`EnqueueMarks`). "

@@ -6,8 +6,10 @@ repetition runs one batch of N no-op jobs per system, in a rotating order (so
 no system always goes first, and machine noise spreads over all). A batch's
 time runs from just before its first dispatch to its last completion
 (:mod:`bench.systems`); runs/s = N / that time. The ratios pair the systems'
-batches of the same repetition. Peak RSS is sampled every 100 ms during each
-batch of the system under load.
+batches of the same repetition. While one system runs its batch, every other
+system's processes are stopped (SIGSTOP, then SIGCONT): their idle pollers
+would otherwise take CPU from it on a small machine. Peak RSS is sampled every
+100 ms during each batch of the system under load.
 
 CPU time per job is counted too, as it is far less sensitive than wall time to
 other work on the machine: the worker processes' CPU over the batch, the
@@ -19,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from .procs import RssSampler, tree_cpu_s, tree_rss
+from .procs import RssSampler, paused, tree_cpu_s, tree_rss
 from .report import Row
 from .scale import Scale
 from .stats import Figure
@@ -60,8 +62,9 @@ def measure(
     for rep in range(scale.reps):
         order = [*systems[rep % len(systems) :], *systems[: rep % len(systems)]]
         for system in order:
+            others = [pid for other in systems if other is not system for pid in other.pids()]
             workers_cpu, redis_cpu = tree_cpu_s(system.pids()), tree_cpu_s([redis_pid])
-            with RssSampler(system.pids) as sampler:
+            with paused(others), RssSampler(system.pids) as sampler:
                 seconds = system.run_batch(n)
             spent = {
                 "workers": tree_cpu_s(system.pids()) - workers_cpu,
