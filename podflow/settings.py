@@ -49,6 +49,10 @@ _GENERATOR_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _QUEUE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 
 
+#: the furthest a time setting may reach from now (a datetime cannot go much further)
+_HUNDRED_YEARS_S = 100 * 365 * 86400.0
+
+
 def _var(name: str, *, default: Any, description: str, **kw: Any) -> Any:
     """A field read from the environment variable ``name`` (and only that name)."""
     return Field(
@@ -171,6 +175,7 @@ class Settings(BaseSettings):
         "PODFLOW_MAX_SCHEDULE_AHEAD",
         default=30 * 86400.0,
         gt=0,
+        le=_HUNDRED_YEARS_S,  # a bound the clock's arithmetic can add (and not inf)
         description="a run's start_at may be at most this many seconds ahead",
     )
     sweep_interval_s: float = _var(
@@ -201,6 +206,7 @@ class Settings(BaseSettings):
         "PODFLOW_RETENTION_DAYS",
         default=0.0,
         ge=0,
+        le=_HUNDRED_YEARS_S / 86400,  # now minus more (or inf) is no date: the sweep would fail
         description="days an ended run (SUCCESS, FAILURE, REVOKED) is kept after it finished before the sweep "
         "deletes it with its files; 0 keeps runs forever",
     )

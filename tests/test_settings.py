@@ -68,6 +68,13 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path, monkeypa
         ("PODFLOW_WEBHOOK_SECRET", "whsec_***", "PODFLOW_WEBHOOK_SECRET=<hidden>: must be whsec_ followed by base64"),
         ("PODFLOW_WEBHOOK_TIMEOUT", "0", "PODFLOW_WEBHOOK_TIMEOUT='0': input should be greater than 0"),
         ("PODFLOW_PUBLIC_URL", "podflow.example.com", "PODFLOW_PUBLIC_URL='podflow.example.com': must be empty"),
+        ("PODFLOW_RETENTION_DAYS", "-1", "PODFLOW_RETENTION_DAYS='-1': input should be greater than or equal to 0"),
+        ("PODFLOW_RETENTION_DAYS", "a month", "PODFLOW_RETENTION_DAYS='a month': input should be a valid number"),
+        # further back than a date can go: the sweep's cut-off would fail every sweep
+        ("PODFLOW_RETENTION_DAYS", "inf", "PODFLOW_RETENTION_DAYS='inf': input should be less than or equal to 36500"),
+        ("PODFLOW_RETENTION_DAYS", "1e6", "PODFLOW_RETENTION_DAYS='1e6': input should be less than or equal to"),
+        ("PODFLOW_MAX_SCHEDULE_AHEAD", "0", "PODFLOW_MAX_SCHEDULE_AHEAD='0': input should be greater than 0"),
+        ("PODFLOW_MAX_SCHEDULE_AHEAD", "inf", "PODFLOW_MAX_SCHEDULE_AHEAD='inf': input should be less than or equal"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -243,3 +250,21 @@ def test_a_default_webhook_url_must_be_on_an_allowed_host(monkeypatch: pytest.Mo
         load_settings(None)
     monkeypatch.setenv("PODFLOW_WEBHOOK_ALLOWED_HOSTS", "*.example.com, 10.0.0.5")
     assert load_settings(None).webhook_hosts == ("*.example.com", "10.0.0.5")
+
+
+def test_retention_is_off_by_default_and_its_days_reach_the_sweep_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from podflow.sweep import SweepPolicy
+
+    s = load_settings(None)
+    assert s.retention_days == 0 and SweepPolicy.from_settings(s).retention_s == 0  # 0: runs are kept forever
+    for days, expected_s in (("30", 30 * 86400.0), ("0.5", 43200.0), ("36500", 36500 * 86400.0)):
+        monkeypatch.setenv("PODFLOW_RETENTION_DAYS", days)
+        assert SweepPolicy.from_settings(load_settings(None)).retention_s == expected_s, days
+
+
+def test_how_far_ahead_a_run_may_be_scheduled_defaults_to_30_days_and_is_read_in_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(None).max_schedule_ahead_s == 30 * 86400
+    monkeypatch.setenv("PODFLOW_MAX_SCHEDULE_AHEAD", "3600")
+    assert load_settings(None).max_schedule_ahead_s == 3600

@@ -37,11 +37,12 @@ from ..exitcodes import RET_FAILED_RUN, RET_OK, RET_USAGE
 from ..lifecycle import result_file
 from ..models import PRIORITIES
 from ..settings import Settings
+from ..timeutil import utcnow
 from ._client import ApiClient, ApiError, ApiUnreachable, Submitted, follow_run
 from ._common import api_address, duration, print_json, store_for
 from ._progress import ProgressDisplay
 
-__all__ = ["register", "run"]
+__all__ = ["parse_start_at", "register", "run"]
 
 #: the exit code after Ctrl-C (128 + SIGINT), as shells report it
 RET_INTERRUPTED = 130
@@ -81,12 +82,24 @@ def register(subparsers: Any) -> None:
 
 
 def _start_at(value: str) -> str:
+    return parse_start_at(value, now=utcnow())
+
+
+def parse_start_at(value: str, *, now: datetime) -> str:
+    """``--start-at``: an ISO 8601 time with a zone, after ``now`` (the API checks
+    it again on its own clock, and how far ahead it may be).
+
+    Raises:
+      argparse.ArgumentTypeError: not such a time (argparse names the option).
+    """
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError("must be an ISO 8601 time, e.g. 2026-05-01T06:00:00+02:00") from None
     if when.tzinfo is None:
         raise argparse.ArgumentTypeError("must name its zone (an offset such as +02:00, or Z)")
+    if when <= now:
+        raise argparse.ArgumentTypeError(f"must be in the future (it is {now.isoformat(timespec='seconds')} now)")
     return when.isoformat()
 
 

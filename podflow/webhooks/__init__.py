@@ -4,7 +4,8 @@
   decided at submit;
 - :mod:`.events`: the event (type, stable id, body: the run as the API shows it);
 - :mod:`.signing`: Standard Webhooks headers, signed with ``standardwebhooks``;
-- :mod:`.delivery`: claim what is due, POST it, record the outcome, retry with backoff.
+- :mod:`.delivery`: claim what is due, POST it, record the outcome, retry with backoff;
+- :mod:`.deadline`: the POST's total time limit (httpx's own bounds each phase).
 
 The obligation itself is written by the store, in the transition that ends the
 run (:mod:`podflow.store.transitions`); the scheduler process runs the deliverer.

@@ -8,7 +8,8 @@ once), POSTs each (in parallel, up to ``concurrency``), and records the outcome
 fenced by the attempt number. A crash between the POST and the record leaves
 the delivery due again when the lease runs out: it is sent again (at least
 once; the ``webhook-id`` is the same, for the receiver to deduplicate). A 2xx
-ends it; any other reply, a timeout or a refused connection is retried after
+ends it; any other reply, a timeout (``timeout_s`` for the whole POST, see
+:mod:`.deadline`) or a refused connection is retried after
 ``backoff_s`` doubling (at most ``backoff_max_s``) until ``max_age_s`` after the
 run ended, then given up (``expired``). Redirects are not followed, and only
 the start of a reply's body is kept.
@@ -32,6 +33,7 @@ from ..store.base import Store
 from ..store.counters import webhook_counter
 from ..timeutil import utcnow
 from ..views import PathFor, template_paths
+from .deadline import Deadline
 from .events import event_body, event_id
 from .signing import signed_headers
 from .targets import host_allowed
@@ -45,8 +47,8 @@ log = logging.getLogger(__name__)
 
 #: how much of a receiver's reply body is kept (the rest is never read)
 REPLY_EXCERPT_CHARS = 200
-#: a claim's lease: the POST's timeout bounds each of its phases (connect, write,
-#: read, pool), so four of them, and a margin for recording the outcome
+#: a claim's lease: four of the POST's timeouts (which bounds it in total) and a
+#: margin, for name resolution (no timeout bounds it) and recording the outcome
 _LEASE_PHASES = 4
 _LEASE_MARGIN_S = 5.0
 
@@ -93,34 +95,47 @@ class Attempt:
 
     @property
     def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
+        return self.error is None and self.status is not None and 200 <= self.status < 300
 
 
 def post(client: httpx.Client, url: str, *, body: str, headers: dict[str, str], timeout_s: float) -> Attempt:
-    """POST ``body`` to ``url``, not following redirects; never raises for the receiver's faults."""
-    try:
-        with client.stream(
-            "POST",
-            url,
-            content=body.encode(),
-            headers={**headers, "content-type": "application/json"},
-            timeout=timeout_s,
-            follow_redirects=False,
-        ) as response:
-            head = b""
-            for chunk in response.iter_bytes():
-                head += chunk
-                if len(head) >= REPLY_EXCERPT_CHARS * 4:  # enough for the excerpt in any encoding
-                    break
-            text = head.decode("utf-8", errors="replace")[:REPLY_EXCERPT_CHARS]
-            error = None
-            if response.is_redirect:
-                error = f"redirect to {response.headers.get('location', '?')} not followed"
-            return Attempt(status=response.status_code, error=error, excerpt=text or None)
-    except httpx.TimeoutException:
-        return Attempt(error=f"timed out after {timeout_s:g} s")
-    except httpx.HTTPError as exc:
-        return Attempt(error=f"{type(exc).__name__}: {exc}"[:REPLY_EXCERPT_CHARS])
+    """POST ``body`` to ``url``, not following redirects, within ``timeout_s`` in total
+    (connecting, sending and reading the reply); never raises for the receiver's faults.
+
+    A reply not complete (up to the excerpt) by then is a failed attempt, even after a
+    2xx status line: the receiver may not have taken the event.
+    """
+    timed_out = Attempt(error=f"timed out after {timeout_s:g} s")
+    with Deadline(timeout_s) as deadline:
+        try:
+            with client.stream(
+                "POST",
+                url,
+                content=body.encode(),
+                # its own connection, never a pooled one: the deadline watches the
+                # sockets it sees opened
+                headers={**headers, "content-type": "application/json", "connection": "close"},
+                timeout=timeout_s,
+                follow_redirects=False,
+                extensions={"trace": deadline.trace},
+            ) as response:
+                deadline.watch(response.extensions.get("network_stream"))
+                head = b""
+                for chunk in response.iter_bytes():
+                    head += chunk
+                    if len(head) >= REPLY_EXCERPT_CHARS * 4 or deadline.passed:  # enough for the excerpt
+                        break
+                if deadline.passed:
+                    return timed_out
+                text = head.decode("utf-8", errors="replace")[:REPLY_EXCERPT_CHARS]
+                error = None
+                if response.is_redirect:
+                    error = f"redirect to {response.headers.get('location', '?')} not followed"
+                return Attempt(status=response.status_code, error=error, excerpt=text or None)
+        except httpx.HTTPError as exc:
+            if deadline.passed or isinstance(exc, httpx.TimeoutException):
+                return timed_out
+            return Attempt(error=f"{type(exc).__name__}: {exc}"[:REPLY_EXCERPT_CHARS])
 
 
 class Deliverer:

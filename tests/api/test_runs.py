@@ -88,6 +88,25 @@ def test_a_scheduled_high_priority_run_is_pending_and_shows_both(api: Api) -> No
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "REVOKED"  # before it starts
 
 
+def test_a_shorter_max_schedule_ahead_is_honoured_on_both_routes(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    monkeypatch.setenv("PODFLOW_MAX_SCHEDULE_AHEAD", "3600")  # an hour, not 30 days
+    with serve(create_app(settings_for(tmp_path, broker_url=redis_url))) as api:
+        assert api.settings.max_schedule_ahead_s == 3600
+        too_far = {**api.request(), "start_at": (utcnow() + timedelta(hours=2)).isoformat()}
+        for route in ("/api/podcast/generate", "/api/podcast/runs"):
+            body = error(api.client.post(route, json=too_far), 422, "validation_error")
+            assert body["details"][0]["field"] == "start_at", route
+            assert body["message"] == "start_at: must be at most 3600 s ahead (PODFLOW_MAX_SCHEDULE_AHEAD)", route
+        assert api.store.list_runs().runs == []
+        within = {**api.request(), "start_at": (utcnow() + timedelta(minutes=30)).isoformat()}
+        assert api.client.post("/api/podcast/generate", json=within).status_code == 202
+        assert api.client.post("/api/podcast/runs", json=within).status_code == 201
+
+
 def test_a_missing_field_and_a_body_that_is_not_json_are_422s(api: Api) -> None:
     request = api.request()
     del request["episode_name"]

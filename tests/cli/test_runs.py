@@ -92,6 +92,32 @@ def test_show_prints_the_webhook_delivery(store: SqliteStore, capsys: pytest.Cap
     )
 
 
+def test_list_and_show_say_when_a_scheduled_run_starts_and_its_band(
+    store: SqliteStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start_at = at(3600)
+    scheduled = Run.new(request("weekly").model_copy(update={"priority": "high", "start_at": start_at}), now=T0)
+    store.create_run(scheduled)
+    later = Run.new(request("batch").model_copy(update={"start_at": start_at}), now=at(1))  # normal: no band shown
+    store.create_run(later)
+    plain = add(store, "now", at(2))
+    assert main(["runs", "list"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows[scheduled.run_id].endswith(f"[high] scheduled for {start_at.isoformat()}")
+    assert rows[later.run_id].endswith(f"  scheduled for {start_at.isoformat()}") and "[" not in rows[later.run_id]
+    assert "scheduled" not in rows[plain] and "[" not in rows[plain]
+    assert main(["runs", "show", scheduled.run_id]) == 0
+    fields = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.split("history:\n")[0].splitlines())
+    assert (fields["status"], fields["priority"], fields["scheduled"]) == ("PENDING", "high", start_at.isoformat())
+    assert main(["runs", "show", plain]) == 0
+    assert "scheduled" not in capsys.readouterr().out.split("history:\n")[0]
+    # once it has started, it is no longer shown as waiting for its time
+    attempt = store.claim(scheduled.run_id, now=at(3601))
+    assert attempt == 1 and main(["runs", "list", "--status", "started"]) == 0
+    (row,) = capsys.readouterr().out.splitlines()[1:]
+    assert row.startswith(scheduled.run_id) and "scheduled for" not in row
+
+
 def test_show_of_an_unknown_run_exits_1_with_one_line(store: SqliteStore, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "show", "run_" + "0" * 32]) == RET_FAILED_RUN
     assert capsys.readouterr().err == f"podflow: run 'run_{'0' * 32}' not found\n"

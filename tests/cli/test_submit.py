@@ -5,6 +5,7 @@ The end-to-end run through the whole Procfile stack is in ``test_up.py``.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from api.app import create_app
 from podflow.cli import main
 from podflow.cli._client import ApiClient, ApiUnreachable, follow_run, parse_sse
 from podflow.cli._progress import ProgressDisplay
+from podflow.cli.submit import parse_start_at
 from podflow.exitcodes import RET_FAILED_RUN, RET_OK, RET_UNAVAILABLE, RET_USAGE
 from podflow.lifecycle import cancel
 from podflow.states import RunStatus
@@ -205,6 +208,70 @@ def test_a_callback_url_goes_with_the_run_and_a_bad_one_is_refused_naming_the_fi
         assert run is not None and run.callback_url == hook
         assert submit(api, *ARGS, "--name", "x", "--no-follow", "--callback-url", "ftp://h/x", document()) == 1
         assert "callback_url: must be an http:// or https:// URL" in capsys.readouterr().err
+
+
+def test_a_priority_and_a_start_time_go_with_the_run_which_stays_pending_scheduled(
+    served: Callable[..., Any], redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start_at = (utcnow() + timedelta(hours=3)).replace(microsecond=0)
+    local = start_at.astimezone(timezone(timedelta(hours=2))).isoformat()  # any zone names the same instant
+    with served(broker_url=redis_url) as api:
+        args = [*ARGS, "--name", "weekly", "--no-follow", "--priority", "high", "--start-at", local, document()]
+        assert submit(api, *args) == RET_OK
+        out, err = capsys.readouterr()
+        run = api.store.get_run(fields(out)["run_id"])
+        assert run is not None and fields(out)["status"] == "PENDING"
+        assert (run.priority, run.start_at, run.status) == ("high", start_at, RunStatus.PENDING)
+        (line,) = [e for e in err.splitlines() if "submitted run" in e]
+        assert line.startswith(f"podflow: submitted run {run.run_id}, scheduled for ")
+        assert datetime.fromisoformat(line.rsplit(" ", 1)[1].replace("Z", "+00:00")) == start_at
+        # without the options: a normal run that starts at once
+        assert submit(api, *ARGS, "--name", "now", "--no-follow", document()) == RET_OK
+        plain = api.store.get_run(fields(capsys.readouterr().out)["run_id"])
+        assert plain is not None and (plain.priority, plain.start_at) == ("normal", None)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--start-at", "next tuesday", "argument --start-at: must be an ISO 8601 time, e.g. 2026-05-01T06:00:00+02:00"),
+        ("--start-at", "2030-01-01T06:00:00", "argument --start-at: must name its zone"),
+        ("--start-at", "2020-01-01T06:00:00Z", "argument --start-at: must be in the future (it is 20"),
+        ("--priority", "urgent", "argument --priority: invalid choice: 'urgent' (choose from 'high', 'normal', 'low')"),
+    ],
+    ids=["not a time", "no zone", "past", "unknown band"],
+)
+def test_a_bad_start_time_or_priority_is_refused_naming_the_option_before_anything_is_sent(
+    podflow_env: Callable[..., Path], capsys: pytest.CaptureFixture[str], option: str, value: str, says: str
+) -> None:
+    podflow_env()
+    unreachable = f"http://127.0.0.1:{free_port()}"  # nothing is sent: it would say so
+    with pytest.raises(SystemExit) as exited:
+        main(["submit", "--api", unreachable, *ARGS, "--name", "x", option, value, document()])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and says in err
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("podflow submit: error: argument")
+
+
+def test_start_at_is_parsed_against_the_time_given() -> None:
+    now = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
+    assert parse_start_at("2026-05-01T06:00:01+02:00", now=now) == "2026-05-01T06:00:01+02:00"
+    assert parse_start_at("2026-05-01T04:00:01Z", now=now) == "2026-05-01T04:00:01+00:00"
+    past = r"must be in the future \(it is 2026-05-01T04:00:00\+00:00 now\)"
+    with pytest.raises(argparse.ArgumentTypeError, match=past):
+        parse_start_at("2026-05-01T06:00:00+02:00", now=now)  # the same instant is not after it
+
+
+def test_a_start_time_beyond_the_apis_limit_is_refused_naming_the_field(
+    served: Callable[..., Any], redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ahead = (utcnow() + timedelta(hours=2)).isoformat()
+    with served(broker_url=redis_url, max_schedule_ahead_s=3600) as api:
+        assert submit(api, *ARGS, "--name", "x", "--no-follow", "--start-at", ahead, document()) == RET_FAILED_RUN
+        err = [e for e in capsys.readouterr().err.splitlines() if " as src_" not in e]
+        assert api.store.list_runs().runs == []
+    assert len(err) == 1 and err[0].startswith("podflow: start_at: must be at most 3600 s ahead"), err
+    assert "PODFLOW_MAX_SCHEDULE_AHEAD" in err[0] and "(HTTP 422" in err[0]
 
 
 def test_ctrl_c_while_following_exits_130_and_leaves_the_run_running(tmp_path: Path, redis_url: str) -> None:

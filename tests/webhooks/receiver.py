@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from tests.servers import free_port
 
 #: a scripted answer: an HTTP status, ("hang", seconds) to answer 200 only after that,
-#: or ("redirect", location)
+#: ("redirect", location), or ("trickle", seconds) / ("trickle-body", seconds) to send a
+#: 200 one byte every that many seconds: the whole reply, or the body after prompt headers
 Answer = int | tuple[str, float] | tuple[str, str]
 
 
@@ -48,6 +49,9 @@ class Receiver:
                 with receiver._lock:
                     receiver.received.append(Received(dict(self.headers.items()), body))
                 answer = receiver._answer()
+                if isinstance(answer, tuple) and answer[0] in ("trickle", "trickle-body"):
+                    self._trickle(float(answer[1]), headers_too=answer[0] == "trickle")
+                    return
                 if isinstance(answer, tuple) and answer[0] == "hang":
                     time.sleep(float(answer[1]))
                     answer = 200
@@ -64,6 +68,22 @@ class Receiver:
                     self.wfile.write(reply)
                 except OSError:
                     pass  # the sender gave up waiting
+
+            def _trickle(self, every_s: float, *, headers_too: bool) -> None:
+                """A 200 with a 100-byte body, one byte every ``every_s``, until the sender hangs up."""
+                self.close_connection = True
+                body = b"t" * 100
+                head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body)
+                try:
+                    if not headers_too:
+                        self.wfile.write(head)
+                        self.wfile.flush()
+                    for byte in (head + body if headers_too else body):
+                        time.sleep(every_s)
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                except OSError:
+                    pass  # the sender hung up: what the test waits for
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

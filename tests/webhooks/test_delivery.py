@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -130,6 +131,21 @@ def test_a_failure_records_the_status_and_only_an_excerpt_of_the_reply(
     assert run.webhook.reply_excerpt == "x" * REPLY_EXCERPT_CHARS  # of 5000
     assert run.webhook_due_at is not None and run.webhook_due_at > run.webhook.last_attempt_at
     assert json.loads(receiver.received[0].body)["type"] == "run.failed"
+
+
+@pytest.mark.parametrize("trickle", ["trickle", "trickle-body"], ids=["whole reply", "body after the headers"])
+def test_a_receiver_trickling_its_reply_is_cut_off_at_the_timeout_in_total(
+    store: SqliteStore, receivers: Callable[..., Receiver], trickle: str
+) -> None:
+    # one byte every 0.2 s: each read is quick, so only a deadline on the whole POST ends it
+    receiver = receivers([(trickle, 0.2)])
+    started = time.monotonic()
+    run = attempted(store, receiver.url, {"retried": 1}, timeout_s=1.0)
+    assert time.monotonic() - started < 1.0 + 0.8  # the attempt, the store's writes and a margin
+    assert len(receiver.received) == 1 and run.webhook is not None
+    assert run.webhook.outcome == "retrying" and run.webhook.last_error == "timed out after 1 s"
+    assert run.webhook.last_status is None and run.webhook.delivered_at is None
+    assert run.webhook_due_at is not None and run.webhook_due_at > run.webhook.last_attempt_at
 
 
 def test_a_redirect_is_not_followed(store: SqliteStore, receivers: Callable[..., Receiver]) -> None:
