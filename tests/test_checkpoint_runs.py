@@ -1,9 +1,9 @@
 """Checkpoints with real ``dramatiq podflow.actors`` workers and the fake provider counting calls.
 
 Each test interrupts a provider-backed run mid-audio (SIGKILL, SIGTERM, the soft
-time limit, a transient failure, a stopped process, a permanent failure and a
-user's retry) and checks what the next attempt, or the retry, asked the
-provider: no chat call again, exactly the clips that were not yet paid for.
+time limit, a transient failure, a stopped process, a permanent failure or a
+cancel, then a user's retry) and checks what the next attempt, or the retry,
+asked the provider: no chat call again, exactly the clips that were not yet paid for.
 
 The fake answers the first ``n`` speech calls and holds the next ones
 (:func:`hold_after`), so a test interrupts the run at a known point: ``n``
@@ -290,6 +290,35 @@ def test_a_retry_of_a_failed_run_reuses_outline_transcript_and_the_29_clips_befo
     with contextlib.suppress(AssertionError):  # the assert below says what differs
         wait_for(lambda: counted() == expected, timeout=5, what="the workers' counts in /metrics")
     assert counted() == expected
+
+
+def test_a_retry_of_a_run_cancelled_mid_audio_reuses_outline_transcript_and_the_clips_it_kept(stack: Stack) -> None:
+    stack.start(threads=1, **SETTINGS)
+    hold_after(stack.fake, 6)
+    run = stack.submit("Cancelled", episode_profile=EPISODE.name)
+    interrupted_at(stack, run, kept=6)
+    lifecycle.cancel(stack.store, run.run_id, now=utcnow())
+    cancelled = stack.finished(run)
+    assert cancelled.status is RunStatus.REVOKED
+    wait_for(lambda: stack.fake.in_flight("speech") == 0, timeout=5, what="the held calls to be closed")
+    assert len(clips_kept(stack, cancelled)) == 6  # kept for a retry
+
+    retried_at = time.time()
+    done = stack.finished(lifecycle.retry(stack.store, stack.dispatcher, run.run_id, now=utcnow()).run)
+    assert done.status is RunStatus.SUCCESS and done.retry_of == run.run_id, done.error
+    turns = [t["text"] for t in stack.transcript(done)["turns"]]
+    assert not sent_after(stack, retried_at, "chat")
+    paid_before = [c for c in stack.fake.calls("speech") if c.started < retried_at and c.status == 200]
+    assert len(paid_before) == 6
+    assert texts(paid_before + sent_after(stack, retried_at, "speech")) == sorted(turns)  # each paid for once
+    assert done.result is not None and done.result.reused_from_retried == 8
+    assert {name: (s.computed, s.reused) for name, s in done.result.stages.items()} == {
+        "outline": (0, 1),
+        "transcript": (0, 1),
+        "audio": (len(turns) - 6, 6),
+    }
+    assert done.result.duration_s == pytest.approx(episode_seconds(stack, done), abs=0.001)
+    assert len(clips_kept(stack, cancelled)) == 6  # the original's stay until deleted or expired
 
 
 def test_a_changed_briefing_between_a_failed_run_and_its_retry_recomputes_every_stage(stack: Stack) -> None:

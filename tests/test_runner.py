@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -307,16 +308,20 @@ def test_a_relative_data_dir_still_gives_paths_relative_to_it(
 
 
 class Steps:
-    """A generator of three checkpointed steps that fails at the third with ``fail[attempt]``."""
+    """A generator of three checkpointed steps that fails at the third with ``fail[attempt]``
+    (an exception raised, or a function called that raises)."""
 
-    def __init__(self, **fail: BaseException) -> None:
+    def __init__(self, **fail: BaseException | Callable[[GenerationRequest, GenerationContext], None]) -> None:
         self.fail = {int(attempt.removeprefix("attempt")): exc for attempt, exc in fail.items()}
         self.computed: list[tuple[int, int]] = []
 
     def __call__(self, req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
         for step in range(3):
             if step == 2 and ctx.attempt in self.fail:
-                raise self.fail[ctx.attempt]
+                fail = self.fail[ctx.attempt]
+                if isinstance(fail, BaseException):
+                    raise fail
+                fail(req, ctx)
             ctx.checkpoints.value(input_key("step", step), lambda step=step: self.compute(ctx, step), stage="steps")
         return generators.noop(req, ctx)
 
@@ -373,6 +378,29 @@ def test_a_retry_of_a_failed_run_reuses_its_checkpoints_and_says_how_many(store:
     result = store.get_run(retry.run_id).result
     assert result.stages == {"steps": StageCalls(computed=1, reused=2)} and result.reused_from_retried == 2
     assert paths.checkpoint_dir(runner.data_dir, failed).is_dir()  # the original's stay until TTL or deletion
+
+
+def test_a_retry_of_a_cancelled_run_reuses_the_checkpoints_it_completed(store: Store, tmp_path: Path) -> None:
+    def cancelled_by_its_user(req: GenerationRequest, ctx: GenerationContext) -> None:
+        store.cancel(req.run_id, now=at(1))
+        runner.monitor.beat()  # the heartbeat learns of it
+        ctx.check_cancelled()
+        raise AssertionError("check_cancelled() should have raised")
+
+    steps = Steps(attempt1=cancelled_by_its_user)
+    runner = make_runner(store, tmp_path, steps)
+    cancelled = new_run(store)
+    outcome = runner.execute(cancelled)
+    assert (outcome.kind, outcome.status) == ("cancelled", RunStatus.REVOKED)
+    assert paths.checkpoint_dir(runner.data_dir, cancelled).is_dir()  # kept for a retry
+    retry, _ = store.create_run(Run.new(request(), now=at(2), retry_of=cancelled))
+    steps.fail.clear()
+    assert runner.execute(retry.run_id).kind == "succeeded"
+    assert steps.computed == [(1, 0), (1, 1), (1, 2)]
+    result = store.get_run(retry.run_id).result
+    assert result.stages == {"steps": StageCalls(computed=1, reused=2)} and result.reused_from_retried == 2
+    assert store.get_run(cancelled).status is RunStatus.REVOKED  # the original is left as it is
+    assert paths.checkpoint_dir(runner.data_dir, cancelled).is_dir()
 
 
 def test_a_lost_lease_keeps_the_checkpoints_for_the_attempt_that_took_over(store: Store, tmp_path: Path) -> None:

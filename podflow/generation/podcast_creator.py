@@ -106,7 +106,7 @@ def generate(request: GenerationRequest, ctx: GenerationContext) -> GenerationRe
     try:
         result = run(ctx, work_on_loop, stage="outline", percent=0)
     except Exception as exc:  # interrupts are BaseExceptions: they pass
-        raise _classified(exc, llm, tts) from exc
+        raise _classified(exc, llm, tts, llm_model=_model(request, llm)) from exc
 
     outline, transcript = _outline(request, result), _transcript(request, result)
     outline_path = write_json(work / "outline.json", outline.to_json())
@@ -220,14 +220,14 @@ async def _create(
                 await task
 
 
-def _classified(exc: BaseException, llm: Provider, tts: Provider) -> GenerationError:
+def _classified(exc: BaseException, llm: Provider, tts: Provider, *, llm_model: str) -> GenerationError:
     """podcast-creator's failure as podflow's: transient or not, naming the setting where one is to blame."""
     chain = _chain(exc)
     for link in chain:
         if isinstance(link, GenerationError):
             return link
         if isinstance(link, openai.OpenAIError):
-            failure = classify(link, llm.endpoint, now=utcnow())
+            failure = classify(link, llm.endpoint, now=utcnow(), model=llm_model)
             if failure is not None:
                 return failure.error()
     message = f"podcast-creator: {type(exc).__name__}: {exc}"

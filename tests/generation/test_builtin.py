@@ -314,3 +314,35 @@ def test_provider_clips_already_paid_for_are_not_asked_again(
     assert len(fake.calls("chat")) == 2  # the outline and transcript were reused
     assert len(fake.calls("speech")) == asked + turns - 2  # only the clips not yet paid for
     assert retried.checkpoints.tally()["audio"].reused == 2
+
+
+def test_a_voice_fixed_after_a_refusal_reuses_the_outline_and_transcript_and_speaks_only_the_missing_clips(
+    fake: FakeProvider, configs: ConfigFactory, tmp_path: Path
+) -> None:
+    fake.voices = {"en-us+m3", "en-us+f3"}
+    request = generation_request(num_segments=1)
+    fixed = request.speaker_profile
+    guest = fixed.speakers[1]
+    typo = fixed.model_copy(update={"speakers": [fixed.speakers[0], guest.model_copy(update={"voice": "en-us+f9"})]})
+    config = configs(audio_format="wav", tts_parallelism=1)
+    first = context(tmp_path / "a1", config, checkpoint_dir=tmp_path / "ck")
+    with pytest.raises(GenerationError, match=r"TTS voice 'en-us\+f9' unknown"):
+        generate(dataclasses.replace(request, speaker_profile=typo), first)
+    wait_for(lambda: all(c.ended for c in fake.calls("speech")), timeout=5, what="the closed requests to end")
+    paid = [c for c in fake.calls("speech") if c.status == 200]
+    assert paid and {c.body["voice"] for c in paid} == {"en-us+m3"} and len(fake.calls("chat")) == 2
+    asked = len(fake.calls("speech"))
+
+    retried = context(tmp_path / "a2", config, checkpoint_dir=tmp_path / "ck", attempt=2)
+    result = generate(request, retried)  # the profile's voice fixed: same names and personalities
+    turns = json.loads(result.transcript_path.read_text())["turns"]
+    assert len(fake.calls("chat")) == 2  # no LLM call: outline and transcript reused
+    spoken = fake.calls("speech")[asked:]
+    assert len(spoken) == len(turns) - len(paid)  # only the clips not yet paid for
+    assert guest.voice in {c.body["voice"] for c in spoken} and "en-us+f9" not in {c.body["voice"] for c in spoken}
+    tally = retried.checkpoints.tally()
+    assert {stage: (t.computed, t.reused) for stage, t in tally.items()} == {
+        "outline": (0, 1),
+        "transcript": (0, 1),
+        "audio": (len(turns) - len(paid), len(paid)),
+    }

@@ -91,6 +91,16 @@ def test_a_401_from_the_llm_fails_naming_the_setting(
     assert len(fake.calls("chat")) == 1  # a 4xx is not retried by podcast-creator either
 
 
+def test_a_404_from_the_llm_names_the_profiles_model_that_was_called(
+    fake: FakeProvider, configs: ConfigFactory, tmp_path: Path
+) -> None:
+    fake.script("chat", Reply(status=404))
+    ctx = LocalContext(run_id="run_" + "0" * 32, work_dir=tmp_path, config=configs())
+    with pytest.raises(ProviderRejected, match="404 for model 'pc-model': check PODFLOW_LLM_MODEL"):
+        generate(generation_request(num_segments=2, llm_model="pc-model"), ctx)
+    assert [c.body["model"] for c in fake.calls("chat")] == ["pc-model"]
+
+
 def test_a_profile_with_a_repeated_voice_is_refused_naming_the_field(configs: ConfigFactory, tmp_path: Path) -> None:
     request = generation_request()
     twins = [Speaker(name=n, voice="alloy", personality="calm") for n in ("Ada", "Bo")]

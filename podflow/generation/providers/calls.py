@@ -118,9 +118,13 @@ class Provider:
         send: Callable[[openai.AsyncOpenAI], Awaitable[T]],
         *,
         reporter: Reporter,
+        model: str | None = None,
         voice: str | None = None,
     ) -> T:
         """``await send(client)`` under the cap, retried as the policy says.
+
+        ``model`` and ``voice`` are what ``send`` asks for, named by a refusal
+        (``model`` None: the endpoint's).
 
         Raises:
           ProviderRejected: a 4xx other than 429 (at once).
@@ -140,7 +144,7 @@ class Provider:
                     self._count("cancelled")
                     raise
                 except openai.OpenAIError as exc:
-                    failure = classify(exc, self.endpoint, now=self._clock(), voice=voice)
+                    failure = classify(exc, self.endpoint, now=self._clock(), model=model, voice=voice)
                     self._count("4xx" if failure is None else failure.outcome)
                     if failure is None:
                         raise

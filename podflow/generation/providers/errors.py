@@ -89,11 +89,15 @@ class Failure:
         return ProviderUnavailable(self.message)
 
 
-def classify(exc: BaseException, endpoint: Endpoint, *, now: datetime, voice: str | None = None) -> Failure | None:
+def classify(
+    exc: BaseException, endpoint: Endpoint, *, now: datetime, model: str | None = None, voice: str | None = None
+) -> Failure | None:
     """What ``exc``, raised by a call to ``endpoint``, means; None if it is no provider error.
 
-    ``voice`` (speech calls) lets a refusal name the voice; ``now`` reads a
-    ``Retry-After`` given as an HTTP date.
+    ``model`` is the model the call asked for (a profile's ``llm_model`` or
+    ``tts_model``; None: the endpoint's, PODFLOW_*_MODEL), so a refusal names the
+    model actually called; ``voice`` (speech calls) lets it name the voice;
+    ``now`` reads a ``Retry-After`` given as an HTTP date.
     """
     import openai  # loaded already: the call that raised ``exc`` used it
     if isinstance(exc, openai.APITimeoutError):
@@ -114,11 +118,12 @@ def classify(exc: BaseException, endpoint: Endpoint, *, now: datetime, voice: st
     outcome = "5xx" if status >= 500 else "4xx"
     if status >= 500 or status in _TRANSIENT_4XX:
         return Failure("transient", f"{endpoint.label} answered {status}: {detail}", status, wait, outcome=outcome)
-    return Failure("permanent", _refusal(endpoint, status, detail, voice), status, outcome=outcome)
+    refusal = _refusal(endpoint, status, detail, model or endpoint.model, voice)
+    return Failure("permanent", refusal, status, outcome=outcome)
 
 
-def _refusal(endpoint: Endpoint, status: int, detail: str, voice: str | None) -> str:
-    model, profile_field = endpoint.model, "llm_model" if endpoint.kind == "llm" else "tts_model"
+def _refusal(endpoint: Endpoint, status: int, detail: str, model: str, voice: str | None) -> str:
+    profile_field = "llm_model" if endpoint.kind == "llm" else "tts_model"
     if status == 401:
         return f"{endpoint.label} answered 401: check {endpoint.setting('api_key')} ({detail})"
     if status == 403:

@@ -77,7 +77,7 @@ class ProviderVoice:
                         model=clip.model, voice=clip.voice, input=clip.text, response_format=RESPONSE_FORMAT  # type: ignore[arg-type]
                     )
 
-                response = await self.provider.call(send, reporter=reporter, voice=clip.voice)
+                response = await self.provider.call(send, reporter=reporter, model=clip.model, voice=clip.voice)
                 await _even_if_cancelled(_keep(response.content, paths[index], index, on_clip))
             done += 1
             reporter.progress(*turn_progress(done, len(clips), span))

@@ -75,7 +75,8 @@ class OutlineJob:
 
 @dataclass(frozen=True, slots=True)
 class TranscriptJob:
-    """What a transcript depends on: the outline, the speakers and the outline's own inputs."""
+    """What a transcript depends on: the outline, the speakers (names and personalities,
+    not voices) and the outline's own inputs."""
 
     outline_job: OutlineJob
     outline: Outline
@@ -106,7 +107,10 @@ class TranscriptJob:
         return self.outline_job.language
 
     def key(self) -> str:
-        speakers = [s.model_dump(mode="json") for s in self.speaker_profile.speakers]
+        # what a writer reads of the speakers: their names and personalities, in order. Not
+        # their voices: those only speak the transcript (each clip's key has its voice), so a
+        # voice fixed after a refusal reuses the transcript and re-speaks only its clips
+        speakers = [{"name": s.name, "personality": s.personality} for s in self.speaker_profile.speakers]
         return input_key(
             "transcript",
             {"outline_job": self.outline_job.inputs(), "outline": self.outline.to_json(), "speakers": speakers},

@@ -17,7 +17,10 @@ from tests.servers import free_port
 
 
 def failure_of(
-    endpoint: Endpoint, call: Callable[[openai.AsyncOpenAI], Awaitable[Any]], voice: str | None = None
+    endpoint: Endpoint,
+    call: Callable[[openai.AsyncOpenAI], Awaitable[Any]],
+    voice: str | None = None,
+    model: str | None = None,
 ) -> Failure | None:
     async def attempt() -> Failure | None:
         client = openai.AsyncOpenAI(
@@ -26,7 +29,7 @@ def failure_of(
         try:
             await call(client)
         except openai.OpenAIError as exc:
-            return classify(exc, endpoint, now=T0, voice=voice)
+            return classify(exc, endpoint, now=T0, model=model, voice=voice)
         finally:
             await client.close()
         raise AssertionError("the call succeeded")
@@ -62,6 +65,18 @@ def test_a_404_names_the_model_settings_and_the_base_url(fake: FakeProvider) -> 
     assert failure is not None and failure.kind == "permanent"
     assert "404 for model 'gpt-x': check PODFLOW_LLM_MODEL (or the profile's llm_model)" in failure.message
     assert "PODFLOW_LLM_BASE_URL, which ends in /v1" in failure.message
+
+
+def test_a_refusal_names_the_model_called_when_a_profile_overrides_the_setting(fake: FakeProvider) -> None:
+    fake.script("chat", Reply(status=404))
+    failure = failure_of(llm(fake), chat, model="gpt-profile")  # the episode profile's llm_model
+    assert failure is not None and failure.kind == "permanent"
+    assert "404 for model 'gpt-profile': check PODFLOW_LLM_MODEL (or the profile's llm_model)" in failure.message
+    assert "gpt-x" not in failure.message  # PODFLOW_LLM_MODEL, not the model called
+    fake.voices = {"alloy"}
+    endpoint = Endpoint(kind="tts", base_url=fake.url, model="tts-x")
+    failure = failure_of(endpoint, speech, voice="nobody", model="tts-hd")  # the speaker profile's tts_model
+    assert failure is not None and failure.message.startswith(f"TTS voice 'nobody' unknown to tts-hd at {fake.url}")
 
 
 @pytest.mark.parametrize("status", [400, 403, 422])

@@ -24,9 +24,9 @@ def speak(
     return ctx, voice.speak(clips, tmp_path / "turns", ctx, span=(20, 95))
 
 
-def clips(count: int, voice: str = "alloy") -> list[Clip]:
+def clips(count: int, voice: str = "alloy", model: str = "tts-fake") -> list[Clip]:
     return [
-        Clip(speaker="Ada", voice=voice, text=f"Turn number {i}.", engine="openai", model="tts-fake")
+        Clip(speaker="Ada", voice=voice, text=f"Turn number {i}.", engine="openai", model=model)
         for i in range(count)
     ]
 
@@ -57,6 +57,15 @@ def test_an_unknown_voice_fails_naming_it_and_stops_the_other_requests(
         speak(configs, tmp_path, [*clips(1, voice="nobody"), *clips(8)], parallelism=3)
     asked = [c for c in fake.calls("speech") if c.body]
     assert len(asked) < 9  # the turns queued behind the failure were never asked for
+
+
+def test_an_unknown_voice_names_the_profiles_tts_model_when_it_overrides_the_setting(
+    fake: FakeProvider, configs: ConfigFactory, tmp_path: Path
+) -> None:
+    fake.voices = {"alloy"}
+    with pytest.raises(ProviderRejected, match="TTS voice 'nobody' unknown to tts-hd at "):
+        speak(configs, tmp_path, clips(1, voice="nobody", model="tts-hd"))  # the speaker profile's tts_model
+    assert [c.body["model"] for c in fake.calls("speech")] == ["tts-hd"]
 
 
 def test_a_transient_failure_of_one_turn_is_retried_in_the_attempt(

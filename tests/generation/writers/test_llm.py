@@ -157,6 +157,16 @@ def test_a_refusal_of_the_request_fails_at_once_naming_the_setting(
     assert len(fake.calls("chat")) == 1
 
 
+def test_a_refusal_names_the_profiles_model_when_it_overrides_the_setting(
+    fake: FakeProvider, configs: ConfigFactory, tmp_path: Path
+) -> None:
+    fake.script("chat", Reply(status=404))
+    with pytest.raises(ProviderRejected, match="404 for model 'profile-llm': check PODFLOW_LLM_MODEL") as refused:
+        write(configs, tmp_path, llm_model="profile-llm")
+    assert "fake-model" not in str(refused.value)  # PODFLOW_LLM_MODEL: not the model called
+    assert [body["model"] for body in bodies(fake)] == ["profile-llm"]
+
+
 def test_long_sources_are_truncated_to_the_budget_at_a_sentence_and_progress_says_so(
     fake: FakeProvider, configs: ConfigFactory, tmp_path: Path
 ) -> None:

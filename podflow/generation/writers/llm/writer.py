@@ -155,7 +155,7 @@ class LLMWriter:
                     model=model, messages=messages, response_format=response_format  # type: ignore[arg-type]
                 )
 
-            completion = await self.provider.call(send, reporter=reporter)
+            completion = await self.provider.call(send, reporter=reporter, model=model)
             content, trouble = _content(completion)
             if trouble is None:
                 try:
