@@ -43,6 +43,30 @@ def test_podflow_api_serves_the_app_on_the_configured_port_and_stops_on_sigterm(
     assert "Application shutdown complete" in stderr
 
 
+def test_podflow_api_warns_once_about_an_old_setting(tmp_path: Path) -> None:
+    # the CLI's boot() warns; the app loader's boot() in the same process does not again
+    port = free_port()
+    env = clean_env(tmp_path, PODFLOW_MODE="thread", PODFLOW_API_PORT=str(port), CELERY_CONCURRENCY="3")
+    env["PYTHONPATH"] = str(ROOT)  # for the test generator
+    proc = subprocess.Popen([str(BIN / "podflow"), "api"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def ready() -> httpx.Response | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            except httpx.TransportError:
+                return None
+
+        wait_for(ready, timeout=20, what="the API")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode in (0, -signal.SIGTERM), stderr
+    warnings = [line for line in stderr.splitlines() if "CELERY_CONCURRENCY" in line]
+    assert len(warnings) == 1, stderr
+    assert "CELERY_CONCURRENCY is the old module's name for PODFLOW_CONCURRENCY" in warnings[0]
+
+
 def test_podflow_api_exits_69_with_one_line_when_the_store_cannot_be_opened(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     env = clean_env(tmp_path, PODFLOW_DATA_DIR=str(tmp_path / "file" / "data"), PODFLOW_API_PORT=str(free_port()))

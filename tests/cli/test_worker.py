@@ -14,7 +14,7 @@ import pytest
 from podflow.cli import main
 from podflow.cli.worker import SHUTDOWN_TIMEOUT_S
 from podflow.exitcodes import RET_CONFIG
-from tests.execution import ROOT, WorkerProcess, worker_env
+from tests.execution import ROOT, WorkerProcess, wait_for, worker_env
 
 BIN = Path(sys.executable).parent
 
@@ -92,3 +92,25 @@ def test_podflow_worker_stops_gracefully_when_its_whole_process_group_gets_sigte
     assert worker.proc.wait(30) == 0
     log = worker.log()
     assert "Worker has been shut down" in log and "Killing worker process" not in log, log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["podflow worker", "dramatiq podflow.actors"])
+def test_two_worker_processes_warn_once_about_an_old_setting(
+    tmp_path: Path, worker_redis_url: str, command: str
+) -> None:
+    # `podflow worker` warns before it starts Dramatiq, and its processes do not again;
+    # under bare Dramatiq only the first worker process warns
+    env = worker_env(data_dir=tmp_path, broker_url=worker_redis_url, PYTHONPATH=str(ROOT), CELERY_CONCURRENCY="1",
+                     PODFLOW_WORKER_PROCESSES="2")  # fmt: skip
+    argv = [str(BIN / "podflow"), "worker"] if command == "podflow worker" else None
+    worker = WorkerProcess(env, tmp_path / "worker.log", argv=argv)
+    if argv is None:
+        worker.argv[worker.argv.index("--processes") + 1] = "2"
+    worker.start()
+    try:
+        wait_for(lambda: worker.log().count("ready for action") == 2, timeout=20, what="both worker processes")
+    finally:
+        assert worker.stop() == 0, worker.log()
+    warnings = [line for line in worker.log().splitlines() if "CELERY_CONCURRENCY" in line]
+    assert len(warnings) == 1, worker.log()
