@@ -15,6 +15,7 @@ page stay open. The OpenAPI document is built from the same tables.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from functools import partial
@@ -27,6 +28,7 @@ from starlette.routing import BaseRoute, Mount, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from podflow import __version__
+from podflow import logs as logformat
 from podflow.boot import boot, config_errors
 from podflow.dispatch import Dispatcher
 from podflow.errors import PodflowError
@@ -203,8 +205,17 @@ def mounted_routes(app: Starlette) -> set[tuple[str, str]]:
     return found
 
 
+#: uvicorn's loggers; under ``uvicorn api.app:app`` they have handlers of their own
+#: (uvicorn's logging config, applied before the app is loaded)
+_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
 def _load_app() -> Starlette:
     settings = boot()
+    # uvicorn's lines in podflow's format too (PODFLOW_LOG_FORMAT=json: one object per
+    # line); under `podflow api` they reach podflow's root handler and these have none
+    for name in _UVICORN_LOGGERS:
+        logformat.install(logging.getLogger(name).handlers, settings.log_format)
     with config_errors():  # thread mode: PODFLOW_GENERATOR is loaded here
         return create_app(settings)
 

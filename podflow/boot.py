@@ -13,6 +13,10 @@
 3. warns once about each ``PODFLOW_*`` variable no setting reads (usually a typo),
    and once about each setting of the old Celery module that is set
    (:data:`podflow.settings.OLD_SETTINGS`: honoured, or overruled by its podflow name).
+   Once per process tree: the process that warned sets :data:`WARNED_MARK` in its
+   environment, and neither a later boot in it (``podflow api``'s app loader) nor
+   a process it starts (``podflow worker``'s Dramatiq, ``podflow up``'s programs)
+   warns again.
 
 The entry points: ``podflow`` (:mod:`podflow.cli`), ``dramatiq podflow.actors``
 (:mod:`podflow.worker.actors`), the workers' metrics exporter
@@ -37,7 +41,7 @@ from .errors import ConfigError
 from .exitcodes import RET_CONFIG
 from .settings import Settings, load_settings, old_setting_notes, unknown_variables
 
-__all__ = ["LogSetup", "boot", "config_errors", "configure_logging"]
+__all__ = ["WARNED_MARK", "LogSetup", "boot", "config_errors", "configure_logging"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,9 @@ log = logging.getLogger(__name__)
 #: logging is someone else's (Dramatiq's), only podflow's level is set
 LogSetup = Literal["configure", "level"]
 
+#: set (to "1") in the environment of a process that has warned about its settings;
+#: no ``PODFLOW_`` prefix, so it is not itself an unknown setting
+WARNED_MARK = "_PODFLOW_SETTINGS_WARNED"
 
 
 @contextlib.contextmanager
@@ -74,7 +81,9 @@ def boot(
 
     ``environ`` is where unknown variables are looked for (the process's
     environment unless given); ``warn_unknown=False`` for a helper process
-    whose parent warned already.
+    whose parent or sibling warned already. Without ``environ``, a process whose
+    environment carries :data:`WARNED_MARK` does not warn, and one that warns
+    sets it.
 
     Raises:
       SystemExit: 78, after one line on stderr, when a setting is invalid.
@@ -86,10 +95,13 @@ def boot(
     else:
         logging.getLogger("podflow").setLevel(settings.log_level)
         logformat.install(logging.getLogger().handlers, settings.log_format)
-    if warn_unknown:
+    own = environ is None
+    if warn_unknown and not (own and os.environ.get(WARNED_MARK)):
         environ = dict(os.environ if environ is None else environ)
         for note in unknown_variables(environ):
             log.warning("unknown setting %s", note)
         for note in old_setting_notes(settings, environ=environ, env_file=env_file):
             log.warning("%s", note)
+        if own:
+            os.environ[WARNED_MARK] = "1"
     return settings

@@ -103,11 +103,18 @@ class RunFields(logging.Filter):
         return True
 
 
+#: extra record fields left out of the JSON: uvicorn's ``color_message``, the message
+#: again with terminal colour codes
+_DROPPED = ("color_message",)
+
+
 def _json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.core import RESERVED_ATTRS
     from pythonjsonlogger.json import JsonFormatter
 
     return JsonFormatter(
         ["levelname", "name", "message"],
+        reserved_attrs=[*RESERVED_ATTRS, *_DROPPED],
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp="time",
         json_ensure_ascii=False,  # Chinese episode names stay readable

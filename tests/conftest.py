@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from tests.fake_provider import FakeProvider
     from tests.servers import RedisServer
 
+@pytest.fixture(autouse=True)
+def _settings_not_warned_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-process boot() marks the environment as warned (WARNED_MARK); the mark
+    is undone after each test, so neither later tests nor their subprocesses inherit it."""
+    from podflow.boot import WARNED_MARK
+
+    monkeypatch.delenv(WARNED_MARK, raising=False)
+
+
 #: a fixed "now" for time logic; tests move it explicitly instead of sleeping
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -187,6 +187,8 @@ def _render_details(details: list[dict[str, Any]] | None) -> list[str]:
             f"    {d['host']} pid {d['pid']}: {size}, running {len(d['running'])}, done {d['done']},"
             f" failed {d['failed']}, seen {duration(d['last_seen_s'])} ago{store}"
         )
+        if d["running"]:  # the runs it holds now, as `celery inspect active` listed tasks
+            lines.append(f"      holds {', '.join(d['running'])}")
     return lines
 
 

@@ -27,6 +27,7 @@ metrics (:mod:`podflow.worker.exporter`).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
 from typing import Any
@@ -143,8 +144,19 @@ class WorkerResources(Middleware):
         return str(theirs)
 
 
+def _first_process() -> bool:
+    """Whether this is the first of Dramatiq's worker processes (or no Dramatiq child at all).
+
+    Dramatiq's main process never imports this module; its worker processes are
+    siblings, started in order without a name, so multiprocessing calls the first
+    one ``Process-1``. Only that one warns about the settings: once per
+    ``dramatiq podflow.actors``, not once per process. (Under ``podflow worker``
+    none does: the command warned before starting Dramatiq.)"""
+    return multiprocessing.current_process().name in ("MainProcess", "Process-1")
+
+
 # Dramatiq configures the worker processes' logging; podflow sets only its level
-settings = boot(logs="level")
+settings = boot(logs="level", warn_unknown=_first_process())
 with config_errors():
     _generator = load_generator(settings.generator)
 

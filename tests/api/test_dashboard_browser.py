@@ -161,6 +161,9 @@ def test_the_dashboard_follows_runs_live_and_cancels_one_with_its_button(
             running = api.submit(episode_name="slow:30")["run_id"]
             expect(badge(page, running)).to_have_text("running")
             expect(row(page, running).locator('[role="progressbar"]')).to_be_visible()
+            held = page.locator("#workers a.held")  # the worker names the run it holds, a link to it
+            expect(held).to_have_attribute("href", f"#/runs/{running}")
+            expect(held).to_have_text(running[:12])
             row(page, running).locator("button.cancel").click()
             expect(page.locator("#confirm-dialog")).to_be_visible()  # cancel asks first
             expect(page.locator("#confirm-title")).to_contain_text("Cancel")

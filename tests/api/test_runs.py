@@ -280,6 +280,8 @@ def test_retry_makes_a_new_run_for_a_revoked_one_and_refuses_a_pending_one(api: 
     assert retried.status_code == 202
     new = retried.json()
     assert new["retry_of"] == run_id and new["run_id"] != run_id and new["status"] == "PENDING"
+    assert retried.headers["Location"] == f"/api/podcast/runs/{new['run_id']}"  # the new run, not the retried one
+    assert retried.headers["Retry-After"] == "2"
     again = api.client.post(f"/api/podcast/runs/{run_id}/retry", headers=headers)
     assert again.status_code == 200 and again.json()["run_id"] == new["run_id"]
     other = api.submit()["run_id"]
@@ -306,14 +308,18 @@ def test_delete_removes_the_run_and_its_files_but_not_while_it_runs(api: Api) ->
 def test_a_submit_with_the_broker_down_records_the_run_and_names_it(tmp_path: Path) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     with serve(create_app(settings_for(tmp_path, broker_url=dead))) as api:
-        body = error(api.client.post("/api/podcast/generate", json=api.request()), 503, "broker_unavailable")
+        refused = api.client.post("/api/podcast/generate", json=api.request())
+        assert refused.headers["Retry-After"] == "5"
+        body = error(refused, 503, "broker_unavailable")
         run_id = body["details"]["run_id"]
         assert f"run {run_id} was recorded" in body["message"] and "do not resubmit" in body["message"]
         assert body["details"]["status"] == "PENDING" and body["details"]["enqueued"] is False
         run = api.client.get(f"/api/podcast/runs/{run_id}").json()
         assert run["status"] == "PENDING" and "broker unreachable" in run["enqueue_error"]
         created = api.client.post("/api/podcast/runs", json=api.request()).json()["run_id"]
-        error(api.client.post(f"/api/podcast/runs/{created}/start"), 503, "broker_unavailable")
+        refused = api.client.post(f"/api/podcast/runs/{created}/start")
+        assert refused.headers["Retry-After"] == "5"
+        error(refused, 503, "broker_unavailable")
 
 
 @pytest.mark.slow

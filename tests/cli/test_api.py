@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from pathlib import Path
@@ -41,6 +42,65 @@ def test_podflow_api_serves_the_app_on_the_configured_port_and_stops_on_sigterm(
         _, stderr = proc.communicate(timeout=20)
     assert proc.returncode in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in stderr
+
+
+def test_podflow_api_warns_once_about_an_old_setting(tmp_path: Path) -> None:
+    # the CLI's boot() warns; the app loader's boot() in the same process does not again
+    port = free_port()
+    env = clean_env(tmp_path, PODFLOW_MODE="thread", PODFLOW_API_PORT=str(port), CELERY_CONCURRENCY="3")
+    env["PYTHONPATH"] = str(ROOT)  # for the test generator
+    proc = subprocess.Popen([str(BIN / "podflow"), "api"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def ready() -> httpx.Response | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+            except httpx.TransportError:
+                return None
+
+        wait_for(ready, timeout=20, what="the API")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode in (0, -signal.SIGTERM), stderr
+    warnings = [line for line in stderr.splitlines() if "CELERY_CONCURRENCY" in line]
+    assert len(warnings) == 1, stderr
+    assert "CELERY_CONCURRENCY is the old module's name for PODFLOW_CONCURRENCY" in warnings[0]
+
+
+@pytest.mark.parametrize("command", ["podflow api", "uvicorn api.app:app"])
+def test_with_json_logs_every_line_of_the_api_is_one_json_object_uvicorns_included(
+    tmp_path: Path, command: str
+) -> None:
+    port = free_port()
+    env = clean_env(tmp_path, PODFLOW_MODE="thread", PODFLOW_API_PORT=str(port), PODFLOW_LOG_FORMAT="json",
+                    PODFLOW_TYPO="1")  # fmt: skip
+    env["PYTHONPATH"] = str(ROOT)  # for the test generator
+    argv = [str(BIN / "podflow"), "api"] if command == "podflow api" else [str(BIN / "uvicorn"), "api.app:app",
+                                                                             "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def ready() -> httpx.Response | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            except httpx.TransportError:
+                return None
+
+        wait_for(ready, timeout=20, what="the API")
+        assert httpx.get(f"http://127.0.0.1:{port}/api/no-such-route").status_code == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=20)
+    # uvicorn run directly writes its access lines to stdout (its own logging config)
+    lines = [json.loads(line) for line in (stderr + stdout).splitlines()]
+    assert all(set(line) >= {"time", "level", "logger", "message"} for line in lines), lines
+    assert not [line for line in lines if "color_message" in line]  # uvicorn's coloured copy is left out
+    said = {(line["logger"], line["message"]) for line in lines}
+    assert any(logger == "podflow.boot" and m.startswith("unknown setting PODFLOW_TYPO") for logger, m in said)
+    assert ("uvicorn.error", "Application startup complete.") in said
+    assert ("uvicorn.error", "Application shutdown complete.") in said
+    assert any(logger == "uvicorn.access" and "GET /api/no-such-route HTTP/1.1\" 404" in m for logger, m in said)
 
 
 def test_podflow_api_exits_69_with_one_line_when_the_store_cannot_be_opened(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from podflow.settings import load_settings
 from podflow.store.sqlite import SqliteStore
 from podflow.timeutil import to_ms, utcnow
 from podflow.worker.broker import QUEUE_NAME, build_broker
-from tests.execution import WorkerProcess, request, wait_for, worker_env
+from tests.execution import WorkerProcess, request, seed, wait_for, worker_env
 from tests.servers import free_port
 
 
@@ -88,7 +88,26 @@ def test_status_shows_a_live_worker_with_its_host_and_pid(
         assert (command["pid"], command["pids"]) == (worker.proc.pid, [seen["pid"]])
         assert (command["processes"], command["threads"], command["done"], command["failed"]) == (1, 2, 0, 0)
         assert main(["status"]) == 0
-        assert f"pid {worker.proc.pid}: 1/1 processes x 2 threads, running 0" in capsys.readouterr().out
+        text = capsys.readouterr().out
+        assert f"pid {worker.proc.pid}: 1/1 processes x 2 threads, running 0" in text and "holds" not in text
+        # a run it executes now is named, as celery inspect active named a task
+        store = seed(SqliteStore(tmp_path / "podflow.sqlite3"))
+        held = Run.new(request("slow:30"), now=utcnow())
+        store.create_run(held)
+        dispatcher = QueueDispatcher(broker=build_broker(load_settings(env_file=None, broker_url=worker_redis_url)))
+        dispatcher.send(held.run_id, None)
+
+        def holds() -> list[str]:
+            return list(status_json(capsys)["broker"]["worker_details"][0]["running"])
+
+        wait_for(lambda: holds() == [held.run_id], what="the worker to hold the run")
+        assert main(["status"]) == 0
+        text = capsys.readouterr().out
+        assert f"pid {worker.proc.pid}: 1/1 processes x 2 threads, running 1, done 0" in text
+        assert f"      holds {held.run_id}\n" in text
+        store.cancel(held.run_id, now=utcnow())  # so that the worker stops at once
+        wait_for(lambda: holds() == [], what="the worker to let the run go")
+        store.close()
     finally:
         code = worker.stop()
     assert code == 0

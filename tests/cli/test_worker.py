@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -13,8 +14,15 @@ import pytest
 
 from podflow.cli import main
 from podflow.cli.worker import SHUTDOWN_TIMEOUT_S
+from podflow.dispatch.queue import QueueDispatcher
 from podflow.exitcodes import RET_CONFIG
-from tests.execution import ROOT, WorkerProcess, worker_env
+from podflow.models import Run
+from podflow.settings import load_settings
+from podflow.states import RunStatus
+from podflow.store.sqlite import SqliteStore
+from podflow.timeutil import utcnow
+from podflow.worker.broker import build_broker, close_broker
+from tests.execution import ROOT, WorkerProcess, finished, request, seed, wait_for, worker_env
 
 BIN = Path(sys.executable).parent
 
@@ -92,3 +100,51 @@ def test_podflow_worker_stops_gracefully_when_its_whole_process_group_gets_sigte
     assert worker.proc.wait(30) == 0
     log = worker.log()
     assert "Worker has been shut down" in log and "Killing worker process" not in log, log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["podflow worker", "dramatiq podflow.actors"])
+def test_two_worker_processes_warn_once_about_an_old_setting(
+    tmp_path: Path, worker_redis_url: str, command: str
+) -> None:
+    # `podflow worker` warns before it starts Dramatiq, and its processes do not again;
+    # under bare Dramatiq only the first worker process warns
+    env = worker_env(data_dir=tmp_path, broker_url=worker_redis_url, PYTHONPATH=str(ROOT), CELERY_CONCURRENCY="1",
+                     PODFLOW_WORKER_PROCESSES="2")  # fmt: skip
+    argv = [str(BIN / "podflow"), "worker"] if command == "podflow worker" else None
+    worker = WorkerProcess(env, tmp_path / "worker.log", argv=argv)
+    if argv is None:
+        worker.argv[worker.argv.index("--processes") + 1] = "2"
+    worker.start()
+    try:
+        wait_for(lambda: worker.log().count("ready for action") == 2, timeout=20, what="both worker processes")
+    finally:
+        assert worker.stop() == 0, worker.log()
+    warnings = [line for line in worker.log().splitlines() if "CELERY_CONCURRENCY" in line]
+    assert len(warnings) == 1, worker.log()
+
+
+@pytest.mark.slow
+def test_with_json_logs_the_worker_processes_lines_are_json_and_those_about_a_run_name_it(
+    tmp_path: Path, worker_redis_url: str
+) -> None:
+    store = seed(SqliteStore(tmp_path / "podflow.sqlite3"))
+    run = Run.new(request("noop"), now=utcnow())
+    store.create_run(run)
+    broker = build_broker(load_settings(env_file=None, broker_url=worker_redis_url), role="test")
+    env = worker_env(data_dir=tmp_path, broker_url=worker_redis_url, PYTHONPATH=str(ROOT), PODFLOW_LOG_FORMAT="json")
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        QueueDispatcher(broker=broker).send(run.run_id, None)
+        assert finished(store, run.run_id).status is RunStatus.SUCCESS
+    finally:
+        code = worker.stop()
+        close_broker(broker)
+        store.close()
+    assert code == 0, worker.log()
+    # Dramatiq's main process, which only supervises, keeps its own text format (README "Logs")
+    text = [line for line in worker.log().splitlines() if "[dramatiq.MainProcess]" in line]
+    lines = [json.loads(line) for line in worker.log().splitlines() if line not in text]
+    assert text and lines and all(set(line) >= {"time", "level", "logger", "message"} for line in lines)
+    [done] = [line for line in lines if line["logger"] == "podflow.runner" and "succeeded" in line["message"]]
+    assert (done["run_id"], done["attempt"]) == (run.run_id, 1) and done["message_id"]

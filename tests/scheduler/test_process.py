@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -134,6 +135,22 @@ def test_an_invalid_setting_exits_78_with_one_line(tmp_path: Path, redis_url: st
         assert out.stderr.splitlines() == [
             "podflow: invalid configuration: PODFLOW_SWEEP_INTERVAL='-1': input should be greater than 0"
         ]
+
+
+def test_with_json_logs_every_line_of_the_scheduler_is_one_json_object(tmp_path: Path, redis_url: str) -> None:
+    store = SqliteStore(tmp_path / "podflow.sqlite3")
+    overdue_run(store)
+    scheduler = scheduler_process(tmp_path, redis_url, PODFLOW_LOG_FORMAT="json")
+    try:
+        wait_for(lambda: "sweep: time_limit=1 " in scheduler.log(), what="the first sweep")
+    finally:
+        code = scheduler.stop()
+    store.close()
+    assert code == 0, scheduler.log()
+    lines = [json.loads(line) for line in scheduler.log().splitlines()]  # APScheduler's lines too
+    assert all(set(line) >= {"time", "level", "logger", "message"} for line in lines), lines
+    loggers = {line["logger"] for line in lines}
+    assert {"scheduler", "podflow.sweep.service", "apscheduler.scheduler"} <= loggers, loggers
 
 
 @pytest.mark.slow

@@ -383,7 +383,10 @@
                 el(
                   "span",
                   { className: "work" },
-                  `running ${w.running.length} · done ${w.done} · failed ${w.failed}`,
+                  `running ${w.running.length}`,
+                  // the runs it holds now, as celery inspect active listed tasks: each opens its run
+                  w.running.length ? [": ", ...w.running.flatMap((id, i) => [i ? ", " : "", el("a", { className: "held", href: `#/runs/${id}`, title: id }, id.slice(0, 12))])] : null,
+                  ` · done ${w.done} · failed ${w.failed}`,
                   w.store_id ? el("span", { className: other ? "bad" : "muted" }, ` · store ${w.store_id}`) : null,
                 ),
                 el("span", { className: "seen" }, `seen ${duration(w.last_seen_s)} ago`),
