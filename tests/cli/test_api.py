@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,47 +25,56 @@ def podflow_api(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "podflow"), "api"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
 
 
-def test_podflow_api_serves_the_app_on_the_configured_port_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    env = clean_env(tmp_path, PODFLOW_MODE="thread", PODFLOW_API_PORT=str(port), PODFLOW_API_TOKEN="t0ken")
-    env["PYTHONPATH"] = str(ROOT)  # for the test generator
-    proc = subprocess.Popen([str(BIN / "podflow"), "api"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+@dataclass
+class Served:
+    """What an API process answered on its probe and, once stopped (SIGTERM), its exit and output."""
+
+    ready: httpx.Response | None = None
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+
+@contextmanager
+def serving(argv: list[str], env: dict[str, str], port: int, *, probe: str = "/readyz") -> Iterator[Served]:
+    """The API process ``argv`` started and answering ``probe`` for the block, then SIGTERMed."""
+    env = {**env, "PYTHONPATH": str(ROOT)}  # for the test generator
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    served = Served()
     try:
 
         def ready() -> httpx.Response | None:
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
+                return httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=1)
             except httpx.TransportError:
                 return None
 
-        assert wait_for(ready, timeout=20, what="the API").json()["checks"]["broker"] == "not used"
-        assert httpx.get(f"http://127.0.0.1:{port}/api/sources").status_code == 401  # the token is in force
+        served.ready = wait_for(ready, timeout=20, what="the API")
+        yield served
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=20)
-    assert proc.returncode in (0, -signal.SIGTERM)
-    assert "Application shutdown complete" in stderr
+        served.stdout, served.stderr = proc.communicate(timeout=20)
+        served.returncode = proc.returncode
+
+
+def test_podflow_api_serves_the_app_on_the_configured_port_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env(tmp_path, PODFLOW_MODE="thread", PODFLOW_API_PORT=str(port), PODFLOW_API_TOKEN="t0ken")
+    with serving([str(BIN / "podflow"), "api"], env, port) as served:
+        assert served.ready is not None and served.ready.json()["checks"]["broker"] == "not used"
+        assert httpx.get(f"http://127.0.0.1:{port}/api/sources").status_code == 401  # the token is in force
+    assert served.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in served.stderr
 
 
 def test_podflow_api_warns_once_about_an_old_setting(tmp_path: Path) -> None:
     # the CLI's boot() warns; the app loader's boot() in the same process does not again
     port = free_port()
     env = clean_env(tmp_path, PODFLOW_MODE="thread", PODFLOW_API_PORT=str(port), CELERY_CONCURRENCY="3")
-    env["PYTHONPATH"] = str(ROOT)  # for the test generator
-    proc = subprocess.Popen([str(BIN / "podflow"), "api"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-
-        def ready() -> httpx.Response | None:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-            except httpx.TransportError:
-                return None
-
-        wait_for(ready, timeout=20, what="the API")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=20)
-    assert proc.returncode in (0, -signal.SIGTERM), stderr
+    with serving([str(BIN / "podflow"), "api"], env, port) as served:
+        pass
+    stderr = served.stderr
+    assert served.returncode in (0, -signal.SIGTERM), stderr
     warnings = [line for line in stderr.splitlines() if "CELERY_CONCURRENCY" in line]
     assert len(warnings) == 1, stderr
     assert "CELERY_CONCURRENCY is the old module's name for PODFLOW_CONCURRENCY" in warnings[0]
@@ -75,23 +87,11 @@ def test_with_json_logs_every_line_of_the_api_is_one_json_object_uvicorns_includ
     port = free_port()
     env = clean_env(tmp_path, PODFLOW_MODE="thread", PODFLOW_API_PORT=str(port), PODFLOW_LOG_FORMAT="json",
                     PODFLOW_TYPO="1")  # fmt: skip
-    env["PYTHONPATH"] = str(ROOT)  # for the test generator
     argv = [str(BIN / "podflow"), "api"] if command == "podflow api" else [str(BIN / "uvicorn"), "api.app:app",
                                                                              "--port", str(port)]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-
-        def ready() -> httpx.Response | None:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            except httpx.TransportError:
-                return None
-
-        wait_for(ready, timeout=20, what="the API")
+    with serving(argv, env, port, probe="/healthz") as served:
         assert httpx.get(f"http://127.0.0.1:{port}/api/no-such-route").status_code == 404
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=20)
+    stdout, stderr = served.stdout, served.stderr
     # uvicorn run directly writes its access lines to stdout (its own logging config)
     lines = [json.loads(line) for line in (stderr + stdout).splitlines()]
     assert all(set(line) >= {"time", "level", "logger", "message"} for line in lines), lines
