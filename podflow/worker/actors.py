@@ -184,7 +184,7 @@ def _publish(run_id: str, outcome: Outcome) -> dict[str, Any] | None:
         return None
     summary = outcome.as_dict()
     current = CurrentMessage.get_current_message()
-    if _results is not None and current is not None and outcome.status and is_terminal(outcome.status):
+    if current is not None and outcome.status and is_terminal(outcome.status):
         run = resources.runner().store.get_run(run_id)
         if run is not None and run.message_id and run.message_id != current.message_id:
             dispatcher = QueueDispatcher(broker=broker, queue_name=settings.queue_name)
