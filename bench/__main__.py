@@ -46,8 +46,8 @@ METHOD_NOTES = [
     "repetition; the systems take turns in a rotating order, and while one runs its batch every other system's "
     "workers are stopped (SIGSTOP/SIGCONT), so that idle pollers take no CPU from it.",
     "podflow runs as production does: `podflow worker` (Dramatiq, podflow's middleware, one prefetched message per "
-    "thread, an idle poll of 100 ms, INFO logs), SQLite with accepted runs fsynced before submit returns, the "
-    "sends confirmed in batches as the API does (`EnqueueMarks`). "
+    "thread, an idle poll of 100 ms (1 s on the delay queues and the low band), INFO logs), SQLite with "
+    "accepted runs fsynced before submit returns, the sends confirmed in batches as the API does (`EnqueueMarks`). "
     "Bare Dramatiq: Dramatiq's default middleware, prefetch and idle poll. "
     "Celery: `celery worker -P threads -c T`, one instance per process, without gossip, mingle and heartbeat, "
     "results ignored, INFO logs; \"old module's settings\": with a result backend, STARTED tracked, late acks "

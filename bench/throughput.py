@@ -1,7 +1,8 @@
 """Benchmarks 1 and 5: no-op pipeline throughput, and worker memory idle and under load.
 
 All systems run at once, on the same private Redis, with the same processes x
-threads. After an untimed warm-up batch each, idle RSS is sampled; then every
+threads. After an untimed warm-up batch each, idle RSS and idle CPU (the workers'
+pollers and heartbeats, % of one core over 2 s windows) are sampled; then every
 repetition runs one batch of N no-op jobs per system, in a rotating order (so
 no system always goes first, and machine noise spreads over all). A batch's
 time runs from just before its first dispatch to its last completion
@@ -35,7 +36,8 @@ __all__ = ["TARGETS", "measure"]
 TARGETS: dict[str, float | None] = {"Dramatiq": 0.7, "Celery (old module's settings)": 1.5, "Celery": None}
 _MIB = 1024 * 1024
 _IDLE_SAMPLES = 5
-_IDLE_INTERVAL_S = 0.2
+#: each idle sample's window: RSS at its start, CPU over it (idle pollers wake every 0.1-1 s)
+_IDLE_INTERVAL_S = 2.0
 #: after the warm-up, for the last acknowledgements and log lines to settle
 _SETTLE_S = 1.0
 _CPU_PARTS = ("workers", "dispatcher", "redis-server")
@@ -51,10 +53,15 @@ def measure(
         system.run_batch(scale.warmup_runs)
     time.sleep(_SETTLE_S)
     idle: dict[str, list[float]] = {s.name: [] for s in systems}
+    idle_cpu: dict[str, list[float]] = {s.name: [] for s in systems}
     for _ in range(_IDLE_SAMPLES):
+        before, began = {system.name: tree_cpu_s(system.pids()) for system in systems}, time.monotonic()
         for system in systems:
             idle[system.name].append(tree_rss(system.pids()) / _MIB)
         time.sleep(_IDLE_INTERVAL_S)
+        window_s = max(time.monotonic() - began, 1e-6)
+        for system in systems:  # every system idle at once: each costs the others little
+            idle_cpu[system.name].append(100 * (tree_cpu_s(system.pids()) - before[system.name]) / window_s)
 
     rates: dict[str, list[float]] = {s.name: [] for s in systems}
     peaks: dict[str, list[float]] = {s.name: [] for s in systems}
@@ -100,6 +107,8 @@ def measure(
         rows += [Row("CPU per job", f"{name}: {part}", "µs", Figure.of(values)) for part, values in parts.items()]
     for name in rates:
         rows.append(Row("Memory", f"{name} workers, RSS idle", "MiB", Figure.of(idle[name])))
+        rows.append(Row("CPU idle", f"{name} workers, idle", "% of a core", Figure.of(idle_cpu[name])))
         rows.append(Row("Memory", f"{name} workers, RSS peak under load", "MiB", Figure.of(peaks[name])))
-    raw = {"throughput_runs_per_s": rates, "cpu_us_per_job": cpu_us, "rss_idle_mib": idle, "rss_peak_mib": peaks}
+    raw = {"throughput_runs_per_s": rates, "cpu_us_per_job": cpu_us, "rss_idle_mib": idle, "rss_peak_mib": peaks,
+           "cpu_idle_pct": idle_cpu}
     return rows, raw

@@ -15,7 +15,8 @@ Retries                     exponential backoff, :func:`retry_when` decides
                             (the policy is :mod:`podflow.retry`)
 CurrentMessage              the message being processed, per thread
 Results                     only when PODFLOW_RESULT_BACKEND is set
-QueuePrefetch               a worker prefetches one message per thread
+QueuePrefetch               a worker prefetches one message per thread, and
+                            polls the delay queues and the low band seldom
                             (:mod:`podflow.worker.prefetch`)
 ==========================  ==================================================
 
@@ -72,6 +73,7 @@ from redis.retry import Retry
 from ..errors import BrokerUnavailable
 from ..logs import bind_run, unbind_run
 from ..retry import CONNECTION_ERRORS, MAX_MESSAGE_RETRIES, should_retry
+from .bands import band_queue
 from .messages import RedisBroker
 from .prefetch import QueuePrefetch
 
@@ -172,7 +174,8 @@ def _middleware(settings: Settings) -> list[Middleware]:
             retry_when=retry_when,
         ),
         CurrentMessage(),
-        QueuePrefetch(),
+        # the low band's queue is polled as seldom as the delay queues
+        QueuePrefetch(slow_queues=frozenset({band_queue(settings.queue_name, "low")})),
     ]
     if settings.result_backend:
         from dramatiq.results import Results

@@ -75,3 +75,12 @@ def test_latency_rows_are_p50_and_p99_in_ms_per_repetition() -> None:
     rows, raw = measure_latency([StandIn("podflow", 0, latency=0.02), StandIn("Dramatiq", 0)], SCALE, lambda _: None)
     assert [row.figure.median for row in rows] == pytest.approx([20, 20, 10, 10])
     assert len(raw["latency_ms"]["podflow"]) == SCALE.reps
+
+
+def test_idle_cpu_is_reported_per_system_in_percent_of_a_core() -> None:
+    systems = [StandIn("podflow", 0.5), StandIn("Dramatiq", 0.4)]
+    rows, raw = measure_throughput(systems, SCALE, lambda _: None, redis_pid=os.getpid())
+    idle = {row.figure_name: row for row in rows if row.benchmark == "CPU idle"}
+    assert set(idle) == {"podflow workers, idle", "Dramatiq workers, idle"}
+    assert all(row.unit == "% of a core" and row.figure is not None for row in idle.values())
+    assert len(raw["cpu_idle_pct"]["podflow"]) == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -14,6 +15,7 @@ from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
     CurrentMessage,
+    Middleware,
     Pipelines,
     Retries,
     Shutdown,
@@ -126,13 +128,44 @@ def test_closing_a_redis_broker_closes_its_connections(redis_url: str) -> None:
 
 
 def test_a_worker_prefetches_one_message_per_thread_and_polls_an_idle_queue_often() -> None:
-    broker = StubBroker(middleware=[QueuePrefetch()])
-    broker.declare_queue("podcast")
+    broker = StubBroker(middleware=[QueuePrefetch(slow_queues=frozenset({"podcast.low"}))])
+    for queue in ("podcast", "podcast.low"):
+        broker.declare_queue(queue)
     worker = Worker(broker, worker_threads=3, worker_timeout=1000)
     worker.start()
     try:
         assert worker.consumers["podcast"].prefetch == 3
-        assert worker.worker_timeout == 100 and worker.consumers["podcast"].worker_timeout == 100
+        polls = {name: 100 if name == "podcast" else 1000 for name in worker.consumers}
+        assert set(polls) == {"podcast", "podcast.DQ", "podcast.low", "podcast.low.DQ"}
+        # each consumer thread sets its own when it starts: the queues a run starts from
+        # every 100 ms at most, the delay queues and the slow band every second
+        wait_for(lambda: {name: c.worker_timeout for name, c in worker.consumers.items()} == polls,
+                 timeout=5, what="every consumer's poll interval")
+        assert worker.worker_timeout == 1000  # the worker threads keep Dramatiq's wait
+    finally:
+        worker.stop()
+
+
+class _Booted(Middleware):
+    """Records each consumer thread's boot (after the middleware before it saw it)."""
+
+    def __init__(self) -> None:
+        self.queues: list[str] = []
+
+    def after_consumer_thread_boot(self, broker: Any, thread: Any) -> None:
+        self.queues.append(thread.queue_name)
+
+
+def test_a_worker_timeout_the_user_set_applies_to_every_queue() -> None:
+    booted = _Booted()
+    broker = StubBroker(middleware=[QueuePrefetch(slow_queues=frozenset({"podcast.low"})), booted])
+    for queue in ("podcast", "podcast.low"):
+        broker.declare_queue(queue)
+    worker = Worker(broker, worker_threads=1, worker_timeout=250)
+    worker.start()
+    try:
+        wait_for(lambda: len(booted.queues) == 4, timeout=5, what="the consumer threads' boot")
+        assert {c.worker_timeout for c in worker.consumers.values()} == {250}
     finally:
         worker.stop()
 
