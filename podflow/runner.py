@@ -326,8 +326,10 @@ class Runner:
                     return replace(ended, kind="cancelled", detail="cancelled while running")
                 return ended
             succeeded = True
-            # only now: until the store took this SUCCESS, another attempt may still need them
-            remove_checkpoints(self.data_dir, run_id)
+            # only now: until the store took this SUCCESS, another attempt may still need them.
+            # A first attempt that stored and reused none has none on disk (no stat needed)
+            if attempt > 1 or checkpoints.tally():
+                remove_checkpoints(self.data_dir, run_id)
             return Outcome(run_id, "succeeded", attempt, RunStatus.SUCCESS)
         finally:
             self.monitor.untrack(tracked)

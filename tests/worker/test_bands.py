@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from queue import PriorityQueue
+from typing import Any
 
+import dramatiq
 import pytest
 
 from podflow.dispatch.queue import QueueDispatcher
@@ -13,7 +16,7 @@ from podflow.models import Run
 from podflow.settings import load_settings
 from podflow.states import RunStatus
 from podflow.timeutil import utcnow
-from podflow.worker.bands import band_of, band_queue, band_queues
+from podflow.worker.bands import BandOrder, band_of, band_queue, band_queues
 from podflow.worker.broker import build_broker, close_broker
 from tests.execution import finished, one_thread_worker, request, wait_for
 
@@ -46,6 +49,41 @@ def test_a_message_goes_to_its_band_queue_and_a_scheduled_one_to_its_delay_queue
             RunRef(run_id="run_wrong", attempt=0, mode="queue", current_message_id="msg-high"),
         ]
         assert dispatcher.missing(refs) == {"run_wrong"}
+    finally:
+        close_broker(broker)
+
+
+class _Worker:
+    """What BandOrder reads of a Dramatiq worker: the queues it consumes, and its fetched messages."""
+
+    def __init__(self, *queues: str) -> None:
+        self.consumers = dict.fromkeys(queues)
+        self.work_queue: PriorityQueue[Any] = PriorityQueue()
+
+
+def test_a_normal_delivery_yields_to_a_waiting_high_message_and_an_empty_answer_is_reused_briefly(
+    redis_url: str,
+) -> None:
+    broker = build_broker(load_settings(env_file=None, broker_url=redis_url), role="test")
+    now = [100.0]
+    bands = BandOrder(queue_name="podcast", fresh_s=0.02, clock=lambda: now[0])
+    bands.before_worker_boot(broker, _Worker("podcast.high", "podcast", "podcast.low"))  # type: ignore[arg-type]
+    normal = dramatiq.Message(queue_name="podcast", actor_name="a", args=(), kwargs={}, options={})
+    high_list = f"{broker.namespace}:podcast.high"
+    try:
+        assert not bands.should_yield(broker, normal)  # nothing above: asked Redis
+        broker.client.rpush(high_list, "m1")
+        now[0] += 0.01
+        assert not bands.should_yield(broker, normal)  # within 20 ms: the empty answer holds
+        now[0] += 0.015
+        assert bands.should_yield(broker, normal)  # asked again: the high message waits
+        assert bands.should_yield(broker, normal)  # and "waiting" is never reused
+        broker.client.delete(high_list)
+        assert not bands.should_yield(broker, normal)
+        # a low delivery asks about both bands above it, with an answer of its own
+        low = normal.copy(queue_name="podcast.low")
+        broker.client.rpush(f"{broker.namespace}:podcast", "m2")
+        assert bands.should_yield(broker, low)
     finally:
         close_broker(broker)
 
