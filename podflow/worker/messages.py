@@ -38,7 +38,8 @@ The four operations:
   the delivery ends;
 - :func:`leave_heartbeats`: a worker that stopped cleanly leaves
   ``__heartbeats__`` at once, instead of looking alive for the heartbeat timeout
-  and then dead until maintenance removes it.
+  and then dead until maintenance removes it (its consumers put back, when
+  closed, what they fetched and never handed out: :class:`_Consumer`).
 """
 
 from __future__ import annotations
@@ -48,9 +49,12 @@ from collections.abc import Iterable
 from typing import Any, TypeGuard
 
 import dramatiq
+import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker as DramatiqRedisBroker
+from dramatiq.brokers.redis import _RedisConsumer as _DramatiqRedisConsumer
 from dramatiq.common import current_millis, dq_name
+from dramatiq.errors import ConnectionClosed
 
 __all__ = ["RedisBroker", "held_messages", "is_redis", "leave_heartbeats", "put_first", "requeue_dead_workers"]
 
@@ -75,15 +79,39 @@ return redis.call("lpush", KEYS[1], ARGV[1])
 """
 
 
+class _Consumer(_DramatiqRedisConsumer):
+    """Dramatiq's Redis consumer, but closing it puts back what it fetched and
+    never handed out. A consumer fetches up to its prefetch in one call and
+    hands them out one by one; a worker stopping between the two (a graceful
+    shutdown, while the delay queue's consumer fetches the retries it just
+    caused) left the rest unacknowledged in the worker's acks set -- so it
+    could not leave the broker's heartbeats, and they waited there for
+    maintenance to find the worker dead (Dramatiq's ``close`` does nothing)."""
+
+    def close(self) -> None:
+        cached, self.message_cache = self.message_cache, []
+        names = [Message.decode(data).options["redis_message_id"] for data in cached if data is not None]
+        if names:
+            try:
+                self.broker.do_requeue(self.queue_name, *names)
+            except redis.ConnectionError as exc:  # they stay held; maintenance requeues them
+                raise ConnectionClosed(exc) from None
+
+
 class RedisBroker(DramatiqRedisBroker):
     """Dramatiq's RedisBroker, but each enqueued copy of a message is named
     ``<message id>/<fresh uuid>`` (Dramatiq: ``<fresh uuid>``), so the sweep can
-    tell from the names which messages the broker holds. :meth:`enqueue` is
-    Dramatiq's otherwise."""
+    tell from the names which messages the broker holds, and its consumers put
+    back what they fetched but never handed out when closed (:class:`_Consumer`).
+    :meth:`enqueue` is Dramatiq's otherwise."""
 
     def __init__(self, **options: Any) -> None:
         # Dramatiq's, untyped: mypy's untyped_calls_exclude does not reach a subclass's super() call
         super().__init__(**options)  # type: ignore[no-untyped-call]
+
+    @property
+    def consumer_class(self) -> type[_Consumer]:  # Dramatiq's hook for its consumer
+        return _Consumer
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
         queue_name = message.queue_name

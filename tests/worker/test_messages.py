@@ -108,3 +108,21 @@ def test_a_message_an_older_podflow_enqueued_is_still_found(redis_url: str) -> N
                   message_id="msg-old")  # fmt: skip
     broker.do_enqueue(QUEUE_NAME, "4c5e0c9e-bare-uuid", old.encode())  # as Dramatiq names it
     assert held_messages(broker, QUEUE_NAME, ["msg-old", "msg-gone"]) == {"msg-old"}
+
+
+def test_a_closed_consumer_puts_back_what_it_fetched_and_never_handed_out(redis_url: str) -> None:
+    broker = broker_for(redis_url)
+    dispatcher = QueueDispatcher(broker=broker)
+    for i in range(3):
+        dispatcher.send(f"run_{i}", f"msg-{i}")
+    consumer = broker.consume(QUEUE_NAME, prefetch=5, timeout=100)
+    handed = next(consumer)  # one fetch took all three; one is handed out, two wait in the consumer
+    acks = f"dramatiq:__acks__.{broker.broker_id}.{QUEUE_NAME}"
+    assert broker.client.scard(acks) == 3
+    # a worker stopping: what it holds in memory goes back (Dramatiq's Worker.stop), then the consumer closes
+    consumer.requeue([handed])
+    consumer.close()
+    assert not broker.client.exists(acks)
+    queued = [n.decode().partition("/")[0] for n in broker.client.lrange(f"dramatiq:{QUEUE_NAME}", 0, -1)]
+    assert sorted(queued) == ["msg-0", "msg-1", "msg-2"]
+    assert leave_heartbeats(broker)  # so the stopped worker leaves the heartbeats at once
