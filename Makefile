@@ -15,8 +15,10 @@ BENCH_ARGS ?=
 RUNTIME_TOOLS := redis-server:redis-server espeak-ng:espeak-ng ffmpeg:ffmpeg
 # and what only the tests need on top (chromium: the dashboard's browser test;
 # curl: a client the 413 tests compare with; ip, runuser: the two-host test;
-# supervisord: the deploy/supervisor test)
-TEST_TOOLS := chromium:chromium curl:curl ip:iproute2 runuser:util-linux supervisord:supervisor
+# supervisord: the deploy/supervisor test; strace: the system-call counter's test)
+TEST_TOOLS := chromium:chromium curl:curl ip:iproute2 runuser:util-linux supervisord:supervisor strace:strace
+# and what the benchmarks use (strace: system calls per job)
+BENCH_TOOLS := strace:strace
 
 .PHONY: help setup run test postgres _install-postgres bench bench-quick lint clean
 
@@ -108,9 +110,11 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	@touch $@
 
 bench: setup $(BENCH_STAMP)
+	$(call ensure_tools,$(BENCH_TOOLS))
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-quick: setup $(BENCH_STAMP)
+	$(call ensure_tools,$(BENCH_TOOLS))
 	BENCH_SCALE=quick $(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: setup

@@ -145,6 +145,10 @@ def _run_pipeline(scale: Scale, systems: list[System], podflow_system: PodflowSy
                 return [], {"profile": found}, found["notes"]
 
             _run_step(report, "Profile", profiled)
+            from .syscalls import count_syscalls
+
+            _run_step(report, "System calls per job",
+                      lambda: count_syscalls([podflow_system, dramatiq_system], scale.syscall_runs, work_dir, _log))
 
 
 def _missed_notes(rows: list[Row]) -> list[str]:

@@ -55,6 +55,8 @@ class Scale:
     watchers: int = 500
     watched_runs: int = 50
     watch_window_s: float = 20.0
+    #: system calls (bench.syscalls, with the profile): jobs per system under strace
+    syscall_runs: int = 1000
 
 
 #: the reference run: about 16 minutes on 2 cores
@@ -96,6 +98,7 @@ QUICK = replace(
     watchers=100,
     watched_runs=10,
     watch_window_s=5.0,
+    syscall_runs=200,
     bigstore_runs=50_000,
     bigstore_samples=50,
     bigstore_deletions=(100, 1_000),
