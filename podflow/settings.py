@@ -18,7 +18,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -73,6 +81,8 @@ class Settings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         frozen=True,
+        # "inf" or "nan" in a number is a typo or a trap: never a setting's value
+        allow_inf_nan=False,
     )
 
     # -- connections ------------------------------------------------------------
@@ -414,6 +424,16 @@ class Settings(BaseSettings):
     )
 
     # -- validators -------------------------------------------------------------
+    @field_validator("*")
+    @classmethod
+    def _durations_bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every duration in seconds is at most 100 years: the clock's arithmetic
+        (now + an interval, a timer) fails past that, at start-up or in a sweep."""
+        duration = bool(info.field_name and info.field_name.endswith("_s")) and isinstance(value, float)
+        if duration and value > _HUNDRED_YEARS_S:
+            raise ValueError(f"a duration of at most 100 years ({_HUNDRED_YEARS_S:.0f} s)")
+        return value
+
     @field_validator("worker_metrics_port", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
