@@ -8,8 +8,8 @@ process whether one browser or five hundred follow runs, and a change reaches
 every stream within one interval. The task runs while anyone watches and
 stops with the last subscriber; a subscription ends with its stream (the
 client leaving cancels it), and :meth:`RunWatcher.close` stops the task when
-the app shuts down. A store error is logged and the next tick tries again:
-the streams stay open.
+the app shuts down. A store error is logged once (and its end once) and the
+next tick tries again: the streams stay open.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class RunWatcher:
         self._task: asyncio.Task[None] | None = None
         #: store reads made so far (one per tick with anyone watching)
         self.polls = 0
+        #: the store error the ticks meet since the last read that worked
+        self._down: str | None = None
 
     @property
     def subscribers(self) -> int:
@@ -92,10 +94,15 @@ class RunWatcher:
                 try:
                     runs = await run_in_threadpool(self._fetch, run_ids)
                 except StoreError as exc:  # a blip: keep the streams, try again next tick
-                    log.warning("events: store unavailable: %s", exc)
+                    if self._down is None:  # once per outage, not once per tick
+                        log.warning("events: store unavailable (retrying every %g s): %s", self.interval_s, exc)
+                    self._down = str(exc)
                     continue
                 finally:
                     self.polls += 1
+                if self._down is not None:
+                    log.info("events: the store answers again")
+                    self._down = None
                 for run_id in run_ids:
                     for sub in list(self._watching.get(run_id, ())):
                         sub.offer(runs.get(run_id))

@@ -200,3 +200,31 @@ async def wait_async(probe: Callable[[], bool], *, timeout: float = 20.0) -> Non
     with anyio.fail_after(timeout):
         while not probe():
             await anyio.sleep(0.01)
+
+
+def test_a_store_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:
+    from api.watch import RunWatcher
+    from podflow.errors import StoreUnavailable
+
+    run = make_run()
+    answers: list[bool] = [False, False, False, True, True]  # three ticks down, then back
+
+    def fetch(run_ids: Sequence[str]) -> dict[str, Run]:
+        if not answers.pop(0):
+            raise StoreUnavailable("SQLite store unavailable: disk I/O error")
+        return {run.run_id: run}
+
+    async def follow() -> None:
+        watcher = RunWatcher(fetch, interval_s=0.01)
+        async with watcher.watch(run) as sub:
+            while answers:
+                await sub.wait(0.05)
+        await watcher.close()
+
+    with caplog.at_level("INFO", logger="api.watch"):
+        anyio.run(follow)
+    lines = [r.getMessage() for r in caplog.records if r.name == "api.watch"]
+    assert lines == [
+        "events: store unavailable (retrying every 0.01 s): SQLite store unavailable: disk I/O error",
+        "events: the store answers again",
+    ]
