@@ -32,6 +32,15 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
     """The signal uvicorn hands back after its graceful shutdown: nothing more to do."""
 
 
+def _on_stderr(config: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn's logging configuration with every stream handler on stderr."""
+    handlers = {
+        name: {**handler, "stream": "ext://sys.stderr"} if "stream" in handler else handler
+        for name, handler in config.get("handlers", {}).items()
+    }
+    return {**config, "handlers": handlers}
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
@@ -45,8 +54,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         lifespan="on",
-        # JSON logs: uvicorn's lines go to the root handler podflow set up, in its format
-        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
+        # JSON logs: uvicorn's lines go to the root handler podflow set up, in its format;
+        # text: uvicorn's own format, its access lines on stderr too (uvicorn: stdout)
+        log_config=None if settings.log_format == "json" else _on_stderr(LOGGING_CONFIG),
     )
     # uvicorn re-raises the SIGTERM or SIGINT that stopped it once it has shut down,
     # under the handler it found: with the default one the process would die by the

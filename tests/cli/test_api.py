@@ -65,6 +65,8 @@ def test_podflow_api_serves_the_app_on_the_configured_port_and_stops_on_sigterm(
         assert httpx.get(f"http://127.0.0.1:{port}/api/sources").status_code == 401  # the token is in force
     assert served.returncode in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in served.stderr
+    # every line on stderr, uvicorn's access lines included (uvicorn puts those on stdout)
+    assert '"GET /api/sources HTTP/1.1" 401' in served.stderr and served.stdout == ""
 
 
 def test_podflow_api_warns_once_about_an_old_setting(tmp_path: Path) -> None:
