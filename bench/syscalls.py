@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import psutil
-
 from .report import Row
 from .stats import Figure
 
@@ -58,6 +56,8 @@ def parse_summary(text: str) -> dict[str, int]:
 
 
 def _tree(pids: Sequence[int]) -> list[int]:
+    import psutil  # the bench extra; the summary parser needs none of it
+
     found: list[int] = []
     for pid in pids:
         try:

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("psutil", reason="psutil comes with the bench extra")
-
 from bench.syscalls import count_syscalls, parse_summary, strace_binary
 
 SUMMARY = """\
@@ -60,6 +58,7 @@ class Writer:
 @pytest.mark.skipif(strace_binary() is None, reason="strace is not installed (make bench installs it)")
 @pytest.mark.skipif(os.geteuid() != 0, reason="attaching strace to a running process needs ptrace rights")
 def test_a_batch_under_strace_counts_its_calls_per_job(tmp_path: Path) -> None:
+    pytest.importorskip("psutil", reason="psutil comes with the bench extra")
     writer = Writer(tmp_path)
     try:
         rows, details, notes = count_syscalls([writer], 100, tmp_path, lambda _: None)
