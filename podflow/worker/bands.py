@@ -15,11 +15,16 @@ band), then by arrival: when a thread comes free, a normal message fetched while
 the high one before it ran is there first, and the next high message is still
 in Redis. :class:`BandOrder` closes that gap when a delivery begins: a message
 of a lower band yields when a higher band this worker consumes has a message
-ready, in Redis (its list) or already fetched by this worker. Yielding puts the
+ready, in Redis (its list) or already fetched by this worker -- in its work
+queue, or on the way there: a consumer's fetch takes messages off the list
+into the worker's acks set at once, and hands them to the work queue a moment
+later, so a message in the acks set that no thread of this worker is processing
+counts too. Yielding puts the
 message back at the *front* of its own list (:func:`~podflow.worker.messages.put_first`:
 it keeps its place among its band) before the delivery ends, so the broker holds
 it throughout; the thread then takes the higher one. The cost is one Redis round
-trip per delivery of a normal or low message -- or none: an answer "nothing
+trip per delivery of a normal or low message (the lists' lengths and this
+worker's acks sets, in one pipeline) -- or none: an answer "nothing
 waits above" is reused for :data:`FRESH_S` (20 ms), so a worker starting
 hundreds of short runs a second asks Redis at most 50 times a second. A
 higher message arriving within that time may let a lower delivery begin, as
@@ -35,6 +40,7 @@ start first, at most one per worker thread.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +79,11 @@ def band_of(queue_name: str, message_queue: str) -> Priority | None:
     return None
 
 
+def _copy_of(message: Any) -> str:
+    """The name of the enqueued copy a delivery is (its acks set holds that name)."""
+    return str(message.options.get("redis_message_id") or message.message_id)
+
+
 class BandOrder(Middleware):
     """Tells a delivery of a lower band to yield to a higher one waiting (see the module).
 
@@ -91,9 +102,27 @@ class BandOrder(Middleware):
         self._worker: dramatiq.Worker | None = None
         #: the higher bands asked about -> when their lists were last found empty
         self._empty_at: dict[tuple[str, ...], float] = {}
+        #: per queue, the copies this worker's threads process now (until acknowledged)
+        self._processing: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._worker = worker
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        with self._lock:
+            self._processing.setdefault(message.queue_name, set()).add(_copy_of(message))
+
+    def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
+        # from the delivery's start to its acknowledgement it is in the acks set and here
+        self._done(message)
+
+    def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
+        self._done(message)
+
+    def _done(self, message: Any) -> None:
+        with self._lock:  # a message skipped before this middleware saw it was never added
+            self._processing.get(message.queue_name, set()).discard(_copy_of(message))
 
     def _consumed(self) -> set[str]:
         worker = self._worker
@@ -125,7 +154,15 @@ class BandOrder(Middleware):
         pipe = broker.client.pipeline(transaction=False)
         for name in higher:
             pipe.llen(f"{broker.namespace}:{name}")
-        waiting = any(int(n) > 0 for n in pipe.execute())
+            pipe.scard(f"{broker.namespace}:__acks__.{broker.broker_id}.{name}")
+        replies = [int(n) for n in pipe.execute()]
+        with self._lock:
+            processing = [len(self._processing.get(name, ())) for name in higher]
+        # ready in its list, or fetched by this worker and not yet processed by any of its threads
+        waiting = any(
+            ready > 0 or held > busy
+            for ready, held, busy in zip(replies[::2], replies[1::2], processing, strict=True)
+        )
         if not waiting:
             self._empty_at[key] = asked_at
         return waiting

@@ -88,6 +88,35 @@ def test_a_normal_delivery_yields_to_a_waiting_high_message_and_an_empty_answer_
         close_broker(broker)
 
 
+def test_a_higher_message_this_worker_fetched_but_has_not_queued_yet_still_comes_first(redis_url: str) -> None:
+    """Between a consumer's fetch (off the list, into the worker's acks set) and its
+    work queue, a high message is in neither: the acks set, less the high messages
+    this worker's threads are processing, still shows it."""
+    broker = build_broker(load_settings(env_file=None, broker_url=redis_url), role="test")
+    now = [100.0]
+    bands = BandOrder(queue_name="podcast", fresh_s=0.02, clock=lambda: now[0])
+    bands.before_worker_boot(broker, _Worker("podcast.high", "podcast"))  # type: ignore[arg-type]
+    normal = dramatiq.Message(queue_name="podcast", actor_name="a", args=(), kwargs={}, options={})
+    running = dramatiq.Message(queue_name="podcast.high", actor_name="a", args=(), kwargs={},
+                               options={"redis_message_id": "h1/a"})
+    acks = f"{broker.namespace}:__acks__.{broker.broker_id}.podcast.high"
+    try:
+        broker.client.sadd(acks, "h1/a")  # a high run a thread of this worker processes
+        bands.before_process_message(broker, running)
+        assert not bands.should_yield(broker, normal)  # nothing waits for it: it runs already
+        broker.client.sadd(acks, "h2/b")  # fetched a moment ago, not in the work queue yet
+        now[0] += 1
+        assert bands.should_yield(broker, normal)
+        broker.client.srem(acks, "h2/b")
+        bands.after_ack(broker, running)  # done, acknowledged
+        broker.client.srem(acks, "h1/a")
+        bands.after_ack(broker, running)  # an acknowledgement twice counts once
+        now[0] += 1
+        assert not bands.should_yield(broker, normal)
+    finally:
+        close_broker(broker)
+
+
 def _started_at(run: Run) -> datetime:
     return next(h.at for h in run.history if h.status is RunStatus.STARTED)
 
