@@ -62,8 +62,8 @@ class RunWatcher:
         self._task: asyncio.Task[None] | None = None
         #: store reads made so far (one per tick with anyone watching)
         self.polls = 0
-        #: the store error the ticks meet since the last read that worked
-        self._down: str | None = None
+        #: whether the ticks have met a store error since the last read that worked
+        self._down = False
 
     @property
     def subscribers(self) -> int:
@@ -94,15 +94,15 @@ class RunWatcher:
                 try:
                     runs = await run_in_threadpool(self._fetch, run_ids)
                 except StoreError as exc:  # a blip: keep the streams, try again next tick
-                    if self._down is None:  # once per outage, not once per tick
+                    if not self._down:  # once per outage, not once per tick
                         log.warning("events: store unavailable (retrying every %g s): %s", self.interval_s, exc)
-                    self._down = str(exc)
+                    self._down = True
                     continue
                 finally:
                     self.polls += 1
-                if self._down is not None:
+                if self._down:
                     log.info("events: the store answers again")
-                    self._down = None
+                    self._down = False
                 for run_id in run_ids:
                     for sub in list(self._watching.get(run_id, ())):
                         sub.offer(runs.get(run_id))

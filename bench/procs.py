@@ -10,7 +10,7 @@ from types import TracebackType
 
 import psutil
 
-__all__ = ["RssSampler", "paused", "tree_cpu_s", "tree_rss"]
+__all__ = ["RssSampler", "paused", "tree_cpu_s", "tree_pids", "tree_rss"]
 
 
 def _tree(pids: Sequence[int]) -> list[psutil.Process]:
@@ -20,6 +20,11 @@ def _tree(pids: Sequence[int]) -> list[psutil.Process]:
             root = psutil.Process(pid)
             procs += [root, *root.children(recursive=True)]
     return procs
+
+
+def tree_pids(pids: Sequence[int]) -> list[int]:
+    """The processes ``pids`` and their live descendants."""
+    return [proc.pid for proc in _tree(pids)]
 
 
 def tree_rss(pids: Sequence[int]) -> int:

@@ -55,22 +55,11 @@ def parse_summary(text: str) -> dict[str, int]:
     return calls
 
 
-def _tree(pids: Sequence[int]) -> list[int]:
-    import psutil  # the bench extra; the summary parser needs none of it
-
-    found: list[int] = []
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            found += [root.pid, *(child.pid for child in root.children(recursive=True))]
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
 def _counted(system: _Batched, n: int, out: Path) -> dict[str, int]:
+    from .procs import tree_pids  # psutil, the bench extra: the summary parser needs none of it
+
     argv = [strace_binary() or "strace", "-f", "-c", "-o", str(out)]
-    for pid in _tree(system.pids()):
+    for pid in tree_pids(system.pids()):
         argv += ["-p", str(pid)]
     tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(_ATTACH_S)

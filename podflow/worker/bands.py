@@ -50,7 +50,7 @@ from dramatiq.common import dq_name
 from dramatiq.middleware import Middleware
 
 from ..models import PRIORITIES, Priority
-from .messages import is_redis
+from .messages import acks_key, is_redis
 
 __all__ = ["FRESH_S", "BandOrder", "band_of", "band_queue", "band_queues"]
 
@@ -154,7 +154,7 @@ class BandOrder(Middleware):
         pipe = broker.client.pipeline(transaction=False)
         for name in higher:
             pipe.llen(f"{broker.namespace}:{name}")
-            pipe.scard(f"{broker.namespace}:__acks__.{broker.broker_id}.{name}")
+            pipe.scard(acks_key(broker, name))
         replies = [int(n) for n in pipe.execute()]
         with self._lock:
             processing = [len(self._processing.get(name, ())) for name in higher]

@@ -56,7 +56,15 @@ from dramatiq.brokers.redis import _RedisConsumer as _DramatiqRedisConsumer
 from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import ConnectionClosed
 
-__all__ = ["RedisBroker", "held_messages", "is_redis", "leave_heartbeats", "put_first", "requeue_dead_workers"]
+__all__ = [
+    "RedisBroker",
+    "acks_key",
+    "held_messages",
+    "is_redis",
+    "leave_heartbeats",
+    "put_first",
+    "requeue_dead_workers",
+]
 
 #: between the message id and the copy's uuid in a hash field's name
 _SEPARATOR = "/"
@@ -144,6 +152,11 @@ def put_first(broker: DramatiqRedisBroker, message: Any) -> None:
     broker.client.eval(_PUT_FIRST, 2, key, f"{key}.msgs", name, copy.encode())
 
 
+def acks_key(broker: DramatiqRedisBroker, queue_name: str) -> str:
+    """The set of the names this broker (a worker) fetched from ``queue_name`` and has not acknowledged."""
+    return f"{broker.namespace}:__acks__.{broker.broker_id}.{queue_name}"
+
+
 def is_redis(broker: dramatiq.Broker) -> TypeGuard[DramatiqRedisBroker]:
     """Whether ``broker`` keeps its messages in Redis (so they can be asked about)."""
     return isinstance(broker, DramatiqRedisBroker)
@@ -221,7 +234,6 @@ def leave_heartbeats(broker: DramatiqRedisBroker) -> bool:
 
     Raises: redis-py's connection errors.
     """
-    ns, me = broker.namespace, broker.broker_id
     queues = sorted(broker.get_declared_queues() | broker.get_declared_delay_queues())
-    keys = [f"{ns}:__heartbeats__", *(f"{ns}:__acks__.{me}.{q}" for q in queues)]
-    return bool(broker.client.eval(_LEAVE, len(keys), *keys, me))
+    keys = [f"{broker.namespace}:__heartbeats__", *(acks_key(broker, q) for q in queues)]
+    return bool(broker.client.eval(_LEAVE, len(keys), *keys, broker.broker_id))
