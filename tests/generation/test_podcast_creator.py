@@ -16,7 +16,7 @@ import pytest
 from podflow.errors import GenerationError, RunCancelled, TransientGenerationError
 from podflow.generation.context import LocalContext
 from podflow.generation.podcast_creator import generate
-from podflow.generation.providers import ProviderRejected
+from podflow.generation.providers import ProviderRateLimited, ProviderRejected
 from podflow.models import Speaker
 from tests.execution import wait_for
 from tests.fake_provider import FakeProvider, Reply
@@ -121,3 +121,25 @@ def test_a_cancel_during_a_hung_llm_call_stops_it_at_once(
         run(configs, tmp_path, cancel_event=cancel)
     assert time.monotonic() - began < 2
     wait_for(lambda: fake.calls("chat")[0].aborted, timeout=2, what="the request to be closed")
+
+
+def test_a_429_from_the_llm_is_waited_out_and_the_episode_is_made(
+    fake: FakeProvider, configs: ConfigFactory, tmp_path: Path
+) -> None:
+    fake.script("chat", Reply(status=429, headers={"Retry-After": "0.2"}), Reply(content=OUTLINE))
+    fake.script("chat", Reply(content=dialogue(1)), Reply(content=dialogue(2)))
+    _, result = run(configs, tmp_path)
+    assert json.loads(result.outline_path.read_text())["segments"][0]["title"] == "Boosters"
+    outline_calls = fake.calls("chat")[:2]
+    assert [c.status for c in outline_calls] == [429, 200]
+    assert outline_calls[1].started - outline_calls[0].ended >= 0.2  # type: ignore[operator]
+
+
+def test_429s_from_the_llm_that_outlast_its_retries_are_transient_naming_the_llm(
+    fake: FakeProvider, configs: ConfigFactory, tmp_path: Path
+) -> None:
+    fake.script("chat", *[Reply(status=429, headers={"Retry-After": "0"}, error="Rate limit reached")] * 30)
+    with pytest.raises(ProviderRateLimited, match=r"^LLM at http://\S+ answered 429: Rate limit reached$"):
+        run(configs, tmp_path)
+    # podcast-creator's tries (PODFLOW_PROVIDER_RETRIES=2: 3) times the SDK's own (its default 2 retries: 3)
+    assert len(fake.calls("chat")) == 9 and not fake.calls("speech")

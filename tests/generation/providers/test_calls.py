@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
@@ -14,6 +15,8 @@ from podflow.generation.loop import Reporter
 from podflow.generation.providers import LocalSlots, ProviderRateLimited, ProviderRejected, ProviderUnavailable
 from podflow.generation.providers.calls import Provider
 from podflow.generation.providers.policy import RetryPolicy
+from podflow.generation.providers.slots import SharedSlots, SlotPool, shared_backend
+from tests.execution import wait_for
 from tests.fake_provider import FakeProvider, Reply
 from tests.generation.conftest import provider
 
@@ -115,6 +118,54 @@ def test_a_cancelled_call_closes_its_request_and_gives_its_slot_back(fake: FakeP
     time.sleep(0.1)
     [hung] = fake.calls("chat")
     assert hung.aborted and slots.in_use() == 0
+
+
+@pytest.fixture(params=["local", "shared"])
+def one_slot(request: pytest.FixtureRequest) -> Iterator[SlotPool]:
+    """A cap of one call: in this process, or on a real redis-server (as worker processes share it)."""
+    if request.param == "local":
+        yield LocalSlots(name="llm:x", limit=1)
+        return
+    backend = shared_backend(request.getfixturevalue("redis_url"))
+    pool = SharedSlots(backend=backend, name="llm:x", limit=1, ttl_s=5.0, refresh_s=0.1)
+    yield pool
+    pool.close()
+
+
+def test_a_call_cancelled_while_it_waits_for_a_slot_sends_nothing_and_takes_no_slot(
+    fake: FakeProvider, one_slot: SlotPool
+) -> None:
+    fake.script("chat", Reply(hang_s=30))  # holds the only slot
+    p = provider(fake, slots=one_slot)
+    reporter = Reporter("outline", 0)
+
+    async def main() -> float:
+        holder = asyncio.create_task(p.call(chat, reporter=Reporter("x", 0)))
+        while fake.in_flight("chat") == 0:
+            await asyncio.sleep(0.01)
+        waiter = asyncio.create_task(p.call(chat, reporter=reporter))
+        while reporter._queue.empty():  # it says it waits for a slot
+            await asyncio.sleep(0.01)
+        began = time.monotonic()
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        cancelled_in = time.monotonic() - began
+        assert one_slot.in_use() == 1  # the holder's, still
+        holder.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+        fake.script("chat", Reply())
+        await p.call(chat, reporter=Reporter("x", 0))  # the slot came back: a later call gets it
+        await p.aclose()
+        return cancelled_in
+
+    assert asyncio.run(main()) < 0.5
+    assert "waiting for a LLM slot (1/1 in use)" in notes(reporter)
+    hung, later = fake.calls("chat")  # none from the waiter
+    assert later.status == 200
+    wait_for(lambda: hung.aborted, timeout=2, what="the hung request to be closed")
+    assert one_slot.in_use() == 0
 
 
 def test_every_request_is_counted_by_how_it_ended(fake: FakeProvider) -> None:
