@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from podflow.settings import load_settings
 from podflow.sources import ingest_source
 from podflow.states import RunStatus
 from podflow.store.sqlite import SqliteStore
+from podflow.sweep import SweepPolicy, sweep
 from podflow.timeutil import utcnow
 from podflow.worker.broker import build_broker, close_broker
 from tests.execution import SPEAKERS, WorkerProcess, finished, request, seed, wait_for, worker_env
@@ -236,6 +240,64 @@ def test_a_cancel_during_a_60_s_llm_reply_revokes_the_run_and_frees_its_thread_w
     assert started.started_at.timestamp() - cancelled <= 2 * interval + 0.5
     assert stack.finished(following).status is RunStatus.SUCCESS
     assert stack.store.get_run(run.run_id).status is RunStatus.REVOKED  # type: ignore[union-attr]
+
+
+def test_the_soft_time_limit_during_a_hung_llm_call_closes_it_and_fails_the_run(stack: Stack) -> None:
+    interval = 0.2
+    stack.start(threads=1, PODFLOW_SOFT_TIME_LIMIT="1.5", PODFLOW_HEARTBEAT_INTERVAL=str(interval))
+    stack.fake.script("chat", Reply(hang_s=60))
+    run = stack.submit("Hung past its limit")
+    wait_for(lambda: stack.fake.in_flight("chat") == 1, timeout=20, what="the LLM call")
+    done = stack.finished(run, timeout=10)
+    assert done.status is RunStatus.FAILURE and done.attempt == 1
+    assert done.error is not None and done.error.type == "soft_time_limit"
+    hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
+    assert hung.ended is not None and hung.ended - done.started_at.timestamp() <= 1.5 + 2 * interval + 0.5
+    assert stack.finished(stack.submit("Next"), timeout=20).status is RunStatus.SUCCESS  # its thread is free
+
+
+def test_a_worker_that_lost_its_lease_in_a_hung_llm_call_closes_it_and_writes_nothing(stack: Stack) -> None:
+    """A worker frozen (SIGSTOP) past the heartbeat timeout during an LLM call; another
+    attempt takes the run meanwhile. Resumed, the worker interrupts its attempt at once (the
+    store has not confirmed the lease for the heartbeat timeout), closes the request and
+    leaves the run to the attempt that holds it."""
+    interval = 0.2
+    worker = stack.start(threads=1, PODFLOW_HEARTBEAT_INTERVAL=str(interval), PODFLOW_HEARTBEAT_TIMEOUT="1.5")
+    stack.fake.script("chat", Reply(hang_s=60))
+    run = stack.submit("Frozen")
+    wait_for(lambda: stack.fake.in_flight("chat") == 1, timeout=20, what="the LLM call")
+    os.killpg(worker.proc.pid, signal.SIGSTOP)
+    try:
+        taken = wait_for(lambda: stack.store.claim(run.run_id, now=utcnow()), timeout=10, what="a stale heartbeat")
+    finally:
+        os.killpg(worker.proc.pid, signal.SIGCONT)
+    resumed = time.time()
+    assert taken == 2
+    hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
+    assert hung.ended is not None and hung.ended - resumed <= 2 * interval + 0.5
+    wait_for(lambda: "attempt 1 lost: lease lost" in stack.logs(), timeout=5, what="the worker to give the run up")
+    held = stack.store.get_run(run.run_id)
+    assert held is not None and held.status is RunStatus.STARTED and held.attempt == 2
+    assert held.history[-1].attempt == 2  # nothing written by attempt 1 after the takeover
+    assert stack.finished(stack.submit("Next"), timeout=20).status is RunStatus.SUCCESS  # its thread is free
+
+
+def test_a_run_the_sweep_fails_during_a_hung_llm_call_is_given_up_at_the_next_heartbeat(stack: Stack) -> None:
+    interval = 0.2
+    stack.start(threads=1, PODFLOW_HEARTBEAT_INTERVAL=str(interval))
+    stack.fake.script("chat", Reply(hang_s=60))
+    run = stack.submit("Past its time limit")
+    wait_for(lambda: stack.fake.in_flight("chat") == 1, timeout=20, what="the LLM call")
+    policy = SweepPolicy(time_limit_s=60, pending_timeout_s=3600, outbox_grace_s=0)
+    assert sweep(stack.store, now=utcnow() + timedelta(seconds=61), policy=policy).time_limit == 1
+    failed = time.time()
+    hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
+    assert hung.ended is not None and hung.ended - failed <= 2 * interval + 0.5
+    wait_for(lambda: "attempt 1 lost: lease lost" in stack.logs(), timeout=5, what="the worker to give the run up")
+    done = stack.store.get_run(run.run_id)
+    assert done is not None and done.status is RunStatus.FAILURE and done.error is not None
+    assert done.error.type == "time_limit"  # the sweep's outcome stands
+    assert stack.finished(stack.submit("Next"), timeout=20).status is RunStatus.SUCCESS  # its thread is free
 
 
 def chinese_source() -> Source:
