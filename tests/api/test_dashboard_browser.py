@@ -17,9 +17,10 @@ import shutil
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import uvicorn
@@ -45,7 +46,6 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 TOKEN = "dashboard-s3cret"
 #: how long the page may take to show a change (it polls every 2 s)
 SEEN_MS = 10_000
-
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +270,9 @@ def test_a_run_opens_from_the_list_with_its_timeline_of_two_attempts(page: Any, 
     expect = sync_api.expect
     with serve(create_app(settings)) as api, InProcessWorker(settings, api.store, flaky_episode):
         run_id = api.submit(
-            episode_name="Crash safety, explained", briefing_suffix="Keep it short.", callback_url="http://127.0.0.1:9/hook"
+            episode_name="Crash safety, explained",
+            briefing_suffix="Keep it short.",
+            callback_url="http://127.0.0.1:9/hook",
         )["run_id"]
         wait_for(lambda: api.store.get_run(run_id).status == RunStatus.SUCCESS, timeout=20)
         page.goto(f"{api.url}/dashboard")
@@ -467,3 +469,235 @@ def test_a_scheduled_high_priority_run_shows_its_band_and_its_start(page: Any, t
         row(page, run_id).locator("a.episode").click()
         expect(page.locator("#run-times")).to_contain_text("starts")
         expect(page.locator("#run-times")).to_contain_text("priority")
+
+
+# -- delete from a run's page, the list's filters, elapsed times ---------------------------------
+
+
+def seed_run(store: Store, name: str, status: RunStatus, *, created: datetime | None = None) -> str:
+    """A run made through the store, left in ``status`` (started 5 s after it was created)."""
+    created = created or utcnow() - timedelta(seconds=60)
+    run_id = store.create_run(make_run(created, episode_name=name))[0].run_id
+    if status is RunStatus.REVOKED:
+        store.cancel(run_id, now=created + timedelta(seconds=5))
+    elif status is not RunStatus.PENDING:
+        attempt = store.claim(run_id, now=created + timedelta(seconds=5))
+        assert attempt is not None
+        if status is RunStatus.SUCCESS:
+            store.finish(run_id, attempt, status=status, now=created + timedelta(seconds=30), result=RunResult())
+        elif status is RunStatus.FAILURE:
+            boom = ErrorInfo(type="ValueError", message="boom")
+            store.finish(run_id, attempt, status=status, now=created + timedelta(seconds=30), error=boom)
+    return run_id
+
+
+def fact_of(page: Any, term: str) -> Any:
+    """The value of ``term`` in the run page's times."""
+    return page.locator(f'#run-times dt:text-is("{term}") + dd')
+
+
+def minutes_seconds(text: str) -> int:
+    """The seconds of a duration the page shows as "N min M s"."""
+    found = re.search(r"(\d+) min (\d+) s", text)
+    assert found, text
+    return int(found[1]) * 60 + int(found[2])
+
+
+def test_a_run_is_deleted_from_its_page_after_a_confirm_and_a_started_one_is_refused(page: Any, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, mode="thread", generator="tests.generators:noop")
+    expect = sync_api.expect
+    deletes: list[str] = []
+    page.on("request", lambda r: deletes.append(r.url) if r.method == "DELETE" else None)
+    with serve(create_app(settings)) as api:
+        done = with_audio(api, "Weekly digest")
+        folder = api.settings.data_dir / "podcasts" / done
+        assert (folder / "episode.wav").is_file()
+        kept = seed_run(api.store, "Kept episode", RunStatus.FAILURE)
+        running = seed_run(api.store, "Running episode", RunStatus.STARTED)
+        late = seed_run(api.store, "Starts while asked", RunStatus.PENDING)
+        page.goto(f"{api.url}/dashboard")
+        expect(row(page, done)).to_be_visible()
+        row(page, done).locator("a.episode").click()
+        expect(page.locator("#run-badge")).to_have_text("succeeded")
+        delete = page.locator("#run-actions button.delete")
+        delete.click()
+        expect(page.locator("#confirm-dialog")).to_be_visible()  # delete asks first
+        expect(page.locator("#confirm-title")).to_contain_text("Delete")
+        expect(page.locator("#confirm-title")).to_contain_text("Weekly digest")
+        page.click("#confirm-no")  # kept: nothing is sent
+        expect(page.locator("#confirm-dialog")).to_be_hidden()
+        expect(page.locator("#view-run")).to_be_visible()
+        delete.click()
+        page.click("#confirm-yes")
+        expect(page.locator("#toast")).to_contain_text("deleted Weekly digest")
+        expect(page.locator("#view-list")).to_be_visible()  # back to the list, without the run
+        expect(page).to_have_url(re.compile(r"/dashboard#/$"))
+        expect(row(page, kept)).to_be_visible()
+        expect(row(page, done)).to_have_count(0)
+        assert deletes == [f"{api.url}/api/podcast/runs/{done}"]  # one DELETE: "Keep it" sent none
+        assert api.client.get(f"/api/podcast/runs/{done}").status_code == 404
+        assert api.store.get_run(done) is None
+        assert not folder.exists()
+
+        # a STARTED run has no delete button, only cancel
+        row(page, running).locator("a.episode").click()
+        expect(page.locator("#run-badge")).to_have_text("running")
+        expect(page.locator("#run-actions button.cancel")).to_be_visible()  # drawn with the delete button, if any
+        expect(page.locator("#run-actions button.delete")).to_have_count(0)
+
+        # a run that starts while its delete is being confirmed: the API refuses (409), the page says so
+        page.goto(f"{api.url}/dashboard#/runs/{late}")
+        expect(page.locator("#run-badge")).to_have_text("pending")
+        page.locator("#run-actions button.delete").click()
+        expect(page.locator("#confirm-dialog")).to_be_visible()
+        assert api.store.claim(late, now=utcnow()) is not None  # a worker takes it meanwhile
+        page.click("#confirm-yes")
+        expect(page.locator("#toast")).to_contain_text("delete failed: cannot delete: run is STARTED; cancel it first")
+        expect(page).to_have_url(re.compile(f"#/runs/{late}$"))  # the page stays on the run
+        expect(page.locator("#run-badge")).to_have_text("running")
+        expect(page.locator("#run-actions button.delete")).to_have_count(0)
+        expect(page.locator("#run-missing")).to_be_hidden()
+        assert api.store.get_run(late).status is RunStatus.STARTED
+        page.click("#back")
+        expect(badge(page, late)).to_have_text("running")
+        assert deletes[1:] == [f"{api.url}/api/podcast/runs/{late}"]
+
+
+def test_the_status_and_created_filters_show_only_matching_runs_and_all_again_when_cleared(
+    page: Any, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path, mode="thread", generator="tests.generators:noop")
+    expect = sync_api.expect
+    queries: list[dict[str, list[str]]] = []  # of every list request the page sends
+
+    def listed(request: Any) -> None:
+        url = urlsplit(request.url)
+        if url.path == "/api/podcast/runs":
+            queries.append(parse_qs(url.query))
+
+    page.on("request", listed)
+    with serve(create_app(settings)) as api:
+        old = utcnow() - timedelta(days=3)
+        ids = {
+            RunStatus.PENDING: [seed_run(api.store, "Waiting", RunStatus.PENDING)],
+            RunStatus.STARTED: [seed_run(api.store, "Speaking", RunStatus.STARTED)],
+            RunStatus.SUCCESS: [
+                seed_run(api.store, "Done", RunStatus.SUCCESS),
+                seed_run(api.store, "Done long ago", RunStatus.SUCCESS, created=old),
+            ],
+            RunStatus.FAILURE: [
+                seed_run(api.store, "Broken", RunStatus.FAILURE),
+                seed_run(api.store, "Broken long ago", RunStatus.FAILURE, created=old),
+            ],
+            RunStatus.REVOKED: [seed_run(api.store, "Cancelled", RunStatus.REVOKED)],
+        }
+        rows = page.locator("#runs tbody tr")
+        every = [run_id for group in ids.values() for run_id in group]
+        page.goto(f"{api.url}/dashboard")
+        expect(rows).to_have_count(len(every))
+        expect(page.locator('#filters button[data-status=""]')).to_have_attribute("aria-pressed", "true")
+
+        def shown() -> set[str]:
+            return {tr.get_attribute("data-run-id") for tr in rows.all()}
+
+        for status, matching in ids.items():
+            button = page.locator(f"#filters button[data-status={status.value}]")
+            button.click()
+            expect(page).to_have_url(re.compile(f"status={status.value}"))
+            expect(rows).to_have_count(len(matching))
+            expect(page.locator(f"#runs tbody tr[data-status={status.value}]")).to_have_count(len(matching))
+            assert shown() == set(matching)
+            expect(button).to_have_attribute("aria-pressed", "true")
+            expect(page.locator('#filters button[aria-pressed="true"]')).to_have_count(1)
+            assert queries[-1]["status"] == [status.value]  # the API filters, not the page
+
+        # failed, created in the last 24 hours: the one of three days ago is left out
+        page.click("#filters button[data-status=FAILURE]")
+        page.select_option("#range", "86400")
+        expect(page).to_have_url(re.compile(r"status=FAILURE&range=86400"))
+        expect(row(page, ids[RunStatus.FAILURE][0])).to_be_visible()
+        expect(row(page, ids[RunStatus.FAILURE][1])).to_have_count(0)
+        expect(rows).to_have_count(1)
+        after = datetime.fromisoformat(queries[-1]["created_after"][0])
+        assert abs((utcnow() - timedelta(days=1) - after).total_seconds()) < 60, after
+        assert queries[-1]["status"] == ["FAILURE"]
+        page.reload()  # the filters are in the URL
+        expect(rows).to_have_count(1)
+        expect(page.locator("#filters button[data-status=FAILURE]")).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("#range")).to_have_value("86400")
+
+        page.click('#filters button[data-status=""]')  # every status, still the last 24 hours
+        expect(page).not_to_have_url(re.compile("status="))
+        expect(rows).to_have_count(len(every) - 2)
+        assert ids[RunStatus.SUCCESS][1] not in shown() and ids[RunStatus.FAILURE][1] not in shown()
+        assert "status" not in queries[-1]
+        page.select_option("#range", "")  # and any time: everything again
+        expect(page).to_have_url(re.compile(r"/dashboard#/$"))
+        expect(rows).to_have_count(len(every))
+        assert shown() == set(every)
+        assert "status" not in queries[-1] and "created_after" not in queries[-1]
+
+
+def test_a_finished_run_shows_how_long_it_took_and_a_started_runs_elapsed_time_advances(
+    page: Any, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path, mode="thread", generator="tests.generators:noop")
+    expect = sync_api.expect
+    with serve(create_app(settings)) as api:
+        now = utcnow()
+        # created 100 s before it started, took 125 s, 90 s of audio
+        finished = api.store.create_run(make_run(now - timedelta(seconds=400), episode_name="Finished"))[0].run_id
+        attempt = api.store.claim(finished, now=now - timedelta(seconds=300))
+        assert attempt is not None
+        ended = now - timedelta(seconds=175)
+        api.store.finish(finished, attempt, status=RunStatus.SUCCESS, now=ended, result=RunResult(duration_s=90))
+        # started 65 s ago, still running (nothing sweeps it in this app)
+        running = api.store.create_run(make_run(now - timedelta(seconds=70), episode_name="Running"))[0].run_id
+        assert api.store.claim(running, now=now - timedelta(seconds=65)) is not None
+
+        page.goto(f"{api.url}/dashboard")
+        clock = row(page, running).locator(".elapsed")
+        expect(clock).to_have_text(re.compile(r"^ · 1 min \d+ s$"))
+        first = clock.text_content()
+        expect(clock).not_to_have_text(first)  # a poll later, it moved on
+        assert minutes_seconds(clock.text_content()) > minutes_seconds(first) >= 65
+        expect(row(page, finished).locator(".elapsed")).to_have_text("")  # no clock for an ended run
+        expect(row(page, finished).locator(".outcome")).to_contain_text("1 min 30 s of audio")
+
+        row(page, finished).locator("a.episode").click()
+        expect(page.locator("#run-title")).to_have_text("Finished")
+        expect(fact_of(page, "took")).to_have_text("2 min 5 s")
+        expect(fact_of(page, "waited")).to_have_text("1 min 40 s")
+        expect(page.locator("#attempts tbody tr").nth(0).locator("td").nth(3)).to_have_text("2 min 5 s")
+        expect(fact_of(page, "running for")).to_have_count(0)
+        updated = page.locator("#live").text_content()
+        expect(page.locator("#live")).not_to_have_text(updated)  # the page refreshed since: it still took 125 s
+        expect(fact_of(page, "took")).to_have_text("2 min 5 s")
+
+        page.goto(f"{api.url}/dashboard#/runs/{running}")
+        expect(page.locator("#run-badge")).to_have_text("running")
+        running_for = fact_of(page, "running for")
+        expect(running_for).to_have_text(re.compile(r"^1 min \d+ s$"))
+        before = running_for.text_content()
+        expect(running_for).not_to_have_text(before)
+        assert minutes_seconds(running_for.text_content()) > minutes_seconds(before)
+        expect(fact_of(page, "took")).to_have_count(0)
+
+
+def test_a_duration_is_rounded_to_the_second_before_it_is_split_into_minutes(page: Any, tmp_path: Path) -> None:
+    """119.6 s is "2 min 0 s" (it once read "1 min 60 s"), 59.7 s of audio "1 min 0 s"."""
+    settings = settings_for(tmp_path, mode="thread", generator="tests.generators:noop")
+    expect = sync_api.expect
+    with serve(create_app(settings)) as api:
+        now = utcnow()
+        made, _ = api.store.create_run(make_run(now - timedelta(seconds=300), episode_name="Nearly two minutes"))
+        attempt = api.store.claim(made.run_id, now=now - timedelta(seconds=200))
+        assert attempt is not None
+        ended = now - timedelta(seconds=200 - 119.6)
+        result = RunResult(duration_s=59.7)
+        api.store.finish(made.run_id, attempt, status=RunStatus.SUCCESS, now=ended, result=result)
+        page.goto(f"{api.url}/dashboard")
+        expect(row(page, made.run_id).locator(".outcome")).to_contain_text("1 min 0 s of audio")
+        page.goto(f"{api.url}/dashboard#/runs/{made.run_id}")
+        expect(page.locator("#run-badge")).to_have_text("succeeded")
+        expect(fact_of(page, "took")).to_have_text("2 min 0 s")

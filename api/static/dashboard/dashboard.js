@@ -77,10 +77,12 @@
 
   function duration(seconds) {
     if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "–";
-    if (seconds < 10) return `${seconds.toFixed(1)} s`;
-    if (seconds < 60) return `${Math.round(seconds)} s`;
-    const minutes = Math.floor(seconds / 60);
-    if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+    if (seconds < 9.95) return `${seconds.toFixed(1)} s`;
+    // rounded to the second before it is split, so 119.6 s is "2 min 0 s", never "1 min 60 s"
+    const whole = Math.round(seconds);
+    if (whole < 60) return `${whole} s`;
+    const minutes = Math.floor(whole / 60);
+    if (minutes < 60) return `${minutes} min ${whole % 60} s`;
     const hours = Math.floor(minutes / 60);
     if (hours < 48) return `${hours} h ${minutes % 60} min`;
     return `${Math.floor(hours / 24)} d ${hours % 24} h`;
