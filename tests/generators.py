@@ -65,7 +65,8 @@ def slow(request: GenerationRequest, ctx: GenerationContext, seconds: float | No
     """Steps of 50 ms for PODFLOW_TEST_SLOW_S seconds, reporting progress and
     checking for cancellation, with a partial artifact in the work dir."""
     duration = seconds if seconds is not None else float(os.environ.get("PODFLOW_TEST_SLOW_S", "3"))
-    (Path(ctx.work_dir) / "partial.wav").write_bytes(b"RIFF partial")  # before "start", which tests wait for to interrupt
+    # before "start", which tests wait for before they interrupt
+    (Path(ctx.work_dir) / "partial.wav").write_bytes(b"RIFF partial")
     steps = max(1, int(duration / STEP_S))
     try:  # from the start event: an interrupt is raised asynchronously, even between two lines
         _event(ctx, "start")
