@@ -143,6 +143,31 @@ def check_schedule(request: RunRequest, *, now: datetime, max_ahead_s: float | N
         raise InvalidInput(f"must be at most {max_ahead_s:g} s ahead (PODFLOW_MAX_SCHEDULE_AHEAD)", field="start_at")
 
 
+def _existing(run: Run) -> Submission:
+    """The submission of a run an earlier request with the same Idempotency-Key made."""
+    return Submission(run, created=False, enqueued=run.enqueue_error is None, error=run.enqueue_error)
+
+
+def _replay_of(
+    store: Store, request: RunRequest, *, now: datetime, max_ahead_s: float | None, idempotency_key: str | None
+) -> Run | None:
+    """:func:`check_schedule`; but the run ``idempotency_key`` already made, if any,
+    when the check refuses: a replay's ``start_at`` was checked when the run was
+    made, and may be past by now (the caller compares the bodies as for any replay).
+
+    Raises:
+      InvalidInput: naming ``start_at``, and the key made no run.
+    """
+    try:
+        check_schedule(request, now=now, max_ahead_s=max_ahead_s)
+    except InvalidInput:
+        replayed = store.get_run_by_idempotency_key(idempotency_key) if idempotency_key else None
+        if replayed is None:
+            raise
+        return replayed
+    return None
+
+
 def submit(
     store: Store,
     dispatcher: Dispatcher,
@@ -166,8 +191,8 @@ def submit(
     again if the broker loses it).
 
     An existing run with the same ``idempotency_key`` is returned untouched
-    (``created=False``); the caller compares ``request_hash`` to refuse a
-    different body.
+    (``created=False``), even once its ``start_at`` has passed; the caller
+    compares ``request_hash`` to refuse a different body.
 
     Raises:
       InvalidInput: an unknown profile or source, a callback_url whose host is
@@ -175,7 +200,9 @@ def submit(
         ``max_schedule_ahead_s`` ahead (``field`` names it); nothing was stored or sent.
       StoreUnavailable: nothing was stored.
     """
-    check_schedule(request, now=now, max_ahead_s=max_schedule_ahead_s)
+    replayed = _replay_of(store, request, now=now, max_ahead_s=max_schedule_ahead_s, idempotency_key=idempotency_key)
+    if replayed is not None:
+        return _existing(replayed)
     run = _new_run(dispatcher, request, webhooks, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
     message_id = dispatcher.new_message_id()
     run = run.model_copy(
@@ -185,7 +212,7 @@ def submit(
     with store.deferred_sync():
         stored, created = _record(store, request, run)
         if not created:
-            return Submission(stored, created=False, enqueued=stored.enqueue_error is None, error=stored.enqueue_error)
+            return _existing(stored)
         marks = None if idempotency_key else marks
         error = _deliver(store, dispatcher, stored, now=now, marks=marks)
     return Submission(stored, created=True, enqueued=error is None, error=error)
@@ -208,7 +235,9 @@ def create(
       InvalidInput: an unknown profile or source, a callback_url whose host is not
         allowed, or ``start_at`` (see :func:`submit`).
     """
-    check_schedule(request, now=now, max_ahead_s=max_schedule_ahead_s)
+    replayed = _replay_of(store, request, now=now, max_ahead_s=max_schedule_ahead_s, idempotency_key=idempotency_key)
+    if replayed is not None:
+        return replayed, False
     return _record(store, request, _new_run(dispatcher, request, webhooks, now=now, idempotency_key=idempotency_key))
 
 

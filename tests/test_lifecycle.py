@@ -113,6 +113,23 @@ def test_a_repeated_idempotency_key_returns_the_existing_run_untouched(store: St
     assert len(dispatcher.sent) == 1 and store.get_run(first.run.run_id).updated_at == T0
 
 
+def test_a_replay_after_its_start_at_passed_returns_the_scheduled_run(store: Store) -> None:
+    dispatcher = FakeDispatcher(store=seed(store))
+    scheduled = request().model_copy(update={"start_at": at(60)})
+    first = submit(store, dispatcher, scheduled, now=T0, idempotency_key="key-s")
+    again = submit(store, dispatcher, scheduled, now=at(120), idempotency_key="key-s")  # start_at is past now
+    assert not again.created and again.enqueued and again.run.run_id == first.run.run_id
+    assert len(dispatcher.sent) == 1
+    draft, _ = create(store, dispatcher, scheduled, now=T0, idempotency_key="key-d")
+    replayed = create(store, dispatcher, scheduled, now=at(120), idempotency_key="key-d")
+    assert replayed == (store.get_run(draft.run_id), False)
+    for key in (None, "key-new"):  # no run made with the key: the start is refused, as for any request
+        with pytest.raises(InvalidInput) as err:
+            submit(store, dispatcher, scheduled, now=at(120), idempotency_key=key)
+        assert err.value.field == "start_at"
+    assert len(store.list_runs().runs) == 2
+
+
 def test_a_draft_starts_once(store: Store) -> None:
     dispatcher = FakeDispatcher(store=seed(store))
     draft, created = create(store, dispatcher, request(), now=T0)

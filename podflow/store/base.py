@@ -387,6 +387,9 @@ class Store(Protocol):
 
     def get_run_by_message_id(self, message_id: str) -> Run | None: ...
 
+    def get_run_by_idempotency_key(self, key: str) -> Run | None:
+        """The run made with Idempotency-Key ``key`` (at most one: the key is unique)."""
+
     def list_runs(
         self,
         *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,26 @@ def test_the_same_idempotency_key_and_body_return_the_same_run_and_another_body_
     assert len(api.store.list_runs().runs) == 1
     bad_key = api.client.post("/api/podcast/generate", json=request, headers={"Idempotency-Key": "a b"})
     assert error(bad_key, 422, "validation_error")["details"][0]["field"] == "Idempotency-Key"
+
+
+def test_a_replay_of_a_scheduled_submit_after_its_start_is_the_same_run_not_a_422(
+    tmp_path: Path, redis_url: str
+) -> None:
+    now = [utcnow()]
+    app = create_app(settings_for(tmp_path, broker_url=redis_url), clock=lambda: now[0])
+    with serve(app) as api:
+        request = {**api.request(), "start_at": (now[0] + timedelta(minutes=5)).isoformat()}
+        headers = {"Idempotency-Key": "weekly-42"}
+        first = api.client.post("/api/podcast/generate", json=request, headers=headers)
+        now[0] += timedelta(minutes=10)  # the client's retry comes after the start it asked for
+        again = api.client.post("/api/podcast/generate", json=request, headers=headers)
+        assert (first.status_code, again.status_code) == (202, 200)
+        assert again.json()["run_id"] == first.json()["run_id"]
+        other = api.client.post("/api/podcast/generate", json={**request, "episode_name": "x"}, headers=headers)
+        error(other, 422, "idempotency_conflict")  # another body is still refused, as a conflict
+        late = api.client.post("/api/podcast/generate", json=request, headers={"Idempotency-Key": "weekly-43"})
+        assert error(late, 422, "validation_error")["details"][0]["field"] == "start_at"  # a new key: checked
+        assert len(api.store.list_runs().runs) == 1
 
 
 class CountingStore(SqliteStore):

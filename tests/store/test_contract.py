@@ -57,6 +57,8 @@ def test_a_repeated_idempotency_key_returns_the_existing_run(store: Store) -> No
     assert again.run_id == first.run_id
     other, fresh_other = store.create_run(make_run(at(2), idempotency_key="k-2"))
     assert fresh_other and other.run_id != first.run_id
+    assert store.get_run_by_idempotency_key("k-1") == store.get_run(first.run_id)
+    assert store.get_run_by_idempotency_key("k-2") == store.get_run(other.run_id)
     # runs without a key never collide with each other
     assert store.create_run(make_run())[1] and store.create_run(make_run())[1]
 
@@ -82,6 +84,7 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_run(store: Store) 
 def test_missing_runs_read_as_none(store: Store) -> None:
     assert store.get_run("run_" + "0" * 32) is None
     assert store.get_run_by_message_id("nope") is None
+    assert store.get_run_by_idempotency_key("nope") is None
 
 
 def test_runs_list_newest_first_with_a_status_filter_and_a_cursor(store: Store) -> None:

@@ -216,6 +216,11 @@ class MongoRuns(MongoConnection, WriteStore):
         return None if doc is None else run_of(doc)
 
     @guarded
+    def get_run_by_idempotency_key(self, key: str) -> Run | None:
+        doc = self.runs.find_one({"idempotency_key": key})
+        return None if doc is None else run_of(doc)
+
+    @guarded
     def _runs_page(self, where: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
         query = listing_filter(where)
         if after is not None:

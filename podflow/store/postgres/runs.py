@@ -131,6 +131,11 @@ class PostgresRuns(PostgresConnection, WriteStore):
         return None if row is None else run_of(row)
 
     @guarded
+    def get_run_by_idempotency_key(self, key: str) -> Run | None:
+        row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = %s", (key,))
+        return None if row is None else run_of(row)
+
+    @guarded
     def _runs_page(self, where: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
         def select(query: str, params: dict[str, Any], walk: bool = False) -> list[Run]:
             if not walk:

@@ -137,6 +137,11 @@ class SqliteRuns(SqliteConnection, WriteStore):
         return None if row is None else run_of(row)
 
     @guarded
+    def get_run_by_idempotency_key(self, key: str) -> Run | None:
+        row = self._conn().execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = ?", (key,)).fetchone()
+        return None if row is None else run_of(row)
+
+    @guarded
     def _runs_page(self, where: RunFilter, after: tuple[datetime, str] | None, limit: int) -> list[Run]:
         conn = self._conn()
 
