@@ -252,7 +252,8 @@ def test_the_soft_time_limit_during_a_hung_llm_call_closes_it_and_fails_the_run(
     assert done.status is RunStatus.FAILURE and done.attempt == 1
     assert done.error is not None and done.error.type == "soft_time_limit"
     hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
-    assert hung.ended is not None and hung.ended - done.started_at.timestamp() <= 1.5 + 2 * interval + 0.5
+    # closed at the limit, not after the 60 s the reply would take (slack for a loaded machine)
+    assert hung.ended is not None and hung.ended - done.started_at.timestamp() <= 1.5 + 2.0
     assert stack.finished(stack.submit("Next"), timeout=20).status is RunStatus.SUCCESS  # its thread is free
 
 
@@ -274,7 +275,7 @@ def test_a_worker_that_lost_its_lease_in_a_hung_llm_call_closes_it_and_writes_no
     resumed = time.time()
     assert taken == 2
     hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
-    assert hung.ended is not None and hung.ended - resumed <= 2 * interval + 0.5
+    assert hung.ended is not None and hung.ended - resumed <= 1.5  # at once, not in 60 s (slack for a loaded machine)
     wait_for(lambda: "attempt 1 lost: lease lost" in stack.logs(), timeout=5, what="the worker to give the run up")
     held = stack.store.get_run(run.run_id)
     assert held is not None and held.status is RunStatus.STARTED and held.attempt == 2
@@ -292,7 +293,7 @@ def test_a_run_the_sweep_fails_during_a_hung_llm_call_is_given_up_at_the_next_he
     assert sweep(stack.store, now=utcnow() + timedelta(seconds=61), policy=policy).time_limit == 1
     failed = time.time()
     hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
-    assert hung.ended is not None and hung.ended - failed <= 2 * interval + 0.5
+    assert hung.ended is not None and hung.ended - failed <= 2 * interval + 1.0  # the next heartbeat, with slack
     wait_for(lambda: "attempt 1 lost: lease lost" in stack.logs(), timeout=5, what="the worker to give the run up")
     done = stack.store.get_run(run.run_id)
     assert done is not None and done.status is RunStatus.FAILURE and done.error is not None
