@@ -281,9 +281,12 @@ def test_ctrl_c_while_following_exits_130_and_leaves_the_run_running(tmp_path: P
         (tmp_path / "notes.md").write_text(NOTES, encoding="utf-8")
         out, err = tmp_path / "stdout", tmp_path / "stderr"
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            # SIGINT at its default, as in a terminal's foreground job: a job started in the
+            # background (`.ci/run &`) inherits it ignored, and Python then never raises KeyboardInterrupt
             proc = subprocess.Popen(
                 [sys.executable, "-m", "podflow", "submit", "--api", api.url, *ARGS, "--name", "x", "notes.md"],
                 cwd=tmp_path, env=env, stdout=stdout, stderr=stderr,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )  # fmt: skip
         try:
             wait_for(lambda: "waiting for a worker" in err.read_text(), what="the follow")
