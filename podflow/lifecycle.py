@@ -154,6 +154,8 @@ def _replay_of(
     """:func:`check_schedule`; but the run ``idempotency_key`` already made, if any,
     when the check refuses: a replay's ``start_at`` was checked when the run was
     made, and may be past by now (the caller compares the bodies as for any replay).
+    Such a replay is answered without the checks a new run gets (its callback host,
+    its profiles), as the stored run passed them when it was made.
 
     Raises:
       InvalidInput: naming ``start_at``, and the key made no run.

@@ -8,6 +8,7 @@ through the real SDK over real HTTP.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -242,6 +243,43 @@ def test_a_cancel_during_a_60_s_llm_reply_revokes_the_run_and_frees_its_thread_w
     assert stack.store.get_run(run.run_id).status is RunStatus.REVOKED  # type: ignore[union-attr]
 
 
+def _group_stopped(pgid: int) -> bool:
+    """Whether every process of the group ``pgid`` is stopped (state T in /proc)."""
+    states = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == pgid:  # state, ppid, pgrp, ...
+                states.append(fields[0])
+    return bool(states) and all(state in "Tt" for state in states)
+
+
+@contextlib.contextmanager
+def frozen(pgid: int, store_lock: Path) -> Iterator[None]:
+    """The process group ``pgid`` stopped (SIGSTOP), continued (SIGCONT) on leaving;
+    never stopped while it holds the SQLite store's write lock (``store_lock``), which
+    this process's writes would then wait for forever."""
+    fd = os.open(store_lock, os.O_RDWR | os.O_CREAT, 0o660)
+    try:
+        while True:
+            os.killpg(pgid, signal.SIGSTOP)
+            wait_for(lambda: _group_stopped(pgid), timeout=5, what="the workers to stop")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # stopped inside a write: let it finish, and stop it again
+                os.killpg(pgid, signal.SIGCONT)
+                time.sleep(0.02)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            break
+        try:
+            yield
+        finally:
+            os.killpg(pgid, signal.SIGCONT)
+    finally:
+        os.close(fd)
+
+
 def test_the_soft_time_limit_during_a_hung_llm_call_closes_it_and_fails_the_run(stack: Stack) -> None:
     interval = 0.2
     stack.start(threads=1, PODFLOW_SOFT_TIME_LIMIT="1.5", PODFLOW_HEARTBEAT_INTERVAL=str(interval))
@@ -253,8 +291,10 @@ def test_the_soft_time_limit_during_a_hung_llm_call_closes_it_and_fails_the_run(
     assert done.error is not None and done.error.type == "soft_time_limit"
     hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
     # closed at the limit, not after the 60 s the reply would take (slack for a loaded machine)
-    assert hung.ended is not None and hung.ended - done.started_at.timestamp() <= 1.5 + 2.0
-    assert stack.finished(stack.submit("Next"), timeout=20).status is RunStatus.SUCCESS  # its thread is free
+    assert hung.ended is not None and hung.ended - done.started_at.timestamp() <= 1.5 + 5
+    # its thread is free: the next run starts (whether it ends within the short limit does not matter here)
+    following = stack.submit("Next")
+    wait_for(lambda: stack.store.get_run(following.run_id).started_at, timeout=20, what="the next run to start")  # type: ignore[union-attr]
 
 
 def test_a_worker_that_lost_its_lease_in_a_hung_llm_call_closes_it_and_writes_nothing(stack: Stack) -> None:
@@ -267,15 +307,12 @@ def test_a_worker_that_lost_its_lease_in_a_hung_llm_call_closes_it_and_writes_no
     stack.fake.script("chat", Reply(hang_s=60))
     run = stack.submit("Frozen")
     wait_for(lambda: stack.fake.in_flight("chat") == 1, timeout=20, what="the LLM call")
-    os.killpg(worker.proc.pid, signal.SIGSTOP)
-    try:
+    with frozen(worker.proc.pid, Path(f"{stack.store.path}.lock")):
         taken = wait_for(lambda: stack.store.claim(run.run_id, now=utcnow()), timeout=10, what="a stale heartbeat")
-    finally:
-        os.killpg(worker.proc.pid, signal.SIGCONT)
     resumed = time.time()
     assert taken == 2
-    hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
-    assert hung.ended is not None and hung.ended - resumed <= 1.5  # at once, not in 60 s (slack for a loaded machine)
+    hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=10, what="abort")
+    assert hung.ended is not None and hung.ended - resumed <= 5  # at once, not in 60 s (slack for a loaded machine)
     wait_for(lambda: "attempt 1 lost: lease lost" in stack.logs(), timeout=5, what="the worker to give the run up")
     held = stack.store.get_run(run.run_id)
     assert held is not None and held.status is RunStatus.STARTED and held.attempt == 2
@@ -293,7 +330,7 @@ def test_a_run_the_sweep_fails_during_a_hung_llm_call_is_given_up_at_the_next_he
     assert sweep(stack.store, now=utcnow() + timedelta(seconds=61), policy=policy).time_limit == 1
     failed = time.time()
     hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
-    assert hung.ended is not None and hung.ended - failed <= 2 * interval + 1.0  # the next heartbeat, with slack
+    assert hung.ended is not None and hung.ended - failed <= 5  # the next heartbeat, not in 60 s (with slack)
     wait_for(lambda: "attempt 1 lost: lease lost" in stack.logs(), timeout=5, what="the worker to give the run up")
     done = stack.store.get_run(run.run_id)
     assert done is not None and done.status is RunStatus.FAILURE and done.error is not None

@@ -281,13 +281,17 @@ def test_ctrl_c_while_following_exits_130_and_leaves_the_run_running(tmp_path: P
         (tmp_path / "notes.md").write_text(NOTES, encoding="utf-8")
         out, err = tmp_path / "stdout", tmp_path / "stderr"
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
-            # SIGINT at its default, as in a terminal's foreground job: a job started in the
-            # background (`.ci/run &`) inherits it ignored, and Python then never raises KeyboardInterrupt
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "podflow", "submit", "--api", api.url, *ARGS, "--name", "x", "notes.md"],
-                cwd=tmp_path, env=env, stdout=stdout, stderr=stderr,
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-            )  # fmt: skip
+            # the CLI gets SIGINT at its default, as in a terminal's foreground job: a suite run in
+            # the background (`.ci/run &`) has it ignored, which a child inherits, and Python then
+            # never raises KeyboardInterrupt; a signal handled here is reset to default at exec
+            previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "podflow", "submit", "--api", api.url, *ARGS, "--name", "x", "notes.md"],
+                    cwd=tmp_path, env=env, stdout=stdout, stderr=stderr,
+                )  # fmt: skip
+            finally:
+                signal.signal(signal.SIGINT, previous)
         try:
             wait_for(lambda: "waiting for a worker" in err.read_text(), what="the follow")
             proc.send_signal(signal.SIGINT)
