@@ -195,9 +195,9 @@ class MongoRuns(MongoConnection, WriteStore):
             except DuplicateKeyError:
                 if run.idempotency_key is None:
                     raise
-                existing = self.runs.find_one({"idempotency_key": run.idempotency_key})
+                existing = self.get_run_by_idempotency_key(run.idempotency_key)
                 if existing is not None:
-                    return run_of(existing), False
+                    return existing, False
         raise StoreError(f"could not create run {run.run_id}: idempotency key keeps changing hands")
 
     @guarded

@@ -110,9 +110,9 @@ class PostgresRuns(PostgresConnection, WriteStore):
             except psycopg.errors.UniqueViolation:
                 if run.idempotency_key is None:
                     raise
-            row = self._one(f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = %s", (run.idempotency_key,))
-            if row is not None:  # else the key's holder was deleted in between: try again
-                return run_of(row), False
+            existing = self.get_run_by_idempotency_key(run.idempotency_key)
+            if existing is not None:  # else the key's holder was deleted in between: try again
+                return existing, False
         raise StoreError(f"could not create run {run.run_id}: idempotency key keeps changing hands")
 
     @guarded

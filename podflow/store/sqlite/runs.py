@@ -104,12 +104,10 @@ class SqliteRuns(SqliteConnection, WriteStore):
         except sqlite3.IntegrityError:
             if run.idempotency_key is None:
                 raise
-            row = conn.execute(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE idempotency_key = ?", (run.idempotency_key,)
-            ).fetchone()
-            if row is None:  # the key's holder was deleted in between; try once more
+            existing = self.get_run_by_idempotency_key(run.idempotency_key)
+            if existing is None:  # the key's holder was deleted in between; try once more
                 return self.create_run(run, check_names=check_names)
-            return run_of(row), False
+            return existing, False
         return run, True
 
     @guarded
