@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import signal
@@ -152,6 +153,37 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
+    @contextlib.contextmanager
+    def frozen(self, store_path: Path | None = None) -> Iterator[None]:
+        """The whole process group stopped (SIGSTOP) for the block, continued (SIGCONT)
+        after. With ``store_path`` (a SQLite store's file), never stopped while it holds
+        that store's write lock, which the block's writes would then wait for until the
+        end of the block."""
+        assert self.proc is not None
+        pgid = self.proc.pid
+        fd = os.open(f"{store_path}.lock", os.O_RDWR | os.O_CREAT, 0o660) if store_path else None
+        try:
+            while True:
+                os.killpg(pgid, signal.SIGSTOP)
+                wait_for(lambda: _group_stopped(pgid), timeout=5, what="the workers to stop")
+                if fd is None:
+                    break
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # stopped inside a write: let it finish, and stop it again
+                    os.killpg(pgid, signal.SIGCONT)
+                    time.sleep(0.02)
+                    continue
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                break
+            try:
+                yield
+            finally:
+                os.killpg(pgid, signal.SIGCONT)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM to the main process only (like systemd's ``KillMode=mixed``:
         Dramatiq forwards it, and a worker process that gets a second SIGTERM
@@ -170,6 +202,17 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError):  # children left in the group (never, normally) go too
             os.killpg(self.proc.pid, signal.SIGKILL)
         return self.proc.returncode
+
+
+def _group_stopped(pgid: int) -> bool:
+    """Whether every process of the group ``pgid`` is stopped (state T in /proc)."""
+    states = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == pgid:  # state, ppid, pgrp, ...
+                states.append(fields[0])
+    return bool(states) and all(state in "Tt" for state in states)
 
 
 @contextlib.contextmanager

@@ -13,8 +13,6 @@ clips checkpointed, two calls in flight.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import time
 from collections.abc import Iterator
 from itertools import pairwise
@@ -215,9 +213,7 @@ def test_a_zombie_attempt_writes_nothing_the_live_attempt_reads_and_deletes_noth
     hold_after(stack.fake, 4, Reply(hang_s=2), Reply(hang_s=2))  # answered while the zombie is stopped
     run = stack.submit("Zombie", episode_profile=EPISODE.name)
     interrupted_at(stack, run, kept=4)
-    assert zombie.proc is not None
-    os.killpg(zombie.proc.pid, signal.SIGSTOP)  # alive, silent: its lease runs out
-    try:
+    with zombie.frozen(stack.store.path):  # alive, silent: its lease runs out
         stack.fake.latency_s["speech"] = 1.5  # the live attempt takes its time
         stack.start(threads=1, **SETTINGS)
         redispatch(stack)
@@ -228,8 +224,6 @@ def test_a_zombie_attempt_writes_nothing_the_live_attempt_reads_and_deletes_noth
             what="attempt 2 to have read the checkpoints",
         )  # fmt: skip
         before = {path.name: path.stat().st_ino for path in clips_kept(stack, run)}
-    finally:
-        os.killpg(zombie.proc.pid, signal.SIGCONT)
     # the zombie gets the answers it was waiting for, may store them, then learns it lost the run
     wait_for(lambda: "attempt 1 lost" in zombie.log(), timeout=10, what="the zombie to stop")
     assert stack.store.get_run(run.run_id).status is RunStatus.STARTED  # type: ignore[union-attr]

@@ -8,11 +8,8 @@ through the real SDK over real HTTP.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -218,6 +215,11 @@ def test_the_tts_cap_holds_across_worker_processes_and_a_killed_workers_slots_co
         slots.close()
 
 
+def closed_call(fake: FakeProvider, timeout: float = 5) -> Any:
+    """The first chat request the worker closed before its answer came."""
+    return wait_for(lambda: next((c for c in fake.calls("chat") if c.aborted), None), timeout=timeout, what="abort")
+
+
 def pids(stack: Stack) -> set[int]:
     """The worker processes that executed runs, from their log lines."""
     return {int(pid) for pid in re.findall(r"\[PID (\d+)\].*attempt 1 succeeded", stack.logs())}
@@ -233,7 +235,7 @@ def test_a_cancel_during_a_60_s_llm_reply_revokes_the_run_and_frees_its_thread_w
     wait_for(lambda: stack.fake.in_flight("chat") == 1, timeout=20, what="the LLM call")
     cancelled = time.time()
     assert lifecycle.cancel(stack.store, run.run_id, now=utcnow()).status is RunStatus.REVOKED
-    hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
+    hung = closed_call(stack.fake)
     assert hung.ended is not None and hung.ended - cancelled <= 2 * interval  # the request was closed
     # the worker's only thread is free again: the next run starts at once
     following = stack.submit("Next")
@@ -241,43 +243,6 @@ def test_a_cancel_during_a_60_s_llm_reply_revokes_the_run_and_frees_its_thread_w
     assert started.started_at.timestamp() - cancelled <= 2 * interval + 0.5
     assert stack.finished(following).status is RunStatus.SUCCESS
     assert stack.store.get_run(run.run_id).status is RunStatus.REVOKED  # type: ignore[union-attr]
-
-
-def _group_stopped(pgid: int) -> bool:
-    """Whether every process of the group ``pgid`` is stopped (state T in /proc)."""
-    states = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rpartition(")")[2].split()
-            if int(fields[2]) == pgid:  # state, ppid, pgrp, ...
-                states.append(fields[0])
-    return bool(states) and all(state in "Tt" for state in states)
-
-
-@contextlib.contextmanager
-def frozen(pgid: int, store_lock: Path) -> Iterator[None]:
-    """The process group ``pgid`` stopped (SIGSTOP), continued (SIGCONT) on leaving;
-    never stopped while it holds the SQLite store's write lock (``store_lock``), which
-    this process's writes would then wait for forever."""
-    fd = os.open(store_lock, os.O_RDWR | os.O_CREAT, 0o660)
-    try:
-        while True:
-            os.killpg(pgid, signal.SIGSTOP)
-            wait_for(lambda: _group_stopped(pgid), timeout=5, what="the workers to stop")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # stopped inside a write: let it finish, and stop it again
-                os.killpg(pgid, signal.SIGCONT)
-                time.sleep(0.02)
-                continue
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            break
-        try:
-            yield
-        finally:
-            os.killpg(pgid, signal.SIGCONT)
-    finally:
-        os.close(fd)
 
 
 def test_the_soft_time_limit_during_a_hung_llm_call_closes_it_and_fails_the_run(stack: Stack) -> None:
@@ -289,7 +254,7 @@ def test_the_soft_time_limit_during_a_hung_llm_call_closes_it_and_fails_the_run(
     done = stack.finished(run, timeout=10)
     assert done.status is RunStatus.FAILURE and done.attempt == 1
     assert done.error is not None and done.error.type == "soft_time_limit"
-    hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
+    hung = closed_call(stack.fake)
     # closed at the limit, not after the 60 s the reply would take (slack for a loaded machine)
     assert hung.ended is not None and hung.ended - done.started_at.timestamp() <= 1.5 + 5
     # its thread is free: the next run starts (whether it ends within the short limit does not matter here)
@@ -307,11 +272,11 @@ def test_a_worker_that_lost_its_lease_in_a_hung_llm_call_closes_it_and_writes_no
     stack.fake.script("chat", Reply(hang_s=60))
     run = stack.submit("Frozen")
     wait_for(lambda: stack.fake.in_flight("chat") == 1, timeout=20, what="the LLM call")
-    with frozen(worker.proc.pid, Path(f"{stack.store.path}.lock")):
+    with worker.frozen(stack.store.path):
         taken = wait_for(lambda: stack.store.claim(run.run_id, now=utcnow()), timeout=10, what="a stale heartbeat")
     resumed = time.time()
     assert taken == 2
-    hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=10, what="abort")
+    hung = closed_call(stack.fake, timeout=10)
     assert hung.ended is not None and hung.ended - resumed <= 5  # at once, not in 60 s (slack for a loaded machine)
     wait_for(lambda: "attempt 1 lost: lease lost" in stack.logs(), timeout=5, what="the worker to give the run up")
     held = stack.store.get_run(run.run_id)
@@ -329,7 +294,7 @@ def test_a_run_the_sweep_fails_during_a_hung_llm_call_is_given_up_at_the_next_he
     policy = SweepPolicy(time_limit_s=60, pending_timeout_s=3600, outbox_grace_s=0)
     assert sweep(stack.store, now=utcnow() + timedelta(seconds=61), policy=policy).time_limit == 1
     failed = time.time()
-    hung = wait_for(lambda: next((c for c in stack.fake.calls("chat") if c.aborted), None), timeout=5, what="abort")
+    hung = closed_call(stack.fake)
     assert hung.ended is not None and hung.ended - failed <= 5  # the next heartbeat, not in 60 s (with slack)
     wait_for(lambda: "attempt 1 lost: lease lost" in stack.logs(), timeout=5, what="the worker to give the run up")
     done = stack.store.get_run(run.run_id)

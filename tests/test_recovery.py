@@ -4,9 +4,7 @@ a Redis restart under load, and two deployments on one Redis."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -230,7 +228,7 @@ def test_under_continuous_submits_a_redis_restart_loses_no_run(tmp_path: Path) -
             thread = threading.Thread(target=submitter, daemon=True)
             thread.start()
             time.sleep(2.5)
-            with _stopped(worker):  # so that it fetches nothing between the look and the restart
+            with worker.frozen(store.path):  # so that it fetches nothing between the look and the restart
                 lost = _waiting_in_the_queue(store, dispatcher)
                 server.stop()  # a restart without persistence: every queued message is gone
             server.start()
@@ -255,17 +253,6 @@ def test_under_continuous_submits_a_redis_restart_loses_no_run(tmp_path: Path) -
         assert entry.at.timestamp() - back_at < bound_s, (entry.at.timestamp() - back_at, run.run_id)
         assert run.history[-2].at >= entry.at  # STARTED again after it, once its turn in the queue came
     assert all(run.attempt == 1 for run in done)  # a lost message is no failed attempt
-
-
-@contextmanager
-def _stopped(worker: WorkerProcess) -> Iterator[None]:
-    """The worker's processes stopped (SIGSTOP to its process group) for the block."""
-    assert worker.proc is not None
-    os.killpg(worker.proc.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.killpg(worker.proc.pid, signal.SIGCONT)
 
 
 def _waiting_in_the_queue(store: Store, dispatcher: QueueDispatcher) -> set[str]:
