@@ -39,6 +39,7 @@ The result records, per stage, what was computed and what reused.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -111,12 +112,17 @@ class Outcome:
 
 
 class _Staging:
-    """An attempt's staging directory: made when the generator first asks for
-    it, removed (with the run's directory, if that leaves it empty) at most once."""
+    """An attempt's staging directory: named, and made, when the generator first asks
+    for it, removed (with the run's directory, if that leaves it empty) at most once.
+    ``root`` is PODFLOW_DATA_DIR, absolute."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, root: Path, run_id: str, attempt: int) -> None:
+        self._where = (root, run_id, attempt)
         self.made = False
+
+    @functools.cached_property
+    def path(self) -> Path:  # a run that writes no files never builds it
+        return staging_dir(*self._where)
 
     def make(self) -> Path:
         if not self.made:
@@ -219,6 +225,8 @@ class Runner:
         self.generator = generator
         self.monitor = monitor
         self.data_dir = Path(data_dir)
+        #: absolute once, not per run: the paths given to generators are absolute
+        self._root = self.data_dir.absolute()
         self.config = config or GeneratorConfig()
         self.soft_time_limit_s = soft_time_limit_s
         self.time_limit_errors = time_limit_errors
@@ -291,7 +299,7 @@ class Runner:
     def _run(self, claimed: Claimed) -> Outcome:
         run, run_id, attempt = claimed.run, claimed.run.run_id, claimed.attempt
         # absolute, so paths a generator builds from ctx.work_dir are too
-        staging = _Staging(staging_dir(self.data_dir, run_id, attempt).absolute())
+        staging = _Staging(self._root, run_id, attempt)
         tracked = self.monitor.track(run_id, attempt)
         promoted = _Promoted()
         succeeded = False
@@ -312,7 +320,7 @@ class Runner:
                 run_result = _with_stages(self._promote(run_id, staging.path, result, promoted), checkpoints)
                 staging.remove()  # before the outcome is visible
                 self._remove_older_staging(run_id, attempt)
-                done = self.store.finish(
+                done = self.store.finish_attempt(
                     run_id, attempt, status=RunStatus.SUCCESS, now=self._clock(), result=run_result
                 )
             except BaseException as exc:
@@ -320,7 +328,7 @@ class Runner:
                 self._settle_progress(tracked)
                 progressed = checkpoints is not None and checkpoints.enabled and checkpoints.computed > 0
                 return self._failed(run_id, attempt, exc, progressed=progressed)
-            if done is None:
+            if not done:
                 ended = self._ended(run_id, attempt, "lost", "finish refused: the attempt no longer owns the run")
                 if ended.status is RunStatus.REVOKED:  # cancelled after the generator returned
                     return replace(ended, kind="cancelled", detail="cancelled while running")
@@ -352,7 +360,7 @@ class Runner:
         seen, current = {run.run_id}, run.retry_of
         while current and current not in seen and len(origins) < _MAX_RETRY_CHAIN:
             seen.add(current)
-            origins.append((current, checkpoint_dir(self.data_dir, current).absolute()))
+            origins.append((current, checkpoint_dir(self._root, current)))
             try:
                 origin = self.store.get_run(current)
             except StoreError as exc:  # the nearer ones are enough
@@ -361,7 +369,7 @@ class Runner:
             current = origin.retry_of if origin is not None else None
         counts = self.monitor.counts
         return Checkpoints(
-            root=checkpoint_dir(self.data_dir, run.run_id).absolute(),
+            root=checkpoint_dir(self._root, run.run_id),
             origins=origins,
             fence=tracked.check,
             on_count=lambda stage, outcome: counts.add(checkpoint_counter(stage, outcome)),
@@ -418,8 +426,7 @@ class Runner:
 
     def _finish_failure(self, run_id: str, attempt: int, error: ErrorInfo) -> Outcome:
         self._remove_older_staging(run_id, attempt)
-        done = self.store.finish(run_id, attempt, status=RunStatus.FAILURE, now=self._clock(), error=error)
-        if done is None:
+        if not self.store.finish_attempt(run_id, attempt, status=RunStatus.FAILURE, now=self._clock(), error=error):
             why = f"failure not recorded ({error.type}): the attempt no longer owns the run"
             return self._ended(run_id, attempt, "lost", why)
         return Outcome(run_id, "failed", attempt, RunStatus.FAILURE, f"{error.type}: {error.message}")

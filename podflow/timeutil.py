@@ -20,6 +20,8 @@ def utc(dt: datetime) -> datetime:
     Naive datetimes are taken to be UTC already (that is how pymongo returns
     them without ``tz_aware``).
     """
+    if dt.tzinfo is UTC and not dt.microsecond % 1000:  # already so (what from_ms and utcnow give)
+        return dt
     dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
     return dt.replace(microsecond=dt.microsecond - dt.microsecond % 1000)
 

@@ -104,6 +104,8 @@ class BandOrder(Middleware):
         self._empty_at: dict[tuple[str, ...], float] = {}
         #: per queue, the copies this worker's threads process now (until acknowledged)
         self._processing: dict[str, set[str]] = {}
+        #: (queue, number of queues consumed) -> the higher bands' queues consumed
+        self._higher_of: dict[tuple[str, int], list[str]] = {}
         self._lock = threading.Lock()
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
@@ -134,14 +136,7 @@ class BandOrder(Middleware):
 
         Raises: redis-py's connection errors.
         """
-        band = band_of(self.queue_name, message.queue_name)
-        if band is None or band == PRIORITIES[0]:
-            return False
-        consumed = self._consumed()
-        higher = [
-            name for name in (band_queue(self.queue_name, p) for p in PRIORITIES[: PRIORITIES.index(band)])
-            if name in consumed
-        ]  # fmt: skip
+        higher = self._higher(message.queue_name)
         if not higher:
             return False
         if self._fetched_here(higher):
@@ -167,11 +162,24 @@ class BandOrder(Middleware):
             self._empty_at[key] = asked_at
         return waiting
 
+    def _higher(self, queue_name: str) -> list[str]:
+        """The queues of the bands above ``queue_name``'s that this worker consumes, first
+        served first (none for the highest band, or a queue that is no band's); kept per
+        queue while the worker's consumers stay the same."""
+        consumed = self._consumed()
+        key = (queue_name, len(consumed))
+        higher = self._higher_of.get(key)
+        if higher is None:
+            band = band_of(self.queue_name, queue_name)
+            above = PRIORITIES[: PRIORITIES.index(band)] if band is not None else ()
+            higher = [name for name in (band_queue(self.queue_name, p) for p in above) if name in consumed]
+            self._higher_of[key] = higher
+        return higher
+
     def _fetched_here(self, queues: list[str]) -> bool:
         """Whether this worker already fetched a message of ``queues`` that waits for a thread."""
         worker = self._worker
         if worker is None:
             return False
-        with worker.work_queue.mutex:  # a snapshot of the heap; Dramatiq's threads take items meanwhile
-            waiting = list(worker.work_queue.queue)
-        return any(item.message.queue_name in queues for item in waiting)
+        with worker.work_queue.mutex:  # read under the queue's lock: Dramatiq's threads take items meanwhile
+            return any(item.message.queue_name in queues for item in worker.work_queue.queue)
