@@ -236,7 +236,7 @@ def test_an_attempt_that_lost_its_run_promotes_nothing(store: Store, tmp_path: P
 
 
 class _ReclaimingStore:
-    """A store whose ``finish`` loses the race to a re-claim (the fence moved on)."""
+    """A store whose ``finish_attempt`` loses the race to a re-claim (the fence moved on)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -244,9 +244,9 @@ class _ReclaimingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def finish(self, run_id: str, attempt: int, **kwargs: Any) -> Run | None:
+    def finish_attempt(self, run_id: str, attempt: int, **kwargs: Any) -> bool:
         self._store.claim(run_id, now=at(100))
-        return self._store.finish(run_id, attempt, **kwargs)
+        return self._store.finish_attempt(run_id, attempt, **kwargs)
 
 
 def test_files_promoted_before_a_refused_finish_are_removed(store: Store, tmp_path: Path) -> None:

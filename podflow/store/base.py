@@ -479,6 +479,20 @@ class Store(Protocol):
         """STARTED by this very attempt → SUCCESS or FAILURE. None otherwise:
         a late or stale attempt never overwrites."""
 
+    def finish_attempt(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        status: RunStatus,
+        now: datetime,
+        result: RunResult | None = None,
+        error: ErrorInfo | None = None,
+        reason: str = "",
+    ) -> bool:
+        """:meth:`finish`, the same write, without reading the run back (the runner's
+        path): whether this attempt's outcome was written."""
+
     def cancel(self, run_id: str, *, now: datetime, reason: str = "cancelled") -> Run | None:
         """Any non-terminal state → REVOKED. None if absent or already terminal."""
 

@@ -176,9 +176,24 @@ class WriteStore(ABC):
         reason: str = "",
     ) -> Run | None:
         status = finish_status(status)
-        args = {"run_id": run_id, "attempt": attempt, "now": now, "result": result, "error": error}
-        run: Run | None = self._write_one(t.FINISH[status], {**args, "reason": reason or status.lower()})
+        args = _finish_args(run_id, attempt, status, now, result, error, reason)
+        run: Run | None = self._write_one(t.FINISH[status], args)
         return run
+
+    def finish_attempt(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        status: RunStatus,
+        now: datetime,
+        result: RunResult | None = None,
+        error: ErrorInfo | None = None,
+        reason: str = "",
+    ) -> bool:
+        status = finish_status(status)
+        args = _finish_args(run_id, attempt, status, now, result, error, reason)
+        return self._write_one(t.FINISH_ATTEMPT[status], args) is not None
 
     def cancel(self, run_id: str, *, now: datetime, reason: str = "cancelled") -> Run | None:
         error = ErrorInfo(type="revoked", message=reason)
@@ -234,3 +249,18 @@ class WriteStore(ABC):
     ) -> bool:
         args = {"run_id": run_id, "webhook_attempt": attempt, "delivery": delivery, "next_at": next_at}
         return self._write_one(t.WEBHOOK_OUTCOME, args) is not None
+
+
+def _finish_args(
+    run_id: str,
+    attempt: int,
+    status: RunStatus,
+    now: datetime,
+    result: RunResult | None,
+    error: ErrorInfo | None,
+    reason: str,
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id, "attempt": attempt, "now": now, "result": result, "error": error,
+        "reason": reason or status.lower(),
+    }

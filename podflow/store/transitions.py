@@ -87,6 +87,7 @@ __all__ = [
     "CLAIM_RUN",
     "EXPIRED",
     "FINISH",
+    "FINISH_ATTEMPT",
     "HEARTBEAT",
     "PROGRESS",
     "REDISPATCH",
@@ -300,6 +301,12 @@ FINISH: dict[RunStatus, Write] = {
         returning=Returning.RUN,
     )
     for status in (RunStatus.SUCCESS, RunStatus.FAILURE)
+}
+
+#: the finish as the runner makes it (``Store.finish_attempt``): the same write,
+#: giving back only the run's id, as the runner reads nothing of the run it ended
+FINISH_ATTEMPT: dict[RunStatus, Write] = {
+    status: replace(write, returning=Returning.RUN_ID) for status, write in FINISH.items()
 }
 
 CANCEL = Write(

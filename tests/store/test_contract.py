@@ -345,6 +345,20 @@ def test_finish_records_the_outcome_once(store: Store) -> None:
     assert store.get_run(run_id).status is RunStatus.SUCCESS
 
 
+def test_finish_attempt_is_the_same_fenced_write_without_the_run(store: Store) -> None:
+    run_id, old = started(store)
+    new = store.claim(run_id, now=at(100))
+    assert store.finish_attempt(run_id, old, status=RunStatus.SUCCESS, now=at(101), result=RunResult()) is False
+    result = RunResult(audio_path="podcasts/x/episode.wav", duration_s=3.0)
+    assert store.finish_attempt(run_id, new, status=RunStatus.SUCCESS, now=at(102), result=result) is True
+    assert store.finish_attempt(run_id, new, status=RunStatus.FAILURE, now=at(103), error=LOST) is False
+    run = store.get_run(run_id)
+    assert run.status is RunStatus.SUCCESS and run.result == result and run.finished_at == at(102)
+    last = run.history[-1]
+    assert (last.status, last.attempt, last.reason) == (RunStatus.SUCCESS, 2, "success")
+    assert store.stats().finished.get(RunStatus.SUCCESS) == 1  # counted as finish counts it
+
+
 def test_finish_only_ends_in_success_or_failure(store: Store) -> None:
     run_id, attempt = started(store)
     with pytest.raises(ValueError):
