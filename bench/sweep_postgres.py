@@ -43,10 +43,10 @@ POLICY = SweepPolicy(time_limit_s=3600, pending_timeout_s=86400)
 
 _FILL = """
 INSERT INTO runs (run_id, status, episode_profile, speaker_profile, episode_name, source_ids, mode, attempt,
-    created_at, updated_at, started_at, finished_at, heartbeat_at, message_id, enqueued_at, history,
+    attempts_counted, created_at, updated_at, started_at, finished_at, heartbeat_at, message_id, enqueued_at, history,
     current_message_id)
 SELECT 'run_' || md5(i::text), CASE WHEN i <= %(candidates)s THEN 'STARTED' ELSE 'SUCCESS' END,
-    'tech_news', 'dual_host', 'bench', '["src_1"]'::jsonb, 'queue', 1,
+    'tech_news', 'dual_host', 'bench', '["src_1"]'::jsonb, 'queue', 1, 1,
     %(t0)s - (i * interval '1 ms'), %(t0)s, %(started)s, CASE WHEN i <= %(candidates)s THEN NULL ELSE %(t0)s END,
     %(t0)s, i::text, %(started)s, '[]'::jsonb, CASE WHEN i <= %(candidates)s THEN i::text END
 FROM generate_series(1, %(total)s) AS i

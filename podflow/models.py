@@ -288,6 +288,10 @@ class Run(_Model):
     # execution
     mode: Mode = "queue"
     attempt: int = 0
+    #: the attempts that count toward PODFLOW_MAX_ATTEMPTS: ``attempt`` (which numbers
+    #: them, and fences their writes) less those released because their worker stopped
+    #: (a deploy, a scale-down: no fault of the run's)
+    attempts_counted: int = 0
     created_at: UtcDatetime
     updated_at: UtcDatetime
     started_at: UtcDatetime | None = None

@@ -48,7 +48,11 @@ def make_request(**overrides: object) -> RunRequest:
 
 
 def make_run(now: datetime = T0, **overrides: object) -> Run:
+    """A run of the default request; one given an ``attempt`` counts every attempt
+    (``attempts_counted``), unless told otherwise."""
     run = Run.new(make_request(), now=now)
+    if "attempt" in overrides:
+        overrides = {"attempts_counted": overrides["attempt"], **overrides}
     return run.model_copy(update=overrides) if overrides else run
 
 

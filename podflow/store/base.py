@@ -341,7 +341,7 @@ class Store(Protocol):
 
     Execution policy is fixed at construction (keyword-only):
     ``heartbeat_timeout_s`` (a STARTED run silent this long may be re-claimed)
-    and ``max_attempts`` (no claim beyond this attempt).
+    and ``max_attempts`` (no claim once this many attempts count: ``Run.attempts_counted``).
 
     Every method may raise :class:`podflow.errors.StoreUnavailable` when the
     backend cannot be reached.
@@ -458,12 +458,21 @@ class Store(Protocol):
         """Record progress (and a heartbeat) if ``attempt`` still owns the run."""
 
     def release(
-        self, run_id: str, attempt: int, *, error: ErrorInfo | None, now: datetime, reason: str | None = None
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        error: ErrorInfo | None,
+        now: datetime,
+        reason: str | None = None,
+        counted: bool = True,
     ) -> bool:
         """The attempt gives the run up for a retry: it stays STARTED, ``released``,
         claimable at once by the next attempt, with ``error`` (None: the attempt did
         not fail, e.g. its worker stopped) and the history ``reason`` (default
-        ``released for retry: <error type>``). False if ``attempt`` no longer owns it."""
+        ``released for retry: <error type>``). ``counted=False`` (its worker stopped:
+        no fault of the run's) gives the attempt back: it no longer counts toward
+        ``max_attempts`` (``Run.attempts_counted``). False if ``attempt`` no longer owns it."""
 
     def finish(
         self,

@@ -16,6 +16,7 @@ __all__ = [
     "Case",
     "Coalesce",
     "Cond",
+    "Dec",
     "Eq",
     "Expr",
     "Field",
@@ -71,6 +72,13 @@ class Inc:
 
 
 @dataclass(frozen=True, slots=True)
+class Dec:
+    """``field - 1``."""
+
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
 class Coalesce:
     """The field's value, or ``default`` where it is null."""
 
@@ -86,7 +94,7 @@ class Case:
     default: Lit | Param
 
 
-Expr = Field | Param | Lit | Inc | Coalesce | Case
+Expr = Field | Param | Lit | Inc | Dec | Coalesce | Case
 
 
 # -- conditions ------------------------------------------------------------------------
@@ -149,7 +157,7 @@ def and_(*conds: Cond) -> Cond:
 
 def fields_of(expr: Expr | Cond) -> Iterator[str]:
     match expr:
-        case Field(name) | Inc(name) | Coalesce(name, _):
+        case Field(name) | Inc(name) | Dec(name) | Coalesce(name, _):
             yield name
         case Case(branches, _):
             for cond, _value in branches:
@@ -220,6 +228,8 @@ def evaluate(expr: Expr, row: Mapping[str, Any], args: Mapping[str, Any]) -> Any
             return constant
         case Inc(name):
             return int(row.get(name) or 0) + 1
+        case Dec(name):
+            return int(row.get(name) or 0) - 1
         case Coalesce(name, default):
             have = row.get(name)
             return args[default.name] if have is None else have

@@ -154,11 +154,19 @@ class WriteStore(ABC):
         }
 
     def release(
-        self, run_id: str, attempt: int, *, error: ErrorInfo | None, now: datetime, reason: str | None = None
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        error: ErrorInfo | None,
+        now: datetime,
+        reason: str | None = None,
+        counted: bool = True,
     ) -> bool:
         args = {"run_id": run_id, "attempt": attempt, "now": now, "error": error}
         reason = reason or f"released for retry: {error.type if error else 'unknown'}"
-        return self._write_one(t.RELEASE, {**args, "reason": reason}) is not None
+        write = t.RELEASE if counted else t.RELEASE_STOPPED
+        return self._write_one(write, {**args, "reason": reason}) is not None
 
     def redispatch(self, run_id: str, *, message_id: str | None, now: datetime, reason: str) -> bool:
         args = {"run_id": run_id, "message_id": message_id, "now": now, "reason": reason}

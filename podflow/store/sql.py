@@ -61,7 +61,7 @@ RUN_COLUMNS = (
     " attempt, created_at, updated_at, started_at, finished_at, heartbeat_at, released, message_id,"
     " outbox_at, enqueued_at, enqueue_error, progress, error, result, history, idempotency_key,"
     " request_hash, retry_of, current_message_id, callback_url, webhook_due_at, webhook_attempts, webhook,"
-    " priority, start_at"
+    " priority, start_at, attempts_counted"
 )
 SOURCE_INFO_COLUMNS = "source_id, title, filename, content_type, byte_size, sha256, created_at"
 SOURCE_COLUMNS = f"{SOURCE_INFO_COLUMNS}, text"
@@ -154,6 +154,8 @@ def _expr(expr: e.Expr, d: Dialect) -> str:
             return _literal(value)
         case e.Inc(name):
             return f"{name} + 1"
+        case e.Dec(name):
+            return f"{name} - 1"
         case e.Coalesce(name, default):
             return f"coalesce({name}, {_expr(default, d)})"
         case e.Case(branches, default):

@@ -15,12 +15,19 @@ and the history entry it appends. Backends render it and nothing else:
 
 Expressions read the row as it was *before* the write (SQL's semantics for
 ``SET`` and MongoDB's compare-and-set alike). Policy (``max_attempts``) and
-cutoffs are arguments of the write, never copies of a setting.
+cutoffs are arguments of the write, never copies of a setting. "Attempts left"
+reads ``attempts_counted``, not ``attempt``: ``attempt`` numbers the attempts (the
+fence), ``attempts_counted`` counts those that count toward ``max_attempts``; an
+attempt released because its worker stopped (a deploy, a scale-down) is no fault
+of the run's and is given back.
 
 The table, by target::
 
-    claim            PENDING | STARTED(released or stale, attempts left) -> STARTED, attempt + 1
+    claim            PENDING | STARTED(released or stale, attempts left) -> STARTED, attempt + 1,
+                                                                            attempts_counted + 1
     release          STARTED(held by attempt)                            -> STARTED, released
+    release:stopped  STARTED(held by attempt): its worker stopped        -> STARTED, released,
+                                                                            attempts_counted - 1
     finish:SUCCESS   STARTED(held by attempt)                            -> SUCCESS
     finish:FAILURE   STARTED(held by attempt)                            -> FAILURE
     cancel           PENDING | STARTED                                   -> REVOKED
@@ -61,6 +68,7 @@ from .expressions import (
     Case,
     Coalesce,
     Cond,
+    Dec,
     Eq,
     Expr,
     Field,
@@ -94,6 +102,7 @@ __all__ = [
     "REF_FIELDS",
     "RELEASE",
     "RELEASE_LOST",
+    "RELEASE_STOPPED",
     "TIME_LIMIT",
     "WEBHOOK_CLAIM",
     "WEBHOOK_DUE",
@@ -234,7 +243,8 @@ def _fail_bulk(name: str, source: RunStatus, guard: Cond) -> Write:
     )
 
 
-_CAN_RETRY = Lt("attempt", Param("max_attempts", "int"))
+#: attempts left: counted ones, not numbered ones (see the module docstring)
+_CAN_RETRY = Lt("attempts_counted", Param("max_attempts", "int"))
 
 CLAIM = Write(
     name="claim",
@@ -249,6 +259,7 @@ CLAIM = Write(
     sets={
         "status": _STARTED,
         "attempt": Inc("attempt"),
+        "attempts_counted": Inc("attempts_counted"),
         "started_at": _NOW,
         "heartbeat_at": _NOW,
         "updated_at": _NOW,
@@ -281,6 +292,11 @@ RELEASE = Write(
     sets={"released": Lit(True), "heartbeat_at": _NOW, "updated_at": _NOW, "error": Param("error", "json")},
     entry=Entry(_STARTED, Field("attempt"), Param("reason")),
     returning=Returning.NOTHING,
+)
+
+#: the release of an attempt whose worker stopped: the attempt does not count
+RELEASE_STOPPED = replace(
+    RELEASE, name="release:stopped", sets={**RELEASE.sets, "attempts_counted": Dec("attempts_counted")}
 )
 
 FINISH: dict[RunStatus, Write] = {
@@ -323,7 +339,7 @@ TIME_LIMIT = _fail_bulk("time_limit", RunStatus.STARTED, Lt("started_at", Param(
 WORKER_LOST = _fail_bulk(
     "worker_lost",
     RunStatus.STARTED,
-    And((Lt("heartbeat_at", Param("cutoff", "time")), Ge("attempt", Param("max_attempts", "int")))),
+    And((Lt("heartbeat_at", Param("cutoff", "time")), Ge("attempts_counted", Param("max_attempts", "int")))),
 )
 #: a scheduled run's wait counts from its start time, not from its (early) enqueue
 EXPIRED = _fail_bulk(
@@ -443,6 +459,7 @@ WEBHOOK_OUTCOME = Write(
 WRITES: tuple[Write, ...] = (
     CLAIM,
     RELEASE,
+    RELEASE_STOPPED,
     *FINISH.values(),
     CANCEL,
     TIME_LIMIT,

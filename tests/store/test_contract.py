@@ -310,6 +310,27 @@ def test_no_claim_beyond_max_attempts(store: Store) -> None:
     assert store.get_run(run_id).attempt == 3
 
 
+def test_an_attempt_released_because_its_worker_stopped_does_not_count(store: Store) -> None:
+    run_id, _ = started(store)  # attempt 1 counts; the store's max_attempts is 3
+    for attempt in range(2, 6):  # four stops in a row, more than max_attempts: each is claimable again at once
+        assert store.release(run_id, attempt - 1, error=None, now=at(attempt), reason="stopped", counted=False)
+        assert store.claim(run_id, now=at(attempt)) == attempt
+    run = store.get_run(run_id)
+    assert (run.attempt, run.attempts_counted) == (5, 1) and [h.reason for h in run.history].count("stopped") == 4
+    # silent past the heartbeat timeout, with attempts left by count: released by the sweep, not failed
+    assert store.fail_lost(heartbeat_before=at(100), error=LOST, now=at(100)) == []
+    assert [ref.run_id for ref in store.release_lost(heartbeat_before=at(100), now=at(100))] == [run_id]
+    assert store.claim(run_id, now=at(101)) == 6  # counted: 2
+    assert store.release(run_id, 6, error=LOST, now=at(102))  # a failure: it counts
+    assert store.claim(run_id, now=at(103)) == 7  # counted: 3, the last
+    assert store.release(run_id, 7, error=LOST, now=at(104))
+    assert store.claim(run_id, now=at(105)) is None
+    assert store.get_run(run_id).attempts_counted == 3
+    # a stop of an attempt that no longer owns the run gives nothing back
+    assert not store.release(run_id, 6, error=None, now=at(106), counted=False)
+    assert store.fail_lost(heartbeat_before=at(200), error=LOST, now=at(200)) == [run_id]
+
+
 def test_a_stale_attempt_is_fenced_off_after_a_reclaim(store: Store) -> None:
     run_id, old = started(store)
     new = store.claim(run_id, now=at(100))

@@ -1,4 +1,4 @@
-"""MongoDB-specific behaviour (on mongomock): the counters document."""
+"""MongoDB-specific behaviour (on mongomock): the counters document, and fields added since."""
 
 from __future__ import annotations
 
@@ -47,3 +47,20 @@ def test_a_failed_counter_update_never_fails_the_transition(
     assert revoked is not None and revoked.status is RunStatus.REVOKED
     assert "counters not updated (finished:REVOKED)" in caplog.text
     assert store.stats().finished[RunStatus.REVOKED] == 0  # best effort: that increment is lost
+
+
+def test_runs_stored_before_attempts_counted_count_every_attempt_made_on_open() -> None:
+    client = mongomock.MongoClient(tz_aware=True)
+    store = _store(client)
+    run, _ = store.create_run(make_run())
+    for attempt in (1, 2):  # attempt 1 released for a retry, attempt 2 holds it
+        assert store.claim(run.run_id, now=at(attempt)) == attempt
+        if attempt == 1:
+            assert store.release(run.run_id, 1, error=ErrorInfo(type="boom", message="m"), now=at(1))
+    store.release(run.run_id, 2, error=ErrorInfo(type="boom", message="m"), now=at(3))
+    store.runs.update_many({}, {"$unset": {"attempts_counted": ""}})  # as a database from before the field
+    reopened = _store(client)
+    assert reopened.get_run(run.run_id).attempts_counted == 2
+    assert reopened.claim(run.run_id, now=at(4)) == 3  # the third and last of max_attempts
+    assert reopened.release(run.run_id, 3, error=ErrorInfo(type="boom", message="m"), now=at(5))
+    assert reopened.claim(run.run_id, now=at(6)) is None

@@ -255,7 +255,7 @@ def test_a_version_1_database_gets_its_runs_name_keys_from_the_migration() -> No
             for statement in MIGRATIONS[0]:
                 conn.execute(statement)  # type: ignore[arg-type]
             conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-            run = make_run(episode_name="Ältere Folge")
+            run = make_run(episode_name="Ältere Folge", status=RunStatus.STARTED, attempt=2, started_at=at(0))
             from podflow.store.postgres.rows import run_values
 
             listed = RUN_COLUMNS.partition(", current_message_id")[0]  # schema 3 added it, and 4 the webhook's
@@ -264,7 +264,9 @@ def test_a_version_1_database_gets_its_runs_name_keys_from_the_migration() -> No
             conn.execute(f"INSERT INTO runs ({listed}) VALUES ({', '.join(f'%({c})s' for c in columns)})", values)
         store = PostgresStore(url, pool_size=1)
         try:
-            assert store.schema_version() == len(MIGRATIONS) == 5
+            assert store.schema_version() == len(MIGRATIONS) == 6
             assert [r.run_id for r in store.list_runs(where=RunFilter(search="ält")).runs] == [run.run_id]
+            # schema 6: every attempt made so far counts toward max_attempts, as it did
+            assert store.get_run(run.run_id).attempts_counted == 2
         finally:
             store.close()

@@ -118,10 +118,11 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
             make_run(status=RunStatus.FAILURE, error=ErrorInfo(type="worker_lost", message="m"), **ended),
             make_run(status=RunStatus.REVOKED, finished_at=at(3), message_id="m-revoked"),  # cancelled unstarted
             make_run(message_id="m-pending", enqueued_at=at(1), episode_name="Ältere Folge"),
+            make_run(status=RunStatus.STARTED, attempt=2, started_at=at(0), heartbeat_at=at(0)),
         ],
     )
     store = SqliteStore(path)
-    assert store.schema_version() == len(MIGRATIONS) == 7
+    assert store.schema_version() == len(MIGRATIONS) == 8
     # schema 4 folded the names of the runs already there: search finds them
     from podflow.store.base import RunFilter
 
@@ -131,9 +132,12 @@ def test_a_version_1_file_gets_counters_counted_from_its_runs_then_kept_by_trigg
     assert current == {"PENDING": "m-pending", "REVOKED": None}
     # schema 7: every run stored before priorities is normal, and unscheduled
     assert {(r.priority, r.start_at) for r in store.list_runs().runs} == {("normal", None)}
+    # schema 8: every attempt made so far counts toward max_attempts, as it did
+    assert {str(r.status): r.attempts_counted for r in store.list_runs().runs}["STARTED"] == 2
+    assert {r.attempts_counted for r in store.list_runs().runs if r.status is not RunStatus.STARTED} == {0}
     assert len(store.store_id) == 16 and SqliteStore(path).store_id == store.store_id  # made once
     stats = store.stats()
-    assert stats.created == 4
+    assert stats.created == 5
     assert stats.finished == {RunStatus.SUCCESS: 1, RunStatus.FAILURE: 1, RunStatus.REVOKED: 1}
     assert stats.failed == {"worker_lost": 1}
     assert stats.durations[RunStatus.SUCCESS].count == 1 and stats.durations[RunStatus.SUCCESS].sum_s == 90.0

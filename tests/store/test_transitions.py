@@ -28,6 +28,7 @@ Apply = Callable[[Store, str, int], bool]
 APPLY: dict[str, Apply] = {
     "claim": lambda s, r, a: s.claim(r, now=LATE) is not None,
     "release": lambda s, r, a: s.release(r, a, error=ERROR, now=LATE),
+    "release:stopped": lambda s, r, a: s.release(r, a, error=None, now=LATE, counted=False),
     "finish:SUCCESS": lambda s, r, a: s.finish(r, a, status=RunStatus.SUCCESS, now=LATE, result=DONE) is not None,
     "finish:FAILURE": lambda s, r, a: s.finish(r, a, status=RunStatus.FAILURE, now=LATE, error=ERROR) is not None,
     "cancel": lambda s, r, a: s.cancel(r, now=LATE, reason="edge") is not None,

@@ -92,6 +92,16 @@ class MongoMigrations(MongoConnection):
         self.runs.update_many({"priority": {"$exists": False}}, {"$set": {"priority": "normal"}})
 
     @guarded
+    def ensure_attempts_counted(self) -> None:
+        """Give each run stored before ``attempts_counted`` its count: every attempt
+        made so far counts toward max_attempts, as it did (the SQL stores' schema 8 / 6).
+        The claim's and the sweep's filters compare it, and a missing field matches none.
+        An update with a pipeline (MongoDB 4.2 or later) copies ``attempt`` in the server."""
+        self.runs.update_many(
+            {"attempts_counted": {"$exists": False}}, [{"$set": {"attempts_counted": "$attempt"}}]
+        )
+
+    @guarded
     def ensure_counters(self) -> None:
         """Create the counters document from the runs already there, if it is missing
         (a database from before it existed). Best effort under concurrency: another

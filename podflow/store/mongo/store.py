@@ -40,6 +40,7 @@ class MongoStore(MongoRuns, MongoCatalog, MongoTelemetry, MongoMigrations):
             self.ensure_counters()
             self.ensure_current_message_ids()
             self.ensure_priorities()
+            self.ensure_attempts_counted()
             self.store_id = self.ensure_store_id()
         except BaseException:
             self.close()

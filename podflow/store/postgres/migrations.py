@@ -165,6 +165,12 @@ MIGRATIONS: list[list[Step]] = [
         "ALTER TABLE runs ADD COLUMN priority text NOT NULL DEFAULT 'normal'",
         "ALTER TABLE runs ADD COLUMN start_at timestamptz",
     ],
+    # schema 6: the attempts that count toward max_attempts (a release because the worker
+    # stopped gives one back); until now every attempt counted
+    [
+        "ALTER TABLE runs ADD COLUMN attempts_counted integer NOT NULL DEFAULT 0",
+        "UPDATE runs SET attempts_counted = attempt WHERE attempt > 0",
+    ],
 ]
 
 

@@ -31,7 +31,7 @@ _COLUMNS = [c.strip() for c in RUN_COLUMNS.split(",")]
 _INSERT = f"INSERT INTO runs ({RUN_COLUMNS}, name_key) VALUES ({', '.join(f'%({c})s' for c in _COLUMNS)}, %(name_key)s)"
 #: the columns that are not text (a SELECT list, unlike VALUES, does not take the column's type)
 _TYPES = {
-    **dict.fromkeys(("attempt", "webhook_attempts"), "integer"),
+    **dict.fromkeys(("attempt", "webhook_attempts", "attempts_counted"), "integer"),
     "released": "boolean",
     **dict.fromkeys(("source_ids", "progress", "error", "result", "history", "webhook"), "jsonb"),
     **dict.fromkeys(

@@ -161,6 +161,12 @@ MIGRATIONS: list[list[Step]] = [
         "ALTER TABLE runs ADD COLUMN priority TEXT NOT NULL DEFAULT 'normal'",
         "ALTER TABLE runs ADD COLUMN start_at INTEGER",
     ],
+    # schema 8: the attempts that count toward max_attempts (a release because the worker
+    # stopped gives one back); until now every attempt counted
+    [
+        "ALTER TABLE runs ADD COLUMN attempts_counted INTEGER NOT NULL DEFAULT 0",
+        "UPDATE runs SET attempts_counted = attempt WHERE attempt > 0",
+    ],
 ]
 
 

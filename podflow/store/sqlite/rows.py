@@ -68,6 +68,7 @@ def run_of(row: sqlite3.Row) -> Run:
         webhook=WebhookDelivery.model_validate_json(row["webhook"]) if row["webhook"] else None,
         priority=row["priority"],
         start_at=dt(row["start_at"]),
+        attempts_counted=row["attempts_counted"],
     )
 
 
@@ -110,6 +111,7 @@ def run_values(run: Run) -> tuple[Any, ...]:
         _json(run.webhook),
         run.priority,
         _ms(run.start_at),
+        run.attempts_counted,
     )
 
 
