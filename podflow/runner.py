@@ -271,7 +271,7 @@ class Runner:
             run is not None
             and run.status is RunStatus.STARTED
             and not run.released
-            and run.attempt < self.store.max_attempts
+            and run.attempts_counted < self.store.max_attempts
             and run.heartbeat_at is not None
         )
         if held and message_id is not None and run is not None and message_id == run.current_message_id:
@@ -288,8 +288,8 @@ class Runner:
             return "the run does not exist (deleted?)"
         if run.is_terminal:
             return f"the run is already {run.status}"
-        if run.status is RunStatus.STARTED and run.attempt >= self.store.max_attempts:
-            return f"attempts exhausted ({run.attempt} of {self.store.max_attempts})"
+        if run.status is RunStatus.STARTED and run.attempts_counted >= self.store.max_attempts:
+            return f"attempts exhausted ({run.attempts_counted} of {self.store.max_attempts})"
         if run.status is RunStatus.STARTED:
             age = (now - run.heartbeat_at).total_seconds() if run.heartbeat_at else float("nan")
             return f"held by live attempt {run.attempt} (heartbeat {age:.1f} s ago)"
@@ -327,7 +327,7 @@ class Runner:
                 staging.remove()  # partial files: gone before the outcome is visible
                 self._settle_progress(tracked)
                 progressed = checkpoints is not None and checkpoints.enabled and checkpoints.computed > 0
-                return self._failed(run_id, attempt, exc, progressed=progressed)
+                return self._failed(run_id, attempt, exc, progressed=progressed, counted=run.attempts_counted)
             if not done:
                 ended = self._ended(run_id, attempt, "lost", "finish refused: the attempt no longer owns the run")
                 if ended.status is RunStatus.REVOKED:  # cancelled after the generator returned
@@ -375,26 +375,30 @@ class Runner:
             on_count=lambda stage, outcome: counts.add(checkpoint_counter(stage, outcome)),
         )
 
-    def _failed(self, run_id: str, attempt: int, exc: BaseException, *, progressed: bool = False) -> Outcome:
+    def _failed(self, run_id: str, attempt: int, exc: BaseException, *, progressed: bool, counted: int) -> Outcome:
         """Record why ``attempt`` ended without success; re-raise what must be retried.
 
         ``progressed``: the attempt stored new checkpoints, so a soft time limit
         releases the run (attempts left) for a next attempt that goes on from them.
+        ``counted``: the run's attempts that count toward max_attempts, this one
+        included (``Run.attempts_counted`` as the claim left it).
         """
         if isinstance(exc, RunCancelled):
             return self._ended(run_id, attempt, "cancelled", "cancelled while running")
         if isinstance(exc, self.time_limit_errors):
             limit = f" of {self.soft_time_limit_s:g} s" if self.soft_time_limit_s else ""
-            if progressed and attempt < self.store.max_attempts:
+            if progressed and counted < self.store.max_attempts:
                 message = f"soft time limit{limit} exceeded; the next attempt resumes from the checkpoints"
                 return self._release(run_id, attempt, exc, ErrorInfo(type="soft_time_limit", message=message))
             return self._finish_failure(
                 run_id, attempt, ErrorInfo(type="soft_time_limit", message=f"soft time limit{limit} exceeded")
             )
-        if isinstance(exc, RunInterrupted) and not isinstance(exc, WorkerShutdown):
+        if isinstance(exc, WorkerShutdown):  # no failure of the run's, on its last attempt too
+            return self._release(run_id, attempt, exc)
+        if isinstance(exc, RunInterrupted):
             return self._ended(run_id, attempt, "lost", str(exc) or "lease lost")
         retryable = is_retryable(exc)
-        if retryable and attempt >= self.store.max_attempts:
+        if retryable and counted >= self.store.max_attempts:
             return self._finish_failure(run_id, attempt, _error(exc))
         if retryable or not isinstance(exc, Exception):
             # retry later; or KeyboardInterrupt, SystemExit...: the process is
@@ -406,13 +410,16 @@ class Runner:
         """Give the run up for a retry and re-raise ``exc`` (returns only if the run was lost).
 
         A stopping worker is no failure of the run: it is released with its reason
-        (:data:`SHUTDOWN_REASON`) and no error, and says so in one line."""
+        (:data:`SHUTDOWN_REASON`) and no error, the attempt does not count toward
+        max_attempts (``counted=False``), and it says so in one line."""
         stopping = isinstance(exc, WorkerShutdown)
         if not stopping:
             error = error or _error(exc)
         try:
             reason = SHUTDOWN_REASON if stopping else None
-            released = self.store.release(run_id, attempt, error=error, now=self._clock(), reason=reason)
+            released = self.store.release(
+                run_id, attempt, error=error, now=self._clock(), reason=reason, counted=not stopping
+            )
         except StoreError as store_exc:  # the sweep re-dispatches it once the heartbeat is stale
             log.warning("run %s: cannot release attempt %d: %s", run_id, attempt, store_exc)
             raise exc from None

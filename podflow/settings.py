@@ -173,7 +173,7 @@ class Settings(BaseSettings):
         default=3,
         ge=1,
         le=100,
-        description="executions of one run before it fails for good",
+        description="executions of one run before it fails for good (one stopped with its worker does not count)",
     )
     pending_timeout_s: float = _var(
         "PODFLOW_PENDING_TIMEOUT",

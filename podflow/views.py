@@ -166,6 +166,9 @@ class RunView(_View):
     start_at: datetime | None
     mode: Mode
     attempt: int
+    #: the attempts that count toward PODFLOW_MAX_ATTEMPTS: those released because
+    #: their worker stopped (a deploy, a scale-down) do not
+    attempts_counted: int
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -114,10 +114,13 @@ class TwoWorkers:
 
 
 @pytest.fixture
-def workers(redis_url: str, tmp_path: Path) -> Iterator[TwoWorkers]:
-    env = worker_env(data_dir=tmp_path, broker_url=redis_url)
-    settings = settings_for(redis_url, tmp_path)
+def workers(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Iterator[TwoWorkers]:
+    """Indirect parameter: PODFLOW_MAX_ATTEMPTS (default 3)."""
+    max_attempts = getattr(request, "param", 3)
+    env = worker_env(data_dir=tmp_path, broker_url=redis_url, PODFLOW_MAX_ATTEMPTS=str(max_attempts))
+    settings = settings_for(redis_url, tmp_path, max_attempts=max_attempts)
     store = open_store(tmp_path)
+    store.max_attempts = max_attempts
     dispatcher = QueueDispatcher(broker=build_broker(settings, role="test"))
     first = WorkerProcess(env, tmp_path / "first.log")
     second = WorkerProcess(env, tmp_path / "second.log")
@@ -175,6 +178,21 @@ def test_a_worker_stopped_mid_run_releases_it_quietly_and_leaves_the_broker(work
     for run in runs:
         done = finished(workers.store, run.run_id)
         assert done.status is RunStatus.SUCCESS and done.attempt == 2
+
+
+@pytest.mark.parametrize("workers", [1], indirect=True)  # PODFLOW_MAX_ATTEMPTS=1: no retry of a failure
+def test_a_stop_does_not_use_up_an_attempt_a_run_on_its_last_one_is_continued(workers: TwoWorkers) -> None:
+    run = workers.run_in_first()
+    assert workers.first.stop() == 0  # SIGTERM, a deploy's stop: the run is released, not failed
+    released = workers.store.get_run(run.run_id)
+    assert released.released and (released.attempt, released.attempts_counted) == (1, 0)
+    workers.second.start()
+    with sweeping(workers.store, workers.dispatcher):  # its fail_lost rule would end a run with none left
+        done = finished(workers.store, run.run_id)
+    assert done.status is RunStatus.SUCCESS, done.error
+    assert (done.attempt, done.attempts_counted) == (2, 1)
+    assert reasons(done) == ["created", "claimed", SHUTDOWN_REASON, "retry", "success"]
+    assert [e["attempt"] for e in workers.events("start", run.run_id)] == [1, 2]
 
 
 def test_a_run_accepted_while_the_broker_is_down_is_enqueued_by_the_sweep_and_completes(tmp_path: Path) -> None:

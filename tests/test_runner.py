@@ -191,6 +191,52 @@ def test_a_worker_shutdown_releases_the_run_for_another_worker(store: Store, tmp
     assert run.error is None and run.history[-1].reason == SHUTDOWN_REASON  # a stop is no failure of the run
 
 
+def test_worker_shutdowns_use_up_no_attempts_and_failures_after_them_still_retry(store: Store, tmp_path: Path) -> None:
+    outcomes = ["stop"] * 4 + ["transient", "done"]  # more stops than max_attempts (3), then a failure
+
+    def generator(req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
+        match outcomes.pop(0):
+            case "stop":
+                raise WorkerShutdown("the worker is shutting down")
+            case "transient":
+                raise TransientGenerationError("the provider is busy")
+        return GenerationResult()
+
+    runner = make_runner(store, tmp_path, generator)
+    run_id = new_run(store)
+    for _ in range(4):
+        with pytest.raises(WorkerShutdown):
+            runner.execute(run_id)
+        assert store.get_run(run_id).attempts_counted == 0
+    with pytest.raises(TransientGenerationError):  # attempt 5, the first that counts: retried
+        runner.execute(run_id)
+    assert runner.execute(run_id).kind == "succeeded"
+    run = store.get_run(run_id)
+    assert (run.status, run.attempt, run.attempts_counted) == (RunStatus.SUCCESS, 6, 2)
+
+
+def test_a_worker_shutdown_on_the_last_attempt_releases_the_run(store: Store, tmp_path: Path) -> None:
+    outcomes = ["transient", "transient", "stop", "stop", "done"]  # max_attempts is 3
+
+    def generator(req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
+        match outcomes.pop(0):
+            case "stop":
+                raise WorkerShutdown("the worker is shutting down")
+            case "transient":
+                raise TransientGenerationError("the provider is busy")
+        return GenerationResult()
+
+    runner = make_runner(store, tmp_path, generator)
+    run_id = new_run(store)
+    for expected in (TransientGenerationError, TransientGenerationError, WorkerShutdown, WorkerShutdown):
+        with pytest.raises(expected):
+            runner.execute(run_id)
+    run = store.get_run(run_id)
+    assert (run.status, run.released, run.attempt, run.attempts_counted) == (RunStatus.STARTED, True, 4, 2)
+    assert runner.execute(run_id).kind == "succeeded"
+    assert store.get_run(run_id).attempts_counted == 3
+
+
 def test_the_runs_own_message_is_deferred_while_a_live_looking_attempt_holds_it(store: Store, tmp_path: Path) -> None:
     clock = Clock(at(20))
     runner = make_runner(store, tmp_path, lambda req, ctx: GenerationResult(), clock)

@@ -236,7 +236,8 @@ def render_run(run: Run) -> str:
         ("mode", run.mode),
         ("priority", run.priority),
         ("scheduled", run.start_at),
-        ("attempt", run.attempt),
+        ("attempt", run.attempt if run.attempts_counted == run.attempt else
+                    f"{run.attempt} ({run.attempts_counted} counted toward PODFLOW_MAX_ATTEMPTS)"),
         ("created", run.created_at),
         ("started", run.started_at),
         ("heartbeat", run.heartbeat_at),

@@ -808,7 +808,9 @@
     if (run.started_at) fact(times, "waited", duration(since(run.created_at, Date.parse(run.started_at))));
     if (run.started_at) fact(times, run.finished_at ? "took" : "running for", duration(elapsed(run)));
     if (run.finished_at) fact(times, "finished", el("span", { title: run.finished_at }, ago(run.finished_at)));
-    fact(times, "attempt", `${run.attempt}`);
+    // attempts released because their worker stopped do not count toward PODFLOW_MAX_ATTEMPTS
+    const counted = run.attempts_counted !== undefined && run.attempts_counted !== run.attempt;
+    fact(times, "attempt", counted ? `${run.attempt} (${run.attempts_counted} counted)` : `${run.attempt}`);
     if (run.priority && run.priority !== "normal") fact(times, "priority", run.priority);
     if (run.start_at) fact(times, run.started_at ? "scheduled for" : "starts", el("span", { title: run.start_at }, new Date(run.start_at).toLocaleString()));
     if (run.heartbeat_at && run.status === "STARTED") fact(times, "heartbeat", ago(run.heartbeat_at));
