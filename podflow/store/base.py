@@ -28,6 +28,10 @@ history entries' ``at`` as ISO-8601 text).
     start_at          scheduled: not started before this time (null: at once);
                       the expiry of a PENDING run counts from it
     attempt           0 until claimed; +1 on every claim (the fence)
+    attempts_counted  the attempts that count toward max_attempts: +1 on every
+                      claim, -1 on a release because the worker stopped
+                      (schema 8 on SQLite, 6 on PostgreSQL; MongoDB sets it on
+                      open; runs stored before count every attempt made)
     created_at, updated_at, started_at (of the current attempt),
     finished_at, heartbeat_at
     released          no execution holds the run; claimable at once (retry
