@@ -656,6 +656,12 @@ def test_a_finished_run_shows_how_long_it_took_and_a_started_runs_elapsed_time_a
         # but a thread-mode app does not run a queue-mode run, so it stays running (no "took")
         running = api.store.create_run(make_run(now - timedelta(seconds=70), episode_name="Running"))[0].run_id
         assert api.store.claim(running, now=now - timedelta(seconds=65)) is not None
+        # attempt 1 stopped with its worker (it gives the attempt back), attempt 2 finished it
+        restarted = api.store.create_run(make_run(now - timedelta(seconds=60), episode_name="Restarted"))[0].run_id
+        assert api.store.claim(restarted, now=now - timedelta(seconds=50)) == 1
+        assert api.store.release(restarted, 1, error=None, now=now - timedelta(seconds=45), counted=False)
+        assert api.store.claim(restarted, now=now - timedelta(seconds=44)) == 2
+        api.store.finish(restarted, 2, status=RunStatus.SUCCESS, now=now - timedelta(seconds=40), result=RunResult())
 
         page.goto(f"{api.url}/dashboard")
         clock = row(page, running).locator(".elapsed")
@@ -670,11 +676,16 @@ def test_a_finished_run_shows_how_long_it_took_and_a_started_runs_elapsed_time_a
         expect(page.locator("#run-title")).to_have_text("Finished")
         expect(fact_of(page, "took")).to_have_text("2 min 5 s")
         expect(fact_of(page, "waited")).to_have_text("1 min 40 s")
+        expect(fact_of(page, "attempt")).to_have_text("1")  # every attempt counted: no note
         expect(page.locator("#attempts tbody tr").nth(0).locator("td").nth(3)).to_have_text("2 min 5 s")
         expect(fact_of(page, "running for")).to_have_count(0)
         updated = page.locator("#live").text_content()
         expect(page.locator("#live")).not_to_have_text(updated)  # the page refreshed since: it still took 125 s
         expect(fact_of(page, "took")).to_have_text("2 min 5 s")
+
+        page.goto(f"{api.url}/dashboard#/runs/{restarted}")
+        expect(page.locator("#run-title")).to_have_text("Restarted")
+        expect(fact_of(page, "attempt")).to_have_text("2 (1 counted)")
 
         page.goto(f"{api.url}/dashboard#/runs/{running}")
         expect(page.locator("#run-badge")).to_have_text("running")

@@ -266,6 +266,7 @@ def test_a_run_is_shown_whole_with_links_and_no_paths_on_disk(api: Api) -> None:
     finish_with_files(api, run_id, audio="", transcript="{}")
     run = api.client.get(f"/api/podcast/runs/{run_id}").json()
     assert run["status"] == "SUCCESS" and run["attempt"] == 1 and run["finished_at"]
+    assert run["attempts_counted"] == 1
     assert [h["status"] for h in run["history"]] == ["PENDING", "STARTED", "SUCCESS"]
     assert run["result"] == {
         "duration_s": 0.5,

@@ -68,11 +68,26 @@ def test_show_prints_the_run_with_its_history(store: SqliteStore, capsys: pytest
     out = capsys.readouterr().out
     fields = dict(line.split(maxsplit=1) for line in out.split("history:\n")[0].splitlines())
     assert fields["run_id"] == run_id and fields["error"] == "ValueError: boom"
-    assert fields["finished"] == at(2).isoformat()
+    assert fields["finished"] == at(2).isoformat() and fields["attempt"] == "1"  # all counted: no note
     history = out.split("history:\n")[1].splitlines()
     assert [line.split()[1] for line in history[1:]] == ["PENDING", "STARTED", "FAILURE"]
     assert main(["runs", "show", run_id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "FAILURE"
+
+
+def test_show_says_how_many_attempts_count_when_a_stopped_worker_gave_one_back(
+    store: SqliteStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id = add(store, "restarted")
+    assert store.claim(run_id, now=at(1)) == 1
+    assert store.release(run_id, 1, error=None, now=at(2), reason="released: the worker stopped", counted=False)
+    assert store.claim(run_id, now=at(3)) == 2
+    assert main(["runs", "show", run_id]) == 0
+    fields = dict(line.split(maxsplit=1) for line in capsys.readouterr().out.split("history:\n")[0].splitlines())
+    assert fields["attempt"] == "2 (1 counted toward PODFLOW_MAX_ATTEMPTS)"
+    assert main(["runs", "show", run_id, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["attempt"], shown["attempts_counted"]) == (2, 1)
 
 
 def test_show_prints_the_webhook_delivery(store: SqliteStore, capsys: pytest.CaptureFixture[str]) -> None:
