@@ -10,6 +10,10 @@ processes, and each opens its own store and heartbeat thread
 names itself in the broker's heartbeats with its store's id, and after the worker
 shut down closes them and leaves the heartbeats (a clean stop is no dead worker).
 
+A worker that begins to shut down starts no new run: a delivery one of its idle
+threads begins meanwhile (Dramatiq keeps consuming until the busy threads are done)
+is put back for another worker.
+
 Runs of every priority band are served, in band order (:mod:`podflow.worker.bands`);
 a scheduled run's message that comes before its start is put back until then.
 A delivery of another store's message is put back for that store's workers; a
@@ -73,6 +77,8 @@ class WorkerResources(Middleware):
         self.settings = settings
         self.generator = generator
         self.foreign = ForeignStores()
+        #: set when the worker begins to shut down: it starts no new run from then on
+        self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._runner: Runner | None = None
 
@@ -118,6 +124,9 @@ class WorkerResources(Middleware):
             broker.broker_id = client_id("worker", store_id=runner.store.store_id, queue=self.settings.queue_name)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Dramatiq keeps its consumers, and its idle threads, until the busy ones are done:
+        # a delivery they begin meanwhile (the retry of a run released just now) is put back
+        self.stopping.set()
         if self._runner is not None:
             count = self._runner.monitor.interrupt_all(WorkerShutdown, "the worker is shutting down")
             if count:
@@ -202,6 +211,10 @@ if _results is not None:  # the option exists only with the Results middleware
     _options["store_results"] = True
 
 
+#: how long a delivery a stopping worker put back waits before any worker sees it again
+#: (past the stopping worker's last fetch, so that another worker takes it)
+STOPPING_DELAY_S = 1.0
+
 #: what the runner raises after releasing a run that did not fail, Dramatiq's time limit included
 _RESUMED: tuple[type[BaseException], ...] = (*RESUMED, TimeLimitExceeded)
 
@@ -217,6 +230,10 @@ def generate_podcast(run_id: str) -> dict[str, Any] | None:
         the worker logs no traceback.
     """
     message = CurrentMessage.get_current_message()
+    if message is not None and resources.stopping.is_set():
+        put_back(broker, message, delay_s=STOPPING_DELAY_S)  # checked before any claim
+        log.info("run %s: not started, the worker is stopping; its message put back for another worker", run_id)
+        return None
     if message is not None and resources.foreign_owner(message) is not None:
         put_back(broker, message, delay_s=FOREIGN_DELAY_S)  # checked before any claim
         return None
