@@ -123,6 +123,9 @@ class WorkerResources(Middleware):
         if is_redis(broker):  # before the first call to the broker: the id names its acks sets
             broker.broker_id = client_id("worker", store_id=runner.store.store_id, queue=self.settings.queue_name)
 
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stopping.clear()  # a worker started again in this process serves again
+
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         # Dramatiq keeps its consumers, and its idle threads, until the busy ones are done:
         # a delivery they begin meanwhile (the retry of a run released just now) is put back
