@@ -126,10 +126,6 @@ class BandOrder(Middleware):
         with self._lock:  # a message skipped before this middleware saw it was never added
             self._processing.get(message.queue_name, set()).discard(_copy_of(message))
 
-    def _consumed(self) -> set[str]:
-        worker = self._worker
-        return set(getattr(worker, "consumers", {}) or ()) if worker is not None else set()
-
     def should_yield(self, broker: dramatiq.Broker, message: Any) -> bool:
         """Whether ``message`` (a delivery beginning) should let a message of a
         higher band this worker consumes go first.
@@ -165,14 +161,15 @@ class BandOrder(Middleware):
     def _higher(self, queue_name: str) -> list[str]:
         """The queues of the bands above ``queue_name``'s that this worker consumes, first
         served first (none for the highest band, or a queue that is no band's); kept per
-        queue while the worker's consumers stay the same."""
-        consumed = self._consumed()
-        key = (queue_name, len(consumed))
+        queue and number of consumers: Dramatiq adds a worker's consumers (a queue declared
+        later) but never removes one, so the same number is the same set."""
+        consumers = getattr(self._worker, "consumers", None) or {}
+        key = (queue_name, len(consumers))
         higher = self._higher_of.get(key)
         if higher is None:
             band = band_of(self.queue_name, queue_name)
             above = PRIORITIES[: PRIORITIES.index(band)] if band is not None else ()
-            higher = [name for name in (band_queue(self.queue_name, p) for p in above) if name in consumed]
+            higher = [name for name in (band_queue(self.queue_name, p) for p in above) if name in consumers]
             self._higher_of[key] = higher
         return higher
 
