@@ -191,8 +191,9 @@ def test_a_worker_shutdown_releases_the_run_for_another_worker(store: Store, tmp
     assert run.error is None and run.history[-1].reason == SHUTDOWN_REASON  # a stop is no failure of the run
 
 
-def test_worker_shutdowns_use_up_no_attempts_and_failures_after_them_still_retry(store: Store, tmp_path: Path) -> None:
-    outcomes = ["stop"] * 4 + ["transient", "done"]  # more stops than max_attempts (3), then a failure
+def _scripted(outcomes: list[str]) -> Any:
+    """A generator whose executions end, in turn, as ``outcomes`` say: ``stop`` (the worker
+    shuts down), ``transient`` (a retryable failure) or ``done``."""
 
     def generator(req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
         match outcomes.pop(0):
@@ -202,7 +203,12 @@ def test_worker_shutdowns_use_up_no_attempts_and_failures_after_them_still_retry
                 raise TransientGenerationError("the provider is busy")
         return GenerationResult()
 
-    runner = make_runner(store, tmp_path, generator)
+    return generator
+
+
+def test_worker_shutdowns_use_up_no_attempts_and_failures_after_them_still_retry(store: Store, tmp_path: Path) -> None:
+    # more stops than max_attempts (3), then a failure
+    runner = make_runner(store, tmp_path, _scripted(["stop"] * 4 + ["transient", "done"]))
     run_id = new_run(store)
     for _ in range(4):
         with pytest.raises(WorkerShutdown):
@@ -216,17 +222,8 @@ def test_worker_shutdowns_use_up_no_attempts_and_failures_after_them_still_retry
 
 
 def test_a_worker_shutdown_on_the_last_attempt_releases_the_run(store: Store, tmp_path: Path) -> None:
-    outcomes = ["transient", "transient", "stop", "stop", "done"]  # max_attempts is 3
-
-    def generator(req: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
-        match outcomes.pop(0):
-            case "stop":
-                raise WorkerShutdown("the worker is shutting down")
-            case "transient":
-                raise TransientGenerationError("the provider is busy")
-        return GenerationResult()
-
-    runner = make_runner(store, tmp_path, generator)
+    # max_attempts is 3: the first stop comes on the last attempt
+    runner = make_runner(store, tmp_path, _scripted(["transient", "transient", "stop", "stop", "done"]))
     run_id = new_run(store)
     for expected in (TransientGenerationError, TransientGenerationError, WorkerShutdown, WorkerShutdown):
         with pytest.raises(expected):
