@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import dramatiq.common
 import pytest
@@ -19,7 +24,14 @@ from podflow.errors import (
     TransientGenerationError,
     WorkerShutdown,
 )
-from podflow.retry import MAX_MESSAGE_RETRIES, backoff_ms, is_retryable, is_transient, should_retry
+from podflow.retry import (
+    MAX_MESSAGE_RETRIES,
+    backoff_ms,
+    connection_errors,
+    is_retryable,
+    is_transient,
+    should_retry,
+)
 
 TRANSIENT = [
     TransientGenerationError("rate limited"),
@@ -58,3 +70,20 @@ def test_the_backoff_doubles_and_stays_within_its_maximum() -> None:
     low = lambda a, b: a  # noqa: E731 - the jitter's lower end
     assert [backoff_ms(n, min_ms=1000, max_ms=6000, uniform=low) for n in range(4)] == [1000, 2000, 4000, 3000]
     assert all(backoff_ms(n, min_ms=1000, max_ms=6000) <= 6000 for n in range(50))
+
+
+def test_a_rabbitmq_connection_error_is_transient_once_pika_is_in_use() -> None:
+    import pika.exceptions  # what a RabbitMQ broker imports
+
+    exc = pika.exceptions.AMQPConnectionError("refused")
+    assert is_transient(exc) and should_retry(0, exc)
+    assert pika.exceptions.AMQPConnectionError in connection_errors()
+
+
+def test_a_redis_worker_does_not_import_pika() -> None:
+    # pika costs a worker process about 2.4 MiB and 20 ms at start; only a RabbitMQ broker needs it
+    code = "import sys, podflow.actors, podflow.retry; assert 'pika' not in sys.modules, 'pika imported'"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PODFLOW_")}
+    env.update(PODFLOW_BROKER_URL="redis://127.0.0.1:1/0", PODFLOW_DATA_DIR=str(Path(tempfile.mkdtemp())))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -47,7 +47,7 @@ from ..errors import SoftTimeLimitExceeded, WorkerShutdown
 from ..generation.base import Generator
 from ..generation.loader import load_generator
 from ..heartbeat import HeartbeatMonitor
-from ..retry import CONNECTION_ERRORS, MAX_MESSAGE_RETRIES, RESUME_DELAY_MS, RESUMED
+from ..retry import MAX_MESSAGE_RETRIES, RESUME_DELAY_MS, RESUMED, connection_errors
 from ..runner import SHUTDOWN_REASON, Outcome, Runner, build_runner
 from ..settings import Settings
 from ..states import is_terminal
@@ -142,7 +142,7 @@ class WorkerResources(Middleware):
         try:  # the consumers are closed: no further call re-adds this worker
             if not leave_heartbeats(broker):
                 log.warning("shutdown: messages still held unacknowledged; left for the broker to hand on")
-        except CONNECTION_ERRORS as exc:
+        except connection_errors() as exc:
             log.warning("shutdown: could not leave the broker's heartbeats: %s", exc)
 
     def foreign_owner(self, message: Any) -> str | None:

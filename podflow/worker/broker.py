@@ -72,7 +72,7 @@ from redis.retry import Retry
 
 from ..errors import BrokerUnavailable
 from ..logs import bind_run, unbind_run
-from ..retry import CONNECTION_ERRORS, MAX_MESSAGE_RETRIES, should_retry
+from ..retry import MAX_MESSAGE_RETRIES, connection_errors, should_retry
 from .bands import band_queue
 from .messages import RedisBroker
 from .prefetch import QueuePrefetch
@@ -106,11 +106,6 @@ STORE_OPTION = "podflow_store"
 #: puts an early delivery back until then)
 START_OPTION = "podflow_start_at"
 
-#: Dramatiq's connection errors, besides the clients' (podflow.retry); all are
-#: turned into BrokerUnavailable by :func:`broker_errors`
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, BrokerConnectionError)
-
-
 def retry_when(retries: int, exc: BaseException) -> bool:
     """Dramatiq's ``retry_when``: podflow's policy (:func:`podflow.retry.should_retry`:
     transient failures and worker shutdowns, whose run was released first), plus
@@ -121,12 +116,17 @@ def retry_when(retries: int, exc: BaseException) -> bool:
     return should_retry(retries, exc) or dramatiqs_own
 
 
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    return (*connection_errors(), BrokerConnectionError)
+
+
 @contextlib.contextmanager
 def broker_errors(action: str) -> Iterator[None]:
-    """Turn a broker client's connection error into :class:`BrokerUnavailable`."""
+    """Turn a broker client's connection error (:func:`podflow.retry.connection_errors`)
+    or Dramatiq's into :class:`BrokerUnavailable`."""
     try:
         yield
-    except _CONNECTION_ERRORS as exc:
+    except _connection_errors() as exc:
         raise BrokerUnavailable(f"{action}: broker unreachable: {exc or type(exc).__name__}") from exc
 
 
