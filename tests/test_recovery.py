@@ -4,6 +4,7 @@ a Redis restart under load, and two deployments on one Redis."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import threading
 import time
@@ -106,6 +107,15 @@ class TwoWorkers:
         wait_for(lambda: (r := self.store.get_run(run.run_id)).progress and r.progress.percent > 0, what="progress")
         return run
 
+    def message_retries(self, run: Run) -> list[int]:
+        """Dramatiq's retry count of each copy of the run's current message the broker holds."""
+        client = self.dispatcher.broker.client
+        prefix = f"{self.store.get_run(run.run_id).current_message_id}/"
+        copies = []
+        for key in client.keys(f"{self.dispatcher.broker.namespace}:*.msgs"):
+            copies += [data for name, data in client.hgetall(key).items() if name.decode().startswith(prefix)]
+        return [json.loads(data)["options"].get("retries", 0) for data in copies]
+
     def events(self, event: str, run_id: str | None = None) -> list[dict]:
         return [
             e for e in read_events(self.data_dir / "events.jsonl")
@@ -173,6 +183,8 @@ def test_a_worker_stopped_mid_run_releases_it_quietly_and_leaves_the_broker(work
         assert released.status is RunStatus.STARTED and released.released and released.error is None
         assert released.history[-1].reason == SHUTDOWN_REASON == _detail(released)  # what `runs list` shows
         assert log.count(f"run {run.run_id}: attempt 1 {SHUTDOWN_REASON}") == 1
+        # put back as it was: a stop is none of the message's retries (which end in the dead letters)
+        assert workers.message_retries(run) == [0]
     assert [e["error"] for e in workers.events("interrupted")] == ["WorkerShutdown"] * 2
     workers.second.start()  # picks up Dramatiq's retries of the messages
     for run in runs:

@@ -209,14 +209,16 @@ class ThreadExecutor:
                 self._priorities.pop(run_id, None)
 
     def _retry_later(self, run_id: str, exc: BaseException) -> None:
+        resumed = resumes_at_once(exc)  # no failure: none of the run's retries (as in a worker)
         with self._lock:
             retries = self._retries.get(run_id, 0)
-            if retries >= self.max_retries:
+            if retries >= self.max_retries and not resumed:
                 self._retries.pop(run_id, None)
                 log.error("run %s: giving up after %d retries: %s", run_id, retries, exc, extra=run_fields(run_id))
                 return
-            self._retries[run_id] = retries + 1
-            delay_ms = RESUME_DELAY_MS if resumes_at_once(exc) else backoff_ms(
+            if not resumed:
+                self._retries[run_id] = retries + 1
+            delay_ms = RESUME_DELAY_MS if resumed else backoff_ms(
                 retries,
                 min_ms=max(1, int(self.retry_backoff_s * 1000)),
                 max_ms=max(1, int(self.retry_backoff_max_s * 1000)),

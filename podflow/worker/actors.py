@@ -18,9 +18,10 @@ Runs of every priority band are served, in band order (:mod:`podflow.worker.band
 a scheduled run's message that comes before its start is put back until then.
 A delivery of another store's message is put back for that store's workers; a
 deferred one (the run's own message while an attempt that may be dead holds the
-run) is put back until the claim can tell (:mod:`podflow.worker.deliveries`). A
-run released because the worker stops is retried with ``dramatiq.Retry``, so
-Dramatiq logs no traceback for what is no error.
+run) is put back until the claim can tell (:mod:`podflow.worker.deliveries`). So
+is a run released without failing (the worker stops, or the soft time limit after
+new checkpoints): sent again at once, with no traceback for what is no error, and
+not counted among its message's retries.
 
 ``podflow worker`` runs ``dramatiq podflow.actors`` with PODFLOW_WORKER_PROCESSES
 processes of PODFLOW_CONCURRENCY threads (see ``podflow/cli/worker.py``). With
@@ -226,11 +227,12 @@ _RESUMED: tuple[type[BaseException], ...] = (*RESUMED, TimeLimitExceeded)
 def generate_podcast(run_id: str) -> dict[str, Any] | None:
     """Execute one delivery of ``run_id`` (see :class:`podflow.runner.Runner`).
 
-    Raises:
-      dramatiq.Retry: the run was released without failing (a shutdown, or the
-        soft time limit after new checkpoints): Dramatiq sends it again now,
-        not after the backoff the Retries middleware keeps for failures, and
-        the worker logs no traceback.
+    A run released without failing (a shutdown, or the soft time limit after new
+    checkpoints) is put back for its next attempt: sent again now (a stopping
+    worker's, after :data:`STOPPING_DELAY_S`), not after the backoff the Retries
+    middleware keeps for failures, with no traceback, and without counting as one
+    of the message's retries, which bound failures before a claim and set that
+    backoff: a run continued across many deploys is never dead-lettered for it.
     """
     message = CurrentMessage.get_current_message()
     if message is not None and resources.stopping.is_set():
@@ -247,9 +249,13 @@ def generate_podcast(run_id: str) -> dict[str, Any] | None:
         return None
     try:
         outcome = resources.runner().execute(run_id, message_id=None if message is None else message.message_id)
-    except _RESUMED as exc:  # released, and said so: a retry now, not an error with a traceback
-        why = SHUTDOWN_REASON if isinstance(exc, WorkerShutdown) else f"released ({type(exc).__name__}): resuming"
-        raise DramatiqRetry(f"run {run_id} {why}", delay=RESUME_DELAY_MS) from exc
+    except _RESUMED as exc:  # released, and said so by the runner: sent again, not failed
+        stopping = isinstance(exc, WorkerShutdown)
+        if message is None:  # no CurrentMessage middleware: Dramatiq's retry is the only way back
+            why = SHUTDOWN_REASON if stopping else f"released ({type(exc).__name__}): resuming"
+            raise DramatiqRetry(f"run {run_id} {why}", delay=RESUME_DELAY_MS) from exc
+        put_back(broker, message, delay_s=STOPPING_DELAY_S if stopping else RESUME_DELAY_MS / 1000)
+        return None
     if outcome.kind == "deferred" and message is not None and outcome.retry_in_s is not None:
         put_back(broker, message, delay_s=outcome.retry_in_s)
         return None

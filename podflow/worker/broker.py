@@ -110,7 +110,8 @@ def retry_when(retries: int, exc: BaseException) -> bool:
     """Dramatiq's ``retry_when``: podflow's policy (:func:`podflow.retry.should_retry`:
     transient failures and worker shutdowns, whose run was released first), plus
     Dramatiq's own connection errors, ``Shutdown`` and ``Retry`` (what the actor
-    raises for a released run, so the worker logs no traceback); at most
+    raises for a released run when it cannot put the message back itself: no
+    CurrentMessage middleware; the worker logs no traceback for it); at most
     :data:`~podflow.retry.MAX_MESSAGE_RETRIES` times."""
     dramatiqs_own = retries < MAX_MESSAGE_RETRIES and isinstance(exc, BrokerConnectionError | Shutdown | DramatiqRetry)
     return should_retry(retries, exc) or dramatiqs_own

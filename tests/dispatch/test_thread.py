@@ -154,6 +154,7 @@ def test_a_soft_time_limit_after_new_checkpoints_resumes_at_once_not_after_the_b
     pool = Pool(tmp_path, checkpointed_steps, soft_time_limit_s=0.5, retry_backoff_s=30, retry_backoff_max_s=60)
     try:
         executor = pool.executor()
+        executor.max_retries = 0  # a resume is none of the run's retries: it goes on all the same
         executor.start()
         run = submit(pool.store, executor, request("steps"), now=utcnow()).run
         done = pool.finished(run.run_id, timeout=5)  # a 30 s backoff would not make it
