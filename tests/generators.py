@@ -21,6 +21,7 @@ from pathlib import Path
 
 from podflow.errors import TransientGenerationError
 from podflow.generation.base import GenerationContext, GenerationRequest, GenerationResult
+from podflow.generation.keys import input_key
 
 STEP_S = 0.05
 
@@ -101,14 +102,24 @@ def broken(request: GenerationRequest, ctx: GenerationContext) -> GenerationResu
     raise ValueError("boom: the generator has a bug")
 
 
+def steps(
+    request: GenerationRequest, ctx: GenerationContext, count: int = 10, seconds: float = 0.3
+) -> GenerationResult:
+    """``count`` steps of ``seconds``, each a checkpoint (a later attempt reuses them)."""
+    _event(ctx, "start")
+    for step in range(count):
+        ctx.checkpoints.value(input_key("step", step), lambda: time.sleep(seconds), stage="steps")
+    return noop(request, ctx)
+
+
 def by_name(request: GenerationRequest, ctx: GenerationContext) -> GenerationResult:
-    """Dispatch on the episode name: ``noop``, ``flaky``, ``broken``, ``slow``,
+    """Dispatch on the episode name: ``noop``, ``flaky``, ``broken``, ``steps``, ``slow``,
     ``slow:<seconds>`` or ``slow:<seconds on attempt 1>,<seconds after>``."""
     name, _, arg = request.episode_name.partition(":")
     if name == "slow":
         durations = [float(s) for s in arg.split(",")] if arg else [None]  # type: ignore[list-item]
         return slow(request, ctx, durations[min(ctx.attempt, len(durations)) - 1])
-    return {"noop": noop, "flaky": flaky, "broken": broken}[name](request, ctx)
+    return {"noop": noop, "flaky": flaky, "broken": broken, "steps": steps}[name](request, ctx)
 
 
 def read_events(path: Path) -> list[dict[str, object]]:

@@ -162,6 +162,23 @@ def test_a_started_run_cancelled_stops_within_two_heartbeat_intervals_and_leaves
     assert stack.result(run)["outcome"] == "cancelled"
 
 
+def test_a_soft_time_limit_after_new_checkpoints_resumes_at_once_in_a_worker(redis_url: str, tmp_path: Path) -> None:
+    # a 30 s backoff would not make it in time: the released run's message is put back, due now
+    stack = start_stack(tmp_path, redis_url, PODFLOW_SOFT_TIME_LIMIT="1", PODFLOW_MAX_ATTEMPTS="5",
+                        PODFLOW_RETRY_BACKOFF="30", PODFLOW_RETRY_BACKOFF_MAX="60")  # fmt: skip
+    try:
+        run = stack.submit("steps")  # ten checkpointed steps of 0.3 s: an attempt's second holds three or more
+        done = stack.finished(run.run_id, timeout=15)
+        assert done.status is RunStatus.SUCCESS and done.attempt >= 2, done.error
+        assert [h.reason for h in done.history if h.attempt == 1][-1] == "released for retry: soft_time_limit"
+        steps = done.result.stages["steps"]
+        assert steps.computed + steps.reused == 10 and steps.reused >= 3
+        assert "Traceback" not in stack.worker.log()
+    finally:
+        stack.worker.stop()
+        stack.store.close()
+
+
 def test_a_duplicate_delivery_never_runs_the_generator_twice_nor_overwrites_a_finished_run(stack: Stack) -> None:
     run = stack.submit("slow:1.5")
     wait_for(lambda: stack.events(run.run_id, "start"), what="the generator to start")
