@@ -16,7 +16,7 @@ from typing import Any
 
 from .deletion import delete_ended, remove_files
 from .dispatch import Dispatcher
-from .dispatch.outbox import EnqueueMarks, deliver
+from .dispatch.outbox import EnqueueMarks, deliver, hand_over_at
 from .errors import (
     IdempotencyConflict,
     InvalidInput,
@@ -65,13 +65,16 @@ class Submission:
     ``created`` is False when an idempotency key returned an existing run
     (compare ``run.request_hash``). ``enqueued`` is False when the send failed:
     the run is PENDING in the outbox and ``error`` says why; the sweep sends it.
-    For an existing run it says whether a failed send is on record.
+    For an existing run it says whether a failed send is on record. ``held``: a
+    run scheduled beyond the schedule horizon, recorded but not sent yet (nothing
+    failed: ``enqueued`` is True); the sweep sends it the horizon before its start.
     """
 
     run: Run
     created: bool
     enqueued: bool
     error: str | None = None
+    held: bool = False
 
 
 def get_run(store: Store, run_id: str) -> Run:
@@ -181,6 +184,7 @@ def submit(
     marks: EnqueueMarks | None = None,
     webhooks: WebhookTargets = NO_WEBHOOKS,
     max_schedule_ahead_s: float | None = None,
+    schedule_horizon_s: float | None = None,
 ) -> Submission:
     """Validate, record and start a run: one insert (the run in the outbox, which
     also checks what it names), the send (overlapping the insert's disk flush,
@@ -190,7 +194,10 @@ def submit(
     confirms at once, so that a replay finds its hand-over done). Its completion
     webhook goes where ``webhooks`` says. A scheduled run (``start_at``) is sent
     now with a delay until then (the store keeps it PENDING; the sweep sends it
-    again if the broker loses it).
+    again if the broker loses it); one scheduled more than ``schedule_horizon_s``
+    ahead (PODFLOW_SCHEDULE_HORIZON; None: none is held) is only recorded, held in
+    the outbox until the horizon before its start, when the sweep sends it
+    (``held``; :func:`podflow.dispatch.outbox.hand_over_at`).
 
     An existing run with the same ``idempotency_key`` is returned untouched
     (``created=False``), even once its ``start_at`` has passed; the caller
@@ -207,9 +214,11 @@ def submit(
         return _existing(replayed)
     run = _new_run(dispatcher, request, webhooks, now=now, idempotency_key=idempotency_key, retry_of=retry_of)
     message_id = dispatcher.new_message_id()
-    run = run.model_copy(
-        update={"outbox_at": run.created_at, "message_id": message_id, "current_message_id": message_id}
-    )
+    outbox_at = hand_over_at(run.start_at, now=run.created_at, horizon_s=schedule_horizon_s)
+    run = run.model_copy(update={"outbox_at": outbox_at, "message_id": message_id, "current_message_id": message_id})
+    if outbox_at > run.created_at:  # held until its time: the insert is all, the sweep sends it
+        stored, created = _record(store, request, run)
+        return Submission(stored, created=True, enqueued=True, held=True) if created else _existing(stored)
     # the insert's disk flush overlaps the send; submit returns once both are done
     with store.deferred_sync():
         stored, created = _record(store, request, run)
@@ -257,18 +266,20 @@ def ensure_same_request(run: Run, request: RunRequest, *, retry_of: str | None =
     return run
 
 
-def in_flight(run: Run) -> bool:
+def in_flight(run: Run, *, now: datetime) -> bool:
     """Whether the request that made ``run`` may still be running: recorded and
-    asked to start, its hand-over to the broker neither confirmed nor failed."""
+    asked to start, its hand-over to the broker due (not held until its schedule)
+    and neither confirmed nor failed."""
     return (
         run.status is RunStatus.PENDING
         and run.outbox_at is not None
+        and run.outbox_at <= now
         and run.enqueued_at is None
         and run.enqueue_error is None
     )
 
 
-def replay(submission: Submission, request: RunRequest, *, retry_of: str | None = None) -> Run:
+def replay(submission: Submission, request: RunRequest, *, now: datetime, retry_of: str | None = None) -> Run:
     """The run an Idempotency-Key's earlier request made, for a request sent again.
 
     Raises:
@@ -276,7 +287,7 @@ def replay(submission: Submission, request: RunRequest, *, retry_of: str | None 
       RequestInFlight: the earlier request has not finished handing its run over.
     """
     run = ensure_same_request(submission.run, request, retry_of=retry_of)
-    if in_flight(run):
+    if in_flight(run, now=now):
         raise RequestInFlight(
             f"a request with Idempotency-Key {run.idempotency_key!r} is still in flight (run {run.run_id});"
             " try again shortly",
@@ -285,20 +296,25 @@ def replay(submission: Submission, request: RunRequest, *, retry_of: str | None 
     return run
 
 
-def start(store: Store, dispatcher: Dispatcher, run_id: str, *, now: datetime) -> Submission:
-    """Start a draft run.
+def start(
+    store: Store, dispatcher: Dispatcher, run_id: str, *, now: datetime, schedule_horizon_s: float | None = None
+) -> Submission:
+    """Start a draft run; one scheduled beyond ``schedule_horizon_s`` is held
+    until the horizon before its start, as by :func:`submit`.
 
     Raises:
       RunNotFound: no such run.
       InvalidTransition: the run is not PENDING, or its start was already requested.
     """
-    run = store.request_start(run_id, message_id=dispatcher.new_message_id(), now=now)
+    draft = get_run(store, run_id)  # its start_at (a draft's request never changes)
+    outbox_at = hand_over_at(draft.start_at, now=now, horizon_s=schedule_horizon_s)
+    run = store.request_start(run_id, message_id=dispatcher.new_message_id(), now=now, outbox_at=outbox_at)
     if run is None:
-        current = store.get_run(run_id)
-        if current is None:
-            raise RunNotFound(run_id)
+        current = get_run(store, run_id)
         why = f"run is {current.status}" if current.status != "PENDING" else "run was already started"
         raise InvalidTransition(f"cannot start: {why}", run_id=run_id, status=str(current.status))
+    if outbox_at > now:
+        return Submission(run, created=False, enqueued=True, held=True)
     error = _deliver(store, dispatcher, run, now=now)
     return Submission(run, created=False, enqueued=error is None, error=error)
 

@@ -34,6 +34,7 @@ from .webhooks.signing import is_webhook_secret
 from .webhooks.targets import WebhookTargets, host_allowed
 
 __all__ = [
+    "OUTBOX_GRACE_S",
     "OLD_SETTINGS",
     "OldSetting",
     "Settings",
@@ -59,6 +60,17 @@ _QUEUE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 
 #: the furthest a time setting may reach from now (a datetime cannot go much further)
 _HUNDRED_YEARS_S = 100 * 365 * 86400.0
+#: how long the sweep leaves a run in the outbox to the request still sending it
+#: (``SweepPolicy.outbox_grace_s``); a run held until its schedule waits this much more
+OUTBOX_GRACE_S = 10.0
+#: PODFLOW_SCHEDULE_HORIZON unless a long sweep interval needs more
+DEFAULT_SCHEDULE_HORIZON_S = 3600.0
+
+
+def _shortest_horizon_s(sweep_interval_s: float) -> float:
+    """The shortest schedule horizon in which a sweep always sends a held run before
+    its start: two intervals (one sweep may be skipped) and the outbox grace."""
+    return 2 * sweep_interval_s + OUTBOX_GRACE_S
 
 
 def _var(name: str, *, default: Any, description: str, **kw: Any) -> Any:
@@ -193,6 +205,15 @@ class Settings(BaseSettings):
         default=300.0,
         gt=0,
         description="seconds between sweeps of the scheduler",
+    )
+    schedule_horizon_s: float = _var(
+        "PODFLOW_SCHEDULE_HORIZON",
+        default=None,  # 3600, or more after a long sweep interval: _default_horizon
+        validate_default=True,
+        gt=0,
+        le=_HUNDRED_YEARS_S,
+        description="a run scheduled further ahead stays in the store until this many seconds before its start,"
+        " when the sweep sends it (default 3600, at least twice PODFLOW_SWEEP_INTERVAL plus 10 s)",
     )
     retry_backoff_s: float = _var(
         "PODFLOW_RETRY_BACKOFF",
@@ -434,6 +455,17 @@ class Settings(BaseSettings):
             raise ValueError(f"a duration of at most 100 years ({_HUNDRED_YEARS_S:.0f} s)")
         return value
 
+    @field_validator("schedule_horizon_s", mode="before")
+    @classmethod
+    def _default_horizon(cls, value: Any, info: ValidationInfo) -> Any:
+        """Unset: an hour, or the shortest horizon PODFLOW_SWEEP_INTERVAL allows if
+        that is longer (a long interval set before the horizon existed still starts)."""
+        if value is not None:
+            return value
+        interval_s = info.data.get("sweep_interval_s")  # absent if it was refused
+        shortest_s = 0.0 if interval_s is None else _shortest_horizon_s(interval_s)
+        return max(DEFAULT_SCHEDULE_HORIZON_S, shortest_s)
+
     @field_validator("worker_metrics_port", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
@@ -539,6 +571,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "PODFLOW_HEARTBEAT_TIMEOUT must be greater than PODFLOW_HEARTBEAT_INTERVAL "
                 f"(got {self.heartbeat_timeout_s:g} <= {self.heartbeat_interval_s:g})"
+            )
+        if self.schedule_horizon_s < _shortest_horizon_s(self.sweep_interval_s):
+            raise ValueError(
+                "PODFLOW_SCHEDULE_HORIZON must be at least twice PODFLOW_SWEEP_INTERVAL plus "
+                f"{OUTBOX_GRACE_S:g} s, so that a sweep sends a scheduled run before it is due "
+                f"(got {self.schedule_horizon_s:g} < 2 x {self.sweep_interval_s:g} + {OUTBOX_GRACE_S:g})"
             )
         if self.webhook_url and not host_allowed(self.webhook_url, self.webhook_hosts):
             raise ValueError("PODFLOW_WEBHOOK_URL names a host that PODFLOW_WEBHOOK_ALLOWED_HOSTS does not allow")

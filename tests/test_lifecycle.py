@@ -173,3 +173,27 @@ def test_a_retry_keeps_the_priority_but_not_the_start() -> None:
     run = Run.new(make_request(priority="low", start_at=at(60)), now=T0)
     assert (run.priority, run.start_at) == ("low", at(60))
     assert (run.request.priority, run.request.start_at) == ("low", None)
+
+
+def test_a_run_scheduled_beyond_the_horizon_is_held_in_the_store_not_sent(store: Store) -> None:
+    dispatcher = FakeDispatcher(store=seed(store))
+    far = request().model_copy(update={"start_at": at(7200)})
+    held = submit(store, dispatcher, far, now=T0, idempotency_key="key-far", schedule_horizon_s=3600)
+    assert held.created and held.held and held.enqueued and held.error is None
+    assert dispatcher.sent == []  # the sweep sends it at the horizon before its start
+    stored = store.get_run(held.run.run_id)
+    assert (stored.outbox_at, stored.enqueued_at, stored.current_message_id) == (at(3600), None, "msg-1")
+    # a replay of its request is answered at once: held by the store is no request in flight
+    again = submit(store, dispatcher, far, now=at(5), idempotency_key="key-far", schedule_horizon_s=3600)
+    assert lifecycle.replay(again, far, now=at(5)).run_id == held.run.run_id
+    # within the horizon it is sent at once, delayed until its start
+    within = request().model_copy(update={"start_at": at(600)})
+    soon = submit(store, dispatcher, within, now=T0, schedule_horizon_s=3600)
+    assert not soon.held and [run_id for run_id, _ in dispatcher.sent] == [soon.run.run_id]
+    assert dispatcher.timings == [("normal", at(600))]
+    # a draft scheduled that far is held once started, the same way
+    draft, _ = create(store, dispatcher, far, now=T0)
+    started = start(store, dispatcher, draft.run_id, now=at(1), schedule_horizon_s=3600)
+    assert started.held and store.get_run(draft.run_id).outbox_at == at(3600) and len(dispatcher.sent) == 1
+    with pytest.raises(InvalidTransition, match="already started"):
+        start(store, dispatcher, draft.run_id, now=at(2), schedule_horizon_s=3600)

@@ -7,6 +7,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def scheduled(name: str, seconds: float) -> RunRequest:
 
 
 @contextmanager
-def sweeping(store: SqliteStore, dispatcher: QueueDispatcher, interval_s: float = 0.5) -> Iterator[None]:
+def sweeping(
+    store: SqliteStore, dispatcher: QueueDispatcher, interval_s: float = 0.5, policy: SweepPolicy = POLICY
+) -> Iterator[None]:
     """The scheduler's sweep in a thread, every ``interval_s`` (a broker down for a
     moment only fails that sweep)."""
     stop = threading.Event()
@@ -44,7 +47,7 @@ def sweeping(store: SqliteStore, dispatcher: QueueDispatcher, interval_s: float 
     def loop() -> None:
         while not stop.wait(interval_s):
             with contextlib.suppress(Exception):  # the broker restarting: the next sweep
-                sweep(store, now=utcnow(), policy=POLICY, dispatcher=dispatcher)
+                sweep(store, now=utcnow(), policy=policy, dispatcher=dispatcher)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -104,6 +107,33 @@ def test_a_scheduled_run_cancelled_before_its_time_never_starts(redis_url: str, 
         wait_for(lambda: f"run {run.run_id}: skipped" in worker.log(), timeout=10, what="the delivery skipped")
         revoked = store.get_run(run.run_id)
         assert revoked is not None and revoked.status is RunStatus.REVOKED and revoked.started_at is None
+    finally:
+        worker.stop()
+        close_broker(broker)
+        store.close()
+
+
+def test_runs_scheduled_beyond_the_horizon_never_hold_up_a_sooner_one(redis_url: str, tmp_path: Path) -> None:
+    # the worker holds two delayed messages at most: had the far runs been sent, they would fill it for an hour
+    env = worker_env(data_dir=tmp_path, broker_url=redis_url, dramatiq_delay_queue_prefetch="2")
+    settings = load_settings(env_file=None, broker_url=redis_url, data_dir=tmp_path)
+    store = seed(SqliteStore(tmp_path / "podflow.sqlite3"))
+    broker = build_broker(settings, role="test")
+    dispatcher = QueueDispatcher(broker=broker)
+    horizon_s = 2.0
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        with sweeping(store, dispatcher, policy=replace(POLICY, schedule_horizon_s=horizon_s)):
+            far = [submit(store, dispatcher, scheduled("noop", 3600), now=utcnow(), schedule_horizon_s=horizon_s)
+                   for _ in range(4)]  # fmt: skip
+            soon = submit(store, dispatcher, scheduled("noop", 3), now=utcnow(), schedule_horizon_s=horizon_s)
+            assert all(s.held for s in far) and soon.held  # all in the store; the sweep sends the soon one
+            done = finished(store, soon.run.run_id, timeout=20)
+        assert done.status is RunStatus.SUCCESS, worker.log()
+        assert soon.run.start_at is not None and done.started_at is not None
+        assert soon.run.start_at <= done.started_at < soon.run.start_at + timedelta(seconds=2)  # on time
+        assert broker.client.hlen(f"{broker.namespace}:podcast.DQ.msgs") == 0  # the far ones were never sent
+        assert all(store.get_run(s.run.run_id).status is RunStatus.PENDING for s in far)
     finally:
         worker.stop()
         close_broker(broker)

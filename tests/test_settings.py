@@ -56,6 +56,7 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path, monkeypa
         ("MONGODB_URI", "postgres://x", "MONGODB_URI='postgres://x': must be empty or start with mongodb://"),
         ("PODFLOW_TIME_LIMIT", "60", "PODFLOW_TIME_LIMIT must be greater than PODFLOW_SOFT_TIME_LIMIT"),
         ("PODFLOW_HEARTBEAT_TIMEOUT", "5", "PODFLOW_HEARTBEAT_TIMEOUT must be greater than PODFLOW_HEARTBEAT_INTERVAL"),
+        ("PODFLOW_SCHEDULE_HORIZON", "300", "PODFLOW_SCHEDULE_HORIZON must be at least twice PODFLOW_SWEEP_INTERVAL"),
         ("PODFLOW_GENERATOR", "not a ref", "PODFLOW_GENERATOR='not a ref': must look like package.module:callable"),
         ("PODFLOW_LLM", "gpt", "PODFLOW_LLM='gpt': input should be 'none' or 'openai'"),
         ("PODFLOW_TTS", "say", "PODFLOW_TTS='say': input should be 'espeak', 'openai' or 'none'"),
@@ -289,3 +290,16 @@ def test_how_far_ahead_a_run_may_be_scheduled_defaults_to_30_days_and_is_read_in
     assert load_settings(None).max_schedule_ahead_s == 30 * 86400
     monkeypatch.setenv("PODFLOW_MAX_SCHEDULE_AHEAD", "3600")
     assert load_settings(None).max_schedule_ahead_s == 3600
+
+
+def test_the_schedule_horizon_defaults_to_an_hour_or_what_a_long_sweep_interval_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(None).schedule_horizon_s == 3600
+    monkeypatch.setenv("PODFLOW_SWEEP_INTERVAL", "3600")  # set before the horizon existed: still starts
+    assert load_settings(None).schedule_horizon_s == 2 * 3600 + 10
+    monkeypatch.setenv("PODFLOW_SCHEDULE_HORIZON", "7300")
+    assert load_settings(None).schedule_horizon_s == 7300
+    monkeypatch.setenv("PODFLOW_SCHEDULE_HORIZON", "3600")  # set, and too short for the interval
+    with pytest.raises(ConfigError, match="PODFLOW_SCHEDULE_HORIZON must be at least twice PODFLOW_SWEEP_INTERVAL"):
+        load_settings(None)

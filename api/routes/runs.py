@@ -63,7 +63,7 @@ def _accepted(request: Request, submission: Submission) -> Response:
 
 
 def _replayed(request: Request, submission: Submission, body: RunRequest, *, retry_of: str | None = None) -> Response:
-    run = lifecycle.replay(submission, body, retry_of=retry_of)
+    run = lifecycle.replay(submission, body, now=services(request).clock(), retry_of=retry_of)
     return respond(SubmitResponse.of(run, request), 200, _located(request, run.run_id))
 
 
@@ -100,6 +100,7 @@ def generate(request: Request, body: RunRequest) -> Response:
         marks=api.marks,
         webhooks=api.settings.webhook_targets,
         max_schedule_ahead_s=api.settings.max_schedule_ahead_s,
+        schedule_horizon_s=api.settings.schedule_horizon_s,
     )
     if not submission.created:
         return _replayed(request, submission, body)
@@ -139,7 +140,10 @@ def start_run(request: Request, run_id: str) -> Response:
     when the broker is down (the sweep enqueues it later).
     """
     api = services(request)
-    return _accepted(request, lifecycle.start(api.store, api.dispatcher, run_id, now=api.clock()))
+    horizon_s = api.settings.schedule_horizon_s
+    return _accepted(
+        request, lifecycle.start(api.store, api.dispatcher, run_id, now=api.clock(), schedule_horizon_s=horizon_s)
+    )
 
 
 @routes.get("/api/podcast/runs", {200: RunList}, query=RunListQuery)

@@ -20,6 +20,13 @@ moment later. A non-durable one (thread mode's in-memory queue,
 :class:`OutboxDispatcher`) leaves it in place until a claim clears it: a
 restart finds the run.
 
+A run scheduled further ahead than the schedule horizon (PODFLOW_SCHEDULE_HORIZON)
+is not sent at all at first: its ``outbox_at`` is set to the horizon before its
+start (:func:`hand_over_at`), and the sweep's outbox rule, which only looks at
+runs whose ``outbox_at`` has passed, sends it then, delayed until its start. So
+the broker (whose Redis consumers hold every delayed message in a worker's
+memory, a bounded number per queue) only ever holds the next horizon's worth.
+
 Either way a confirmation may never be written (the process dies first, the
 store refuses it): the run is then still in the outbox, where the sweep finds
 it after PODFLOW_OUTBOX_GRACE and marks it if the broker holds its message, or
@@ -41,10 +48,10 @@ from ..errors import BrokerUnavailable, StoreError
 from ..logs import run_fields
 from ..models import Mode, Priority, RunRef
 from ..store.base import Store
-from ..timeutil import utcnow
+from ..timeutil import seconds, utcnow
 from . import Dispatcher
 
-__all__ = ["EnqueueMarks", "OutboxDispatcher", "Resent", "deliver", "resend"]
+__all__ = ["EnqueueMarks", "OutboxDispatcher", "Resent", "deliver", "hand_over_at", "resend"]
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +172,15 @@ def _mark(store: Store, sent: dict[str, str | None], *, now: datetime) -> int:
         return 0
 
 
+def hand_over_at(start_at: datetime | None, *, now: datetime, horizon_s: float | None) -> datetime:
+    """When a run starting at ``start_at`` goes to the broker (its ``outbox_at``):
+    ``now``, or, scheduled more than ``horizon_s`` ahead, ``horizon_s`` before its
+    start (the sweep sends it then). None ``horizon_s``: always now."""
+    if start_at is None or horizon_s is None:
+        return now
+    return max(now, start_at - seconds(horizon_s))
+
+
 def deliver(
     store: Store,
     dispatcher: Dispatcher,
@@ -203,22 +219,29 @@ def deliver(
 
 
 #: what became of a :func:`resend`
-Resent = Literal["sent", "unsent", "gone"]
+Resent = Literal["sent", "unsent", "held", "gone"]
 
 
-def resend(store: Store, dispatcher: Dispatcher, ref: RunRef, *, now: datetime, reason: str) -> Resent:
+def resend(
+    store: Store, dispatcher: Dispatcher, ref: RunRef, *, now: datetime, reason: str, horizon_s: float | None = None
+) -> Resent:
     """Send a run whose message is gone again, under a new message id recorded
     first (``Store.redispatch``, with ``reason`` in its history), in its own band
     and, scheduled, still delayed until its start: ``sent``;
     ``unsent`` when the broker refused it (the run waits in the outbox, or for the
-    next sweep); ``gone`` when the run no longer waits for a message (claimed,
-    ended or deleted meanwhile), and nothing was sent.
+    next sweep); ``held`` when it is scheduled further ahead than ``horizon_s``:
+    recorded in the outbox until then (:func:`hand_over_at`), nothing sent;
+    ``gone`` when the run no longer waits for a message (claimed, ended or deleted
+    meanwhile), and nothing was sent.
 
     Raises:
       StoreUnavailable: nothing was recorded or sent.
     """
     message_id = dispatcher.new_message_id()
-    if not store.redispatch(ref.run_id, message_id=message_id, now=now, reason=reason):
+    outbox_at = hand_over_at(ref.start_at, now=now, horizon_s=horizon_s)
+    if not store.redispatch(ref.run_id, message_id=message_id, now=now, reason=reason, outbox_at=outbox_at):
         return "gone"
+    if outbox_at > now:
+        return "held"
     sent = deliver(store, dispatcher, ref.run_id, message_id, now=now, priority=ref.priority, start_at=ref.start_at)
     return "sent" if sent is None else "unsent"

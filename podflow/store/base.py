@@ -415,10 +415,13 @@ class Store(Protocol):
         ``POST /runs`` and never started do not count)."""
 
     # -- dispatch bookkeeping (transactional outbox) ------------------------------
-    def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
-        """PENDING and never requested → ``outbox_at = now`` (and ``message_id``
-        if the run has none). None if the run is absent, not PENDING, or its
-        start was already requested."""
+    def request_start(
+        self, run_id: str, *, message_id: str | None, now: datetime, outbox_at: datetime | None = None
+    ) -> Run | None:
+        """PENDING and never requested → ``outbox_at`` (``now`` if None; later for a
+        run held until its schedule, :func:`podflow.dispatch.outbox.hand_over_at`)
+        and ``message_id`` if the run has none. None if the run is absent, not
+        PENDING, or its start was already requested."""
 
     def mark_enqueued(self, run_id: str, *, now: datetime) -> bool:
         """The message is with the broker: ``enqueued_at = now``, outbox cleared."""
@@ -545,10 +548,12 @@ class Store(Protocol):
         that time as ``waiting_since``. In (waiting_since, run_id) order strictly after
         ``after`` (the last ref's), for paging, on the status's partial sweep index."""
 
-    def redispatch(self, run_id: str, *, message_id: str | None, now: datetime, reason: str) -> bool:
+    def redispatch(
+        self, run_id: str, *, message_id: str | None, now: datetime, reason: str, outbox_at: datetime | None = None
+    ) -> bool:
         """A run waiting for its message (PENDING out of the outbox, or STARTED
         released) gets a new current message, ``message_id``, and is back in the
-        outbox (``outbox_at = now``; ``enqueued_at`` is set again when the send is
+        outbox (``outbox_at``, ``now`` if None; ``enqueued_at`` is set again when the send is
         confirmed); ``reason`` goes in its history. Recorded before the message is
         sent. False if the run is no longer waiting (claimed, ended, deleted)."""
 

@@ -168,8 +168,10 @@ class WriteStore(ABC):
         write = t.RELEASE if counted else t.RELEASE_STOPPED
         return self._write_one(write, {**args, "reason": reason}) is not None
 
-    def redispatch(self, run_id: str, *, message_id: str | None, now: datetime, reason: str) -> bool:
-        args = {"run_id": run_id, "message_id": message_id, "now": now, "reason": reason}
+    def redispatch(
+        self, run_id: str, *, message_id: str | None, now: datetime, reason: str, outbox_at: datetime | None = None
+    ) -> bool:
+        args = {"run_id": run_id, "message_id": message_id, "now": now, "reason": reason, "outbox_at": outbox_at or now}
         return self._write_one(t.REDISPATCH, args) is not None
 
     def finish(

@@ -395,7 +395,7 @@ REDISPATCH = Write(
     # set again when the send is confirmed, so expiry counts from the new message
     sets={
         "current_message_id": Param("message_id"),
-        "outbox_at": _NOW,
+        "outbox_at": Param("outbox_at", "time"),  # now, or later for a run held until its schedule
         "enqueued_at": Lit(None),
         "enqueue_error": Lit(None),
         "updated_at": _NOW,

@@ -16,14 +16,18 @@ its cost follows the number of matching runs:
 4. ``enqueued``     PENDING, start requested more than ``outbox_grace_s`` ago and
    never confirmed (the broker was down, or the API died between insert and
    send) → sent and marked enqueued; only marked if the broker already holds its
-   message. The grace keeps the sweep from racing a submit that is still sending;
+   message. The grace keeps the sweep from racing a submit that is still sending.
+   A run scheduled beyond PODFLOW_SCHEDULE_HORIZON waits here by design: its
+   ``outbox_at`` is the horizon before its start, so this rule sends it then,
+   delayed until its start (:func:`~podflow.dispatch.outbox.hand_over_at`);
 5. ``requeued``     waiting for its message -- PENDING and enqueued, or STARTED
    and released, for longer than PODFLOW_HEARTBEAT_TIMEOUT, or released by rule 3
    just now -- while the broker holds that message nowhere (not ready, not
    delayed for a retry, not fetched by a live or dead worker: Redis restarted
    without persistence, a flushed or dead-lettered message) → sent again under
    a new message id, recorded first (history ``re-sent: ...``), on its own
-   band's queue and, scheduled, still delayed until its start. Decided per run,
+   band's queue and, scheduled, still delayed until its start (or, scheduled
+   beyond the horizon, put back in the outbox for rule 4). Decided per run,
    whatever else is queued, with one broker read per sweep
    (:meth:`~podflow.dispatch.Dispatcher.missing`). A run whose message is still
    held is left alone however long it waits: a backlog is not a loss, and a
@@ -82,6 +86,7 @@ from ..dispatch.outbox import deliver, resend
 from ..errors import BrokerUnavailable
 from ..models import ErrorInfo, RunRef
 from ..paths import checkpoint_runs
+from ..settings import OUTBOX_GRACE_S
 from ..states import RunStatus
 from ..store.base import DEFAULT_BATCH, Store
 from ..timeutil import seconds
@@ -120,8 +125,11 @@ class SweepPolicy:
     time_limit_s: float
     pending_timeout_s: float
     #: a run in the outbox younger than this may still be being sent by its submitter
-    outbox_grace_s: float = 10.0
+    outbox_grace_s: float = OUTBOX_GRACE_S
     batch: int = DEFAULT_BATCH
+    #: PODFLOW_SCHEDULE_HORIZON: a lost message of a run scheduled further ahead is not
+    #: re-sent, but recorded in the outbox until then (None: always re-sent at once)
+    schedule_horizon_s: float | None = None
     #: PODFLOW_DATA_DIR, where the checkpoints are (None: the checkpoints rule does nothing)
     data_dir: Path | None = None
     #: PODFLOW_CHECKPOINT_TTL: how long a FAILURE or REVOKED run's checkpoints stay
@@ -139,6 +147,7 @@ class SweepPolicy:
             "data_dir": settings.data_dir,
             "checkpoint_ttl_s": settings.checkpoint_ttl_s,
             "retention_s": settings.retention_days * 86400.0,
+            "schedule_horizon_s": settings.schedule_horizon_s,
             **overrides,
         }
         return cls(**values)  # type: ignore[arg-type]
@@ -318,11 +327,11 @@ def _resend_lost(
     for ref in candidates.values():
         if ref.run_id not in missing:
             continue  # still held: ready, delayed or fetched; its delivery comes
-        outcome = resend(store, dispatcher, ref, now=now, reason=RESENT_REASON)
+        outcome = resend(store, dispatcher, ref, now=now, reason=RESENT_REASON, horizon_s=policy.schedule_horizon_s)
         if outcome == "unsent":  # recorded, in the outbox: the next sweep sends it
             report.send_errors += 1
             return False
-        if outcome == "sent":
+        if outcome in ("sent", "held"):  # held: in the outbox again, which sends it before its start
             log.debug("run %s: re-sent: the broker no longer held message %s", ref.run_id, ref.current_message_id)
             report.requeued += 1
     return True

@@ -80,8 +80,13 @@ def test_a_scheduled_high_priority_run_is_pending_and_shows_both(api: Api) -> No
     assert (run["status"], run["priority"], when(run["start_at"])) == ("PENDING", "high", start_at)
     listed = api.client.get("/api/podcast/runs").json()["runs"]
     assert [(r["priority"], when(r["start_at"])) for r in listed] == [("high", start_at)]
-    broker = api.app.state.podflow.broker  # held in the high band's delay queue until then
-    assert broker.client.hlen(f"{broker.namespace}:podcast.high.DQ.msgs") == 1
+    broker = api.app.state.podflow.broker  # three hours ahead: beyond the horizon, held by the store, not sent
+    delayed = f"{broker.namespace}:podcast.high.DQ.msgs"
+    assert broker.client.hlen(delayed) == 0
+    assert api.app.state.podflow.store.get_run(run["run_id"]).outbox_at == start_at - timedelta(hours=1)
+    soon = {**body, "start_at": (utcnow() + timedelta(minutes=30)).isoformat()}  # within it: sent, delayed
+    assert api.client.post("/api/podcast/generate", json=soon).status_code == 202
+    assert broker.client.hlen(delayed) == 1
     # a draft may be scheduled too, and is checked the same way
     late = api.client.post("/api/podcast/runs", json={**api.request(), "start_at": "2020-01-01T00:00:00Z"})
     assert error(late, 422, "validation_error")["details"][0]["field"] == "start_at"

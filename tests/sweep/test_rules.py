@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,30 @@ def test_the_sweeps_sends_keep_each_runs_band_and_scheduled_start(store: Store) 
     assert (report.enqueued, report.requeued) == (1, 1)
     sent = dict(zip((run for run, _ in dispatcher.sent), dispatcher.timings, strict=True))
     assert sent == {outboxed: ("low", start), lost: ("high", start)}  # still delayed until its start
+
+
+def test_a_run_held_until_its_schedule_is_sent_at_the_horizon_before_its_start(store: Store) -> None:
+    policy = replace(POLICY, schedule_horizon_s=3600)
+    start = at(7200)
+    held = add(store, outbox_at=at(3600), message_id="h", current_message_id="h", start_at=start)  # as submit holds it
+    dispatcher = FakeDispatcher()
+    assert sweep(store, now=at(3000), policy=policy, dispatcher=dispatcher).enqueued == 0 and dispatcher.sent == []
+    report = sweep(store, now=at(3611), policy=policy, dispatcher=dispatcher)  # the horizon, plus the grace
+    assert report.enqueued == 1 and dispatcher.sent == [(held, "h")] and dispatcher.timings == [("normal", start)]
+    assert store.get_run(held).enqueued_at == at(3611)
+
+
+def test_a_lost_message_of_a_run_scheduled_beyond_the_horizon_goes_back_to_the_outbox(store: Store) -> None:
+    policy = replace(POLICY, schedule_horizon_s=3600)
+    start = at(30 * 86400)  # sent before the upgrade that brought the horizon, or a horizon since shortened
+    lost = add(store, enqueued_at=T0, message_id="l", current_message_id="l", start_at=start)
+    dispatcher = FakeDispatcher()
+    report = sweep(store, now=at(120), policy=policy, dispatcher=dispatcher)
+    assert report.requeued == 1 and dispatcher.sent == []  # recorded under a new id, not sent
+    run = store.get_run(lost)
+    assert (run.outbox_at, run.enqueued_at) == (start - timedelta(seconds=3600), None)
+    assert run.current_message_id != "l" and run.history[-1].reason == RESENT_REASON
+    assert sweep(store, now=at(240), policy=policy, dispatcher=dispatcher).requeued == 0  # held: not lost again
 
 
 def test_a_lost_run_is_never_failed_as_expired(store: Store) -> None:

@@ -274,9 +274,11 @@ class MongoRuns(MongoConnection, WriteStore):
 
     # -- dispatch bookkeeping ---------------------------------------------------------
     @guarded
-    def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
+    def request_start(
+        self, run_id: str, *, message_id: str | None, now: datetime, outbox_at: datetime | None = None
+    ) -> Run | None:
         startable = {"run_id": run_id, "status": str(RunStatus.PENDING), "outbox_at": None, "enqueued_at": None}
-        stamp = {"outbox_at": now, "updated_at": now}
+        stamp = {"outbox_at": outbox_at or now, "updated_at": now}
         # Keep a message id the run already has (compare-and-set on it); else take the caller's.
         for _ in range(_CAS_ROUNDS):
             read = self.runs.find_one(startable, {"_id": 0, "message_id": 1})

@@ -190,14 +190,16 @@ class PostgresRuns(PostgresConnection, WriteStore):
 
     # -- dispatch bookkeeping ---------------------------------------------------------
     @guarded
-    def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
+    def request_start(
+        self, run_id: str, *, message_id: str | None, now: datetime, outbox_at: datetime | None = None
+    ) -> Run | None:
         row = self._one(
-            "UPDATE runs SET outbox_at = %(now)s, updated_at = %(now)s,"
+            "UPDATE runs SET outbox_at = %(outbox_at)s, updated_at = %(now)s,"
             " message_id = coalesce(message_id, %(message_id)s),"
             " current_message_id = coalesce(message_id, %(message_id)s)"
             " WHERE run_id = %(run_id)s AND status = 'PENDING' AND outbox_at IS NULL AND enqueued_at IS NULL"
             f" RETURNING {RUN_COLUMNS}",
-            {"now": now, "message_id": message_id, "run_id": run_id},
+            {"now": now, "outbox_at": outbox_at or now, "message_id": message_id, "run_id": run_id},
         )
         return None if row is None else run_of(row)
 

@@ -202,17 +202,19 @@ class SqliteRuns(SqliteConnection, WriteStore):
     # -- dispatch bookkeeping ---------------------------------------------------------
     @guarded
     @writes(durable=True)
-    def request_start(self, run_id: str, *, message_id: str | None, now: datetime) -> Run | None:
+    def request_start(
+        self, run_id: str, *, message_id: str | None, now: datetime, outbox_at: datetime | None = None
+    ) -> Run | None:
         row = (
             self._conn()
             .execute(
-                "UPDATE runs SET outbox_at = :now, updated_at = :now,"
+                "UPDATE runs SET outbox_at = :outbox_at, updated_at = :now,"
                 " message_id = coalesce(message_id, :message_id),"
                 " current_message_id = coalesce(message_id, :message_id)"
                 " WHERE run_id = :run_id AND status = 'PENDING'"
                 " AND outbox_at IS NULL AND enqueued_at IS NULL"
                 f" RETURNING {RUN_COLUMNS}",
-                {"now": to_ms(now), "message_id": message_id, "run_id": run_id},
+                {"now": to_ms(now), "outbox_at": to_ms(outbox_at or now), "message_id": message_id, "run_id": run_id},
             )
             .fetchone()
         )
