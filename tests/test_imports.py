@@ -1,8 +1,8 @@
 """What a worker imports at start: nothing it does not need (issue 18, memory).
 
 ``dramatiq podflow.actors`` on the SQLite store with the providers off must not
-load the provider SDK, the HTTP API's stack, the other stores' drivers nor
-Markdown parsing: each loads with its first use instead (a provider call, a
+load the provider SDK, the HTTP API's stack, the other stores' drivers, the
+other broker's client nor Markdown parsing: each loads with its first use instead (a provider call, a
 Markdown source, ``PODFLOW_STORE_URL``). Checked in a fresh interpreter, as a
 worker starts.
 """
@@ -33,6 +33,7 @@ HEAVY = (
     "psycopg_pool",
     "mongomock",
     "prometheus_client",  # /metrics is the API's, the worker's exporter loads it on demand
+    "pika",  # RabbitMQ's client: a Redis worker never meets its errors (podflow.retry.connection_errors)
 )
 
 
