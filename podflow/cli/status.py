@@ -209,5 +209,5 @@ def _render_store(store: dict[str, Any]) -> list[str]:
     if age is None:
         lines.append("  oldest PENDING: none")
     else:
-        lines.append(f"  oldest PENDING: {duration(age)} old (created {store['oldest_pending_created_at']})")
+        lines.append(f"  oldest PENDING: waiting {duration(age)} (due since {store['oldest_pending_due_at']})")
     return lines

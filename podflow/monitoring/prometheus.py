@@ -14,8 +14,9 @@ the whole cluster's totals without scraping any worker.
 metric                                      type       labels                  meaning
 ==========================================  =========  ======================  ==============================
 podflow_runs                                gauge      status                  runs in the store now
-podflow_oldest_pending_run_age_seconds      gauge                              oldest PENDING run asked to
-                                                                               start (0: none)
+podflow_oldest_pending_run_age_seconds      gauge                              the longest a due PENDING run
+                                                                               has waited (a scheduled one
+                                                                               from its start_at; 0: none)
 podflow_runs_created_total                  counter                            runs ever created
 podflow_runs_finished_total                 counter    status                  runs that reached SUCCESS,
                                                                                FAILURE or REVOKED
@@ -112,7 +113,8 @@ class PodflowCollector(Collector):
         yield by_status
         yield GaugeMetricFamily(
             "podflow_oldest_pending_run_age_seconds",
-            "Age of the oldest PENDING run asked to start (0 when there is none)",
+            "How long the PENDING run that has waited longest has been due: since its submit,"
+            " or a scheduled run since its start_at (0 when there is none)",
             value=runs.oldest_pending_age_s or 0.0,
         )
         yield from _run_counters(stats)

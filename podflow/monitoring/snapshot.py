@@ -121,26 +121,28 @@ class BrokerStatus:
 
 @dataclass(frozen=True, slots=True)
 class StoreStatus:
-    """Runs by status and the age of the oldest PENDING run asked to start."""
+    """Runs by status, and how long the PENDING run that has waited longest has been
+    due (``Store.oldest_due_pending_at``: a scheduled run waits from its start_at,
+    so runs scheduled ahead raise no "stuck" alert)."""
 
     runs: dict[str, int]
-    oldest_pending_created_at: datetime | None
+    oldest_pending_due_at: datetime | None
     oldest_pending_age_s: float | None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        created = self.oldest_pending_created_at
-        data["oldest_pending_created_at"] = created.isoformat() if created else None
+        due = self.oldest_pending_due_at
+        data["oldest_pending_due_at"] = due.isoformat() if due else None
         return data
 
 
 def inspect_store(store: Store, *, now: datetime) -> StoreStatus:
     """Raises: StoreUnavailable."""
     counts = store.count_by_status()
-    oldest = store.oldest_pending_created_at()
+    oldest = store.oldest_due_pending_at(now=now)
     return StoreStatus(
         runs={str(status): counts.get(status, 0) for status in RunStatus},
-        oldest_pending_created_at=oldest,
+        oldest_pending_due_at=oldest,
         oldest_pending_age_s=None if oldest is None else max(0.0, (now - oldest).total_seconds()),
     )
 

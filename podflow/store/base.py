@@ -410,9 +410,11 @@ class Store(Protocol):
 
     def count_by_status(self) -> dict[RunStatus, int]: ...
 
-    def oldest_pending_created_at(self) -> datetime | None:
-        """created_at of the oldest PENDING run asked to start (drafts made with
-        ``POST /runs`` and never started do not count)."""
+    def oldest_due_pending_at(self, *, now: datetime) -> datetime | None:
+        """When the PENDING run asked to start that has waited longest became due:
+        its ``created_at``, or a scheduled run's ``start_at``. A run scheduled for
+        after ``now`` is not waiting yet, and drafts made with ``POST /runs`` and
+        never started do not count. Reads the PENDING runs asked to start (a backlog), not the table."""
 
     # -- dispatch bookkeeping (transactional outbox) ------------------------------
     def request_start(

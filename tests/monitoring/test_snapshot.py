@@ -106,8 +106,11 @@ def test_the_store_reports_runs_by_status_and_the_oldest_pending_age(store: Stor
     store.claim(started.run_id, now=at(21))
     status = inspect_store(store, now=at(70))
     assert status.runs == {"PENDING": 2, "STARTED": 1, "SUCCESS": 0, "FAILURE": 0, "REVOKED": 0}
-    assert status.oldest_pending_created_at == at(10) and status.oldest_pending_age_s == 60
-    assert status.as_dict()["oldest_pending_created_at"] == at(10).isoformat()
+    assert status.oldest_pending_due_at == at(10) and status.oldest_pending_age_s == 60
+    assert status.as_dict()["oldest_pending_due_at"] == at(10).isoformat()
+    ahead = Run.new(request(), now=at(5)).model_copy(update={"outbox_at": at(5), "start_at": at(86400)})
+    store.create_run(ahead)  # scheduled for tomorrow: no run waits longer for it
+    assert inspect_store(store, now=at(70)).oldest_pending_age_s == 60
     assert list(status.runs) == [str(s) for s in RunStatus]
 
 

@@ -203,7 +203,14 @@ def test_counts_by_status_and_the_oldest_pending_run_asked_to_start(store: Store
         RunStatus.FAILURE: 0,
         RunStatus.REVOKED: 0,
     }
-    assert store.oldest_pending_created_at() == queued.created_at
+    assert store.oldest_due_pending_at(now=at(10)) == queued.created_at
+    # a run scheduled ahead is not waiting until its start: then it waits from its start
+    store.create_run(make_run(at(1), outbox_at=at(1), start_at=at(3600)))
+    assert store.oldest_due_pending_at(now=at(10)) == queued.created_at
+    assert store.oldest_due_pending_at(now=at(7200)) == queued.created_at  # created at 5: waiting longer
+    store.create_run(make_run(at(2), enqueued_at=at(2), start_at=at(4)))  # due at 4, before the queued one
+    assert store.oldest_due_pending_at(now=at(10)) == at(4)
+    assert store.oldest_due_pending_at(now=at(3)) is None  # the queued one was made at 5, the other is due at 4
 
 
 # -- claiming and fencing --------------------------------------------------------------

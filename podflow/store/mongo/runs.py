@@ -264,13 +264,22 @@ class MongoRuns(MongoConnection, WriteStore):
         return counts
 
     @guarded
-    def oldest_pending_created_at(self) -> datetime | None:
-        doc = self.runs.find_one(
-            {"status": str(RunStatus.PENDING), "$or": [{"outbox_at": {"$ne": None}}, {"enqueued_at": {"$ne": None}}]},
+    def oldest_due_pending_at(self, *, now: datetime) -> datetime | None:
+        pending = str(RunStatus.PENDING)
+        asked = {"status": pending, "$or": [{"outbox_at": {"$ne": None}}, {"enqueued_at": {"$ne": None}}]}
+        # the oldest unscheduled run by its creation, the oldest due scheduled one by its start
+        unscheduled = self.runs.find_one(
+            {**asked, "start_at": None, "created_at": {"$lte": now}},
             {"created_at": 1},
             sort=[("created_at", ASCENDING)],
         )
-        return None if doc is None else doc["created_at"]
+        due = self.runs.find_one(
+            {**asked, "start_at": {"$ne": None, "$lte": now}},
+            {"start_at": 1},
+            sort=[("start_at", ASCENDING)],
+        )
+        times = [doc[key] for doc, key in ((unscheduled, "created_at"), (due, "start_at")) if doc is not None]
+        return min(times, default=None)
 
     # -- dispatch bookkeeping ---------------------------------------------------------
     @guarded

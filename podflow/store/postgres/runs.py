@@ -180,10 +180,11 @@ class PostgresRuns(PostgresConnection, WriteStore):
         return counts
 
     @guarded
-    def oldest_pending_created_at(self) -> datetime | None:
+    def oldest_due_pending_at(self, *, now: datetime) -> datetime | None:
         row = self._one(
-            "SELECT min(created_at) AS t FROM runs WHERE status = 'PENDING'"
-            " AND (outbox_at IS NOT NULL OR enqueued_at IS NOT NULL)"
+            "SELECT min(coalesce(start_at, created_at)) AS t FROM runs WHERE status = 'PENDING'"
+            " AND (outbox_at IS NOT NULL OR enqueued_at IS NOT NULL) AND coalesce(start_at, created_at) <= %(now)s",
+            {"now": now},
         )
         value: datetime | None = row["t"]
         return value

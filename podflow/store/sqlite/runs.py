@@ -188,12 +188,13 @@ class SqliteRuns(SqliteConnection, WriteStore):
         return counts
 
     @guarded
-    def oldest_pending_created_at(self) -> datetime | None:
+    def oldest_due_pending_at(self, *, now: datetime) -> datetime | None:
         row = (
             self._conn()
             .execute(
-                "SELECT min(created_at) AS t FROM runs WHERE status = 'PENDING'"
-                " AND (outbox_at IS NOT NULL OR enqueued_at IS NOT NULL)"
+                "SELECT min(coalesce(start_at, created_at)) AS t FROM runs WHERE status = 'PENDING'"
+                " AND (outbox_at IS NOT NULL OR enqueued_at IS NOT NULL) AND coalesce(start_at, created_at) <= ?",
+                (to_ms(now),),
             )
             .fetchone()
         )
