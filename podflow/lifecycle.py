@@ -216,14 +216,13 @@ def submit(
     message_id = dispatcher.new_message_id()
     outbox_at = hand_over_at(run.start_at, now=run.created_at, horizon_s=schedule_horizon_s)
     run = run.model_copy(update={"outbox_at": outbox_at, "message_id": message_id, "current_message_id": message_id})
-    if outbox_at > run.created_at:  # held until its time: the insert is all, the sweep sends it
-        stored, created = _record(store, request, run)
-        return Submission(stored, created=True, enqueued=True, held=True) if created else _existing(stored)
     # the insert's disk flush overlaps the send; submit returns once both are done
     with store.deferred_sync():
         stored, created = _record(store, request, run)
         if not created:
             return _existing(stored)
+        if outbox_at > run.created_at:  # held until its time: the insert is all, the sweep sends it
+            return Submission(stored, created=True, enqueued=True, held=True)
         marks = None if idempotency_key else marks
         error = _deliver(store, dispatcher, stored, now=now, marks=marks)
     return Submission(stored, created=True, enqueued=error is None, error=error)
